@@ -1,0 +1,282 @@
+"""Typed run configuration: dataclasses, loaded from YAML, validated once at the boundary.
+
+Every problem is collected and reported at once with the key's full dotted name
+(``train.lr must be > 0, got -1``; ``unknown key 'train.lrr' (did you mean 'train.lr'?)``)
+before any data is generated or any weights load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; ``problems`` lists every issue found."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid config{where}:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass
+class SynthConfig:
+    """CoIN-Synth sizes: samples per task and the base model's caption set."""
+
+    seed: int = 0
+    n_train: int = 400
+    n_test: int = 100
+    n_captions: int = 6000
+
+
+@dataclass
+class DataConfig:
+    """Where the tasks' files are. ``benchmark: synth`` generates them into the cache."""
+
+    benchmark: str = "synth"  # "synth" | "coin"
+    root: str | None = None  # CoIN data root (the folder holding Instructions_Original/)
+    image_root: str | None = None  # folder the records' image paths are relative to
+    instructions: str = "original"
+    volume: float = 1.0  # fraction of each training set, seeded
+    max_test: int | None = None  # evaluate on the first N test records of each task
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class TasksConfig:
+    order: Any = "paper"  # a named order or a list of task names
+    eval: str = "seen"  # "seen": tasks trained so far; "all": every task after every stage
+
+
+@dataclass
+class PretrainConfig:
+    """Caption pretraining of the built-in tiny model (cached by hash)."""
+
+    seed: int = 0
+    captions: int = 6000
+    steps: int = 1400
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_ratio: float = 0.05
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"  # a registered backbone
+    path: str | None = None  # local folder or hub id, for real backbones
+    trust_remote_code: bool = False
+    tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.TinyConfig
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+@dataclass
+class AdapterConfig:
+    type: str = "lora"
+    r: int = 32
+    alpha: float = 64.0
+    dropout: float = 0.0
+    train_projector: bool = True
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-3
+    batch_size: int = 16
+    epochs: float = 1.0
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    grad_accum: int = 1
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 64
+    zero_shot: bool = True
+    bootstrap: int = 1000  # resamples for confidence intervals; 0 turns them off
+
+
+@dataclass
+class RunConfig:
+    """One continual instruction-tuning experiment."""
+
+    name: str | None = None
+    seed: int = 0
+    method: str = "sequential"
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _check_type(value: Any, tp: Any) -> bool:
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_check_type(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, tp)
+
+
+def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
+    if not isinstance(data, dict):
+        problems.append(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            problems.append(f"unknown key '{full}'{hint}")
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, full + ".", problems)
+        elif _check_type(value, tp):
+            kwargs[key] = float(value) if tp is float else value
+        else:
+            problems.append(f"{full} must be {_type_name(tp)}, got {value!r}")
+    return cls(**kwargs)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _validate(cfg: RunConfig, problems: list[str]) -> None:
+    from coin.tasks import ORDERS, TASKS
+
+    def positive(key: str, v: float) -> None:
+        if v <= 0:
+            problems.append(f"{key} must be > 0, got {v}")
+
+    for key in ("train.lr", "train.batch_size", "train.epochs", "train.grad_accum", "eval.batch_size",
+                "adapter.r", "adapter.alpha", "model.pretrain.steps", "model.pretrain.batch_size", "model.pretrain.lr"):
+        section, *rest = key.split(".")
+        obj = getattr(cfg, section)
+        for part in rest[:-1]:
+            obj = getattr(obj, part)
+        positive(key, getattr(obj, rest[-1]))
+    if not 0 < cfg.data.volume <= 1:
+        problems.append(f"data.volume must be in (0, 1], got {cfg.data.volume}")
+    if not 0 <= cfg.train.warmup_ratio < 1:
+        problems.append(f"train.warmup_ratio must be in [0, 1), got {cfg.train.warmup_ratio}")
+    if not 0 <= cfg.adapter.dropout < 1:
+        problems.append(f"adapter.dropout must be in [0, 1), got {cfg.adapter.dropout}")
+    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
+        problems.append(f"train.precision must be one of fp32, bf16, fp16, got {cfg.train.precision!r}")
+    if cfg.data.benchmark not in ("synth", "coin"):
+        problems.append(f"data.benchmark must be 'synth' or 'coin', got {cfg.data.benchmark!r}")
+    if cfg.data.benchmark == "coin" and not cfg.data.root:
+        problems.append("data.root is required when data.benchmark is 'coin'")
+    if cfg.tasks.eval not in ("seen", "all"):
+        problems.append(f"tasks.eval must be 'seen' or 'all', got {cfg.tasks.eval!r}")
+    order = cfg.tasks.order
+    if isinstance(order, str):
+        if order not in ORDERS:
+            problems.append(f"tasks.order: unknown order {order!r}; choices: {', '.join(ORDERS)} or a list of task names")
+    elif isinstance(order, list) and order:
+        for name in order:
+            if name not in TASKS:
+                problems.append(f"tasks.order: {TASKS.unknown_message(name)}")
+        if len(set(order)) != len(order):
+            problems.append("tasks.order lists a task twice")
+    else:
+        problems.append(f"tasks.order must be a name or a non-empty list of task names, got {order!r}")
+    from coin.methods import METHODS
+    from coin.models import MODELS
+
+    if cfg.method not in METHODS:
+        problems.append(f"method: {METHODS.unknown_message(cfg.method)}")
+    if cfg.model.name not in MODELS:
+        problems.append(f"model.name: {MODELS.unknown_message(cfg.model.name)}")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["train.lr=1e-4", "tasks.order=[GQA, VQAv2]"]`` -> a nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError([f"--set {item!r} must look like key=value"])
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Recursively merge ``over`` into a copy of ``base``."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def from_dict(data: dict, source: str | None = None) -> RunConfig:
+    """Build and validate a ``RunConfig``; raises ``ConfigError`` listing every problem."""
+    problems: list[str] = []
+    cfg = _build(RunConfig, data, "", problems)
+    if not problems:
+        _validate(cfg, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config (the embedded default when ``path`` is None) and apply ``--set`` overrides."""
+    data: dict = {}
+    source = None
+    if path is not None:
+        source = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError([f"config file {p} does not exist"], source)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError([f"not valid YAML: {e}"], source) from None
+        if not isinstance(data, dict):
+            raise ConfigError(["the top level must be a mapping"], source)
+    if overrides:
+        data = merge(data, parse_overrides(overrides))
+    return from_dict(data, source)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    """The resolved config as YAML (what a run folder stores)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Data: CoIN JSON loading and validation, CoIN-Synth, collation."""

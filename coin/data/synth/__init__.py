@@ -1,0 +1,98 @@
+"""CoIN-Synth: a procedural CoIN written in the released CoIN JSON formats.
+
+``generate(out_dir, ...)`` writes ``images/``, ``Instructions_Original/<Task>/{train,test}.json``
+and ``captions/train.json`` (the base model's pretraining data). Every record is a pure
+function of (seed, task, split, index), so any subset regenerates identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+from coin.data.synth import world
+from coin.data.synth.tasks import MAKERS, Example, caption_scene
+from coin.io import atomic_write_json
+from coin.tasks import get_task
+
+GENERATOR_VERSION = 1
+CAPTION_PROMPT = "Describe the image."
+
+
+def _rng(seed: int, *key: object) -> random.Random:
+    return random.Random("/".join(map(str, (seed,) + key)))
+
+
+def _text(task: str, ex: Example) -> str:
+    spec = get_task(task)
+    if "{}" in spec.instruction:
+        return spec.instruction.format(ex.detail)
+    return f"{ex.question}\n{spec.instruction}"
+
+
+def _records(task: str, split: str, i: int, ex: Example, image: str) -> tuple[dict, dict]:
+    text = _text(task, ex)
+    qid = f"{task}-{split}-{i:06d}"
+    train = {
+        "id": qid,
+        "image": image,
+        "conversations": [{"from": "human", "value": "<image>\n" + text}, {"from": "gpt", "value": ex.answer}],
+    }
+    test = {"question_id": qid, "image": image, "text": text, "answer": ex.answer}
+    if ex.answers is not None:
+        test["answers"] = ex.answers
+    if ex.bbox is not None:
+        test["answer_bbox"] = ex.bbox
+        test["size"] = [world.IMAGE_SIZE, world.IMAGE_SIZE]
+    return train, test
+
+
+def fingerprint(seed: int, n_train: int, n_test: int, n_captions: int, tasks: list[str]) -> str:
+    """A short hash of everything that determines the generated files."""
+    key = json.dumps([GENERATOR_VERSION, seed, n_train, n_test, n_captions, sorted(tasks)])
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 400, n_test: int = 100,
+             n_captions: int = 6000, tasks: list[str] | None = None) -> Path:
+    """Write CoIN-Synth to ``out_dir`` (atomically: built aside, then renamed into place)."""
+    tasks = list(tasks or MAKERS)
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for task in tasks:
+        if task not in MAKERS:
+            raise KeyError(f"CoIN-Synth has no task {task!r}; choices: {', '.join(MAKERS)}")
+        folder = get_task(task).folder
+        for split, n in (("train", n_train), ("test", n_test)):
+            rows = []
+            (tmp / "images" / folder).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                rng = _rng(seed, task, split, i)
+                ex = MAKERS[task](rng)
+                image = f"{folder}/{split}-{i:06d}.png"
+                world.render(ex.scene, rng).save(tmp / "images" / image)
+                train, test = _records(task, split, i, ex, image)
+                rows.append(train if split == "train" else test)
+            atomic_write_json(tmp / "Instructions_Original" / folder / f"{split}.json", rows, indent=None)
+    caps = []
+    (tmp / "images" / "captions").mkdir(parents=True, exist_ok=True)
+    for i in range(n_captions):
+        rng = _rng(seed, "captions", i)
+        scene = caption_scene(rng)
+        image = f"captions/{i:06d}.png"
+        world.render(scene, rng).save(tmp / "images" / image)
+        caps.append({"id": f"caption-{i:06d}", "image": image, "conversations": [
+            {"from": "human", "value": "<image>\n" + CAPTION_PROMPT}, {"from": "gpt", "value": world.caption(scene)}]})
+    atomic_write_json(tmp / "captions" / "train.json", caps, indent=None)
+    atomic_write_json(tmp / "MANIFEST.json", {
+        "benchmark": "CoIN-Synth", "generator_version": GENERATOR_VERSION, "seed": seed, "n_train": n_train,
+        "n_test": n_test, "n_captions": n_captions, "tasks": tasks})
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,204 @@
+"""The eight CoIN-Synth tasks: one analogue per CoIN task, each with its original's answer form.
+
+Each maker takes a ``random.Random`` and returns an ``Example``: the scene to draw, the
+question body (without the format-instruction line, which the instruction family adds),
+the answer and, where the original has them, ten annotator answers or a box.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+from coin.data.synth import world as w
+
+
+@dataclass
+class Example:
+    scene: w.Scene
+    question: str  # body of the prompt; "" when the instruction line carries everything
+    answer: str
+    answers: list[str] | None = None  # 10 annotator answers (TextVQA-, VQAv2-like)
+    bbox: str | None = None  # grounding answer, "[x1, y1, x2, y2]"
+    detail: str | None = None  # grounding: the referring expression
+
+
+def _letters(n: int) -> list[str]:
+    return [chr(ord("A") + k) for k in range(n)]
+
+
+def _options(rng: random.Random, correct: str, pool: tuple[str, ...] | list[str], n: int) -> tuple[list[str], str]:
+    others = [p for p in pool if p != correct]
+    opts = rng.sample(others, n - 1) + [correct]
+    rng.shuffle(opts)
+    return opts, _letters(n)[opts.index(correct)]
+
+
+def scienceqa(rng: random.Random) -> Example:
+    """Multiple choice about one object's attributes; the answer is the option's letter."""
+    obj = w.sample_objects(rng, 1)[0]
+    kind = rng.choice(("shape", "color", "size", "position"))
+    n = 2 if kind == "size" else rng.choice((3, 4))
+    if kind == "shape":
+        q, (opts, letter) = "Which shape is in the image?", _options(rng, obj.shape, w.SHAPES, n)
+    elif kind == "color":
+        q, (opts, letter) = f"What is the color of the {obj.shape}?", _options(rng, obj.color, list(w.COLORS), n)
+    elif kind == "size":
+        q, (opts, letter) = f"Is the {obj.shape} small or large?", _options(rng, obj.size, list(w.SIZES), n)
+    else:
+        q, (opts, letter) = f"Where is the {obj.shape}?", _options(rng, obj.position, w.POSITIONS, n)
+    body = q + "\n" + "\n".join(f"{L}. {o}" for L, o in zip(_letters(n), opts))
+    return Example(w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=[obj]), body, letter)
+
+
+def _ten_answers(rng: random.Random, correct: str, wrong_pool: list[str], n_wrong_max: int) -> list[str]:
+    n_wrong = rng.randint(0, n_wrong_max)
+    answers = [correct] * (10 - n_wrong) + [rng.choice(wrong_pool) for _ in range(n_wrong)]
+    rng.shuffle(answers)
+    return answers
+
+
+def textvqa(rng: random.Random) -> Example:
+    """Read a rendered word; the prompt lists noisy OCR tokens as TextVQA prompts do."""
+    word = rng.choice(w.WORDS)
+    color = rng.choice(w.TEXT_COLORS)
+    scene = w.Scene(background=rng.choice(list(w.BACKGROUNDS)), word=word, word_color=color)
+    q = rng.choice(("What word is written in the image?", "What does the text say?", f"What is written in {color}?"))
+    tokens = [word] + rng.sample([x for x in w.WORDS if x != word], rng.randint(0, 2))
+    rng.shuffle(tokens)
+    body = f"{q}\nReference OCR token: {', '.join(tokens)}"
+    answers = _ten_answers(rng, word, [word + "s", rng.choice(w.WORDS), "unanswerable"], 3)
+    return Example(scene, body, word, answers=answers)
+
+
+def imagenet(rng: random.Random) -> Example:
+    """Classify the single object; the class is its shape."""
+    obj = w.sample_objects(rng, 1)[0]
+    return Example(w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=[obj]), "What is the object in the image?", obj.shape)
+
+
+def gqa(rng: random.Random) -> Example:
+    """Compositional questions over two or three objects: attributes by position, sides, existence."""
+    objs = w.sample_objects(rng, rng.choice((2, 3)))
+    scene = w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=objs)
+    by_shape = {o.shape: o for o in objs if sum(p.shape == o.shape for p in objs) == 1}
+    kind = rng.choice(("color_of_shape", "shape_at", "color_at", "side", "exists"))
+    if kind == "color_of_shape" and by_shape:
+        o = by_shape[rng.choice(sorted(by_shape))]
+        return Example(scene, f"What color is the {o.shape}?", o.color)
+    if kind == "shape_at":
+        o = rng.choice(objs)
+        return Example(scene, f"What shape is at the {o.position}?", o.shape)
+    if kind == "side":
+        o = rng.choice(objs)
+        side = "left" if o.position.endswith("left") else "right"
+        return Example(scene, f"Is the {o.color} {o.shape} on the left or right?", side)
+    if kind == "exists":
+        color = rng.choice(list(w.COLORS))
+        ans = "yes" if any(o.color == color for o in objs) else "no"
+        return Example(scene, f"Are there any {color} shapes?", ans)
+    o = rng.choice(objs)
+    return Example(scene, f"What color is the shape at the {o.position}?", o.color)
+
+
+def vizwiz(rng: random.Random) -> Example:
+    """Degraded photos (blur, low light, crop); a third cannot be answered."""
+    degradation = rng.choice(("blur", "dark", "crop"))
+    unreadable = rng.random() < 0.35
+    if rng.random() < 0.3:  # a word
+        word, color = rng.choice(w.WORDS), rng.choice(w.TEXT_COLORS)
+        scene = w.Scene(word=word, word_color=color, degradation=degradation, unreadable=unreadable)
+        if degradation == "crop":  # a crop always cuts the word: say so
+            scene.unreadable, unreadable = True, True
+        q, ans = "What does this say?", word
+    else:
+        obj = w.sample_objects(rng, 1)[0]
+        if degradation == "crop":  # readable crops keep the top-left cell, unreadable ones lose the object
+            pos = "bottom right" if unreadable else "top left"
+            obj = _move(obj, pos)
+        scene = w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=[obj], degradation=degradation, unreadable=unreadable)
+        q, ans = rng.choice((("What color is this?", obj.color), ("What is this?", obj.shape)))
+    return Example(scene, q, "unanswerable" if unreadable else ans)
+
+
+def _move(obj: w.Obj, position: str) -> w.Obj:
+    half = w.SIZES[obj.size] // 2
+    cx, cy = {"top left": (16, 16), "bottom right": (50, 50)}[position]
+    return w.Obj(obj.shape, obj.color, obj.size, position, (cx - half, cy - half, cx + half, cy + half))
+
+
+def grounding(rng: random.Random) -> Example:
+    """Refer to one of two or three objects; answer its box normalised to [0, 1]."""
+    objs = w.sample_objects(rng, rng.choice((2, 3)))
+    target = rng.choice(objs)
+    same_shape = [o for o in objs if o.shape == target.shape]
+    if len(same_shape) == 1 and rng.random() < 0.5:
+        desc = f"the {target.shape}"
+    else:
+        desc = f"the {target.color} {target.shape}"
+    box = w.format_box(w.box_to_unit(target.box))
+    scene = w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=objs)
+    return Example(scene, "", box, bbox=box, detail=desc)
+
+
+def vqav2(rng: random.Random) -> Example:
+    """Counting, yes/no and colour questions with ten annotators who sometimes disagree."""
+    objs = w.sample_objects(rng, rng.randint(1, 4))
+    scene = w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=objs)
+    kind = rng.choice(("count", "yesno", "color"))
+    if kind == "count":
+        n = len(objs)
+        wrong = [str(max(n - 1, 1)), str(n + 1)]
+        return Example(scene, "How many shapes are there?", str(n), answers=_ten_answers(rng, str(n), wrong, 3))
+    if kind == "yesno":
+        shape, color = rng.choice(w.SHAPES), rng.choice(list(w.COLORS))
+        if rng.random() < 0.5:  # ask about something present half of the time
+            o = rng.choice(objs)
+            shape, color = o.shape, o.color
+        ans = "yes" if any(o.shape == shape and o.color == color for o in objs) else "no"
+        other = "no" if ans == "yes" else "yes"
+        return Example(scene, f"Is there a {color} {shape}?", ans, answers=_ten_answers(rng, ans, [other], 2))
+    o = rng.choice(objs)
+    wrong = [c for c in w.COLORS if c != o.color]
+    return Example(scene, f"What color is the {o.shape}?", o.color, answers=_ten_answers(rng, o.color, wrong, 3))
+
+
+def ocrvqa(rng: random.Random) -> Example:
+    """Book covers with a title, an author and a genre shown by the cover colour."""
+    color = rng.choice(list(w.GENRES))
+    book = {"title": rng.choice(w.WORDS), "author": rng.choice(w.AUTHORS), "color": color, "genre": w.GENRES[color]}
+    scene = w.Scene(background="gray", book=book)
+    kind = rng.choice(("title", "author", "genre", "is_genre"))
+    if kind == "title":
+        return Example(scene, "What is the title of this book?", book["title"])
+    if kind == "author":
+        return Example(scene, "Who wrote this book?", book["author"])
+    if kind == "genre":
+        return Example(scene, "What is the genre of this book?", book["genre"])
+    genre = rng.choice(sorted(w.GENRES.values()))
+    return Example(scene, f"Is this a {genre} book?", "yes" if genre == book["genre"] else "no")
+
+
+MAKERS: dict[str, Callable[[random.Random], Example]] = {
+    "ScienceQA": scienceqa,
+    "TextVQA": textvqa,
+    "ImageNet": imagenet,
+    "GQA": gqa,
+    "VizWiz": vizwiz,
+    "Grounding": grounding,
+    "VQAv2": vqav2,
+    "OCR-VQA": ocrvqa,
+}
+
+
+def caption_scene(rng: random.Random) -> w.Scene:
+    """A scene for base pretraining, drawn from the same mix of pictures the tasks use."""
+    r = rng.random()
+    if r < 0.45:
+        return w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=w.sample_objects(rng, rng.randint(1, 4)))
+    if r < 0.6:
+        return textvqa(rng).scene
+    if r < 0.75:
+        return ocrvqa(rng).scene
+    return vizwiz(rng).scene

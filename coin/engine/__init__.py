@@ -1,0 +1,1 @@
+"""The engine: one training loop, batched evaluation, and the run that chains the stages."""

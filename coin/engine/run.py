@@ -1,0 +1,234 @@
+"""A continual instruction-tuning run: zero-shot, then train and evaluate task after task.
+
+A run is a folder::
+
+    config.yaml                      the resolved config
+    stages/00-zeroshot/              predictions of the base model (when eval.zero_shot)
+    stages/NN-<task>/adapter/        the adapter after stage NN (safetensors)
+    stages/NN-<task>/predictions/    <task>.jsonl per evaluated task: output, parsed, score, tag
+    stages/NN-<task>/scores.json     per-task scores and tag counts of this stage
+    stages/NN-<task>/DONE            written last: the stage is complete
+    matrix.json, report.md, report.html, heatmap.png, forgetting.png
+
+A finished stage is never recomputed: running the same command on the same folder skips
+it and continues with the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from coin import metrics
+from coin.adapters import attach_adapter, load_adapter, trainable_parameters
+from coin.config import RunConfig, dump_config
+from coin.data.benchmark import Benchmark, load_benchmark
+from coin.engine.evaluate import generate_answers
+from coin.engine.train import train_stage
+from coin.eval.scorers import format_error_share, score_task
+from coin.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
+from coin.methods import StageContext, build_method
+from coin.models import load_model
+from coin.tasks import get_task, resolve_order
+
+
+class RunFolderError(RuntimeError):
+    """The output folder holds a run with a different config."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff_keys(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return keys
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
+    """Create ``out`` with the config, or check an existing run there has the same config."""
+    cfg_path = out / "config.yaml"
+    if cfg_path.is_file():
+        old = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        diff = _diff_keys(old, cfg.to_dict())
+        if diff:
+            raise RunFolderError(
+                f"{out} holds a run with a different config; changed keys:\n  " + "\n  ".join(diff)
+                + "\nUse another --out, or --fresh to start this folder over.")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, dump_config(cfg))
+
+
+def _peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def evaluate_stage(vlm, bench: Benchmark, tasks: list[str], stage_dir: Path, batch_size: int,
+                   progress: bool) -> dict:
+    """Generate, score and write predictions for ``tasks``; returns the stage's scores."""
+    scores = {}
+    for task in tasks:
+        spec = get_task(task)
+        records = bench.test[task]
+        outputs = generate_answers(vlm, records, spec.max_new_tokens, batch_size, progress, desc=f"eval {task}")
+        result = score_task(spec.scorer, outputs, records)
+        atomic_write_jsonl(stage_dir / "predictions" / f"{task}.jsonl", [{"task": task, **s} for s in result.samples])
+        scores[task] = {"score": result.score, "n": result.n, "tags": dict(result.tags),
+                        "format_share": format_error_share(result.tags)}
+    atomic_write_json(stage_dir / "scores.json", scores)
+    return scores
+
+
+def _per_sample(stage_dir: Path, task: str) -> list[float]:
+    from coin.io import read_jsonl
+
+    return [float(r["score"]) for r in read_jsonl(stage_dir / "predictions" / f"{task}.jsonl")]
+
+
+def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path], zero_dir: Path | None,
+             cost: dict) -> dict:
+    """Build ``matrix.json`` (matrix, zero-shot row, metrics, intervals, format shares) from the stages."""
+    T = len(order)
+    matrix = [[None] * T for _ in range(T)]
+    fmt = [[None] * T for _ in range(T)]
+    samples: list[list] = [[None] * T for _ in range(T)]
+    for j, d in enumerate(stage_dirs):
+        scores = read_json(d / "scores.json")
+        for i, task in enumerate(order):
+            if task in scores:
+                matrix[j][i] = scores[task]["score"]
+                fmt[j][i] = scores[task]["format_share"]
+                samples[j][i] = _per_sample(d, task)
+    zero = None
+    if zero_dir is not None:
+        zs = read_json(zero_dir / "scores.json")
+        zero = [zs[t]["score"] if t in zs else None for t in order]
+    summary = metrics.summarize(matrix, zero_shot=zero)
+    ci = None
+    if cfg.eval.bootstrap > 0:
+        ci = {k: list(v) for k, v in metrics.bootstrap_ci(samples, n_resamples=cfg.eval.bootstrap, seed=cfg.seed).items()}
+    result = {
+        "tasks": order, "matrix": matrix, "zero_shot": zero, "metrics": summary, "ci": ci,
+        "format_share": fmt, "seed": cfg.seed, "method": cfg.method, "run_name": cfg.name or out.name, "cost": cost,
+    }
+    atomic_write_json(out / "matrix.json", result)
+    return result
+
+
+def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print) -> dict:
+    """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content."""
+    out = Path(out)
+    order = resolve_order(cfg.tasks.order)
+    bench = load_benchmark(cfg.data, order, cfg.seed)  # every file and image checked before any model loads
+    prepare_run_dir(out, cfg)
+    log(f"run folder: {out}")
+    seed_everything(cfg.seed)
+    vlm = load_model(cfg.model, log)
+    t_train = t_eval = 0.0
+
+    zero_dir = None
+    if cfg.eval.zero_shot:
+        zero_dir = out / "stages" / "00-zeroshot"
+        if not (zero_dir / "DONE").is_file():
+            t = time.time()
+            evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress)
+            t_eval += time.time() - t
+            atomic_write_text(zero_dir / "DONE", "")
+        log(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
+
+    attach_adapter(vlm, cfg.adapter)
+    methods = [build_method(cfg.method)]
+    stage_dirs: list[Path] = []
+    for j, task in enumerate(order):
+        stage_dir = out / "stages" / f"{j + 1:02d}-{task}"
+        stage_dirs.append(stage_dir)
+        ctx = StageContext(vlm=vlm, task=task, stage=j, tasks=order,
+                           train_data={t: bench.train[t] for t in order[: j + 1]}, run_dir=out, seed=cfg.seed)
+        if (stage_dir / "DONE").is_file():
+            load_adapter(vlm, stage_dir / "adapter")
+            for m in methods:
+                m.load_state_dict(_load_state(stage_dir / f"method-{m.name}.safetensors"))
+            log(f"stage {j + 1}/{len(order)} {task}: done earlier, skipped")
+            continue
+        if stage_dir.exists():
+            shutil.rmtree(stage_dir)  # an unfinished stage restarts from its start
+        seed_everything(cfg.seed * 1000 + j)
+        for m in methods:
+            m.before_task(ctx)
+        data = bench.train[task]
+        for m in methods:
+            data = m.train_data(ctx, data)
+        stats = train_stage(ctx, data, cfg.train, methods, seed=cfg.seed * 1000 + j, progress=progress)
+        t_train += stats.seconds
+        for m in methods:
+            m.after_task(ctx)
+        _save_adapter(vlm, stage_dir / "adapter")
+        for m in methods:
+            _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
+        t = time.time()
+        eval_tasks = order[: j + 1] if cfg.tasks.eval == "seen" else order
+        scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress)
+        t_eval += time.time() - t
+        atomic_write_json(stage_dir / "train.json", stats.__dict__)
+        atomic_write_text(stage_dir / "DONE", "")
+        log(f"stage {j + 1}/{len(order)} {task}: {stats.steps} steps in {stats.seconds:.0f}s, "
+            f"loss {stats.final_loss:.3f} | {_fmt_scores(scores, order)}")
+
+    cost = {"trainable_params": trainable_parameters(vlm.model), "train_seconds": round(t_train, 1),
+            "eval_seconds": round(t_eval, 1), "peak_memory_mb": round(_peak_memory_mb(), 1)}
+    result = assemble(out, cfg, order, stage_dirs, zero_dir, cost)
+    from coin.report import write_report
+
+    write_report(out)
+    return result
+
+
+def _fmt_scores(scores: dict, order: list[str]) -> str:
+    return " ".join(f"{t} {scores[t]['score']:.1f}" for t in order if t in scores)
+
+
+def _save_adapter(vlm, path: Path) -> None:
+    """Save the adapter (safetensors) aside, then rename, so a kill never leaves half of it."""
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    vlm.model.save_pretrained(tmp, safe_serialization=True)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def _save_state(path: Path, state: dict) -> None:
+    if not state:
+        return
+    from safetensors.torch import save
+
+    from coin.io import atomic_write_bytes
+
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+
+
+def _load_state(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    from safetensors.torch import load_file
+
+    return load_file(str(path))

@@ -1,0 +1,1 @@
+"""Evaluation: per-sample scorers (truth alignment) and the LLM judge (reasoning capability)."""

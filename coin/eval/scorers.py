@@ -1,0 +1,365 @@
+"""Per-sample scorers for truth alignment, and the task score built from them.
+
+A scorer is a pure function ``(output, record) -> Scored``: the model's raw output and
+its CoIN test record in, the parsed answer, a score in [0, 1] and a tag out. Tags say
+*why* a sample failed, which is CoIN's question (did the model forget the knowledge or
+only the answer format?):
+
+- ``correct``: the score is above 0;
+- ``wrong_content``: the answer has the task's format but the wrong value;
+- ``wrong_format``: the right value in the wrong format (a sentence around the right
+  phrase, an option's text instead of its letter, an impossible box);
+- ``unparsable``: nothing of the task's format was found (empty output included).
+
+``score_task`` adds ``missing`` for a test record without an output.
+Each scorer's docstring lists where it deliberately differs from the original CoIN code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+from coin.eval.normalize import normalize_answer
+from coin.registry import Registry
+
+__all__ = [
+    "TAGS",
+    "SCORERS",
+    "Scored",
+    "TaskScore",
+    "score_sample",
+    "score_task",
+    "format_error_share",
+    "parse_box",
+    "box_iou",
+]
+
+TAGS = ("correct", "wrong_content", "wrong_format", "unparsable")
+_TASK_TAGS = TAGS + ("missing",)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored sample: what was read from the output, its score and why."""
+
+    parsed: str | None
+    score: float
+    tag: str
+
+
+Scorer = Callable[[str, Mapping], Scored]
+SCORERS: Registry[Scorer] = Registry("scorer")
+
+_UNPARSABLE = Scored(None, 0.0, "unparsable")
+_MISSING = Scored(None, 0.0, "missing")
+
+
+def score_sample(scorer: str, output: str, record: Mapping) -> Scored:
+    """Score one output with the scorer registered as ``scorer``."""
+    return SCORERS.get(scorer)(output, record)
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _judge_text(pred: str, truths: Iterable[str], score: float) -> Scored:
+    """Tag a normalised prediction given its score and the normalised ground truths.
+
+    A miss whose prediction contains a ground truth as whole words ("the answer is
+    yes") is a format error: the content is there, the short-answer format is not.
+    """
+    if score > 0:
+        return Scored(pred, score, "correct")
+    padded = f" {pred} "
+    if any(t and f" {t} " in padded for t in truths):
+        return Scored(pred, 0.0, "wrong_format")
+    return Scored(pred, 0.0, "wrong_content")
+
+
+def _vqa_accuracy(matches: int, n: int) -> float:
+    """Soft accuracy of an answer given by ``matches`` of ``n`` annotators."""
+    if n == 10:
+        # Leave one annotator out, score min(matches among the other 9 / 3, 1), average.
+        # The m matching annotators each see m - 1 matches, the others see m.
+        return (matches * min((matches - 1) / 3, 1.0) + (n - matches) * min(matches / 3, 1.0)) / n
+    return min(matches / min(3, n), 1.0)
+
+
+_VQA10 = tuple(_vqa_accuracy(m, 10) for m in range(11))  # 0, .3, .6, .9, 1, 1, ...
+
+
+@SCORERS.register("vqa")
+def score_vqa(output: str, record: Mapping) -> Scored:
+    """VQA soft accuracy (TextVQA, VizWiz and VQAv2 style) after VQA normalisation.
+
+    With 10 ``answers`` this is the standard metric: the mean over the 10 leave-one-out
+    subsets of min(#matches among the other 9 / 3, 1). With another number n of
+    answers we use min(#matches / min(3, n), 1), so a single answer is exact match and
+    three agreeing annotators give full credit. Without ``answers`` it is exact match of
+    the normalised prediction against the normalised ``answer``.
+
+    Tags: ``correct`` when the score is above 0 (some annotator gave this answer);
+    ``wrong_format`` when a ground-truth answer appears as whole words inside the
+    prediction ("the answer is yes"); empty output (after normalisation) is unparsable.
+
+    Differences from the original CoIN code: its VQAv2 and VizWiz evaluation was a
+    case-insensitive exact match against one answer, without normalisation; here the
+    normalisation that TextVQA already used is the protocol everywhere.
+    """
+    pred = normalize_answer(output)
+    if not pred:
+        return _UNPARSABLE
+    answers = record.get("answers")
+    if not answers:
+        truth = normalize_answer(str(record["answer"]))
+        return _judge_text(pred, (truth,), 1.0 if pred == truth else 0.0)
+    truths = list(map(normalize_answer, answers))  # memoised: repeats cost a lookup
+    matches = truths.count(pred)
+    score = _VQA10[matches] if len(truths) == 10 else _vqa_accuracy(matches, len(truths))
+    if score > 0:
+        return Scored(pred, score, "correct")
+    return _judge_text(pred, set(truths), 0.0)
+
+
+def _exact(output: str, record: Mapping) -> Scored:
+    pred = normalize_answer(output)
+    if not pred:
+        return _UNPARSABLE
+    truth = normalize_answer(str(record["answer"]))
+    return _judge_text(pred, (truth,), 1.0 if pred == truth else 0.0)
+
+
+@SCORERS.register("exact")
+def score_exact(output: str, record: Mapping) -> Scored:
+    """Exact match against the single ``answer`` after VQA normalisation (GQA, OCR-VQA).
+
+    ``wrong_format``: the answer appears as whole words inside a longer prediction.
+    Empty output is unparsable. The original compared lower-cased strings only.
+    """
+    return _exact(output, record)
+
+
+@SCORERS.register("classification")
+def score_classification(output: str, record: Mapping) -> Scored:
+    """Class-name match against ``answer`` after VQA normalisation (ImageNet).
+
+    Differences from the original CoIN code: it scored ``pred in gt``, so an empty
+    prediction (and any substring of the class name) counted as correct; here an empty
+    prediction is unparsable and only the whole normalised name matches. It also paired
+    predictions with answers by list position; ``score_task`` pairs them by id.
+    """
+    return _exact(output, record)
+
+
+# ------------------------------------------------------------------------- letters
+
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s*(.+?)\s*$", re.M)
+_ALONE = re.compile(r"\(?([A-Za-z])\)?[.:)]?")
+_LEADING = re.compile(r"\(([A-Za-z])\)|([A-Z])[.):](?:\s|$)")
+_CUE = re.compile(
+    r"\b(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*(?:option\s+|choice\s+)?"
+    r"(?:\(([A-Za-z])\)|([A-Za-z])(?=$|[.,:;!?)]|\s+(\S)))",
+    re.I,
+)
+_BRACKETED = re.compile(r"\(([A-Z])\)")
+_STANDALONE = re.compile(r"(?<![\w'])([A-Z])(?=$|[.,:;!?)]|\s+(\S))")
+
+
+def _options(text: str) -> dict[str, str]:
+    """Option letter -> normalised option text, read from lines like "B. a blue car"."""
+    return {m.group(1): normalize_answer(m.group(2)) for m in _OPTION_LINE.finditer(text)}
+
+
+def _is_letter(letter: str, follower: str | None) -> bool:
+    """Whether an upper-case letter followed by the word starting ``follower`` is an option.
+
+    "B is right" is option B, but "A cat" and "I think" are words, so A and I count
+    only when no word follows them.
+    """
+    return follower is None or letter not in "AI" or not follower[0].isalpha()
+
+
+def _parse_letter(output: str, options: Mapping[str, str]) -> tuple[str | None, bool]:
+    """Return (letter, given_as_letter); given_as_letter is False for an option's text."""
+    text = output.strip()
+    if m := _ALONE.fullmatch(text):  # "B", "b", "(B)", "B.", "B:"
+        return m.group(1).upper(), True
+    if m := _LEADING.match(text):  # "(B) blue", "B) blue", "B. blue"
+        return (m.group(1) or m.group(2)).upper(), True
+    for m in _CUE.finditer(text):  # "The answer is C", "Answer: (b)"
+        if m.group(1):
+            return m.group(1).upper(), True
+        letter = m.group(2)
+        if letter.isupper():  # after a cue even "A" is a letter: "The answer is A because"
+            return letter, True
+        if m.group(3) is None:  # "the answer is b." but not "the answer is a cat"
+            return letter.upper(), True
+    pred = normalize_answer(text)
+    for letter, option in options.items():
+        if pred and pred == option:
+            return letter, False
+    if m := _BRACKETED.search(text):
+        return m.group(1), True
+    for m in _STANDALONE.finditer(text):  # "I think B." (a valid option letter only)
+        letter = m.group(1)
+        if (not options or letter in options) and _is_letter(letter, m.group(2)):
+            return letter, True
+    return None, False
+
+
+@SCORERS.register("letter")
+def score_letter(output: str, record: Mapping) -> Scored:
+    """Multiple choice by option letter (ScienceQA); options are "A. text" lines of ``text``.
+
+    Accepted: "B", "b", "B.", "(B)", "B) text", "B. text", "The answer is B",
+    "Answer: B", "(B)" inside a sentence, and a standalone capital that is one of the
+    options ("I think B."). A capital "A" or "I" followed by a word is read as a word,
+    so "A cat" is never option A, except right after a cue ("The answer is A because
+    ..."); a lower-case "a" after a cue counts only when no word follows it ("the
+    answer is a." but not "the answer is a cat"). An output equal to one option's text
+    scores 0 with tag ``wrong_format`` and that option's letter as ``parsed``: the
+    content is right but the instruction asked for the letter. ``answer`` may be the
+    letter or the option text.
+
+    Differences from the original CoIN code: unless the output was exactly a letter or
+    began with "X. ", it took the first one-character word, so the article "a" read as
+    option A; a bare option text was read as whatever one-letter word it contained
+    instead of being reported as a format error.
+    """
+    options = _options(str(record.get("text", "")))
+    letter, as_letter = _parse_letter(output, options)
+    if letter is None:
+        return _UNPARSABLE
+    truth = str(record["answer"]).strip()
+    truth_letter, _ = _parse_letter(truth, options)
+    if not as_letter:
+        return Scored(letter, 0.0, "wrong_format")
+    if letter == truth_letter:
+        return Scored(letter, 1.0, "correct")
+    return Scored(letter, 0.0, "wrong_content")
+
+
+# -------------------------------------------------------------------------- boxes
+
+# a number not glued to a word ("x1", "RefCOCO2" are labels, not coordinates)
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_BRACKET_GROUP = re.compile(r"\[([^\[\]]*)\]")
+
+
+def parse_box(text: str) -> tuple[float, float, float, float] | None:
+    """Four numbers from ``text``: a bracketed group of four first, else the first four.
+
+    Brackets, commas and spaces are optional; a truncated "[0.1, 0.2, 0.3, 0.4" still
+    parses; digits glued to letters ("x1") are not numbers. Fewer than four give None.
+    """
+    for group in _BRACKET_GROUP.findall(text):
+        numbers = _NUMBER.findall(group)
+        if len(numbers) == 4:
+            return tuple(float(x) for x in numbers)  # type: ignore[return-value]
+    numbers = _NUMBER.findall(text)
+    if len(numbers) < 4:
+        return None
+    return tuple(float(x) for x in numbers[:4])  # type: ignore[return-value]
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes in continuous coordinates."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@SCORERS.register("grounding")
+def score_grounding(output: str, record: Mapping) -> Scored:
+    """Referring-expression grounding: correct when IoU with ``answer_bbox`` is above 0.5.
+
+    The box is four numbers anywhere in the output (see ``parse_box``); ``parsed`` shows
+    it with two decimals. Fewer than four numbers: unparsable, score 0, and counted in
+    the task's denominator. An inverted box (x2 < x1 or y2 < y1) scores 0 with tag
+    ``wrong_format`` rather than being silently reordered; a box with coordinates outside
+    [0, 1] is scored as given and tagged ``wrong_format`` when it misses.
+
+    Differences from the original CoIN code: it read the box by slicing off the first
+    and last character of the output, which cut the last digit of y2 whenever the
+    closing bracket was missing, and failed on any text around the box.
+    """
+    box = parse_box(output)
+    if box is None:
+        return _UNPARSABLE
+    parsed = "[" + ", ".join(f"{v:.2f}" for v in box) + "]"
+    truth = parse_box(str(record.get("answer_bbox") or record["answer"]))
+    if truth is None:
+        raise ValueError(f"record {record.get('question_id')!r} has no readable answer box")
+    if box[2] < box[0] or box[3] < box[1]:
+        return Scored(parsed, 0.0, "wrong_format")
+    if box_iou(box, truth) > 0.5:
+        return Scored(parsed, 1.0, "correct")
+    if min(box) < 0.0 or max(box) > 1.0:
+        return Scored(parsed, 0.0, "wrong_format")
+    return Scored(parsed, 0.0, "wrong_content")
+
+
+# ---------------------------------------------------------------------- task score
+
+
+@dataclass
+class TaskScore:
+    """A task's score (mean per-sample score x 100), tag counts and per-sample rows."""
+
+    score: float
+    n: int
+    tags: dict[str, int] = field(default_factory=dict)
+    samples: list[dict] = field(default_factory=list)
+
+
+def score_task(scorer: str, outputs: Mapping, records: Sequence[Mapping]) -> TaskScore:
+    """Score every record against ``outputs`` (question_id -> raw output), matched by id.
+
+    Ids are compared as strings, so an int id in the test file matches its string key
+    after a JSON round trip. A record without an output scores 0 with tag ``missing``;
+    an output whose id is in no record raises ``ValueError``, as do duplicate record ids.
+    """
+    fn = SCORERS.get(scorer)
+    by_id = {str(k): v for k, v in outputs.items()}
+    keys = [str(r["question_id"]) for r in records]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k, c in Counter(keys).items() if c > 1)
+        raise ValueError(f"duplicate question_id {dup!r} in the test records")
+    unknown = by_id.keys() - set(keys)
+    if unknown:
+        first = sorted(unknown)[0]
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise ValueError(f"output for question_id {first!r}{more} matches no test record")
+    tags = dict.fromkeys(_TASK_TAGS, 0)
+    samples: list[dict] = []
+    total = 0.0
+    for record, key in zip(records, keys):
+        output = by_id.get(key)
+        if output is None:
+            s = _MISSING
+        else:
+            s = fn(output, record)
+            total += s.score
+        tags[s.tag] += 1
+        samples.append({"question_id": record["question_id"], "output": output,
+                        "parsed": s.parsed, "score": s.score, "tag": s.tag})
+    n = len(samples)
+    return TaskScore(score=100.0 * total / n if n else 0.0, n=n, tags=tags, samples=samples)
+
+
+def format_error_share(tags: Mapping[str, int]) -> float | None:
+    """Share of the model's errors that are format errors (wrong_format or unparsable).
+
+    Errors are wrong_content + wrong_format + unparsable; ``missing`` samples are left
+    out because a missing output says nothing about the model. None when no errors.
+    """
+    fmt = tags.get("wrong_format", 0) + tags.get("unparsable", 0)
+    errors = fmt + tags.get("wrong_content", 0)
+    return fmt / errors if errors else None

@@ -1,0 +1,58 @@
+"""The continual-learning method interface: hooks that return values around one training loop.
+
+A method never reaches into the engine. The loop asks it, at fixed points, for what it
+contributes: the data to train a task on (replay), extra loss terms per batch (EWC, LwF),
+work before and after a task (Fisher estimation, teacher logits), and what to save with a
+stage so a resumed run continues exactly. Methods compose as a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass
+class StageContext:
+    """What a hook may look at: the model, the stage and the run, read-only by convention."""
+
+    vlm: Any  # coin.models.vlm.LlavaVLM (its .model is the PEFT-wrapped model)
+    task: str
+    stage: int  # 0-based index in the task order
+    tasks: list[str]
+    train_data: dict[str, list] = field(default_factory=dict)  # task -> training samples, for tasks seen so far
+    run_dir: Path | None = None
+    seed: int = 0
+
+
+class Method:
+    """Sequential fine-tuning: every hook is the identity. Subclasses override what they need."""
+
+    name = "sequential"
+
+    def __init__(self, options: dict | None = None) -> None:
+        self.options = dict(options or {})
+
+    def before_task(self, ctx: StageContext) -> None:
+        """Called before training ``ctx.task``."""
+
+    def train_data(self, ctx: StageContext, samples: list) -> list:
+        """The samples to train this task on (replay mixes memories in)."""
+        return samples
+
+    def loss(self, ctx: StageContext, batch: dict, outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        """The loss to back-propagate for one batch (regularisers add their terms)."""
+        return loss
+
+    def after_task(self, ctx: StageContext) -> None:
+        """Called after training ``ctx.task``, before its evaluation."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors to save with the stage (safetensors), restored by ``load_state_dict``."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what ``state_dict`` returned."""

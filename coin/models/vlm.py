@@ -1,0 +1,144 @@
+"""One small protocol over Hugging Face image-text-to-text models: batch, forward, generate.
+
+``LlavaVLM`` implements it for the LLaVA family (llava-hf's ``LlavaForConditionalGeneration``,
+which the built-in tiny model also is). The prompt is ``USER: <image>\\n{text} ASSISTANT:``
+and the answer `` {answer}</s>``; prompt and answer are tokenised separately and joined, so
+the labels cover exactly the answer tokens and generation sees exactly the training prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One model input: an image file, the full prompt text and (for training) the answer."""
+
+    id: str
+    task: str
+    image: str  # absolute path
+    prompt: str
+    answer: str | None = None
+
+
+class ImageError(ValueError):
+    """An image that cannot be opened; the message names the file and the record."""
+
+
+def load_image(path: str, record_id: str = "?") -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError(f"record {record_id}: image {path} does not exist") from None
+    except Exception as e:  # PIL raises several types for corrupt files
+        raise ImageError(f"record {record_id}: image {path} cannot be read ({e})") from None
+
+
+class LlavaVLM:
+    """The LLaVA-1.5 chat format over a ``LlavaForConditionalGeneration`` and its processor."""
+
+    # every linear layer of the LM's decoder blocks; not lm_head, not the vision tower
+    lora_target = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+    full_train = ["multi_modal_projector"]
+
+    def __init__(self, model, processor, image_cache_size: int = 50_000) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        cfg = model.config
+        vision = cfg.vision_config
+        n = (vision.image_size // vision.patch_size) ** 2
+        if getattr(cfg, "vision_feature_select_strategy", "default") == "full":
+            n += 1
+        self.num_image_tokens = n
+        self.image_token = "<image>"
+        self._pixel_cache: dict[str, torch.Tensor] = {}
+        self._cache_size = image_cache_size
+
+    # ------------------------------------------------------------------ inputs
+    def prompt_text(self, prompt: str) -> str:
+        """The chat-formatted prompt, with the image placeholder expanded to its tokens."""
+        return f"USER: {self.image_token * self.num_image_tokens}\n{prompt} ASSISTANT:"
+
+    def pixels(self, samples: list[Sample]) -> torch.Tensor:
+        """Pixel values for the samples' images (preprocessed once, then cached)."""
+        out = []
+        for s in samples:
+            px = self._pixel_cache.get(s.image)
+            if px is None:
+                img = load_image(s.image, s.id)
+                px = self.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"][0]
+                if len(self._pixel_cache) < self._cache_size:
+                    self._pixel_cache[s.image] = px
+            out.append(px)
+        return torch.stack(out)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """Right-padded inputs with labels only on the answer tokens (and the end of turn)."""
+        pad = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
+        ids, labels = [], []
+        for s in samples:
+            p = [self.tokenizer.bos_token_id] + self._encode(self.prompt_text(s.prompt))
+            a = self._encode(" " + (s.answer or "")) + [eos]
+            ids.append(p + a)
+            labels.append([-100] * len(p) + a)
+        width = max(map(len, ids))
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        lab = torch.full((len(ids), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for k, (x, y) in enumerate(zip(ids, labels)):
+            input_ids[k, : len(x)] = torch.tensor(x)
+            lab[k, : len(y)] = torch.tensor(y)
+            mask[k, : len(x)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples), "labels": lab}
+
+    def generation_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """Left-padded prompts, so every row's next token sits in the last column."""
+        pad = self.tokenizer.pad_token_id
+        ids = [[self.tokenizer.bos_token_id] + self._encode(self.prompt_text(s.prompt)) for s in samples]
+        width = max(map(len, ids))
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for k, x in enumerate(ids):
+            input_ids[k, width - len(x):] = torch.tensor(x)
+            mask[k, width - len(x):] = 1
+        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples)}
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
+        """Greedy answers with the KV cache, stopping at the end of turn."""
+        batch = self.generation_batch(samples)
+        device = next(self.model.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if was_training:
+            self.model.train()
+        new = out[:, batch["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    # ------------------------------------------------------------------ persistence
+    def save_base(self, path: str | Path) -> None:
+        """Save weights (safetensors), tokenizer and processor so ``from_pretrained`` reloads them."""
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.processor.save_pretrained(path)

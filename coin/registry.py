@@ -1,0 +1,61 @@
+"""A tiny name -> object registry shared by tasks, scorers, adapters, methods and models.
+
+An unknown name raises a ``KeyError`` that lists the choices and the nearest match,
+so a typo in a config says what was meant instead of failing deep inside a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """Raised for a name that is not registered; the message names the choices."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want plain text
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """Maps names to objects; ``register`` works as a decorator or a plain call."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        """Register ``obj`` under ``name`` (decorator when ``obj`` is omitted)."""
+
+        def add(o: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = o
+            return o
+
+        return add if obj is None else add(obj)
+
+    def get(self, name: str) -> T:
+        """Return the object for ``name`` or raise ``UnknownNameError`` with a hint."""
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        """The error text for an unknown ``name``: the choices and the nearest one."""
+        choices = sorted(self._items)
+        close = difflib.get_close_matches(str(name), choices, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.kind} {name!r}.{hint} Choices: {', '.join(choices)}"
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def names(self) -> list[str]:
+        return sorted(self._items)

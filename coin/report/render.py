@@ -1,0 +1,439 @@
+"""Run reports: a terminal summary, ``report.md`` + ``report.html`` per run, and comparisons.
+
+Numbers come from ``coin.metrics`` (pure functions); this module reads run folders and
+writes files, each atomically through ``coin.io``. A report
+is first built as a list of blocks (headings, tables, images) and then rendered twice, to
+Markdown and to one self-contained HTML page (inline CSS, figures as base64 data URIs), so
+the two always say the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+import yaml
+
+from coin.io import atomic_write_text, read_json
+from coin.metrics import mean_std, summarize
+from coin.report.plots import abbreviate, comparison_bar, forgetting_curves, heatmap
+
+BLANK = "–"
+
+# The paper's two task orders, so the comparison table can name them instead of listing tasks.
+NAMED_ORDERS = {
+    "random": ("ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCR-VQA"),
+    "alphabet": ("GQA", "Grounding", "ImageNet", "OCR-VQA", "ScienceQA", "TextVQA", "VizWiz", "VQAv2"),
+}
+
+# Config keys that name or place a run rather than define it: runs differing only in these
+# (and in any ``seed``, at any depth) are repetitions of one configuration.
+_RUN_IDENTITY_KEYS = {"name", "run_name", "out_dir", "output_dir", "run_dir", "resume"}
+
+
+def _fmt(v: Any, nd: int = 2, signed: bool = False) -> str:
+    """A number with ``nd`` decimals, or the blank mark for None/NaN."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return BLANK
+    return f"{v:+.{nd}f}" if signed else f"{v:.{nd}f}"
+
+
+def _fmt_ci(ci: Any) -> str:
+    """``[lo, hi]`` or the blank mark."""
+    if not ci or any(x is None for x in ci):
+        return BLANK
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_square(name: str, m: Any, t: int, errors: list[str]) -> None:
+    if not isinstance(m, list) or len(m) != t:
+        errors.append(f"{name} must be a list of {t} rows")
+        return
+    for j, row in enumerate(m):
+        if not isinstance(row, list) or len(row) != t or not all(v is None or _is_num(v) for v in row):
+            errors.append(f"{name}[{j}] must be a list of {t} numbers or nulls")
+
+
+def load_matrix_json(path: str | os.PathLike) -> dict:
+    """Read ``matrix.json`` and check its shape; errors name the file and every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no matrix.json here (has the run finished a stage?)")
+    mj = read_json(path)
+    if not isinstance(mj, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(mj).__name__}")
+    errors: list[str] = []
+    tasks = mj.get("tasks")
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise ValueError(f"{path}: 'tasks' must be a non-empty list of task names")
+    t = len(tasks)
+    _check_square("matrix", mj.get("matrix"), t, errors)
+    zs = mj.get("zero_shot")
+    if zs is not None and not (isinstance(zs, list) and len(zs) == t and all(v is None or _is_num(v) for v in zs)):
+        errors.append(f"zero_shot must be null or a list of {t} numbers or nulls")
+    if mj.get("format_share") is not None:
+        _check_square("format_share", mj["format_share"], t, errors)
+    for key in ("metrics", "ci", "cost"):
+        if mj.get(key) is not None and not isinstance(mj[key], dict):
+            errors.append(f"{key} must be null or an object")
+    if errors:
+        raise ValueError(f"{path}: malformed: " + "; ".join(errors))
+    return mj
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, dict]:
+    """The checked ``matrix.json`` and the ``config.yaml`` (empty when absent) of a run folder."""
+    run_dir = Path(run_dir)
+    mj = load_matrix_json(run_dir / "matrix.json")
+    cfg_path = run_dir / "config.yaml"
+    config: Any = {}
+    if cfg_path.is_file():
+        try:
+            config = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{cfg_path}: not valid YAML ({e})") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{cfg_path}: expected a mapping at the top level")
+    return mj, config
+
+
+def _metrics(mj: dict) -> dict:
+    """The stored metrics, with anything missing recomputed from the matrix."""
+    computed = summarize(mj["matrix"], zero_shot=mj.get("zero_shot"))
+    stored = {k: v for k, v in (mj.get("metrics") or {}).items() if v is not None}
+    return {**computed, **stored}
+
+
+def _get(config: dict, dotted: str) -> Any:
+    """``config["a"]["b"]`` for ``"a.b"``, or None when any part is missing."""
+    cur: Any = config
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _order_name(order: Sequence[str]) -> str:
+    """The paper's name for a task order, else the tasks abbreviated."""
+    for name, tasks in NAMED_ORDERS.items():
+        if tuple(order) == tasks:
+            return name
+    return ">".join(abbreviate(t) for t in order)
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def summary_table(matrix_json: dict) -> str:
+    """A compact plain-text view of a run: the matrix, then MAA/BWT/ACC (with CIs) and zero-shot mean."""
+    tasks, a = matrix_json["tasks"], matrix_json["matrix"]
+    names = [abbreviate(t) for t in tasks]
+    w = max(7, max(len(n) for n in names) + 2)
+    labels = [f"{j + 1} {n}" for j, n in enumerate(names)]
+    lw = max(len("zero-shot"), *(len(x) for x in labels)) + 1
+    lines = []
+    keys = ("run_name", "method", "seed")
+    head = " ".join(f"{k}={matrix_json[k]}" for k in keys if matrix_json.get(k) is not None)
+    if head:
+        lines.append(head)
+    lines.append(" " * lw + "".join(f"{n:>{w}}" for n in names))
+    rows = list(zip(labels, a))
+    if matrix_json.get("zero_shot") is not None:
+        rows.insert(0, ("zero-shot", matrix_json["zero_shot"]))
+    for label, row in rows:
+        lines.append(f"{label:<{lw}}" + "".join(f"{_fmt(v, 1):>{w}}" for v in row))
+    m, ci = _metrics(matrix_json), matrix_json.get("ci") or {}
+    lines.append("")
+    for key in ("maa", "bwt", "acc"):
+        cis = f"  95% CI {_fmt_ci(ci[key])}" if ci.get(key) else ""
+        lines.append(f"{key.upper():<4}{_fmt(m.get(key)):>8}{cis}")
+    if m.get("zero_shot_mean") is not None:
+        lines.append(f"zero-shot mean {_fmt(m['zero_shot_mean'])}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- documents
+
+
+@dataclass
+class _Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class _Para:
+    text: str
+
+
+@dataclass
+class _Table:
+    header: list[str]
+    rows: list[list[str]]
+    id: str | None = None
+
+
+@dataclass
+class _Image:
+    alt: str
+    path: Path
+    id: str | None = None
+
+
+_Block = Union[_Heading, _Para, _Table, _Image]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1100px;padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #444;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #bbb;padding:.25em .6em;text-align:right;white-space:nowrap}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+tr:nth-child(even) td{background:#fafafa}img{max-width:100%;display:block;margin:.6em 0}
+""".strip()
+
+
+def _md_cell(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def _to_markdown(blocks: Sequence[_Block], base: Path) -> str:
+    """Render blocks as Markdown; images link to files relative to ``base``."""
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, _Heading):
+            out.append("#" * b.level + " " + b.text)
+        elif isinstance(b, _Para):
+            out.append(b.text)
+        elif isinstance(b, _Table):
+            out.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
+            out.append("|" + "|".join([":---"] + ["---:"] * (len(b.header) - 1)) + "|")
+            out.extend("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in b.rows)
+        elif isinstance(b, _Image):
+            out.append(f"![{b.alt}]({Path(os.path.relpath(b.path, base)).as_posix()})")
+        out.append("")
+    return "\n".join(out)
+
+
+def _to_html(blocks: Sequence[_Block], title: str) -> str:
+    """Render blocks as one self-contained HTML page (inline CSS, images as data URIs)."""
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"]
+    for b in blocks:
+        if isinstance(b, _Heading):
+            out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
+        elif isinstance(b, _Para):
+            out.append(f"<p>{e(b.text)}</p>")
+        elif isinstance(b, _Table):
+            ident = f' id="{e(b.id)}"' if b.id else ""
+            heads = "".join(f"<th>{e(h)}</th>" for h in b.header)
+            out.append(f"<table{ident}><thead><tr>{heads}</tr></thead><tbody>")
+            out.extend("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
+            out.append("</tbody></table>")
+        elif isinstance(b, _Image):
+            data = base64.b64encode(b.path.read_bytes()).decode("ascii")
+            ident = f' id="{e(b.id)}"' if b.id else ""
+            out.append(f'<img{ident} alt="{e(b.alt)}" src="data:image/png;base64,{data}">')
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def _matrix_table(tasks: Sequence[str], rows: Sequence[Sequence[Any]], zero_shot: Sequence[Any] | None,
+                  table_id: str | None, scale: float = 1.0) -> _Table:
+    """Rows "after <task>" (plus a zero-shot row on top), columns = tasks; None -> blank mark."""
+    body = [[f"after {t}"] + [_fmt(None if v is None else v * scale) for v in row] for t, row in zip(tasks, rows)]
+    if zero_shot is not None:
+        body.insert(0, ["zero-shot"] + [_fmt(v) for v in zero_shot])
+    return _Table(["stage"] + list(tasks), body, table_id)
+
+
+def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path) -> list[_Block]:
+    """Everything one run's report says, in order."""
+    tasks, a, t = mj["tasks"], mj["matrix"], len(mj["tasks"])
+    m, ci = _metrics(mj), mj.get("ci") or {}
+    name = mj.get("run_name") or heatmap_png.parent.name
+    info = [
+        ["run", name], ["method", str(mj.get("method") or config.get("method") or BLANK)],
+        ["seed", str(mj.get("seed", config.get("seed", BLANK)))],
+        ["task order", " → ".join(tasks)],
+        ["instructions", str(_get(config, "data.instructions") or BLANK)],
+        ["data volume", str(_get(config, "data.volume") or BLANK)],
+        ["LoRA rank", str(_get(config, "adapter.r") or BLANK)],
+        ["experts", str(_get(config, "adapter.experts") or BLANK)],
+    ]
+    blocks: list[_Block] = [_Heading(1, f"CoIN report: {name}"), _Table(["field", "value"], info, "run-info")]
+
+    blocks += [_Heading(2, "Accuracy matrix"),
+               _Para("Score (0–100) on each task (columns) after each training stage (rows); "
+                     f"{BLANK} = not evaluated."),
+               _matrix_table(tasks, a, mj.get("zero_shot"), "matrix")]
+
+    rows = [
+        ["MAA", _fmt(m.get("maa")), _fmt_ci(ci.get("maa"))],
+        ["BWT", _fmt(m.get("bwt"), signed=True), _fmt_ci(ci.get("bwt"))],
+        ["ACC", _fmt(m.get("acc")), _fmt_ci(ci.get("acc"))],
+        ["Plasticity", _fmt(m.get("plasticity")), BLANK],
+        ["Mean forgetting", _fmt(m.get("mean_forgetting")), BLANK],
+        ["FWT", _fmt(m.get("fwt"), signed=True), BLANK],
+        ["Zero-shot mean", _fmt(m.get("zero_shot_mean")), BLANK],
+    ]
+    blocks += [_Heading(2, "Metrics"), _Table(["metric", "value", "95% CI"], rows, "metrics")]
+
+    forgetting = m.get("forgetting") or [None] * t
+    rows = [[task, _fmt(a[i][i]), _fmt(a[-1][i]),
+             _fmt(None if a[i][i] is None or a[-1][i] is None else a[-1][i] - a[i][i], signed=True),
+             _fmt(forgetting[i])] for i, task in enumerate(tasks)]
+    blocks += [_Heading(2, "Per-task forgetting"),
+               _Table(["task", "just learned", "final", "final − learned", "forgetting"], rows,
+                      "forgetting-table")]
+
+    share = mj.get("format_share")
+    if share is not None:
+        rows = []
+        for i, task in enumerate(tasks):
+            score, s = a[-1][i], share[-1][i]
+            err = None if score is None else 100.0 - score
+            fmt_err = None if err is None or s is None else err * s
+            know_err = None if fmt_err is None else err - fmt_err
+            pct = None if s is None else 100 * s
+            rows.append([task, _fmt(score), _fmt(err), _fmt(fmt_err), _fmt(know_err), _fmt(pct, 1)])
+        blocks += [_Heading(2, "Format vs knowledge errors"),
+                   _Para("After the last stage, the points lost on each task split into answers in the wrong "
+                         "format (instruction alignment lost) and well-formed wrong answers (knowledge)."),
+                   _Table(["task", "final score", "error points", "format errors", "knowledge errors",
+                           "format share %"], rows, "format"),
+                   _Para("Share of errors that are format errors (%), per stage:"),
+                   _matrix_table(tasks, share, None, "format-share", scale=100.0)]
+
+    cost = mj.get("cost")
+    if cost:
+        params = cost.get("trainable_params")
+        rows = [["trainable parameters", BLANK if params is None else f"{params:,}"],
+                ["train time (s)", _fmt(cost.get("train_seconds"), 1)],
+                ["eval time (s)", _fmt(cost.get("eval_seconds"), 1)],
+                ["peak memory (MB)", _fmt(cost.get("peak_memory_mb"), 0)]]
+        blocks += [_Heading(2, "Cost"), _Table(["item", "value"], rows, "cost")]
+
+    blocks += [_Heading(2, "Figures"), _Image("accuracy matrix heatmap", heatmap_png, "heatmap"),
+               _Image("forgetting curves", forgetting_png, "forgetting")]
+    return blocks
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """Write ``report.md``, ``report.html``, ``heatmap.png`` and ``forgetting.png`` into a run folder.
+
+    Returns the path of ``report.md``.
+    """
+    run_dir = Path(run_dir)
+    mj, config = load_run(run_dir)
+    name = mj.get("run_name") or run_dir.name
+    hm = heatmap(mj["matrix"], mj["tasks"], run_dir / "heatmap.png", title=name, zero_shot=mj.get("zero_shot"))
+    fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
+    blocks = _run_blocks(mj, config, hm, fc)
+    md = atomic_write_text(run_dir / "report.md", _to_markdown(blocks, run_dir))
+    atomic_write_text(run_dir / "report.html", _to_html(blocks, f"CoIN report: {name}"))
+    return md
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _without_identity(obj: Any, top: bool = True) -> Any:
+    """``obj`` minus every ``seed`` key and, at the top level, the keys that only name a run."""
+    if not isinstance(obj, dict):
+        return obj
+    return {k: _without_identity(v, False) for k, v in obj.items()
+            if k != "seed" and not (top and k in _RUN_IDENTITY_KEYS)}
+
+
+def _describe(run_dir: Path) -> dict:
+    """One run's row fields, its metrics and the key that groups it with its other seeds."""
+    mj, config = load_run(run_dir)
+    m = _metrics(mj)
+    method = config.get("method") or mj.get("method")
+    key = json.dumps(_without_identity(config) if config else [method, mj["tasks"]], sort_keys=True, default=str)
+    return {
+        "dir": run_dir, "mj": mj, "key": key,
+        "run": mj.get("run_name") or run_dir.name, "method": str(method or BLANK),
+        "order": _order_name(_get(config, "tasks.order") or mj["tasks"]),
+        "instructions": str(_get(config, "data.instructions") or BLANK),
+        "volume": str(_get(config, "data.volume") or BLANK),
+        "rank": str(_get(config, "adapter.r") or BLANK),
+        "experts": str(_get(config, "adapter.experts") or BLANK),
+        "seed": config.get("seed", mj.get("seed")),
+        "maa": m.get("maa"), "bwt": m.get("bwt"), "acc": m.get("acc"), "ci": mj.get("ci") or {},
+    }
+
+
+def _aggregate(runs: list[dict], key: str) -> tuple[float | None, float | None, str]:
+    """Mean, std and text of a metric over a group's seeds: ``mean ± std``, or ``value [CI]`` for one run."""
+    values = [r[key] for r in runs if r[key] is not None]
+    if not values:
+        return None, None, BLANK
+    if len(runs) == 1:
+        ci = runs[0]["ci"].get(key)
+        value = _fmt(values[0], signed=key == "bwt")
+        return values[0], None, value + (f" {_fmt_ci(ci)}" if ci else "")
+    mean, std = mean_std(values)
+    return mean, std, f"{_fmt(mean, signed=key == 'bwt')} ± {_fmt(std)}"
+
+
+def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
+    """Compare runs in ``out_dir/report.md`` + ``report.html``; runs differing only by seed share a row.
+
+    Rows are sorted by MAA (mean over seeds), best first. Returns the path of ``report.md``.
+    """
+    if not run_dirs:
+        raise ValueError("write_comparison needs at least one run folder")
+    out_dir = Path(out_dir)
+    runs = [_describe(Path(d)) for d in run_dirs]
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["key"], []).append(r)
+
+    rows = []
+    for members in groups.values():
+        members.sort(key=lambda r: (not isinstance(r["seed"], int), r["seed"] if isinstance(r["seed"], int) else 0,
+                                    r["run"]))
+        first = members[0]
+        (maa, maa_std, maa_s), (_, _, bwt_s), (_, _, acc_s) = (_aggregate(members, k) for k in ("maa", "bwt", "acc"))
+        cells = [", ".join(r["run"] for r in members), first["method"], first["order"], first["instructions"],
+                 first["volume"], first["rank"], first["experts"],
+                 ", ".join(str(r["seed"]) for r in members), str(len(members)), maa_s, bwt_s, acc_s]
+        rows.append((maa, maa_std, cells))
+    rows.sort(key=lambda r: (r[0] is None, -(r[0] or 0.0), r[2][0]))
+    header = ["run", "method", "order", "instructions", "volume", "rank", "experts", "seed", "seeds",
+              "MAA", "BWT", "ACC"]
+    blocks: list[_Block] = [
+        _Heading(1, "CoIN comparison"),
+        _Para(f"{len(runs)} runs in {len(groups)} configurations, best MAA first. Runs that differ only by "
+              "seed share a row: mean ± std over seeds; a single run shows its 95% bootstrap CI."),
+        _Table(header, [c for _, _, c in rows], "comparison"),
+    ]
+    bar = comparison_bar([c[0] for _, _, c in rows], [m for m, _, _ in rows], out_dir / "comparison.png",
+                         errors=[s for _, s, _ in rows], label="MAA (mean ± std over seeds)")
+    blocks += [_Image("MAA per configuration", bar, "comparison-bar"), _Heading(2, "Accuracy matrices")]
+    for k, r in enumerate(sorted(runs, key=lambda r: r["run"])):
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", r["run"])
+        png = heatmap(r["mj"]["matrix"], r["mj"]["tasks"], out_dir / "heatmaps" / f"{k:02d}_{safe}.png",
+                      title=r["run"], zero_shot=r["mj"].get("zero_shot"))
+        blocks += [_Heading(3, r["run"]), _Image(f"accuracy matrix of {r['run']}", png, f"heatmap-{k}")]
+    md = atomic_write_text(out_dir / "report.md", _to_markdown(blocks, out_dir))
+    atomic_write_text(out_dir / "report.html", _to_html(blocks, "CoIN comparison"))
+    return md

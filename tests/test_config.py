@@ -1,0 +1,63 @@
+import pytest
+
+from coin.config import ConfigError, RunConfig, dump_config, from_dict, load_config, parse_overrides
+
+
+def test_defaults_are_valid():
+    cfg = from_dict({})
+    assert cfg == RunConfig()
+    assert cfg.tasks.order == "paper" and cfg.method == "sequential"
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError) as e:
+        from_dict({"train": {"lrr": 1e-4}})
+    assert "unknown key 'train.lrr'" in str(e.value)
+    assert "did you mean 'train.lr'" in str(e.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as e:
+        from_dict({"train": {"lr": -1, "batch_size": "big"}, "data": {"volume": 2.0}, "method": "ewk"})
+    msg = str(e.value)
+    assert "train.batch_size must be int, got 'big'" in msg
+    # the type error stops validation of values; fix it and the rest is reported together
+    with pytest.raises(ConfigError) as e:
+        from_dict({"train": {"lr": -1}, "data": {"volume": 2.0}, "method": "sequentail"})
+    msg = str(e.value)
+    assert "train.lr must be > 0, got -1" in msg
+    assert "data.volume must be in (0, 1], got 2.0" in msg
+    assert "Did you mean 'sequential'" in msg
+    assert len(e.value.problems) == 3
+
+
+def test_task_order_is_checked():
+    with pytest.raises(ConfigError) as e:
+        from_dict({"tasks": {"order": ["GQA", "VQAv3"]}})
+    assert "VQAv3" in str(e.value) and "Did you mean 'VQAv2'" in str(e.value)
+    assert from_dict({"tasks": {"order": "alphabet"}}).tasks.order == "alphabet"
+
+
+def test_overrides_parse_as_yaml_and_merge(tmp_path):
+    assert parse_overrides(["train.lr=1e-4", "tasks.order=[GQA, VizWiz]"]) == {
+        "train": {"lr": 1e-4}, "tasks": {"order": ["GQA", "VizWiz"]}}
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  lr: 0.01\n  batch_size: 4\n")
+    cfg = load_config(p, ["train.lr=0.02"])
+    assert cfg.train.lr == 0.02 and cfg.train.batch_size == 4
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = from_dict({"seed": 3, "tasks": {"order": ["GQA", "OCR-VQA"]}})
+    p = tmp_path / "c.yaml"
+    p.write_text(dump_config(cfg))
+    assert load_config(p) == cfg

@@ -1,0 +1,56 @@
+"""Batched greedy generation (left padding, KV cache) gives exactly the batch-size-1 answers."""
+
+import pytest
+import torch
+
+from coin.data.synth import generate
+from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
+from coin.models.vlm import LlavaVLM, Sample
+
+
+@pytest.fixture(scope="module")
+def vlm_and_samples(tmp_path_factory):
+    root = generate(tmp_path_factory.mktemp("g") / "s", seed=1, n_train=2, n_test=0, n_captions=40)
+    import json
+
+    caps = json.loads((root / "captions" / "train.json").read_text())
+    tok = train_tokenizer([c["conversations"][1]["value"] for c in caps] + ["USER: ASSISTANT: Describe"], 400)
+    cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=64, lm_layers=2,
+                     lm_heads=2, lm_ffn=128)
+    vlm = LlavaVLM(build_model(cfg, tok, seed=3), build_processor(tok, cfg))
+    vlm.model.eval()
+    prompts = ["Describe.", "What is the object in the image?\nAnswer the question using a single word or phrase.",
+               "Q " * 40 + "?", "Is there a red circle?", "x", "A much longer question about the picture, " * 3]
+    samples = [Sample(f"s{k}", "t", str(root / "images" / caps[k]["image"]), p) for k, p in enumerate(prompts)]
+    return vlm, samples
+
+
+def test_batched_equals_one_by_one(vlm_and_samples):
+    vlm, samples = vlm_and_samples
+    single = [vlm.generate([s], max_new_tokens=12)[0] for s in samples]
+    batched = vlm.generate(samples, max_new_tokens=12)
+    assert batched == single
+    assert len(set(single)) > 1, "outputs should differ across prompts and images"
+
+
+def test_train_batch_labels_cover_only_the_answer(vlm_and_samples):
+    vlm, samples = vlm_and_samples
+    s = Sample("a", "t", samples[0].image, "What is it?", "red circle")
+    b = vlm.train_batch([s, samples[2].__class__("b", "t", samples[1].image, "Q " * 20, "no")])
+    labels = b["labels"][0]
+    answer_ids = labels[labels != -100].tolist()
+    assert vlm.tokenizer.decode(answer_ids) == " red circle</s>"
+    # prompt tokens (incl. the 16 image tokens) are masked, padding is masked
+    assert (b["input_ids"][0] == vlm.model.config.image_token_index).sum() == 16
+    assert (b["labels"][b["attention_mask"] == 0] == -100).all()
+    with torch.no_grad():
+        out = vlm.model(**b)
+    assert torch.isfinite(out.loss)
+
+
+def test_generation_prompt_is_the_training_prompt(vlm_and_samples):
+    vlm, samples = vlm_and_samples
+    s = Sample("a", "t", samples[0].image, "What is it?", "red")
+    train_ids = vlm.train_batch([s])["input_ids"][0].tolist()
+    gen_ids = vlm.generation_batch([s])["input_ids"][0].tolist()
+    assert train_ids[: len(gen_ids)] == gen_ids

@@ -1,0 +1,97 @@
+"""The whole pipeline on a micro config: run folder, resume, refusals, CLI errors."""
+
+import json
+
+import pytest
+import yaml
+
+from coin.cli import main
+from coin.config import from_dict
+from coin.engine.run import RunFolderError, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory):
+    from tests.conftest import MICRO
+
+    out = tmp_path_factory.mktemp("runs") / "micro"
+    result = run(from_dict(MICRO), out, progress=False, log=lambda *a: None)
+    return out, result
+
+
+def test_run_folder_has_everything(micro_run):
+    out, result = micro_run
+    assert (out / "config.yaml").is_file()
+    assert yaml.safe_load((out / "config.yaml").read_text())["tasks"]["order"] == ["ImageNet", "Grounding"]
+    for stage in ("01-ImageNet", "02-Grounding"):
+        d = out / "stages" / stage
+        assert (d / "adapter" / "adapter_model.safetensors").is_file()
+        assert (d / "DONE").is_file()
+    rows = [json.loads(line) for line in (out / "stages" / "02-Grounding" / "predictions" / "ImageNet.jsonl").open()]
+    assert len(rows) == 8
+    assert {"question_id", "output", "parsed", "score", "tag"} <= set(rows[0])
+    assert not (out / "stages" / "01-ImageNet" / "predictions" / "Grounding.jsonl").exists()  # eval: seen
+    m = json.loads((out / "matrix.json").read_text())
+    assert m == result
+    assert m["tasks"] == ["ImageNet", "Grounding"]
+    assert m["matrix"][0][1] is None and m["matrix"][1][0] is not None
+    assert len(m["zero_shot"]) == 2
+    # metrics recomputed from the stored matrix agree
+    A = m["matrix"]
+    assert m["metrics"]["acc"] == pytest.approx((A[1][0] + A[1][1]) / 2)
+    assert m["metrics"]["bwt"] == pytest.approx((A[1][0] - A[0][0]) / 2)
+    assert m["cost"]["trainable_params"] > 0
+    for f in ("report.md", "report.html", "heatmap.png"):
+        assert (out / f).is_file()
+
+
+def test_same_seed_same_matrix_and_resume_skips(micro_run, tmp_path):
+    from tests.conftest import MICRO
+
+    out, result = micro_run
+    again = run(from_dict(MICRO), tmp_path / "again", progress=False, log=lambda *a: None)
+    assert again["matrix"] == result["matrix"] and again["zero_shot"] == result["zero_shot"]
+    # re-running on a finished folder recomputes nothing and gives the same numbers
+    logs = []
+    before = (out / "stages" / "01-ImageNet" / "scores.json").stat().st_mtime_ns
+    resumed = run(from_dict(MICRO), out, progress=False, log=logs.append)
+    assert resumed["matrix"] == result["matrix"]
+    assert (out / "stages" / "01-ImageNet" / "scores.json").stat().st_mtime_ns == before
+    assert sum("skipped" in line for line in logs) == 2
+
+
+def test_changed_config_is_refused_naming_keys(micro_run, micro_config):
+    out, _ = micro_run
+    micro_config["train"]["lr"] = 5e-4
+    with pytest.raises(RunFolderError) as e:
+        run(from_dict(micro_config), out, progress=False, log=lambda *a: None)
+    assert "train.lr: 0.001 -> 0.0005" in str(e.value)
+
+
+def test_cli_rejects_unknown_key_before_anything(tmp_path, capsys):
+    code = main(["run", "--out", str(tmp_path / "r"), "--set", "train.lrr=1"])
+    assert code == 2
+    assert "unknown key 'train.lrr'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_missing_config_file(tmp_path, capsys):
+    assert main(["run", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml does not exist" in capsys.readouterr().err
+
+
+def test_cli_missing_image_stops_before_training(tmp_path, capsys, micro_config):
+    from coin.data.synth import generate
+
+    root = generate(tmp_path / "data", seed=0, n_train=4, n_test=2, n_captions=0, tasks=["ImageNet"])
+    (root / "images" / "ImageNet" / "train-000002.png").unlink()
+    cfg = tmp_path / "c.yaml"
+    micro_config["data"] = {"benchmark": "coin", "root": str(root), "image_root": str(root / "images")}
+    micro_config["tasks"]["order"] = ["ImageNet"]
+    cfg.write_text(yaml.safe_dump(micro_config))
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "ImageNet train ImageNet-train-000002" in err and "train-000002.png" in err
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,224 @@
+"""Reports: fake run folders under tmp_path -> report.md/html, PNGs, comparison tables."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from coin.metrics import mean_std, summarize
+from coin.report import heatmap, summary_table, write_comparison, write_report
+
+RANDOM_ORDER = ["ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCR-VQA"]
+
+# T=3, lower triangle only (future tasks not evaluated). By hand:
+# MAA = (80 + (60+70)/2 + (50+40+90)/3) / 3 = 68.33; BWT = (-30 - 30 + 0) / 3 = -20; ACC = 60.
+T3_TASKS = ["ScienceQA", "TextVQA", "ImageNet"]
+T3_MATRIX = [[80.0, None, None], [60.0, 70.0, None], [50.0, 40.0, 90.0]]
+
+
+def _t8_matrix(shift: float) -> list[list[float]]:
+    """Task i learned at 60 + 4i, losing 5 points per later stage; unlearned tasks at 10 + i.
+
+    By hand (shift 0): MAA = mean_j (60 - j/2) = 58.25, ACC = mean_i (25 + 9i) = 56.5, BWT = -17.5.
+    """
+    return [[(60 + 4 * i - 5 * (j - i) if i <= j else 10 + i) + shift for i in range(8)] for j in range(8)]
+
+
+def _write_run(run_dir: Path, tasks: list[str], matrix: list, *, seed: int, method: str, config_extra: dict,
+               with_metrics: bool, **fields) -> Path:
+    run_dir.mkdir(parents=True)
+    config = {"name": run_dir.name, "method": method, "seed": seed, "tasks": {"order": tasks},
+              "data": {"instructions": "original", "volume": 1.0}, "adapter": {"r": 128}, **config_extra}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    mj = {"tasks": tasks, "matrix": matrix, "zero_shot": None, "metrics": None, "ci": None,
+          "format_share": None, "seed": seed, "method": method, "run_name": run_dir.name, "cost": None}
+    mj.update(fields)
+    if with_metrics:
+        mj["metrics"] = summarize(matrix, zero_shot=mj["zero_shot"])
+    (run_dir / "matrix.json").write_text(json.dumps(mj))
+    return run_dir
+
+
+@pytest.fixture
+def t3_run(tmp_path: Path) -> Path:
+    return _write_run(
+        tmp_path / "moe-s0", T3_TASKS, T3_MATRIX, seed=0, method="moelora",
+        config_extra={"adapter": {"r": 128, "experts": 4}}, with_metrics=False,
+        zero_shot=[5.0, 10.0, 0.0],
+        ci={"maa": [66.1, 70.2], "bwt": [-22.0, -18.0], "acc": [58.0, 62.0]},
+        format_share=[[0.0, None, None], [0.5, 0.1, None], [0.5, 0.8, None]],
+        cost={"trainable_params": 1234567, "train_seconds": 3600.5, "eval_seconds": 12.25, "peak_memory_mb": None},
+    )
+
+
+@pytest.fixture
+def t8_runs(tmp_path: Path) -> list[Path]:
+    return [
+        _write_run(tmp_path / f"lora-s{seed}", RANDOM_ORDER, _t8_matrix(2.0 * seed), seed=seed, method="lora",
+                   config_extra={}, with_metrics=True, zero_shot=[1.0] * 8)
+        for seed in (0, 1)
+    ]
+
+
+def _md_row(md: str, first_cell: str) -> list[str]:
+    """The cells of the first Markdown table row whose first cell is ``first_cell``."""
+    for line in md.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row {first_cell!r} in:\n{md}")
+
+
+def _check_png(path: Path, min_w: int = 400, min_h: int = 250) -> tuple[int, int]:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        w, h = im.size
+        assert min_w <= w <= 3000 and min_h <= h <= 3000
+        lo_hi = im.convert("L").getextrema()
+        assert lo_hi[1] - lo_hi[0] > 100  # something is drawn, not a blank canvas
+    return w, h
+
+
+def _check_self_contained(page: str) -> None:
+    assert page.startswith("<!DOCTYPE html>")
+    assert "http://" not in page and "https://" not in page
+    assert "<link" not in page and "<script" not in page
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def test_write_report_t3(t3_run: Path) -> None:
+    md_path = write_report(t3_run)
+    assert md_path == t3_run / "report.md"
+    for name in ("report.md", "report.html", "heatmap.png", "forgetting.png"):
+        assert (t3_run / name).is_file()
+    _check_png(t3_run / "heatmap.png")
+    _check_png(t3_run / "forgetting.png")
+    md = md_path.read_text()
+
+    # Matrix: zero-shot row on top, None cells blank.
+    assert _md_row(md, "stage") == ["stage", *T3_TASKS]
+    assert _md_row(md, "zero-shot") == ["zero-shot", "5.00", "10.00", "0.00"]
+    assert _md_row(md, "after ScienceQA") == ["after ScienceQA", "80.00", "–", "–"]
+    assert _md_row(md, "after ImageNet") == ["after ImageNet", "50.00", "40.00", "90.00"]
+    # Metrics recomputed from the matrix (none stored), CIs from matrix.json.
+    assert _md_row(md, "MAA") == ["MAA", "68.33", "[66.10, 70.20]"]
+    assert _md_row(md, "BWT") == ["BWT", "-20.00", "[-22.00, -18.00]"]
+    assert _md_row(md, "ACC") == ["ACC", "60.00", "[58.00, 62.00]"]
+    assert _md_row(md, "Zero-shot mean")[1] == "5.00"
+    assert _md_row(md, "Plasticity")[1] == "80.00"  # mean of the diagonal (80, 70, 90)
+    # Per-task forgetting: learned, final, final - learned.
+    assert _md_row(md, "TextVQA")[:4] == ["TextVQA", "70.00", "40.00", "-30.00"]
+    # Format vs knowledge: 60 error points on TextVQA, 80% of them format errors.
+    fmt = [r for r in md.split("## Format vs knowledge errors")[1].splitlines() if r.startswith("| TextVQA")]
+    assert fmt[0] == "| TextVQA | 40.00 | 60.00 | 48.00 | 12.00 | 80.0 |"
+    assert "| ImageNet | 90.00 | 10.00 | – | – | – |" in md
+    # Cost and figure links.
+    assert _md_row(md, "trainable parameters") == ["trainable parameters", "1,234,567"]
+    assert _md_row(md, "peak memory (MB)") == ["peak memory (MB)", "–"]
+    assert "![accuracy matrix heatmap](heatmap.png)" in md
+    assert "![forgetting curves](forgetting.png)" in md
+    assert "experts" in md and _md_row(md, "experts")[1] == "4"
+
+    page = (t3_run / "report.html").read_text()
+    _check_self_contained(page)
+    img = re.search(r'<img id="heatmap" alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    assert img and base64.b64decode(img.group(1)) == (t3_run / "heatmap.png").read_bytes()
+    metrics = re.search(r'<table id="metrics">(.*?)</table>', page, re.S)
+    assert metrics and "<td>MAA</td><td>68.33</td><td>[66.10, 70.20]</td>" in metrics.group(1)
+    assert "<td>after ScienceQA</td><td>80.00</td><td>–</td><td>–</td>" in page
+
+
+def test_write_report_t8_uses_stored_metrics(t8_runs: list[Path]) -> None:
+    run = t8_runs[0]
+    mj = json.loads((run / "matrix.json").read_text())
+    mj["metrics"]["maa"] = 12.34  # the engine's numbers win over a recomputation
+    (run / "matrix.json").write_text(json.dumps(mj))
+    md = write_report(run).read_text()
+    assert _md_row(md, "MAA")[:2] == ["MAA", "12.34"]
+    assert _md_row(md, "ACC") == ["ACC", "56.50", "–"]
+    assert _md_row(md, "BWT")[1] == "-17.50"
+    assert _md_row(md, "stage") == ["stage", *RANDOM_ORDER]
+    assert "## Format vs knowledge errors" not in md and "## Cost" not in md
+    _check_self_contained((run / "report.html").read_text())
+
+
+def test_heatmap_size_scales_and_is_deterministic(tmp_path: Path, t3_run: Path) -> None:
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    heatmap(_t8_matrix(0.0), RANDOM_ORDER, a, title="t8", zero_shot=[None] * 8)
+    heatmap(_t8_matrix(0.0), RANDOM_ORDER, b, title="t8", zero_shot=[None] * 8)
+    assert a.read_bytes() == b.read_bytes()
+    w8, h8 = _check_png(a)
+    heatmap(T3_MATRIX, T3_TASKS, tmp_path / "c.png")
+    w3, h3 = _check_png(tmp_path / "c.png")
+    assert w8 > w3 and h8 > h3
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_comparison_groups_seeds(tmp_path: Path, t3_run: Path, t8_runs: list[Path]) -> None:
+    out = tmp_path / "cmp"
+    md_path = write_comparison([t8_runs[1], t3_run, t8_runs[0]], out)
+    assert md_path == out / "report.md"
+    md = md_path.read_text()
+    header = _md_row(md, "run")
+    assert header == ["run", "method", "order", "instructions", "volume", "rank", "experts", "seed", "seeds",
+                      "MAA", "BWT", "ACC"]
+    table = md.split("| run |")[1].split("\n\n")[0].splitlines()[2:]
+    assert len(table) == 2  # two seeds of lora share one row
+    first = [c.strip() for c in table[0].strip("|").split("|")]
+    second = [c.strip() for c in table[1].strip("|").split("|")]
+    # Sorted by MAA, best first: moelora 68.33 (with its CI), then lora 58.25 / 60.25 averaged.
+    assert first[:9] == ["moe-s0", "moelora", "ScienceQA>TextVQA>ImageNet".replace("ScienceQA", "SQA")
+                         .replace("TextVQA", "TVQA").replace("ImageNet", "INet"), "original", "1.0", "128", "4",
+                         "0", "1"]
+    assert first[9] == "68.33 [66.10, 70.20]"
+    _, std = mean_std([58.25, 60.25])
+    assert second[:9] == ["lora-s0, lora-s1", "lora", "random", "original", "1.0", "128", "–", "0, 1", "2"]
+    assert second[9] == f"59.25 ± {std:.2f}"
+    assert second[10] == "-17.50 ± 0.00"
+    assert second[11] == f"57.50 ± {std:.2f}"
+
+    page = (out / "report.html").read_text()
+    _check_self_contained(page)
+    assert '<table id="comparison">' in page
+    assert page.count('<img id="heatmap-') == 3
+    for png in sorted((out / "heatmaps").glob("*.png")) + [out / "comparison.png"]:
+        _check_png(png, min_h=150)
+    assert len(list((out / "heatmaps").glob("*.png"))) == 3
+
+
+def test_summary_table(t3_run: Path) -> None:
+    mj = json.loads((t3_run / "matrix.json").read_text())
+    text = summary_table(mj)
+    lines = text.splitlines()
+    assert lines[0] == "run_name=moe-s0 method=moelora seed=0"
+    assert lines[1].split() == ["SQA", "TVQA", "INet"]
+    assert lines[2].split() == ["zero-shot", "5.0", "10.0", "0.0"]
+    assert lines[3].split() == ["1", "SQA", "80.0", "–", "–"]
+    assert "MAA    68.33  95% CI [66.10, 70.20]" in text
+    assert "BWT   -20.00" in text
+    assert "zero-shot mean 5.00" in text
+
+
+def test_missing_and_malformed_matrix_json(tmp_path: Path, t3_run: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=re.escape(str(empty / "matrix.json"))):
+        write_report(empty)
+    (t3_run / "matrix.json").write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(str(t3_run / "matrix.json"))):
+        write_report(t3_run)
+    (t3_run / "matrix.json").write_text(json.dumps({"tasks": T3_TASKS, "matrix": [[1.0, 2.0], [3.0]]}))
+    with pytest.raises(ValueError, match=r"matrix\.json: malformed: matrix must be a list of 3 rows"):
+        write_report(t3_run)
+    (t3_run / "matrix.json").write_text(json.dumps({"tasks": T3_TASKS, "matrix": [[1, "x", None]] * 3}))
+    with pytest.raises(ValueError, match=r"matrix\[0\] must be a list of 3 numbers or nulls"):
+        write_report(t3_run)
+    with pytest.raises(ValueError, match="at least one run"):
+        write_comparison([], tmp_path / "cmp")
