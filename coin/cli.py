@@ -2,9 +2,12 @@
 
     coin run [--config FILE] [--out DIR] [--set key=value ...]
     coin data synth --out DIR [--seed N] [--n-train N] [--n-test N]
+    coin data build SOURCE --raw DIR --out DIR [--seed N] [--option key=value ...]
+    coin data check|stats [--config FILE] [--root DIR] [--image-root DIR] [--tasks T ...] [--json]
     coin report RUN [RUN ...] [--out DIR]
     coin score --scorer NAME --predictions P.jsonl --ground-truth T.json [--json]
     coin metrics MATRIX.json [--json]
+    coin judge RUN [--config JUDGE.yaml] [--model M --base-url URL ...] [--stages S ...] [--tasks T ...]
 """
 
 from __future__ import annotations
@@ -44,8 +47,79 @@ def _threads(n: int | None) -> None:
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from coin.data.synth import generate
 
-    out = generate(args.out, seed=args.seed, n_train=args.n_train, n_test=args.n_test, n_captions=args.n_captions)
+    out = generate(args.out, seed=args.seed, n_train=args.n_train, n_test=args.n_test, n_pretrain=args.n_pretrain)
     print(f"CoIN-Synth written to {out}")
+    return 0
+
+
+def _data_target(args: argparse.Namespace):
+    """(DataConfig, tasks) a data command looks at: a run config and/or --root, --tasks."""
+    import dataclasses
+
+    from coin.config import DataConfig, load_config
+    from coin.data.orders import resolve_order
+
+    tasks = None
+    if args.config or args.set:
+        cfg = load_config(args.config, args.set)
+        data, tasks = cfg.data, resolve_order(cfg.tasks.order)
+    elif args.root:
+        data = DataConfig(benchmark="coin", root=args.root)
+    else:
+        raise SystemExit(f"coin data {args.data_command}: give --config FILE or --root DIR")
+    over = {k: v for k, v in (("root", args.root), ("image_root", args.image_root),
+                              ("instructions", args.instructions)) if v is not None}
+    if args.root:
+        over["benchmark"] = "coin"
+    data = dataclasses.replace(data, **over)
+    if args.tasks:
+        from coin.tasks import TASKS
+
+        names = [t for item in args.tasks for t in item.split(",") if t]
+        is_order = len(names) == 1 and names[0] not in TASKS  # "paper", "alphabet", "shuffle:3"
+        tasks = resolve_order(names[0] if is_order else names)
+    return data, tasks
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    import yaml
+
+    from coin.data.builders import BUILDERS, build_source
+    from coin.tasks import get_task
+
+    options = {}
+    for item in args.option:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"coin data build: --option {item!r} must look like key=value")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    counts = build_source(args.source, args.raw, args.out, seed=args.seed, image_prefix=args.image_prefix, **options)
+    folder = Path(args.out) / "Instructions_Original" / get_task(BUILDERS.get(args.source).task).folder
+    print(f"{args.source}: {counts['train']:,} train and {counts['test']:,} test records written to {folder}")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from coin.data.check import check_data
+
+    try:
+        data, tasks = _data_target(args)
+    except ValueError as e:
+        raise SystemExit(f"coin data check: {e}") from None
+    manifest = check_data(data, tasks, open_images=not args.quick)
+    print(json.dumps(manifest.to_dict(), indent=1) if args.json else manifest.format(limit=args.limit))
+    return 0 if manifest.ok else 1
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from coin.data.check import format_stats, stats
+
+    try:
+        data, tasks = _data_target(args)
+    except ValueError as e:
+        raise SystemExit(f"coin data stats: {e}") from None
+    table = stats(data, tasks)
+    print(json.dumps(table, indent=1) if args.json else format_stats(table))
     return 0
 
 
@@ -102,6 +176,46 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judge(args: argparse.Namespace) -> int:
+    from coin.eval.judge import judge_config, judge_run
+    from coin.eval.judge.run import JudgeError
+
+    flags = {k: getattr(args, k) for k in _JUDGE_FLAGS}
+    cfg = judge_config(path=args.config, **flags)
+    _threads(args.threads)
+    try:
+        result = judge_run(args.run, cfg, stages=args.stages, tasks=args.tasks, report=not args.no_report,
+                           progress=not args.quiet)
+    except JudgeError as e:
+        print(f"coin: error: {e}", file=sys.stderr)
+        return 2
+    m = result["metrics"]
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    print(f"Reasoning Capability ({result['judge']['name']}): MAA {fmt(m['maa'])}  BWT {fmt(m['bwt'])}  "
+          f"ACC {fmt(m['acc'])}")
+    return 0
+
+
+# JudgeConfig fields settable by flag (``--base-url`` -> base_url); unset flags keep the YAML's values.
+_JUDGE_FLAGS = {
+    "backend": (str, "openai (any OpenAI-compatible endpoint) or hf (a local causal LM)"),
+    "model": (str, "served model name, or a local folder / hub id for hf"),
+    "base_url": (str, "endpoint, e.g. http://127.0.0.1:8000/v1"),
+    "api_key_env": (str, "NAME of the environment variable holding the API key"),
+    "concurrency": (int, "openai: requests in flight (default 8)"),
+    "timeout": (float, "openai: seconds per request (default 60)"),
+    "retries": (int, "openai: retries after a failed request (default 3)"),
+    "backoff": (float, "openai: first retry delay in seconds, doubling (default 1)"),
+    "max_tokens": (int, "reply length limit (default 16)"),
+    "prompt_version": (str, "judge prompt version (default coin-v1)"),
+    "batch_size": (int, "hf: prompts per generate call (default 8)"),
+    "device": (str, "hf: auto, cpu, cuda, cuda:N"),
+    "dtype": (str, "hf: auto, float32, bfloat16, float16"),
+    "name": (str, "folder under RUN/judge/ (default: from the model)"),
+    "cache": (str, "sqlite cache file (default RUN/judge/cache.sqlite)"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coin", description="Continual instruction tuning of multimodal LLMs (CoIN).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -121,8 +235,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--n-train", type=int, default=400)
     s.add_argument("--n-test", type=int, default=100)
-    s.add_argument("--n-captions", type=int, default=0, help="also write N pretraining captions")
+    s.add_argument("--n-pretrain", type=int, default=0, help="also write N pretraining samples (captions and sentence answers)")
     s.set_defaults(func=_cmd_data_synth)
+
+    b = d.add_parser("build", help="turn one source dataset's own files into CoIN JSON (Original family)")
+    b.add_argument("source", help="vqav2, gqa, textvqa, vizwiz, scienceqa, ocrvqa, imagenet, refcoco, refcoco+, refcocog")
+    b.add_argument("--raw", required=True, help="the source's folder (its annotation files; ImageNet: train/ and val/)")
+    b.add_argument("--out", required=True, help="CoIN data root; writes Instructions_Original/<Task>/{train,test}.json")
+    b.add_argument("--seed", type=int, default=0, help="ImageNet class subset, RefCOCO expression draw")
+    b.add_argument("--image-prefix", help="where the source's images lie under the image root (default: CoIN layout)")
+    b.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="builder option, e.g. classes=100, test_split=val2014, test_splits=val,testA")
+    b.set_defaults(func=_cmd_data_build)
+    for name, func, text in (("check", _cmd_data_check, "check every file and image a run will touch; exit 1 on any problem"),
+                             ("stats", _cmd_data_stats, "per-task counts, answer lengths and distinct answers")):
+        c = d.add_parser(name, help=text)
+        c.add_argument("--config", help="run config whose data section and task order to use")
+        c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+        c.add_argument("--root", help="CoIN data root (instead of, or overriding, the config's data.root)")
+        c.add_argument("--image-root", help="folder the records' image paths are relative to (default: --root)")
+        c.add_argument("--instructions", help="instruction family: original, diverse, 10type")
+        c.add_argument("--tasks", nargs="+", help="task names, or an order: paper, alphabet, shuffle:SEED")
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(func=func)
+        if name == "check":
+            c.add_argument("--quick", action="store_true", help="only check that images exist (do not open them)")
+            c.add_argument("--limit", type=int, default=20, help="problems listed per kind and task")
 
     rep = sub.add_parser("report", help="write the report of one run, or a comparison of several")
     rep.add_argument("runs", nargs="+")
@@ -142,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.add_argument("--bwt-denominator", choices=["T", "T-1"], default="T")
     m.set_defaults(func=_cmd_metrics)
+
+    j = sub.add_parser("judge", help="grade a run's answers with an LLM judge: the Reasoning-Capability matrix")
+    j.add_argument("run", help="run folder")
+    j.add_argument("--config", help="judge YAML (keys of JudgeConfig, at the top level or under 'judge:')")
+    for key, (tp, text) in _JUDGE_FLAGS.items():
+        j.add_argument("--" + key.replace("_", "-"), dest=key, type=tp, default=None, help=text)
+    j.add_argument("--stages", nargs="+", help="stages to judge: 0/zeroshot, a stage number, a task name")
+    j.add_argument("--tasks", nargs="+", help="tasks (columns) to judge")
+    j.add_argument("--no-report", action="store_true", help="do not rewrite the run's report")
+    j.add_argument("--threads", type=int, default=None, help="CPU threads for torch (hf backend)")
+    j.add_argument("--quiet", action="store_true", help="no progress bar")
+    j.set_defaults(func=_cmd_judge)
     return p
 
 
@@ -149,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from coin.config import ConfigError
     from coin.data.coin_json import DataError
+    from coin.engine.checkpoint import CheckpointError
     from coin.engine.run import RunFolderError
+    from coin.engine.train import Interrupted, NonFiniteLossError
     from coin.models.vlm import ImageError
     from coin.registry import UnknownNameError
 
@@ -158,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, RunFolderError, ImageError, UnknownNameError, FileNotFoundError) as e:
         print(f"coin: error: {e}", file=sys.stderr)
         return 2
+    except (NonFiniteLossError, CheckpointError) as e:
+        print(f"coin: stopped: {e}", file=sys.stderr)
+        return 3
+    except (Interrupted, KeyboardInterrupt) as e:
+        again = "coin " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh")
+        print(f"\ncoin: {e or 'interrupted'}. Resume with the same command: {again}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,12 +29,11 @@ class ConfigError(ValueError):
 
 @dataclass
 class SynthConfig:
-    """CoIN-Synth sizes: samples per task and the base model's caption set."""
+    """CoIN-Synth sizes: samples per task (the base model's captions are set in model.pretrain)."""
 
     seed: int = 0
-    n_train: int = 400
+    n_train: int = 1000
     n_test: int = 100
-    n_captions: int = 6000
 
 
 @dataclass
@@ -44,9 +43,12 @@ class DataConfig:
     benchmark: str = "synth"  # "synth" | "coin"
     root: str | None = None  # CoIN data root (the folder holding Instructions_Original/)
     image_root: str | None = None  # folder the records' image paths are relative to
-    instructions: str = "original"
+    instructions: str = "original"  # instruction family: "original" (Type1), "diverse" (Type2), "10type"
     volume: float = 1.0  # fraction of each training set, seeded
     max_test: int | None = None  # evaluate on the first N test records of each task
+    # per-task overrides, relative to root: {GQA: {train: ..., test: ..., image_root: ...}}
+    paths: dict = field(default_factory=dict)
+    check_images: str = "open"  # before a run: "open" (read each image's header) or "exists" (stat only)
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 
@@ -61,8 +63,8 @@ class PretrainConfig:
     """Caption pretraining of the built-in tiny model (cached by hash)."""
 
     seed: int = 0
-    captions: int = 6000
-    steps: int = 1400
+    samples: int = 12000
+    steps: int = 1000
     batch_size: int = 32
     lr: float = 2e-3
     warmup_ratio: float = 0.05
@@ -96,6 +98,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     grad_accum: int = 1
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    checkpoint_every: int = 50  # in-stage checkpoint interval in optimizer steps; 0: only on SIGINT/SIGTERM
+    on_nonfinite: str = "stop"  # "stop": a NaN/inf loss stops the stage; "skip": skip the batch and count it
 
 
 @dataclass
@@ -158,6 +162,7 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
             problems.append(f"unknown key '{full}'{hint}")
             continue
         tp = hints[key]
+        value = _coerce_number(value, tp)
         if dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value, full + ".", problems)
         elif _check_type(value, tp):
@@ -165,6 +170,16 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
         else:
             problems.append(f"{full} must be {_type_name(tp)}, got {value!r}")
     return cls(**kwargs)
+
+
+_SCI = __import__("re").compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _coerce_number(value: Any, tp: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; read it as the number everyone means."""
+    if isinstance(value, str) and _SCI.match(value.strip()) and _check_type(1.0, tp):
+        return float(value)
+    return value
 
 
 def _type_name(tp: Any) -> str:
@@ -195,6 +210,10 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"adapter.dropout must be in [0, 1), got {cfg.adapter.dropout}")
     if cfg.train.precision not in ("fp32", "bf16", "fp16"):
         problems.append(f"train.precision must be one of fp32, bf16, fp16, got {cfg.train.precision!r}")
+    if cfg.train.on_nonfinite not in ("stop", "skip"):
+        problems.append(f"train.on_nonfinite must be 'stop' or 'skip', got {cfg.train.on_nonfinite!r}")
+    if cfg.train.checkpoint_every < 0:
+        problems.append(f"train.checkpoint_every must be >= 0, got {cfg.train.checkpoint_every}")
     if cfg.data.benchmark not in ("synth", "coin"):
         problems.append(f"data.benchmark must be 'synth' or 'coin', got {cfg.data.benchmark!r}")
     if cfg.data.benchmark == "coin" and not cfg.data.root:

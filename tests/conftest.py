@@ -26,7 +26,7 @@ MICRO = {
     "model": {
         "tiny": {"vocab_size": 400, "vision_width": 32, "vision_layers": 1, "vision_heads": 2,
                  "lm_width": 64, "lm_layers": 2, "lm_heads": 2, "lm_ffn": 128},
-        "pretrain": {"steps": 12, "captions": 64, "batch_size": 8},
+        "pretrain": {"steps": 12, "samples": 64, "batch_size": 8},
     },
     "adapter": {"r": 4, "alpha": 8},
     "train": {"batch_size": 8, "lr": 1e-3},
@@ -40,3 +40,11 @@ def micro_config():
     import copy
 
     return copy.deepcopy(MICRO)
+
+
+@pytest.fixture(scope="session")
+def micro_factory():
+    """For module-scoped fixtures: a function returning fresh copies of the micro config."""
+    import copy
+
+    return lambda: copy.deepcopy(MICRO)

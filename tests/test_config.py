@@ -39,8 +39,10 @@ def test_task_order_is_checked():
 
 
 def test_overrides_parse_as_yaml_and_merge(tmp_path):
-    assert parse_overrides(["train.lr=1e-4", "tasks.order=[GQA, VizWiz]"]) == {
-        "train": {"lr": 1e-4}, "tasks": {"order": ["GQA", "VizWiz"]}}
+    assert parse_overrides(["train.lr=0.5", "tasks.order=[GQA, VizWiz]"]) == {
+        "train": {"lr": 0.5}, "tasks": {"order": ["GQA", "VizWiz"]}}
+    # YAML 1.1 reads 1e-4 as a string; a float key takes it as the number
+    assert from_dict(parse_overrides(["train.lr=1e-4"])).train.lr == 1e-4
     p = tmp_path / "c.yaml"
     p.write_text("train:\n  lr: 0.01\n  batch_size: 4\n")
     cfg = load_config(p, ["train.lr=0.02"])

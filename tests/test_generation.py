@@ -10,10 +10,10 @@ from coin.models.vlm import LlavaVLM, Sample
 
 @pytest.fixture(scope="module")
 def vlm_and_samples(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("g") / "s", seed=1, n_train=2, n_test=0, n_captions=40)
+    root = generate(tmp_path_factory.mktemp("g") / "s", seed=1, n_train=2, n_test=0, n_pretrain=40)
     import json
 
-    caps = json.loads((root / "captions" / "train.json").read_text())
+    caps = json.loads((root / "pretrain" / "train.json").read_text())
     tok = train_tokenizer([c["conversations"][1]["value"] for c in caps] + ["USER: ASSISTANT: Describe"], 400)
     cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=64, lm_layers=2,
                      lm_heads=2, lm_ffn=128)

@@ -13,11 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def micro_run(tmp_path_factory):
-    from tests.conftest import MICRO
-
+def micro_run(tmp_path_factory, micro_factory):
     out = tmp_path_factory.mktemp("runs") / "micro"
-    result = run(from_dict(MICRO), out, progress=False, log=lambda *a: None)
+    result = run(from_dict(micro_factory()), out, progress=False, log=lambda *a: None)
     return out, result
 
 
@@ -47,9 +45,8 @@ def test_run_folder_has_everything(micro_run):
         assert (out / f).is_file()
 
 
-def test_same_seed_same_matrix_and_resume_skips(micro_run, tmp_path):
-    from tests.conftest import MICRO
-
+def test_same_seed_same_matrix_and_resume_skips(micro_run, tmp_path, micro_config):
+    MICRO = micro_config
     out, result = micro_run
     again = run(from_dict(MICRO), tmp_path / "again", progress=False, log=lambda *a: None)
     assert again["matrix"] == result["matrix"] and again["zero_shot"] == result["zero_shot"]
@@ -85,7 +82,7 @@ def test_cli_missing_config_file(tmp_path, capsys):
 def test_cli_missing_image_stops_before_training(tmp_path, capsys, micro_config):
     from coin.data.synth import generate
 
-    root = generate(tmp_path / "data", seed=0, n_train=4, n_test=2, n_captions=0, tasks=["ImageNet"])
+    root = generate(tmp_path / "data", seed=0, n_train=4, n_test=2, n_pretrain=0, tasks=["ImageNet"])
     (root / "images" / "ImageNet" / "train-000002.png").unlink()
     cfg = tmp_path / "c.yaml"
     micro_config["data"] = {"benchmark": "coin", "root": str(root), "image_root": str(root / "images")}

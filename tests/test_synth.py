@@ -23,13 +23,13 @@ def _digest(root: Path) -> str:
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("s") / "synth", seed=7, n_train=30, n_test=30, n_captions=20)
+    return generate(tmp_path_factory.mktemp("s") / "synth", seed=7, n_train=30, n_test=30, n_pretrain=20)
 
 
 def test_same_seed_same_bytes_other_seed_differs(synth, tmp_path):
-    again = generate(tmp_path / "again", seed=7, n_train=30, n_test=30, n_captions=20)
+    again = generate(tmp_path / "again", seed=7, n_train=30, n_test=30, n_pretrain=20)
     assert _digest(again) == _digest(synth)
-    other = generate(tmp_path / "other", seed=8, n_train=30, n_test=30, n_captions=20)
+    other = generate(tmp_path / "other", seed=8, n_train=30, n_test=30, n_pretrain=20)
     assert _digest(other) != _digest(synth)
 
 
@@ -72,7 +72,7 @@ def test_formats(synth, task):
 
 
 def test_vizwiz_has_unanswerable_questions(synth):
-    answers = [r["answer"] for r in _load(synth, "VizWiz", "train")]
+    answers = [r["answer"] for r in _load(synth, "VizWiz", "test")]
     assert 0 < answers.count("unanswerable") < len(answers)
 
 
@@ -91,7 +91,7 @@ def test_answer_forms_are_distinct_enough(synth):
 
 
 def test_captions_describe_objects_in_reading_order(synth):
-    caps = json.loads((synth / "captions" / "train.json").read_text())
+    caps = json.loads((synth / "pretrain" / "train.json").read_text())
     assert len(caps) == 20
     text = " ".join(c["conversations"][1]["value"] for c in caps)
     assert "shape" in text

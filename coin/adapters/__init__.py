@@ -46,3 +46,11 @@ def load_adapter(vlm, path):
 
 def trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@ADAPTERS.register("moelora")
+def moelora(vlm, cfg):
+    """MoELoRA (coin.adapters.moelora): ``adapter.experts`` gated experts fused into one LoRA's matmuls."""
+    from coin.adapters.moelora import build_moelora  # imports peft only when used
+
+    return build_moelora(vlm, cfg)

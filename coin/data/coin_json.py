@@ -8,6 +8,8 @@ Image paths are relative to one image root and must stay inside it.
 
 from __future__ import annotations
 
+import os
+import posixpath
 from pathlib import Path
 
 from coin.io import read_json
@@ -18,18 +20,25 @@ class DataError(ValueError):
     """A malformed data file or record; the message names the file and the record index."""
 
 
-def resolve_image(image_root: Path, rel: str, where: str) -> Path:
-    """``image_root / rel``, refusing absolute paths and paths that escape the root."""
+def _image_path(root: str, rel: object, where: str) -> str:
+    """``root/rel`` as a string for an already resolved ``root``; refuses absolute and ``..`` paths.
+
+    The check is lexical, so a dataset folder symlinked into the image root (a common way
+    to lay out COCO, GQA, ...) is accepted, and a million records cost no ``realpath`` each.
+    """
     if not isinstance(rel, str) or not rel:
         raise DataError(f"{where}: 'image' must be a non-empty string")
-    p = Path(rel)
-    if p.is_absolute():
+    if rel.startswith(("/", "\\")) or os.path.isabs(rel):
         raise DataError(f"{where}: image path {rel!r} is absolute; it must be relative to the image root")
-    root = image_root.resolve()
-    full = (root / p).resolve()
-    if root != full and root not in full.parents:
+    norm = posixpath.normpath(rel)
+    if norm == ".." or norm.startswith("../"):
         raise DataError(f"{where}: image path {rel!r} escapes the image root {root}")
-    return full
+    return os.path.join(root, norm)
+
+
+def resolve_image(image_root: Path, rel: str, where: str) -> Path:
+    """``image_root / rel``, refusing absolute paths and paths that escape the root."""
+    return Path(_image_path(str(Path(image_root).resolve()), rel, where))
 
 
 def _list(path: Path) -> list:
@@ -41,7 +50,7 @@ def _list(path: Path) -> list:
 
 def load_train(path: str | Path, image_root: str | Path, task: str) -> list[Sample]:
     """Training samples from a LLaVA-conversation file (first human turn + first gpt answer)."""
-    path, image_root = Path(path), Path(image_root)
+    path, root = Path(path), str(Path(image_root).resolve())
     out, seen = [], set()
     for k, rec in enumerate(_list(path)):
         where = f"{path} record {k}"
@@ -64,8 +73,8 @@ def load_train(path: str | Path, image_root: str | Path, task: str) -> list[Samp
         answer = str(gpt.get("value", "")).strip()
         if not prompt or not answer:
             raise DataError(f"{where} (id {rid}): empty {'prompt' if not prompt else 'answer'}")
-        image = resolve_image(image_root, rec["image"], f"{where} (id {rid})")
-        out.append(Sample(id=rid, task=task, image=str(image), prompt=prompt, answer=answer))
+        image = _image_path(root, rec["image"], f"{where} (id {rid})")
+        out.append(Sample(id=rid, task=task, image=image, prompt=prompt, answer=answer))
     return out
 
 
@@ -79,7 +88,7 @@ def _check_box(value: object, where: str) -> None:
 
 def load_test(path: str | Path, image_root: str | Path, task: str, answer_form: str | None = None) -> list[dict]:
     """Test records, validated; each gets ``image_path`` (absolute) and ``task`` added."""
-    path, image_root = Path(path), Path(image_root)
+    path, root = Path(path), str(Path(image_root).resolve())
     out, seen = [], set()
     for k, rec in enumerate(_list(path)):
         where = f"{path} record {k}"
@@ -100,8 +109,8 @@ def load_test(path: str | Path, image_root: str | Path, task: str, answer_form: 
             _check_box(rec["answer_bbox"], f"{where} (question_id {qid})")
         elif not str(rec["answer"]).strip():
             raise DataError(f"{where} (question_id {qid}): empty 'answer'")
-        image = resolve_image(image_root, rec["image"], f"{where} (question_id {qid})")
-        out.append({**rec, "question_id": qid, "task": task, "image_path": str(image)})
+        image = _image_path(root, rec["image"], f"{where} (question_id {qid})")
+        out.append({**rec, "question_id": qid, "task": task, "image_path": image})
     return out
 
 

@@ -16,6 +16,7 @@ it and continues with the next one.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import resource
@@ -31,9 +32,9 @@ from coin import metrics
 from coin.adapters import attach_adapter, load_adapter, trainable_parameters
 from coin.config import RunConfig, dump_config
 from coin.data.benchmark import Benchmark, load_benchmark
-from coin.engine.evaluate import generate_answers
+from coin.engine.evaluate import dist_info, evaluate_task
 from coin.engine.train import train_stage
-from coin.eval.scorers import format_error_share, score_task
+from coin.eval.scorers import format_error_share
 from coin.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
 from coin.models import load_model
@@ -76,6 +77,38 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     atomic_write_text(cfg_path, dump_config(cfg))
 
 
+def environment(cfg: RunConfig) -> dict:
+    """Versions, device, seed and coin's git commit: what a reader needs to trust the numbers."""
+    import platform
+    import subprocess
+
+    import accelerate
+    import peft
+    import transformers
+
+    import coin
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(coin.__file__).parent, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "accelerate": accelerate.__version__, "coin": coin.__version__,
+            "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "seed": cfg.seed,
+            "platform": platform.platform()}
+
+
+def write_environment(out: Path, cfg: RunConfig) -> None:
+    """Record the environment in ``env.json`` (each restart appends to ``env-history.jsonl``)."""
+    env = environment(cfg)
+    if not (out / "env.json").is_file():
+        atomic_write_json(out / "env.json", env)
+    with open(out / "env-history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **env}) + "\n")
+
+
 def _peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
@@ -84,17 +117,17 @@ def _peak_memory_mb() -> float:
 
 def evaluate_stage(vlm, bench: Benchmark, tasks: list[str], stage_dir: Path, batch_size: int,
                    progress: bool) -> dict:
-    """Generate, score and write predictions for ``tasks``; returns the stage's scores."""
+    """Generate, score and write predictions for ``tasks`` (resumable); returns the stage's scores."""
     scores = {}
     for task in tasks:
         spec = get_task(task)
-        records = bench.test[task]
-        outputs = generate_answers(vlm, records, spec.max_new_tokens, batch_size, progress, desc=f"eval {task}")
-        result = score_task(spec.scorer, outputs, records)
-        atomic_write_jsonl(stage_dir / "predictions" / f"{task}.jsonl", [{"task": task, **s} for s in result.samples])
-        scores[task] = {"score": result.score, "n": result.n, "tags": dict(result.tags),
-                        "format_share": format_error_share(result.tags)}
-    atomic_write_json(stage_dir / "scores.json", scores)
+        result = evaluate_task(vlm, task, spec.scorer, bench.test[task], spec.max_new_tokens, batch_size,
+                               stage_dir / "predictions", progress)
+        if result is not None:
+            scores[task] = {"score": result.score, "n": result.n, "tags": dict(result.tags),
+                            "format_share": format_error_share(result.tags)}
+    if dist_info()[0] == 0:
+        atomic_write_json(stage_dir / "scores.json", scores)
     return scores
 
 
@@ -140,6 +173,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
     order = resolve_order(cfg.tasks.order)
     bench = load_benchmark(cfg.data, order, cfg.seed)  # every file and image checked before any model loads
     prepare_run_dir(out, cfg)
+    write_environment(out, cfg)
     log(f"run folder: {out}")
     seed_everything(cfg.seed)
     vlm = load_model(cfg.model, log)
@@ -155,6 +189,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
             atomic_write_text(zero_dir / "DONE", "")
         log(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
 
+    seed_everything(cfg.seed)  # the adapter's init must not depend on what ran before (e.g. a pretraining)
     attach_adapter(vlm, cfg.adapter)
     methods = [build_method(cfg.method)]
     stage_dirs: list[Path] = []
@@ -164,34 +199,37 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
         ctx = StageContext(vlm=vlm, task=task, stage=j, tasks=order,
                            train_data={t: bench.train[t] for t in order[: j + 1]}, run_dir=out, seed=cfg.seed)
         if (stage_dir / "DONE").is_file():
-            load_adapter(vlm, stage_dir / "adapter")
-            for m in methods:
-                m.load_state_dict(_load_state(stage_dir / f"method-{m.name}.safetensors"))
+            _load_stage(vlm, methods, stage_dir)
             log(f"stage {j + 1}/{len(order)} {task}: done earlier, skipped")
             continue
-        if stage_dir.exists():
-            shutil.rmtree(stage_dir)  # an unfinished stage restarts from its start
-        seed_everything(cfg.seed * 1000 + j)
-        for m in methods:
-            m.before_task(ctx)
-        data = bench.train[task]
-        for m in methods:
-            data = m.train_data(ctx, data)
-        stats = train_stage(ctx, data, cfg.train, methods, seed=cfg.seed * 1000 + j, progress=progress)
-        t_train += stats.seconds
-        for m in methods:
-            m.after_task(ctx)
-        _save_adapter(vlm, stage_dir / "adapter")
-        for m in methods:
-            _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
+        stats = None
+        if (stage_dir / "adapter" / "adapter_model.safetensors").is_file():
+            _load_stage(vlm, methods, stage_dir)  # trained earlier; the evaluation was interrupted
+            log(f"stage {j + 1}/{len(order)} {task}: trained earlier, evaluating")
+        else:
+            seed_everything(cfg.seed * 1000 + j)
+            for m in methods:
+                m.before_task(ctx)
+            data = bench.train[task]
+            for m in methods:
+                data = m.train_data(ctx, data)
+            stats = train_stage(ctx, data, cfg.train, methods, seed=cfg.seed * 1000 + j, progress=progress,
+                                checkpoint_dir=stage_dir / "checkpoints", log=log)
+            t_train += stats.seconds
+            for m in methods:
+                m.after_task(ctx)
+            for m in methods:
+                _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
+            atomic_write_json(stage_dir / "train.json", stats.__dict__)
+            _save_adapter(vlm, stage_dir / "adapter")  # after the method state: its presence marks training done
         t = time.time()
         eval_tasks = order[: j + 1] if cfg.tasks.eval == "seen" else order
         scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress)
         t_eval += time.time() - t
-        atomic_write_json(stage_dir / "train.json", stats.__dict__)
         atomic_write_text(stage_dir / "DONE", "")
-        log(f"stage {j + 1}/{len(order)} {task}: {stats.steps} steps in {stats.seconds:.0f}s, "
-            f"loss {stats.final_loss:.3f} | {_fmt_scores(scores, order)}")
+        shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+        head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats else ""
+        log(f"stage {j + 1}/{len(order)} {task}: {head}{_fmt_scores(scores, order)}")
 
     cost = {"trainable_params": trainable_parameters(vlm.model), "train_seconds": round(t_train, 1),
             "eval_seconds": round(t_eval, 1), "peak_memory_mb": round(_peak_memory_mb(), 1)}
@@ -204,6 +242,12 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
 
 def _fmt_scores(scores: dict, order: list[str]) -> str:
     return " ".join(f"{t} {scores[t]['score']:.1f}" for t in order if t in scores)
+
+
+def _load_stage(vlm, methods, stage_dir: Path) -> None:
+    load_adapter(vlm, stage_dir / "adapter")
+    for m in methods:
+        m.load_state_dict(_load_state(stage_dir / f"method-{m.name}.safetensors"))
 
 
 def _save_adapter(vlm, path: Path) -> None:

@@ -8,11 +8,14 @@ stage so a resumed run continues exactly. Methods compose as a list.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from coin.methods.options import NoOptions, option_problems, parse_options
 
 
 @dataclass
@@ -32,9 +35,16 @@ class Method:
     """Sequential fine-tuning: every hook is the identity. Subclasses override what they need."""
 
     name = "sequential"
+    Options: type = NoOptions  # a dataclass: the method's ``method_options`` keys and defaults
 
     def __init__(self, options: dict | None = None) -> None:
         self.options = dict(options or {})
+        self.opts = parse_options(self.Options, self.options)
+
+    @classmethod
+    def validate(cls, options: dict | None, prefix: str = "method_options.") -> list[str]:
+        """Every problem with ``options`` (unknown keys, types, values), each naming its full key."""
+        return option_problems(cls.Options, options, prefix)
 
     def before_task(self, ctx: StageContext) -> None:
         """Called before training ``ctx.task``."""
@@ -56,3 +66,13 @@ class Method:
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+def sample_indices(n: int, k: int, seed: int, *tags: object) -> list[int]:
+    """``min(k, n)`` sorted indices out of ``range(n)``, the same for the same seed and tags.
+
+    The generator is seeded from a string (stable across processes, unlike ``hash``), so a
+    method's choice of samples for a task does not depend on what ran before it.
+    """
+    rng = random.Random(":".join(map(str, (seed, *tags))))
+    return sorted(rng.sample(range(n), min(k, n)))

@@ -58,7 +58,7 @@ def load_or_pretrain(cfg: ModelConfig, log=print) -> tuple[LlavaVLM, Path]:
 
 
 def _corpus(data_root: Path, caps: list[dict]) -> list[str]:
-    texts = [c["conversations"][1]["value"] for c in caps]
+    texts = [turn["value"].replace("<image>\n", "") for c in caps for turn in c["conversations"]]
     for f in sorted(data_root.glob("Instructions_Original/*/train.json")):
         for r in json.loads(f.read_text()):
             texts += [c["value"].replace("<image>\n", "") for c in r["conversations"]]
@@ -73,14 +73,14 @@ def pretrain(cfg: ModelConfig, out: Path, log=print) -> None:
     tiny = TinyConfig(**cfg.tiny)
     work = out.with_name(out.name + f".partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
-    data = generate(work / "data", seed=p.seed, n_train=40, n_test=0, n_captions=p.captions, tasks=list(MAKERS))
-    caps = json.loads((data / "captions" / "train.json").read_text())
+    data = generate(work / "data", seed=p.seed, n_train=40, n_test=0, n_pretrain=p.samples, tasks=list(MAKERS))
+    caps = json.loads((data / "pretrain" / "train.json").read_text())
     tokenizer = train_tokenizer(_corpus(data, caps), tiny.vocab_size)
     processor = build_processor(tokenizer, tiny)
     model = build_model(tiny, tokenizer, seed=p.seed)
     vlm = LlavaVLM(model, processor)
-    samples = [Sample(c["id"], "captions", str(data / "images" / c["image"]), CAPTION_PROMPT,
-                      c["conversations"][1]["value"]) for c in caps]
+    samples = [Sample(c["id"], "pretrain", str(data / "images" / c["image"]),
+                      c["conversations"][0]["value"].replace("<image>\n", ""), c["conversations"][1]["value"]) for c in caps]
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, betas=(0.9, 0.98), weight_decay=0.01)
     warm = max(1, int(p.warmup_ratio * p.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(

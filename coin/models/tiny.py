@@ -35,7 +35,7 @@ class TinyConfig:
     vision_layers: int = 4
     vision_heads: int = 4
     lm_width: int = 256
-    lm_layers: int = 6
+    lm_layers: int = 4
     lm_heads: int = 4
     lm_ffn: int = 768
     max_positions: int = 512

@@ -263,8 +263,9 @@ def _matrix_table(tasks: Sequence[str], rows: Sequence[Sequence[Any]], zero_shot
     return _Table(["stage"] + list(tasks), body, table_id)
 
 
-def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path) -> list[_Block]:
-    """Everything one run's report says, in order."""
+def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
+                extra: Sequence[_Block] = ()) -> list[_Block]:
+    """Everything one run's report says, in order; ``extra`` goes before the figures."""
     tasks, a, t = mj["tasks"], mj["matrix"], len(mj["tasks"])
     m, ci = _metrics(mj), mj.get("ci") or {}
     name = mj.get("run_name") or heatmap_png.parent.name
@@ -330,8 +331,55 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path)
                 ["peak memory (MB)", _fmt(cost.get("peak_memory_mb"), 0)]]
         blocks += [_Heading(2, "Cost"), _Table(["item", "value"], rows, "cost")]
 
+    blocks += list(extra)
     blocks += [_Heading(2, "Figures"), _Image("accuracy matrix heatmap", heatmap_png, "heatmap"),
                _Image("forgetting curves", forgetting_png, "forgetting")]
+    return blocks
+
+
+def _judge_blocks(run_dir: Path, mj: dict) -> list[_Block]:
+    """The Reasoning-Capability sections written by ``coin judge`` (none when it has not run).
+
+    One section per judge in ``<run>/judge/*/rc_matrix.json`` (its matrix, its metrics next
+    to truth alignment's, its agreement with truth alignment), then the agreement between
+    judges from ``<run>/judge/agreement.json``.
+    """
+    blocks: list[_Block] = []
+    ta = _metrics(mj)
+    for k, path in enumerate(sorted((run_dir / "judge").glob("*/rc_matrix.json"))):
+        rc = read_json(path)
+        judge, rm, tot = rc["judge"], rc.get("metrics") or {}, rc["counts"]["total"]
+        n = sum(tot.values())
+        blocks += [
+            _Heading(2, f"Reasoning Capability: {judge['name']}"),
+            _Para(f"Judge {judge['id']}, prompt {judge['prompt_version']}, temperature 0. Task score = sum of "
+                  f"judge scores (0–10) / (10 N) × 100. Of {n} answers: {tot['ok']} scored, {tot['unparsable']} "
+                  f"unparsable and {tot['out_of_range']} out of range (both score 0), {tot['missing']} missing "
+                  f"predictions (0), {tot['failed']} failed and {tot['pending']} not yet judged ({BLANK} cells)."),
+            _matrix_table(rc["tasks"], rc["matrix"], rc.get("zero_shot"), f"rc-matrix-{k}"),
+            _Table(["metric", "Truth Alignment", "Reasoning Capability"],
+                   [["MAA", _fmt(ta.get("maa")), _fmt(rm.get("maa"))],
+                    ["BWT", _fmt(ta.get("bwt"), signed=True), _fmt(rm.get("bwt"), signed=True)],
+                    ["ACC", _fmt(ta.get("acc")), _fmt(rm.get("acc"))]], f"rc-metrics-{k}"),
+            _Heading(3, "Agreement with truth alignment"),
+            _Para("Mean judge score (0–10) of the answers truth alignment marks correct and wrong, over all "
+                  "stages; a judge that tracks correctness shows a large positive gap."),
+        ]
+        rows = [[task, str(a["n"]), str(a["n_correct"]), _fmt(a["judge_mean_correct"]), str(a["n_wrong"]),
+                 _fmt(a["judge_mean_wrong"]), _fmt(a["gap"], signed=True), _fmt(a["spearman"])]
+                for task, a in rc["truth_agreement"].items()]
+        blocks.append(_Table(["task", "n", "TA-correct", "judge mean", "TA-wrong", "judge mean", "gap",
+                              "Spearman"], rows, f"rc-truth-{k}"))
+    agree_path = run_dir / "judge" / "agreement.json"
+    pairs = read_json(agree_path)["pairs"] if agree_path.is_file() else []
+    if pairs:
+        rows = [[p["a"], p["b"], task, str(a["n"]), _fmt(a["spearman"]),
+                 _fmt(None if a["bin_agreement"] is None else 100 * a["bin_agreement"], 1), _fmt(a["kappa"])]
+                for p in pairs for task, a in [("all", p["all"]), *p["tasks"].items()]]
+        blocks += [_Heading(2, "Agreement between judges"),
+                   _Para("Answers both judges scored; bins are 0–4, 4–7 and 7–10; kappa is Cohen's on the bins."),
+                   _Table(["judge A", "judge B", "task", "n", "Spearman", "same bin %", "kappa"], rows,
+                          "judge-agreement")]
     return blocks
 
 
@@ -345,7 +393,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     name = mj.get("run_name") or run_dir.name
     hm = heatmap(mj["matrix"], mj["tasks"], run_dir / "heatmap.png", title=name, zero_shot=mj.get("zero_shot"))
     fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
-    blocks = _run_blocks(mj, config, hm, fc)
+    blocks = _run_blocks(mj, config, hm, fc, extra=_judge_blocks(run_dir, mj))
     md = atomic_write_text(run_dir / "report.md", _to_markdown(blocks, run_dir))
     atomic_write_text(run_dir / "report.html", _to_html(blocks, f"CoIN report: {name}"))
     return md

@@ -1,7 +1,8 @@
 """CoIN-Synth: a procedural CoIN written in the released CoIN JSON formats.
 
 ``generate(out_dir, ...)`` writes ``images/``, ``Instructions_Original/<Task>/{train,test}.json``
-and ``captions/train.json`` (the base model's pretraining data). Every record is a pure
+and ``pretrain/train.json`` (the base model's pretraining data: captions and questions
+answered in full sentences). Every record is a pure
 function of (seed, task, split, index), so any subset regenerates identically.
 """
 
@@ -15,11 +16,11 @@ import shutil
 from pathlib import Path
 
 from coin.data.synth import world
-from coin.data.synth.tasks import MAKERS, Example, caption_scene
+from coin.data.synth.tasks import MAKERS, Example, pretrain_example
 from coin.io import atomic_write_json
 from coin.tasks import get_task
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 CAPTION_PROMPT = "Describe the image."
 
 
@@ -51,14 +52,14 @@ def _records(task: str, split: str, i: int, ex: Example, image: str) -> tuple[di
     return train, test
 
 
-def fingerprint(seed: int, n_train: int, n_test: int, n_captions: int, tasks: list[str]) -> str:
+def fingerprint(seed: int, n_train: int, n_test: int, n_pretrain: int, tasks: list[str]) -> str:
     """A short hash of everything that determines the generated files."""
-    key = json.dumps([GENERATOR_VERSION, seed, n_train, n_test, n_captions, sorted(tasks)])
+    key = json.dumps([GENERATOR_VERSION, seed, n_train, n_test, n_pretrain, sorted(tasks)])
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 400, n_test: int = 100,
-             n_captions: int = 6000, tasks: list[str] | None = None) -> Path:
+             n_pretrain: int = 6000, tasks: list[str] | None = None) -> Path:
     """Write CoIN-Synth to ``out_dir`` (atomically: built aside, then renamed into place)."""
     tasks = list(tasks or MAKERS)
     out = Path(out_dir)
@@ -80,18 +81,18 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 400, n_te
                 rows.append(train if split == "train" else test)
             atomic_write_json(tmp / "Instructions_Original" / folder / f"{split}.json", rows, indent=None)
     caps = []
-    (tmp / "images" / "captions").mkdir(parents=True, exist_ok=True)
-    for i in range(n_captions):
-        rng = _rng(seed, "captions", i)
-        scene = caption_scene(rng)
-        image = f"captions/{i:06d}.png"
+    (tmp / "images" / "pretrain").mkdir(parents=True, exist_ok=True)
+    for i in range(n_pretrain):
+        rng = _rng(seed, "pretrain", i)
+        scene, prompt, response = pretrain_example(rng)
+        image = f"pretrain/{i:06d}.png"
         world.render(scene, rng).save(tmp / "images" / image)
-        caps.append({"id": f"caption-{i:06d}", "image": image, "conversations": [
-            {"from": "human", "value": "<image>\n" + CAPTION_PROMPT}, {"from": "gpt", "value": world.caption(scene)}]})
-    atomic_write_json(tmp / "captions" / "train.json", caps, indent=None)
+        caps.append({"id": f"pretrain-{i:06d}", "image": image, "conversations": [
+            {"from": "human", "value": "<image>\n" + prompt}, {"from": "gpt", "value": response}]})
+    atomic_write_json(tmp / "pretrain" / "train.json", caps, indent=None)
     atomic_write_json(tmp / "MANIFEST.json", {
         "benchmark": "CoIN-Synth", "generator_version": GENERATOR_VERSION, "seed": seed, "n_train": n_train,
-        "n_test": n_test, "n_captions": n_captions, "tasks": tasks})
+        "n_test": n_test, "n_pretrain": n_pretrain, "tasks": tasks})
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

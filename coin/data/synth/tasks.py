@@ -195,10 +195,71 @@ MAKERS: dict[str, Callable[[random.Random], Example]] = {
 def caption_scene(rng: random.Random) -> w.Scene:
     """A scene for base pretraining, drawn from the same mix of pictures the tasks use."""
     r = rng.random()
-    if r < 0.45:
+    if r < 0.5:
         return w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=w.sample_objects(rng, rng.randint(1, 4)))
-    if r < 0.6:
+    if r < 0.65:
         return textvqa(rng).scene
-    if r < 0.75:
+    if r < 0.8:
         return ocrvqa(rng).scene
     return vizwiz(rng).scene
+
+
+def _sentence_qa(rng: random.Random, scene: w.Scene) -> tuple[str, str]:
+    """One question about ``scene`` answered in a full sentence (the base's chat style)."""
+    if scene.unreadable:
+        what = {"blur": "very blurry", "dark": "too dark", "crop": "cropped"}[scene.degradation or "blur"]
+        q = rng.choice(("What is this?", "What color is this?", "What does this say?", "What do you see?"))
+        return q, f"The image is {what}, nothing can be seen."
+    if scene.book is not None:
+        b = scene.book
+        return rng.choice((
+            ("What is the title of the book?", f'The title of the book is "{b["title"]}".'),
+            ("Who is the author of the book?", f"The book was written by {b['author']}."),
+            ("What kind of book is this?", f"This is a {b['genre']} book."),
+            ("What color is the cover?", f"The cover is {b['color']}."),
+        ))
+    if scene.word is not None:
+        return rng.choice((
+            ("Which word is written?", f'The word "{scene.word}" is written.'),
+            ("What color is the text?", f"The text is {scene.word_color}."),
+        ))
+    objs = scene.objects
+    o = rng.choice(objs)
+    shapes = [p.shape for p in objs]
+    colors = [p.color for p in objs]
+    kind = rng.choice(("at", "color", "size", "where", "count", "exists", "see"))
+    if scene.degradation == "crop" and kind in ("at", "where"):
+        kind = "see"
+    if kind == "at":
+        return f"What is at the {o.position}?", f"At the {o.position} there is a {o.describe()}."
+    if kind == "color" and shapes.count(o.shape) == 1:
+        return f"Which color does the {o.shape} have?", f"The {o.shape} is {o.color}."
+    if kind == "size" and shapes.count(o.shape) == 1:
+        return f"How big is the {o.shape}?", f"The {o.shape} is {o.size}."
+    if kind == "where":
+        return f"Where is the {o.color} {o.shape}?", f"The {o.color} {o.shape} is at the {o.position}."
+    if kind == "count":
+        n = len(objs)
+        return "How many shapes can you see?", f"There {'is' if n == 1 else 'are'} {n} shape{'' if n == 1 else 's'}."
+    if kind == "exists":
+        shape, color = (o.shape, o.color) if rng.random() < 0.5 else (rng.choice(w.SHAPES), rng.choice(list(w.COLORS)))
+        if any(p.shape == shape and p.color == color for p in objs):
+            return f"Can you see a {color} {shape}?", f"Yes, there is a {color} {shape}."
+        return f"Can you see a {color} {shape}?", f"No, there is no {color} {shape}."
+    if len(set(colors)) == len(colors) and rng.random() < 0.5:
+        return f"What shape is {o.color}?", f"The {o.color} shape is a {o.shape}."
+    return "What do you see?", f"I see a {o.describe()}."
+
+
+def pretrain_example(rng: random.Random) -> tuple[w.Scene, str, str]:
+    """(scene, prompt, response) for the base model: a caption or a question answered in a sentence.
+
+    The base learns what is in the pictures and to answer in full sentences, like a chat
+    LM; none of the eight tasks' answer formats (a letter, a bare phrase, a box,
+    "unanswerable") ever appears, so the tasks mostly teach formats (CoIN's premise).
+    """
+    scene = caption_scene(rng)
+    if rng.random() < 0.3:
+        return scene, "Describe the image.", w.caption(scene)
+    q, a = _sentence_qa(rng, scene)
+    return scene, q, a

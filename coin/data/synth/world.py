@@ -28,7 +28,7 @@ COLORS = {
     "white": (245, 245, 245),
 }
 BACKGROUNDS = {"black": (20, 20, 20), "gray": (110, 110, 110)}
-SIZES = {"small": 14, "large": 26}
+SIZES = {"small": 18, "large": 28}
 POSITIONS = ("top left", "top right", "bottom left", "bottom right")
 _CELL_CENTER = {
     "top left": (16, 16),

@@ -1,0 +1,310 @@
+"""The data manifest: every file and image a run will touch, checked before it starts.
+
+Unlike the loaders, which stop at the first bad record, ``check_data`` reads everything
+and collects every problem, so one pass tells a researcher all that is wrong with a tree:
+per task the train/test counts, the malformed records (file and index), the missing and
+the unreadable images (listed, with counts) and the bytes on disk. ``stats`` gives the
+per-task table of answer lengths and distinct answers.
+
+Images are checked once per distinct path (records share images), by ``os.stat`` and,
+unless ``open_images=False``, by reading the image header with PIL (no decoding).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from coin.config import DataConfig
+from coin.data.benchmark import config_problems, data_roots, locate, task_image_root
+from coin.data.coin_json import DataError
+from coin.io import read_json
+from coin.tasks import TASKS, get_task
+from coin.tasks.instructions import split_prompt
+
+TRAIN_KEYS = ("id", "image", "conversations")
+TEST_KEYS = ("question_id", "image", "text", "answer")
+
+
+@dataclass
+class TaskManifest:
+    """What one task's files hold and what is wrong with them."""
+
+    task: str
+    files: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    images: int = 0
+    bytes: int = 0
+    missing_files: list[str] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+    missing_images: list[str] = field(default_factory=list)
+    unreadable_images: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_files or self.malformed or self.missing_images or self.unreadable_images)
+
+
+@dataclass
+class Manifest:
+    """The whole tree's manifest; ``ok`` is False when any task has a problem."""
+
+    root: str
+    image_root: str
+    family: str
+    tasks: list[TaskManifest]
+    problems: list[str] = field(default_factory=list)  # config-level problems
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(t.ok for t in self.tasks)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.bytes for t in self.tasks)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok, "total_bytes": self.total_bytes}
+
+    def summary(self) -> str:
+        """One line: how many problems of each kind ("" when there are none)."""
+        count = {k: sum(len(getattr(t, k)) for t in self.tasks)
+                 for k in ("missing_files", "malformed", "missing_images", "unreadable_images")}
+        parts = [f"{len(self.problems)} config problem(s)" if self.problems else "",
+                 f"{count['missing_files']} data file(s) missing" if count["missing_files"] else "",
+                 f"{count['malformed']} malformed record(s)" if count["malformed"] else "",
+                 f"{count['missing_images']} image(s) missing under {self.image_root}" if count["missing_images"] else "",
+                 f"{count['unreadable_images']} unreadable image(s)" if count["unreadable_images"] else ""]
+        return ", ".join(p for p in parts if p)
+
+    def format(self, limit: int = 20) -> str:
+        """A table per task, then every problem (``limit`` lines per kind and task)."""
+        head = f"{'task':<10} {'train':>9} {'test':>9} {'images':>9} {'missing':>8} {'unread':>7} {'malformed':>9} {'size':>9}"
+        lines = [f"data root {self.root} (images: {self.image_root}, instructions: {self.family})", head]
+        for t in self.tasks:
+            lines.append(f"{t.task:<10} {t.counts['train']:>9,} {t.counts['test']:>9,} {t.images:>9,} "
+                         f"{len(t.missing_images):>8,} {len(t.unreadable_images):>7,} {len(t.malformed):>9,} "
+                         f"{human_bytes(t.bytes):>9}")
+        lines.append(f"{'total':<10} {sum(t.counts['train'] for t in self.tasks):>9,} "
+                     f"{sum(t.counts['test'] for t in self.tasks):>9,} {sum(t.images for t in self.tasks):>9,} "
+                     f"{'':>8} {'':>7} {'':>9} {human_bytes(self.total_bytes):>9}")
+        lines += [f"config: {p}" for p in self.problems]
+        for t in self.tasks:
+            for label, items in (("missing file", t.missing_files), ("malformed record", t.malformed),
+                                 ("missing image", t.missing_images), ("unreadable image", t.unreadable_images)):
+                if items:
+                    lines.append(f"{t.task}: {len(items)} {label}(s)")
+                    lines += [f"  {x}" for x in items[:limit]]
+                    if len(items) > limit:
+                        lines.append(f"  ... and {len(items) - limit} more")
+        lines.append("OK" if self.ok else "PROBLEMS FOUND")
+        return "\n".join(lines)
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _rel_image(rel: object) -> str | None:
+    """The normalised relative path, or None when it is not a path inside the image root."""
+    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")) or os.path.isabs(rel):
+        return None
+    norm = posixpath.normpath(rel)
+    return None if norm == ".." or norm.startswith("../") else norm
+
+
+def _problem(rec: object, keys: tuple[str, ...], id_key: str, seen: set) -> str | None:
+    if not isinstance(rec, dict):
+        return f"expected an object, got {type(rec).__name__}"
+    for key in keys:
+        if key not in rec:
+            return f"missing key {key!r}"
+    rid = str(rec[id_key])
+    if rid in seen:
+        return f"duplicate {id_key} {rid!r}"
+    seen.add(rid)
+    return None
+
+
+def _train_text(rec: dict) -> tuple[str | None, str]:
+    """(problem, prompt) of a training record."""
+    conv = rec["conversations"]
+    if not isinstance(conv, list) or len(conv) < 2 or not all(isinstance(c, dict) for c in conv[:2]):
+        return "'conversations' needs a human turn and a gpt turn", ""
+    if conv[0].get("from") != "human" or conv[1].get("from") != "gpt":
+        return "conversations must start with a 'human' turn then a 'gpt' turn", ""
+    text = str(conv[0].get("value", "")).replace("<image>\n", "").replace("<image>", "").strip()
+    if not text:
+        return "empty prompt", ""
+    if not str(conv[1].get("value", "")).strip():
+        return "empty answer", text
+    return None, text
+
+
+def _box_ok(value: object) -> bool:
+    import re
+
+    nums = re.findall(r"-?\d+(?:\.\d+)?", str(value))
+    return len(nums) == 4 and all(0.0 <= float(n) <= 1.0 for n in nums)
+
+
+def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict, derive: str | None) -> None:
+    """Validate every record of one file; record images into ``images`` (rel -> first user)."""
+    try:
+        rows = read_json(path)
+    except (ValueError, FileNotFoundError) as e:
+        m.malformed.append(str(e))
+        return
+    if not isinstance(rows, list):
+        m.malformed.append(f"{path}: expected a JSON list of records, got {type(rows).__name__}")
+        return
+    m.counts[split] = len(rows)
+    m.bytes += path.stat().st_size
+    box = get_task(task).answer_form == "box"
+    keys, id_key = (TRAIN_KEYS, "id") if split == "train" else (TEST_KEYS, "question_id")
+    seen: set = set()
+    for k, rec in enumerate(rows):
+        problem = _problem(rec, keys, id_key, seen)
+        text = ""
+        if problem is None:
+            if split == "train":
+                problem, text = _train_text(rec)
+            else:
+                text = str(rec["text"]).strip()
+                if not text:
+                    problem = "empty 'text'"
+                elif box and not _box_ok(rec.get("answer_bbox", "missing")):
+                    problem = f"answer_bbox {rec.get('answer_bbox')!r} is not four numbers in [0, 1]"
+                elif not box and not str(rec["answer"]).strip():
+                    problem = "empty 'answer'"
+        if problem is None:
+            rel = _rel_image(rec["image"])
+            if rel is None:
+                problem = f"image path {rec['image']!r} is absolute or escapes the image root"
+            else:
+                images.setdefault(rel, f"{task} {split} {rec[id_key]}")
+        if problem is None and derive is not None:
+            try:
+                split_prompt(text, task)
+            except ValueError as e:
+                problem = f"cannot apply the {derive} family: {e}"
+        if problem is not None:
+            label = f" ({id_key} {rec[id_key]})" if isinstance(rec, dict) and id_key in rec else ""
+            m.malformed.append(f"{path} record {k}{label}: {problem}")
+
+
+def _check_images(image_root: Path, images: dict, m: TaskManifest, open_images: bool) -> None:
+    from PIL import Image
+
+    m.images = len(images)
+    for rel, user in images.items():
+        full = os.path.join(image_root, rel)
+        try:
+            size = os.stat(full).st_size
+        except OSError:
+            m.missing_images.append(f"{user}: {rel}")
+            continue
+        m.bytes += size
+        if size == 0:
+            m.unreadable_images.append(f"{user}: {rel} (empty file)")
+        elif open_images:
+            try:
+                with Image.open(full) as im:
+                    im.size  # the header is parsed on open; no pixel is decoded
+            except Exception as e:  # PIL raises many types for a bad file
+                m.unreadable_images.append(f"{user}: {rel} ({type(e).__name__}: {e})")
+
+
+def check_task(root: Path, image_root: Path, family: str, task: str, cfg: DataConfig | None = None,
+               open_images: bool = True) -> TaskManifest:
+    """The manifest of one task: both files, every record, every distinct image."""
+    m = TaskManifest(task)
+    images: dict[str, str] = {}
+    for split in ("train", "test"):
+        try:
+            src = locate(root, family, task, split, cfg)
+        except DataError as e:
+            m.missing_files.append(str(e))
+            continue
+        m.files[split] = str(src.path)
+        _check_file(src.path, split, task, m, images, src.derive)
+    _check_images(image_root, images, m, open_images)
+    return m
+
+
+def check_data(cfg: DataConfig, tasks: list[str] | None = None, open_images: bool | None = None) -> Manifest:
+    """Check every file and image ``cfg`` points at, for ``tasks`` (default: all eight).
+
+    ``open_images`` defaults to ``data.check_images == "open"``.
+    """
+    tasks = list(tasks or TASKS.names())
+    if open_images is None:
+        open_images = getattr(cfg, "check_images", "open") == "open"
+    problems = config_problems(cfg)
+    root, image_root = data_roots(cfg, tasks)
+    if problems:
+        return Manifest(str(root), str(image_root), cfg.instructions, [], problems)
+    out = [check_task(root, task_image_root(root, image_root, cfg, t), cfg.instructions, t, cfg, open_images)
+           for t in tasks]
+    return Manifest(str(root), str(image_root), cfg.instructions, out)
+
+
+def _answer_lengths(rows: list, split: str) -> list[str]:
+    out = []
+    for r in rows:
+        if not isinstance(r, dict):
+            continue
+        if split == "train":
+            conv = r.get("conversations") or []
+            a = conv[1].get("value", "") if len(conv) > 1 and isinstance(conv[1], dict) else ""
+        else:
+            a = r.get("answer", "")
+        out.append(str(a).strip())
+    return out
+
+
+def stats(cfg: DataConfig, tasks: list[str] | None = None) -> list[dict]:
+    """Per task: counts, answer length in words (mean, median, p90, max), distinct answers."""
+    tasks = list(tasks or TASKS.names())
+    root, _ = data_roots(cfg, tasks)
+    table = []
+    for task in tasks:
+        row: dict = {"task": task}
+        for split in ("train", "test"):
+            try:
+                rows = read_json(locate(root, cfg.instructions, task, split, cfg).path)
+            except (DataError, ValueError, FileNotFoundError):
+                rows = None
+            answers = _answer_lengths(rows, split) if isinstance(rows, list) else []
+            lengths = sorted(len(a.split()) for a in answers)
+            row[split] = {
+                "n": len(answers) if rows is not None else None,
+                "distinct_answers": len(set(answers)),
+                "answer_words": {"mean": round(statistics.fmean(lengths), 2) if lengths else None,
+                                 "median": statistics.median(lengths) if lengths else None,
+                                 "p90": lengths[int(0.9 * (len(lengths) - 1))] if lengths else None,
+                                 "max": lengths[-1] if lengths else None},
+            }
+        table.append(row)
+    return table
+
+
+def format_stats(table: list[dict]) -> str:
+    """``stats`` as a text table."""
+    def cell(v: object) -> str:
+        return "–" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+
+    lines = [f"{'task':<10} {'split':<5} {'n':>9} {'distinct':>9} {'words mean':>10} {'median':>6} {'p90':>4} {'max':>4}"]
+    for row in table:
+        for split in ("train", "test"):
+            s, w = row[split], row[split]["answer_words"]
+            lines.append(f"{row['task']:<10} {split:<5} {cell(s['n']):>9} {cell(s['distinct_answers'] if s['n'] is not None else None):>9} "
+                         f"{cell(w['mean']):>10} {cell(w['median']):>6} {cell(w['p90']):>4} {cell(w['max']):>4}")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""In-stage checkpoints: trainable weights, optimizer, scheduler, RNG and data position.
+
+A checkpoint is a folder ``step-NNNNNN/`` with ``state.safetensors`` (tensors) and
+``meta.json`` (step, scheduler state, RNG state, the tensors' sha256) written last. It is
+built aside and renamed into place, so a kill mid-write leaves no folder that looks
+complete. On load the checksum is verified; a truncated or corrupt newest checkpoint is
+reported and the previous good one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from coin.io import atomic_write_bytes, atomic_write_json
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that fails its checksum or cannot be read."""
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in state["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(folder: Path, step: int, named_params: dict[str, torch.Tensor], opt, sched,
+                    free_space_check: bool = True) -> Path:
+    """Write ``folder/step-NNNNNN`` atomically and return its path."""
+    from safetensors.torch import save
+
+    tensors = {f"param.{k}": v.detach().cpu().contiguous() for k, v in named_params.items()}
+    opt_tensors, opt_meta = _flatten_optimizer(opt)
+    tensors.update(opt_tensors)
+    blob = save(tensors)
+    folder.mkdir(parents=True, exist_ok=True)
+    if free_space_check:
+        free = shutil.disk_usage(folder).free
+        if free < 2 * len(blob):
+            raise CheckpointError(f"not enough free disk in {folder} for a checkpoint: need about "
+                                  f"{2 * len(blob) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free")
+    final = folder / f"step-{step:06d}"
+    tmp = folder / f".step-{step:06d}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    atomic_write_bytes(tmp / "state.safetensors", blob)
+    rng = {"torch": torch.get_rng_state().tolist()}
+    meta = {"step": step, "sha256": hashlib.sha256(blob).hexdigest(), "scheduler": sched.state_dict(),
+            "optimizer": opt_meta, "rng": rng}
+    atomic_write_json(tmp / "meta.json", meta, indent=None)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def load_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read and verify one checkpoint folder; raise ``CheckpointError`` if it is damaged."""
+    from safetensors.torch import load
+
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        blob = (path / "state.safetensors").read_bytes()
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
+    if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+        raise CheckpointError(f"{path}: checksum mismatch (truncated or corrupt file)")
+    return meta, load(blob)
+
+
+def latest_good(folder: Path, log: Callable[[str], None] = print) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """The newest checkpoint in ``folder`` that verifies; damaged newer ones are reported and skipped."""
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("step-*"), reverse=True):
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as e:
+            log(f"warning: {e}; falling back to the previous checkpoint")
+    return None
+
+
+def restore(meta: dict, tensors: dict[str, torch.Tensor], named_params: dict[str, torch.nn.Parameter], opt, sched) -> int:
+    """Load weights, optimizer, scheduler and RNG from a checkpoint; returns the step to continue at."""
+    with torch.no_grad():
+        for k, p in named_params.items():
+            p.copy_(tensors[f"param.{k}"])
+    opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    sched.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
+    return int(meta["step"])
+
+
+def prune(folder: Path, keep: int = 2) -> None:
+    """Keep only the newest ``keep`` checkpoints (the previous one is the fallback)."""
+    for path in sorted(folder.glob("step-*"), reverse=True)[keep:]:
+        shutil.rmtree(path, ignore_errors=True)

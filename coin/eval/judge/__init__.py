@@ -1,0 +1,24 @@
+"""The Reasoning-Capability judge: an LLM grades each answer 0-10 against the ground truth.
+
+    prompt.py     the CoIN prompt (SPEC section 6), versioned
+    parse.py      strict 0-10 score parsing; unparsable replies are counted, never guessed
+    config.py     ``JudgeConfig`` (YAML or CLI flags), validated with errors naming keys
+    backends.py   ``openai`` (any OpenAI-compatible endpoint) and ``hf`` (local causal LM)
+    cache.py      sqlite cache keyed by (judge, prompt version, prompt sha256, max_tokens)
+    agreement.py  judge vs truth alignment, judge vs judge
+    run.py        ``judge_run``: a run folder in, the RC matrix and agreement out
+"""
+
+from coin.eval.judge.agreement import agreement, spearman, truth_agreement
+from coin.eval.judge.backends import BACKENDS, Reply, build_backend
+from coin.eval.judge.cache import JudgeCache
+from coin.eval.judge.config import JudgeConfig, judge_config
+from coin.eval.judge.parse import ParsedScore, parse_score
+from coin.eval.judge.prompt import PROMPT_VERSION, build_messages, prompt_sha
+from coin.eval.judge.run import judge_run, write_agreement
+
+__all__ = [
+    "BACKENDS", "JudgeCache", "JudgeConfig", "PROMPT_VERSION", "ParsedScore", "Reply", "agreement",
+    "build_backend", "build_messages", "judge_config", "judge_run", "parse_score", "prompt_sha", "spearman",
+    "truth_agreement", "write_agreement",
+]

@@ -1,0 +1,191 @@
+"""Judge backends: who answers the prompts. One registry, two entries.
+
+- ``openai``: any OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, OpenAI...)
+  through the ``openai`` client (``pip install coin[judge]``): bounded concurrency in
+  threads, a per-request timeout, retries with exponential backoff, temperature 0.
+- ``hf``: a local Hugging Face causal LM, batched greedy generation with left padding.
+
+A backend's ``ask(prompts)`` yields ``(index, Reply)`` as answers arrive, in any order,
+so the caller can cache each one at once and a kill loses almost nothing. A request
+that still fails after its retries yields a ``Reply`` with ``error`` set instead of
+raising: one bad sample must not stop ten thousand good ones, and the caller counts it.
+Decoding is greedy everywhere (the original sampled at temperature 0.7, so its scores
+changed from one run to the next).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Sequence
+
+from coin.eval.judge.config import JudgeConfig
+from coin.eval.judge.prompt import Messages
+from coin.registry import Registry
+
+__all__ = ["Reply", "JudgeBackend", "BACKENDS", "build_backend", "OpenAIJudge", "HFJudge"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The judge's text, or the error that prevented it, and how many attempts were made."""
+
+    text: str | None
+    error: str | None = None
+    attempts: int = 1
+
+
+class JudgeBackend(Protocol):
+    def ask(self, prompts: Sequence[Messages]) -> Iterator[tuple[int, Reply]]:
+        """Yield ``(index into prompts, Reply)`` for every prompt, as each is answered."""
+        ...
+
+    def close(self) -> None: ...
+
+
+BACKENDS: Registry[Callable[[JudgeConfig], JudgeBackend]] = Registry("judge backend")
+
+
+def build_backend(cfg: JudgeConfig) -> JudgeBackend:
+    """The backend registered as ``cfg.backend``, set up from ``cfg``."""
+    return BACKENDS.get(cfg.backend)(cfg)
+
+
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e)[:200]}"
+
+
+# --------------------------------------------------------------------------- openai
+
+
+@BACKENDS.register("openai")
+class OpenAIJudge:
+    """An OpenAI-compatible endpoint; the key is read from the variable ``cfg.api_key_env`` names.
+
+    Without ``api_key_env`` the client sends a placeholder key (local servers ignore it)
+    instead of silently picking up ``OPENAI_API_KEY``. The client's own retries are off:
+    ours count attempts and back off ``backoff * 2**k`` seconds. Client errors (400, 401,
+    403, 404, 422) are not retried: asking again cannot change the answer.
+    """
+
+    def __init__(self, cfg: JudgeConfig) -> None:
+        try:
+            import openai
+        except ImportError:
+            raise ImportError("the openai judge backend needs the openai client: pip install 'coin[judge]'") from None
+        self.cfg = cfg
+        self._openai = openai
+        key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else "EMPTY"
+        self.client = openai.OpenAI(api_key=key, base_url=cfg.base_url, timeout=cfg.timeout, max_retries=0)
+        self._final = (openai.BadRequestError, openai.AuthenticationError, openai.PermissionDeniedError,
+                       openai.NotFoundError, openai.UnprocessableEntityError)
+
+    def _one(self, messages: Messages) -> Reply:
+        cfg, last = self.cfg, None
+        for attempt in range(cfg.retries + 1):
+            if attempt:
+                time.sleep(cfg.backoff * 2 ** (attempt - 1))
+            try:
+                r = self.client.chat.completions.create(
+                    model=cfg.model, messages=messages, temperature=0.0, max_tokens=cfg.max_tokens)
+                text = r.choices[0].message.content
+                if not isinstance(text, str):
+                    raise ValueError(f"response has no message content: {str(r)[:200]}")
+                return Reply(text, attempts=attempt + 1)
+            except self._final as e:
+                return Reply(None, _short(e), attempt + 1)
+            except Exception as e:  # timeouts, 5xx, 429, broken connections, malformed bodies
+                last = e
+        assert last is not None
+        return Reply(None, _short(last), cfg.retries + 1)
+
+    def ask(self, prompts: Sequence[Messages]) -> Iterator[tuple[int, Reply]]:
+        pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="judge")
+        try:
+            futures = {pool.submit(self._one, m): i for i, m in enumerate(prompts)}
+            for f in as_completed(futures):
+                yield futures[f], f.result()
+        finally:  # on a kill or an early stop, drop what has not started instead of waiting for it
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# --------------------------------------------------------------------------- hf
+
+
+def _render(tokenizer, messages: Messages) -> tuple[str, bool]:
+    """The prompt text and whether it came from the chat template (which adds its own BOS).
+
+    Templates that refuse a system turn get it folded into the user turn; a tokenizer
+    without a usable template gets a plain ``system / USER: / ASSISTANT:`` layout.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        rest = [m for m in messages if m["role"] != "system"]
+        folded = [{"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}] + rest[1:] if system else rest
+        for msgs in (messages, folded):
+            try:
+                return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True), True
+            except Exception:
+                continue
+    parts = [m["content"] if m["role"] == "system" else f"USER: {m['content']}" for m in messages]
+    return "\n\n".join(parts) + "\nASSISTANT:", False
+
+
+@BACKENDS.register("hf")
+class HFJudge:
+    """A local causal LM (``cfg.model`` is a folder or hub id) generating greedily in batches.
+
+    Prompts are sorted by length before batching so that padding stays small; left
+    padding keeps every prompt's last token next to its first generated one.
+    """
+
+    def __init__(self, cfg: JudgeConfig) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.dtype == "auto":
+            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        else:
+            dtype = getattr(torch, cfg.dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype).to(device).eval()
+        self.device = device
+
+    def _generate(self, texts: list[str], templated: bool) -> list[str]:
+        import torch
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not templated).to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.cfg.max_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        return self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def ask(self, prompts: Sequence[Messages]) -> Iterator[tuple[int, Reply]]:
+        rendered = [_render(self.tokenizer, m) for m in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: (rendered[i][1], len(rendered[i][0])))
+        bs = self.cfg.batch_size
+        for start in range(0, len(order), bs):
+            idx = order[start:start + bs]
+            groups: dict[bool, list[int]] = {}
+            for i in idx:  # templated and plain prompts differ in special tokens: never mix them
+                groups.setdefault(rendered[i][1], []).append(i)
+            for templated, ids in groups.items():
+                try:
+                    texts = self._generate([rendered[i][0] for i in ids], templated)
+                    replies = [Reply(t) for t in texts]
+                except Exception as e:  # e.g. out of memory: count the batch as failed, go on
+                    replies = [Reply(None, _short(e))] * len(ids)
+                yield from zip(ids, replies)
+
+    def close(self) -> None:
+        self.model = None

@@ -1,0 +1,46 @@
+"""A micro LLaVA and a handful of samples for adapter and method tests (built in-process, offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
+from coin.models.vlm import LlavaVLM, Sample
+
+MICRO = TinyConfig(vocab_size=300, vision_width=32, vision_layers=1, vision_heads=2, lm_width=32, lm_layers=2,
+                   lm_heads=2, lm_ffn=64)
+COLOURS = ["red", "green", "blue", "yellow", "white", "black"]
+_TOKENIZER = None
+
+
+def tokenizer():
+    """One tokenizer per test process (training it is the slow part)."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        texts = [f"USER: ASSISTANT: What colour is the square? It is {c}. Name the shape: circle square {c}"
+                 for c in COLOURS]
+        _TOKENIZER = train_tokenizer(texts, MICRO.vocab_size)
+    return _TOKENIZER
+
+
+def tiny_vlm(seed: int = 0) -> LlavaVLM:
+    """A fresh randomly initialised micro LLaVA (same weights for the same seed)."""
+    tok = tokenizer()
+    return LlavaVLM(build_model(MICRO, tok, seed=seed), build_processor(tok, MICRO))
+
+
+def tiny_samples(root: Path, task: str, n: int) -> list[Sample]:
+    """``n`` one-colour images under ``root`` with a question and a short answer each."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for k in range(n):
+        colour = COLOURS[k % len(COLOURS)]
+        path = root / f"{task}-{k}.png"
+        if not path.exists():
+            Image.new("RGB", (MICRO.image_size, MICRO.image_size), colour).save(path)
+        question = "What colour is the square?" if task.endswith("A") else "Name the shape."
+        answer = colour if task.endswith("A") else ["circle", "square"][k % 2]
+        out.append(Sample(f"{task}-{k}", task, str(path), question, answer))
+    return out
