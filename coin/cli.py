@@ -4,6 +4,7 @@
     coin data synth --out DIR [--seed N] [--n-train N] [--n-test N]
     coin data build SOURCE --raw DIR --out DIR [--seed N] [--option key=value ...]
     coin data check|stats [--config FILE] [--root DIR] [--image-root DIR] [--tasks T ...] [--json]
+    coin sweep CONFIG [CONFIG ...] [--seeds 0 1 2] [--out DIR]
     coin report RUN [RUN ...] [--out DIR]
     coin score --scorer NAME --predictions P.jsonl --ground-truth T.json [--json]
     coin metrics MATRIX.json [--json]
@@ -34,6 +35,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print()
     print(summary_table(result))
     print(f"\nreport: {out / 'report.md'}  (and report.html, heatmap.png)")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from coin.engine.sweep import sweep
+
+    _threads(args.threads)
+    path = sweep(args.configs, args.seeds, args.out, args.set, progress=not args.quiet)
+    print(f"comparison report: {path} (and {Path(path).with_suffix('.html')})")
     return 0
 
 
@@ -228,6 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_cmd_run)
+
+    sw = sub.add_parser("sweep", help="run configs x seeds and write one comparison report")
+    sw.add_argument("configs", nargs="+", help="YAML configs")
+    sw.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sw.add_argument("--out", default="runs/sweep")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every config")
+    sw.add_argument("--threads", type=int, default=None)
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(func=_cmd_sweep)
 
     d = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
     s = d.add_parser("synth", help="write the CoIN-Synth benchmark")

@@ -81,10 +81,11 @@ class ModelConfig:
 
 @dataclass
 class AdapterConfig:
-    type: str = "lora"
+    type: str = "lora"  # "lora" | "moelora"
     r: int = 32
     alpha: float = 64.0
     dropout: float = 0.0
+    experts: int = 8  # MoELoRA: number of experts, each of rank r / experts
     train_projector: bool = True
 
 
@@ -116,6 +117,7 @@ class RunConfig:
     name: str | None = None
     seed: int = 0
     method: str = "sequential"
+    method_options: dict = field(default_factory=dict)  # the method's own options (see its Options dataclass)
     data: DataConfig = field(default_factory=DataConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -237,6 +239,16 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
 
     if cfg.method not in METHODS:
         problems.append(f"method: {METHODS.unknown_message(cfg.method)}")
+    else:
+        problems += METHODS.get(cfg.method).validate(cfg.method_options)
+    from coin.adapters import ADAPTERS
+
+    if cfg.adapter.type not in ADAPTERS:
+        problems.append(f"adapter.type: {ADAPTERS.unknown_message(cfg.adapter.type)}")
+    if cfg.adapter.experts < 1:
+        problems.append(f"adapter.experts must be >= 1, got {cfg.adapter.experts}")
+    elif cfg.adapter.type == "moelora" and cfg.adapter.r % cfg.adapter.experts:
+        problems.append(f"adapter.r ({cfg.adapter.r}) must be divisible by adapter.experts ({cfg.adapter.experts})")
     if cfg.model.name not in MODELS:
         problems.append(f"model.name: {MODELS.unknown_message(cfg.model.name)}")
 

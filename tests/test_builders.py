@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coin.cli import main
-from coin.data.builders import BUILDERS, build_source
+from coin.data.builders import BUILDERS, build_source, options_of
 from coin.data.builders.refcoco import box_text, square_box
 from coin.data.coin_json import DataError, load_test, load_train
 from coin.eval.scorers import score_sample
@@ -206,8 +206,9 @@ def test_builder_errors_name_the_file(tmp_path):
         build_source("gqa", raw, tmp_path / "out")
     with pytest.raises(DataError, match="none of problems.json found"):
         build_source("scienceqa", tmp_path / "raw", tmp_path / "out")
-    with pytest.raises(DataError, match="unexpected keyword"):
+    with pytest.raises(DataError, match="unknown option.s. clases; options: train_file, test_file"):
         build_source("gqa", raw, tmp_path / "out", clases=3)
+    assert options_of("imagenet") == {"classes": 100}
 
 
 def test_built_files_load_with_the_released_loaders(tmp_path):

@@ -92,3 +92,37 @@ def test_cli_missing_image_stops_before_training(tmp_path, capsys, micro_config)
     err = capsys.readouterr().err
     assert "ImageNet train ImageNet-train-000002" in err and "train-000002.png" in err
     assert not (tmp_path / "r").exists()
+
+
+def _method_names():
+    from coin.methods import METHODS
+
+    return METHODS.names()
+
+
+@pytest.mark.parametrize("method", _method_names())
+def test_every_method_runs_a_two_task_stream_and_resumes(method, micro_config, tmp_path):
+    """Contract over the method registry: a new method gets this test for free."""
+    import shutil
+
+    micro_config["method"] = method
+    if method == "ewc":
+        micro_config["method_options"] = {"samples": 8}
+    if method == "lwf":
+        micro_config["method_options"] = {"samples": 4, "batch_size": 2}
+    out = tmp_path / method
+    first = run(from_dict(micro_config), out, progress=False, log=lambda *a: None)
+    assert first["tasks"] == ["ImageNet", "Grounding"]
+    assert all(v is not None for v in (first["matrix"][1][0], first["matrix"][1][1]))
+    # lose the last stage entirely: the resumed run recomputes it from stage 1's saved state
+    shutil.rmtree(out / "stages" / "02-Grounding")
+    again = run(from_dict(micro_config), out, progress=False, log=lambda *a: None)
+    assert again["matrix"] == first["matrix"]
+
+
+@pytest.mark.parametrize("adapter", ["lora", "moelora"])
+def test_every_adapter_runs_and_saves_safetensors(adapter, micro_config, tmp_path):
+    micro_config["adapter"] = {"type": adapter, "r": 4, "alpha": 8, "experts": 2}
+    result = run(from_dict(micro_config), tmp_path / adapter, progress=False, log=lambda *a: None)
+    assert (tmp_path / adapter / "stages" / "02-Grounding" / "adapter" / "adapter_model.safetensors").is_file()
+    assert result["cost"]["trainable_params"] > 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,8 +150,6 @@ def _train_text(rec: dict) -> tuple[str | None, str]:
 
 
 def _box_ok(value: object) -> bool:
-    import re
-
     nums = re.findall(r"-?\d+(?:\.\d+)?", str(value))
     return len(nums) == 4 and all(0.0 <= float(n) <= 1.0 for n in nums)
 
@@ -299,7 +298,7 @@ def stats(cfg: DataConfig, tasks: list[str] | None = None) -> list[dict]:
 def format_stats(table: list[dict]) -> str:
     """``stats`` as a text table."""
     def cell(v: object) -> str:
-        return "–" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+        return "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.1f}" if isinstance(v, float) else str(v)
 
     lines = [f"{'task':<10} {'split':<5} {'n':>9} {'distinct':>9} {'words mean':>10} {'median':>6} {'p90':>4} {'max':>4}"]
     for row in table:

@@ -191,7 +191,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
 
     seed_everything(cfg.seed)  # the adapter's init must not depend on what ran before (e.g. a pretraining)
     attach_adapter(vlm, cfg.adapter)
-    methods = [build_method(cfg.method)]
+    methods = [build_method(cfg.method, cfg.method_options)]
     stage_dirs: list[Path] = []
     for j, task in enumerate(order):
         stage_dir = out / "stages" / f"{j + 1:02d}-{task}"

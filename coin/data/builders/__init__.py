@@ -9,6 +9,7 @@ and one line below.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,17 @@ def build_source(source: str, raw: str | Path, out: str | Path, seed: int = 0, i
     if not raw.is_dir():
         raise DataError(f"{source}: raw folder {raw} does not exist (it should hold {builder.inputs})")
     prefix = builder.image_prefix if image_prefix is None else image_prefix
-    try:
-        built = builder.build(raw, prefix, seed, **options)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise DataError(f"{source}: {e}") from None
-        raise
-    return write_built(out, builder, built)
+    allowed = options_of(source)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DataError(f"{source}: unknown option(s) {', '.join(unknown)}; options: {', '.join(allowed) or 'none'}")
+    return write_built(out, builder, builder.build(raw, prefix, seed, **options))
 
 
-__all__ = ["BUILDERS", "Builder", "Built", "build_source"]
+def options_of(source: str) -> dict[str, Any]:
+    """The extra options a source's builder takes, with their defaults."""
+    params = inspect.signature(BUILDERS.get(source).build).parameters
+    return {k: p.default for k, p in params.items() if k not in ("raw", "prefix", "seed", "source")}
+
+
+__all__ = ["BUILDERS", "Builder", "Built", "build_source", "options_of"]
