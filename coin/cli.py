@@ -26,6 +26,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     out = Path(args.out) if args.out else Path("runs") / (cfg.name or (Path(args.config).stem if args.config else "default"))
+    if args.dry_run:
+        from coin.engine.plan import describe
+
+        text, missing = describe(cfg, out)
+        print(text)
+        return 1 if missing else 0
     if args.fresh and out.exists():
         import shutil
 
@@ -235,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run folder (default: runs/<name>); an existing run there is continued")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. train.lr=1e-4")
     r.add_argument("--fresh", action="store_true", help="delete the run folder first and start over")
+    r.add_argument("--dry-run", action="store_true", help="print the plan and the files it reads (missing ones marked); load nothing")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_cmd_run)

@@ -32,7 +32,7 @@ class SynthConfig:
     """CoIN-Synth sizes: samples per task (the base model's captions are set in model.pretrain)."""
 
     seed: int = 0
-    n_train: int = 1000
+    n_train: int = 1500
     n_test: int = 100
 
 
@@ -54,7 +54,7 @@ class DataConfig:
 
 @dataclass
 class TasksConfig:
-    order: Any = "paper"  # a named order or a list of task names
+    order: Any = "paper"  # "paper", "alphabet", "shuffle:<seed>" or a list of task names
     eval: str = "seen"  # "seen": tasks trained so far; "all": every task after every stage
 
 
@@ -64,10 +64,13 @@ class PretrainConfig:
 
     seed: int = 0
     samples: int = 12000
-    steps: int = 1000
+    steps: int = 900
     batch_size: int = 32
     lr: float = 2e-3
     warmup_ratio: float = 0.05
+    vision_steps: int = 800  # stage 1: the vision tower learns scene labels (a stand-in for CLIP's pretraining)
+    vision_batch_size: int = 64
+    vision_lr: float = 2e-3
 
 
 @dataclass
@@ -91,7 +94,7 @@ class AdapterConfig:
 
 @dataclass
 class TrainConfig:
-    lr: float = 1e-3
+    lr: float = 2e-3
     batch_size: int = 16
     epochs: float = 1.0
     warmup_ratio: float = 0.03
@@ -116,6 +119,7 @@ class RunConfig:
 
     name: str | None = None
     seed: int = 0
+    plugins: list = field(default_factory=list)  # modules or .py files imported first (they register methods, tasks...)
     method: str = "sequential"
     method_options: dict = field(default_factory=dict)  # the method's own options (see its Options dataclass)
     data: DataConfig = field(default_factory=DataConfig)
@@ -190,8 +194,33 @@ def _type_name(tp: Any) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
+def import_plugins(plugins: list, problems: list[str]) -> None:
+    """Import each plugin (a module name or a ``.py`` file) so its registrations take effect."""
+    import importlib
+    import importlib.util
+    import sys
+
+    for k, name in enumerate(plugins):
+        try:
+            if str(name).endswith(".py"):
+                path = Path(name).resolve()
+                mod_name = f"coin_plugin_{path.stem}"
+                if mod_name in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(mod_name, path)
+                if spec is None or not path.is_file():
+                    raise FileNotFoundError(f"no such file {path}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[mod_name] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(str(name))
+        except Exception as e:  # report, with the key, whatever the plugin raised
+            problems.append(f"plugins[{k}] ({name}): cannot import: {e}")
+
+
 def _validate(cfg: RunConfig, problems: list[str]) -> None:
-    from coin.tasks import ORDERS, TASKS
+    import_plugins(cfg.plugins, problems)
 
     def positive(key: str, v: float) -> None:
         if v <= 0:
@@ -222,18 +251,11 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append("data.root is required when data.benchmark is 'coin'")
     if cfg.tasks.eval not in ("seen", "all"):
         problems.append(f"tasks.eval must be 'seen' or 'all', got {cfg.tasks.eval!r}")
-    order = cfg.tasks.order
-    if isinstance(order, str):
-        if order not in ORDERS:
-            problems.append(f"tasks.order: unknown order {order!r}; choices: {', '.join(ORDERS)} or a list of task names")
-    elif isinstance(order, list) and order:
-        for name in order:
-            if name not in TASKS:
-                problems.append(f"tasks.order: {TASKS.unknown_message(name)}")
-        if len(set(order)) != len(order):
-            problems.append("tasks.order lists a task twice")
-    else:
-        problems.append(f"tasks.order must be a name or a non-empty list of task names, got {order!r}")
+    from coin.data.benchmark import config_problems
+    from coin.data.orders import order_problems
+
+    problems += order_problems(cfg.tasks.order)
+    problems += config_problems(cfg.data)
     from coin.methods import METHODS
     from coin.models import MODELS
 

@@ -26,7 +26,7 @@ MICRO = {
     "model": {
         "tiny": {"vocab_size": 400, "vision_width": 32, "vision_layers": 1, "vision_heads": 2,
                  "lm_width": 64, "lm_layers": 2, "lm_heads": 2, "lm_ffn": 128},
-        "pretrain": {"steps": 12, "samples": 64, "batch_size": 8},
+        "pretrain": {"steps": 12, "samples": 64, "batch_size": 8, "vision_steps": 4, "vision_batch_size": 8},
     },
     "adapter": {"r": 4, "alpha": 8},
     "train": {"batch_size": 8, "lr": 1e-3},

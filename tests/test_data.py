@@ -91,3 +91,13 @@ def test_missing_image_is_listed_before_anything_runs(tmp_path):
     assert "1 image(s) missing" in str(e.value) and "GQA train t1" in str(e.value) and "gone.png" in str(e.value)
     with pytest.raises(DataError, match="test file not found"):
         load_benchmark(DataConfig(benchmark="coin", root=str(root)), ["GQA", "VizWiz"], seed=0)
+
+
+def test_multi_turn_conversations_keep_every_turn(tmp_path):
+    rec = _train(0)
+    rec["conversations"] += [{"from": "human", "value": "And its colour?"}, {"from": "gpt", "value": "red"}]
+    s = load_train(_write(tmp_path / "train.json", [rec]), tmp_path, "GQA")[0]
+    assert s.answer == "cat" and s.turns == (("And its colour?", "red"),)
+    rec["conversations"].append({"from": "human", "value": "dangling"})
+    with pytest.raises(DataError, match="human/gpt turn pairs"):
+        load_train(_write(tmp_path / "t2.json", [rec]), tmp_path, "GQA")

@@ -54,3 +54,14 @@ def test_generation_prompt_is_the_training_prompt(vlm_and_samples):
     train_ids = vlm.train_batch([s])["input_ids"][0].tolist()
     gen_ids = vlm.generation_batch([s])["input_ids"][0].tolist()
     assert train_ids[: len(gen_ids)] == gen_ids
+
+
+def test_multi_turn_labels_cover_every_answer(vlm_and_samples):
+    vlm, samples = vlm_and_samples
+    s = Sample("m", "t", samples[0].image, "What is it?", "red circle", turns=(("And the size?", "small"),))
+    b = vlm.train_batch([s])
+    labels = b["labels"][0]
+    supervised = vlm.tokenizer.decode(labels[labels != -100].tolist())
+    assert supervised == " red circle</s> small</s>"
+    text = vlm.tokenizer.decode(b["input_ids"][0].tolist()).replace("<image>", "")
+    assert text.endswith("What is it? ASSISTANT: red circle</s>USER: And the size? ASSISTANT: small</s>")

@@ -126,3 +126,34 @@ def test_every_adapter_runs_and_saves_safetensors(adapter, micro_config, tmp_pat
     result = run(from_dict(micro_config), tmp_path / adapter, progress=False, log=lambda *a: None)
     assert (tmp_path / adapter / "stages" / "02-Grounding" / "adapter" / "adapter_model.safetensors").is_file()
     assert result["cost"]["trainable_params"] > 0
+
+
+def test_a_plugin_method_from_a_file_runs(micro_config, tmp_path):
+    """The README's example method: one file, registered through the ``plugins`` key."""
+    from pathlib import Path
+
+    micro_config["plugins"] = [str(Path(__file__).parent.parent / "examples" / "anchor.py")]
+    micro_config["method"] = "anchor"
+    micro_config["method_options"] = {"lambda_": 0.5}
+    result = run(from_dict(micro_config), tmp_path / "anchor", progress=False, log=lambda *a: None)
+    assert result["method"] == "anchor"
+    assert (tmp_path / "anchor" / "stages" / "01-ImageNet" / "method-anchor.safetensors").is_file()
+    micro_config["method_options"] = {"lambda": 0.5}
+    with pytest.raises(Exception, match="method_options.lambda"):
+        from_dict(micro_config)
+
+
+def test_dry_run_prints_the_plan_and_missing_files(tmp_path, capsys):
+    code = main(["run", "--dry-run", "--set", "data.benchmark=coin", "--set", f"data.root={tmp_path}",
+                 "--set", "train.grad_accum=4", "--set", "tasks.order=[GQA, VizWiz]"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "effective batch: 64 = 16 x grad_accum 4 x 1 process(es)" in out
+    assert f"{tmp_path}/Instructions_Original/GQA/train.json (MISSING)" in out
+    assert "MISSING (4)" in out
+    (tmp_path / "Instructions_Original" / "GQA").mkdir(parents=True)
+    (tmp_path / "Instructions_Original" / "GQA" / "train.json").write_text(json.dumps([{}] * 40))
+    main(["run", "--dry-run", "--set", "data.benchmark=coin", "--set", f"data.root={tmp_path}",
+          "--set", "tasks.order=[GQA, VizWiz]"])
+    out = capsys.readouterr().out
+    assert "1     GQA              40      3      ?" in out  # 40 samples / batch 16 -> 3 steps

@@ -49,7 +49,7 @@ def _list(path: Path) -> list:
 
 
 def load_train(path: str | Path, image_root: str | Path, task: str) -> list[Sample]:
-    """Training samples from a LLaVA-conversation file (first human turn + first gpt answer)."""
+    """Training samples from a LLaVA-conversation file (every human/gpt turn pair of each record)."""
     path, root = Path(path), str(Path(image_root).resolve())
     out, seen = [], set()
     for k, rec in enumerate(_list(path)):
@@ -66,16 +66,32 @@ def load_train(path: str | Path, image_root: str | Path, task: str) -> list[Samp
         conv = rec["conversations"]
         if not isinstance(conv, list) or len(conv) < 2:
             raise DataError(f"{where} (id {rid}): 'conversations' needs a human turn and a gpt turn")
-        human, gpt = conv[0], conv[1]
-        if not isinstance(human, dict) or human.get("from") != "human" or not isinstance(gpt, dict) or gpt.get("from") != "gpt":
-            raise DataError(f"{where} (id {rid}): conversations must start with a 'human' turn then a 'gpt' turn")
-        prompt = str(human.get("value", "")).replace("<image>\n", "").replace("<image>", "").strip()
-        answer = str(gpt.get("value", "")).strip()
-        if not prompt or not answer:
-            raise DataError(f"{where} (id {rid}): empty {'prompt' if not prompt else 'answer'}")
+        pairs = _turns(conv, f"{where} (id {rid})")
+        (prompt, answer), rest = pairs[0], tuple(pairs[1:])
         image = _image_path(root, rec["image"], f"{where} (id {rid})")
-        out.append(Sample(id=rid, task=task, image=image, prompt=prompt, answer=answer))
+        out.append(Sample(id=rid, task=task, image=image, prompt=prompt, answer=answer, turns=rest))
     return out
+
+
+def _turns(conv: object, where: str) -> list[tuple[str, str]]:
+    """(question, answer) pairs of a LLaVA conversation: human/gpt alternating, none empty.
+
+    Released CoIN files group several questions about one image into one multi-turn
+    conversation; every turn is kept and trained on (labels on every answer).
+    """
+    if not isinstance(conv, list) or len(conv) < 2 or len(conv) % 2:
+        raise DataError(f"{where}: 'conversations' needs human/gpt turn pairs")
+    pairs = []
+    for t in range(0, len(conv), 2):
+        human, gpt = conv[t], conv[t + 1]
+        if not isinstance(human, dict) or human.get("from") != "human" or not isinstance(gpt, dict) or gpt.get("from") != "gpt":
+            raise DataError(f"{where}: conversation turn {t // 2} must be a 'human' turn then a 'gpt' turn")
+        q = str(human.get("value", "")).replace("<image>\n", "").replace("<image>", "").strip()
+        a = str(gpt.get("value", "")).strip()
+        if not q or not a:
+            raise DataError(f"{where}: empty {'prompt' if not q else 'answer'} in turn {t // 2}")
+        pairs.append((q, a))
+    return pairs
 
 
 def _check_box(value: object, where: str) -> None:

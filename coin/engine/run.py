@@ -38,7 +38,8 @@ from coin.eval.scorers import format_error_share
 from coin.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
 from coin.models import load_model
-from coin.tasks import get_task, resolve_order
+from coin.data.orders import resolve_order
+from coin.tasks import get_task
 
 
 class RunFolderError(RuntimeError):

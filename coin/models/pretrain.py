@@ -25,7 +25,8 @@ from coin.config import ModelConfig
 from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
 from coin.data.synth.tasks import MAKERS
 from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
-from coin.models.vlm import LlavaVLM, Sample
+from coin.data.coin_json import load_train
+from coin.models.vlm import LlavaVLM
 
 BASE_VERSION = 1
 
@@ -79,9 +80,17 @@ def pretrain(cfg: ModelConfig, out: Path, log=print) -> None:
     processor = build_processor(tokenizer, tiny)
     model = build_model(tiny, tokenizer, seed=p.seed)
     vlm = LlavaVLM(model, processor)
-    samples = [Sample(c["id"], "pretrain", str(data / "images" / c["image"]),
-                      c["conversations"][0]["value"].replace("<image>\n", ""), c["conversations"][1]["value"]) for c in caps]
-    opt = torch.optim.AdamW(model.parameters(), lr=p.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    samples = load_train(data / "pretrain" / "train.json", data / "images", "pretrain")
+    if p.vision_steps > 0:
+        from coin.models.vision_pretrain import pretrain_vision
+
+        t1 = time.time()
+        vloss = pretrain_vision(vlm, samples, [c["labels"] for c in caps], p.vision_steps, p.vision_batch_size,
+                                p.vision_lr, p.seed)
+        log(f"vision tower pretrained in {time.time() - t1:.0f}s, final loss {vloss:.3f}")
+        model.model.vision_tower.requires_grad_(False)  # then frozen, as LLaVA keeps its CLIP tower
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(params, lr=p.lr, betas=(0.9, 0.98), weight_decay=0.01)
     warm = max(1, int(p.warmup_ratio * p.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s / p.steps, 1.0)))))
@@ -98,12 +107,13 @@ def pretrain(cfg: ModelConfig, out: Path, log=print) -> None:
         idx, order = order[: p.batch_size], order[p.batch_size:]
         loss = model(**vlm.train_batch([samples[i] for i in idx])).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     log(f"pretrained in {time.time() - t0:.0f}s, final loss {loss.item():.3f}")
+    model.requires_grad_(True)
     vlm.save_base(work)
     shutil.rmtree(work / "data")
     (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": loss.item()}))

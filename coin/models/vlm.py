@@ -24,6 +24,7 @@ class Sample:
     image: str  # absolute path
     prompt: str
     answer: str | None = None
+    turns: tuple[tuple[str, str], ...] = ()  # further (question, answer) turns of a multi-turn conversation
 
 
 class ImageError(ValueError):
@@ -83,15 +84,20 @@ class LlavaVLM:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
-        """Right-padded inputs with labels only on the answer tokens (and the end of turn)."""
+        """Right-padded inputs with labels only on the answer tokens (and each end of turn)."""
         pad = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
         ids, labels = [], []
         for s in samples:
             p = [self.tokenizer.bos_token_id] + self._encode(self.prompt_text(s.prompt))
             a = self._encode(" " + (s.answer or "")) + [eos]
-            ids.append(p + a)
-            labels.append([-100] * len(p) + a)
+            x, y = p + a, [-100] * len(p) + a
+            for q, ans in s.turns:
+                p = self._encode(f"USER: {q} ASSISTANT:")
+                a = self._encode(" " + ans) + [eos]
+                x, y = x + p + a, y + [-100] * len(p) + a
+            ids.append(x)
+            labels.append(y)
         width = max(map(len, ids))
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
         lab = torch.full((len(ids), width), -100, dtype=torch.long)

@@ -109,6 +109,7 @@ def test_record(qid: str, image: str, text: str, answer: str, source: str, **ext
 
 
 def check_answer(answer: str, where: str) -> str:
+    """``answer``, or a ``DataError`` naming ``where`` when it is empty (a record needs a target)."""
     if not answer:
         raise DataError(f"{where}: no answer")
     return answer

@@ -20,7 +20,7 @@ from coin.data.synth.tasks import MAKERS, Example, pretrain_example
 from coin.io import atomic_write_json
 from coin.tasks import get_task
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 5
 CAPTION_PROMPT = "Describe the image."
 
 
@@ -84,11 +84,13 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 400, n_te
     (tmp / "images" / "pretrain").mkdir(parents=True, exist_ok=True)
     for i in range(n_pretrain):
         rng = _rng(seed, "pretrain", i)
-        scene, prompt, response = pretrain_example(rng)
+        scene, pairs = pretrain_example(rng)
         image = f"pretrain/{i:06d}.png"
         world.render(scene, rng).save(tmp / "images" / image)
-        caps.append({"id": f"pretrain-{i:06d}", "image": image, "conversations": [
-            {"from": "human", "value": "<image>\n" + prompt}, {"from": "gpt", "value": response}]})
+        conv = []
+        for k, (q, a) in enumerate(pairs):
+            conv += [{"from": "human", "value": ("<image>\n" if k == 0 else "") + q}, {"from": "gpt", "value": a}]
+        caps.append({"id": f"pretrain-{i:06d}", "image": image, "conversations": conv, "labels": world.labels(scene)})
     atomic_write_json(tmp / "pretrain" / "train.json", caps, indent=None)
     atomic_write_json(tmp / "MANIFEST.json", {
         "benchmark": "CoIN-Synth", "generator_version": GENERATOR_VERSION, "seed": seed, "n_train": n_train,

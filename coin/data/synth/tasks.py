@@ -144,9 +144,12 @@ def grounding(rng: random.Random) -> Example:
 
 def vqav2(rng: random.Random) -> Example:
     """Counting, yes/no and colour questions with ten annotators who sometimes disagree."""
-    objs = w.sample_objects(rng, rng.randint(1, 4))
+    objs = w.sample_objects(rng, rng.randint(1, 3))
     scene = w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=objs)
     kind = rng.choice(("count", "yesno", "color"))
+    if kind == "box":
+        box = w.format_box(w.box_to_unit(o.box))
+        return f"Where exactly is the {o.color} {o.shape}?", f"The {o.color} {o.shape} is inside {box}."
     if kind == "count":
         n = len(objs)
         wrong = [str(max(n - 1, 1)), str(n + 1)]
@@ -196,7 +199,7 @@ def caption_scene(rng: random.Random) -> w.Scene:
     """A scene for base pretraining, drawn from the same mix of pictures the tasks use."""
     r = rng.random()
     if r < 0.5:
-        return w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=w.sample_objects(rng, rng.randint(1, 4)))
+        return w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=w.sample_objects(rng, rng.randint(1, 3)))
     if r < 0.65:
         return textvqa(rng).scene
     if r < 0.8:
@@ -213,21 +216,23 @@ def _sentence_qa(rng: random.Random, scene: w.Scene) -> tuple[str, str]:
     if scene.book is not None:
         b = scene.book
         return rng.choice((
-            ("What is the title of the book?", f'The title of the book is "{b["title"]}".'),
+            ("What is the title of the book?", f"The title of the book is {b['title']}."),
             ("Who is the author of the book?", f"The book was written by {b['author']}."),
             ("What kind of book is this?", f"This is a {b['genre']} book."),
             ("What color is the cover?", f"The cover is {b['color']}."),
         ))
     if scene.word is not None:
         return rng.choice((
-            ("Which word is written?", f'The word "{scene.word}" is written.'),
+            ("Which word is written?", f"The word {scene.word} is written."),
             ("What color is the text?", f"The text is {scene.word_color}."),
         ))
     objs = scene.objects
     o = rng.choice(objs)
     shapes = [p.shape for p in objs]
     colors = [p.color for p in objs]
-    kind = rng.choice(("at", "color", "size", "where", "count", "exists", "see"))
+    kind = rng.choice(("at", "color", "size", "where", "box", "count", "exists", "see"))
+    if scene.degradation and kind == "box":
+        kind = "where"
     if scene.degradation == "crop" and kind in ("at", "where"):
         kind = "see"
     if kind == "at":
@@ -238,6 +243,9 @@ def _sentence_qa(rng: random.Random, scene: w.Scene) -> tuple[str, str]:
         return f"How big is the {o.shape}?", f"The {o.shape} is {o.size}."
     if kind == "where":
         return f"Where is the {o.color} {o.shape}?", f"The {o.color} {o.shape} is at the {o.position}."
+    if kind == "box":
+        box = w.format_box(w.box_to_unit(o.box))
+        return f"Where exactly is the {o.color} {o.shape}?", f"The {o.color} {o.shape} is inside {box}."
     if kind == "count":
         n = len(objs)
         return "How many shapes can you see?", f"There {'is' if n == 1 else 'are'} {n} shape{'' if n == 1 else 's'}."
@@ -251,15 +259,23 @@ def _sentence_qa(rng: random.Random, scene: w.Scene) -> tuple[str, str]:
     return "What do you see?", f"I see a {o.describe()}."
 
 
-def pretrain_example(rng: random.Random) -> tuple[w.Scene, str, str]:
-    """(scene, prompt, response) for the base model: a caption or a question answered in a sentence.
+def pretrain_example(rng: random.Random, turns: int = 3) -> tuple[w.Scene, list[tuple[str, str]]]:
+    """(scene, conversation) for the base model: a caption, or questions answered in sentences.
 
     The base learns what is in the pictures and to answer in full sentences, like a chat
     LM; none of the eight tasks' answer formats (a letter, a bare phrase, a box,
     "unanswerable") ever appears, so the tasks mostly teach formats (CoIN's premise).
+    Several questions share one image (a multi-turn conversation): more supervised tokens
+    per image the vision tower encodes.
     """
     scene = caption_scene(rng)
-    if rng.random() < 0.3:
-        return scene, "Describe the image.", w.caption(scene)
-    q, a = _sentence_qa(rng, scene)
-    return scene, q, a
+    if rng.random() < 0.25:
+        return scene, [("Describe the image.", w.caption(scene))]
+    pairs: list[tuple[str, str]] = []
+    for _ in range(turns * 3):
+        qa = _sentence_qa(rng, scene)
+        if qa[0] not in {q for q, _ in pairs}:
+            pairs.append(qa)
+        if len(pairs) == turns:
+            break
+    return scene, pairs

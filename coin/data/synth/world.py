@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 IMAGE_SIZE = 64
 
-SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "hexagon", "heart")
+SHAPES = ("circle", "square", "triangle", "cross", "star", "heart")  # silhouettes a 16-patch ViT tells apart
 COLORS = {
     "red": (220, 40, 40),
     "green": (40, 180, 60),
@@ -28,7 +28,7 @@ COLORS = {
     "white": (245, 245, 245),
 }
 BACKGROUNDS = {"black": (20, 20, 20), "gray": (110, 110, 110)}
-SIZES = {"small": 18, "large": 28}
+SIZES = {"small": 20, "large": 30}
 POSITIONS = ("top left", "top right", "bottom left", "bottom right")
 _CELL_CENTER = {
     "top left": (16, 16),
@@ -36,11 +36,8 @@ _CELL_CENTER = {
     "bottom left": (16, 48),
     "bottom right": (48, 48),
 }
-WORDS = (
-    "cat", "dog", "sun", "moon", "tree", "fish", "bird", "book", "lamp", "rock",
-    "ship", "car", "cup", "hat", "key", "box", "pen", "egg", "milk", "rain",
-)
-AUTHORS = ("ann", "bob", "kim", "lee", "max", "sam", "tom", "eve", "joe", "liz")
+WORDS = ("cat", "dog", "sun", "moon", "tree", "fish", "bird", "book", "lamp", "ship", "cup", "key")
+AUTHORS = ("ann", "bob", "kim", "max", "tom", "liz")
 GENRES = {  # cover colour -> genre, so the genre is visible
     "red": "romance",
     "blue": "mystery",
@@ -131,9 +128,6 @@ def _draw_shape(draw: ImageDraw.ImageDraw, obj: Obj) -> None:
         draw.rectangle(obj.box, fill=fill)
     elif obj.shape == "triangle":
         draw.polygon([((x1 + x2) / 2, y1), (x2, y2), (x1, y2)], fill=fill)
-    elif obj.shape == "diamond":
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        draw.polygon([(cx, y1), (x2, cy), (cx, y2), (x1, cy)], fill=fill)
     elif obj.shape == "cross":
         t = max(w // 3, 2)
         cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
@@ -141,10 +135,6 @@ def _draw_shape(draw: ImageDraw.ImageDraw, obj: Obj) -> None:
         draw.rectangle((x1, cy - t // 2, x2, cy + t // 2), fill=fill)
     elif obj.shape == "star":
         draw.polygon(_star(obj.box), fill=fill)
-    elif obj.shape == "hexagon":
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        q = w / 4
-        draw.polygon([(x1, cy), (x1 + q, y1), (x2 - q, y1), (x2, cy), (x2 - q, y2), (x1 + q, y2)], fill=fill)
     elif obj.shape == "heart":
         r = w / 4
         draw.ellipse((x1, y1, x1 + 2 * r, y1 + 2 * r), fill=fill)
@@ -209,9 +199,9 @@ def caption(scene: Scene) -> str:
         parts.append({"blur": "a blurry image.", "dark": "a dark image.", "crop": "a cropped image."}[scene.degradation])
     if scene.book is not None:
         b = scene.book
-        parts.append(f'a {b["color"]} {b["genre"]} book titled "{b["title"]}" by {b["author"]}.')
+        parts.append(f"a {b['color']} {b['genre']} book titled {b['title']} by {b['author']}.")
     if scene.word is not None:
-        parts.append(f'the word "{scene.word}" written in {scene.word_color}.')
+        parts.append(f"the word {scene.word} written in {scene.word_color}.")
     if scene.objects:
         n = len(scene.objects)
         parts.append(f"{n} shape{'s' if n > 1 else ''} on {scene.background}:")
@@ -219,3 +209,50 @@ def caption(scene: Scene) -> str:
             where = "" if scene.degradation == "crop" else f" at {obj.position}"
             parts.append(f"a {obj.describe()}{where}.")
     return " ".join(parts)
+
+
+# label spaces for the vision tower's own pretraining (index 0 = "none")
+LABEL_SPACES: dict[str, tuple[str, ...]] = {
+    "shape": ("none",) + SHAPES,
+    "color": ("none",) + tuple(COLORS),
+    "size": ("none",) + tuple(SIZES),
+    "word": ("none",) + WORDS,
+    "word_color": ("none",) + TEXT_COLORS,
+    "title": ("none",) + WORDS,
+    "author": ("none",) + AUTHORS,
+    "cover": ("none",) + tuple(GENRES),
+    "background": tuple(BACKGROUNDS),
+    "view": ("clear", "blur", "dark", "crop", "unreadable"),
+}
+CELL_LABELS = ("shape", "color", "size")  # one per grid cell, in POSITIONS order
+
+
+def labels(scene: Scene) -> dict[str, list[int] | int]:
+    """What a vision encoder should see in ``scene``, as class indices (see ``LABEL_SPACES``).
+
+    The tiny model's vision tower is first trained to predict these (a stand-in for the
+    contrastive pretraining a real CLIP tower has had), then the whole model learns to talk
+    about them.
+    """
+    sp = LABEL_SPACES
+    cells = {k: [0] * len(POSITIONS) for k in CELL_LABELS}
+    hidden = scene.unreadable
+    for obj in scene.objects:
+        if hidden or (scene.degradation == "crop" and obj.position != "top left"):
+            continue
+        k = POSITIONS.index(obj.position)
+        cells["shape"][k] = sp["shape"].index(obj.shape)
+        cells["color"][k] = sp["color"].index(obj.color)
+        cells["size"][k] = sp["size"].index(obj.size)
+    book = scene.book or {}
+    visible_word = scene.word if not hidden else None
+    return {
+        **cells,
+        "word": sp["word"].index(visible_word) if visible_word else 0,
+        "word_color": sp["word_color"].index(scene.word_color) if visible_word and scene.word_color else 0,
+        "title": sp["title"].index(book["title"]) if book else 0,
+        "author": sp["author"].index(book["author"]) if book else 0,
+        "cover": sp["cover"].index(book["color"]) if book else 0,
+        "background": sp["background"].index(scene.background),
+        "view": 4 if hidden else sp["view"].index(scene.degradation or "clear"),
+    }
