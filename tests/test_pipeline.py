@@ -157,3 +157,12 @@ def test_dry_run_prints_the_plan_and_missing_files(tmp_path, capsys):
           "--set", "tasks.order=[GQA, VizWiz]"])
     out = capsys.readouterr().out
     assert "1     GQA              40      3      ?" in out  # 40 samples / batch 16 -> 3 steps
+
+
+def test_environment_is_recorded_and_reported(micro_run):
+    out, _ = micro_run
+    env = json.loads((out / "env.json").read_text())
+    for key in ("python", "torch", "transformers", "peft", "accelerate", "device", "seed", "coin_commit"):
+        assert key in env
+    report = (out / "report.md").read_text()
+    assert "## Environment" in report and env["torch"] in report

@@ -177,7 +177,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
     write_environment(out, cfg)
     log(f"run folder: {out}")
     seed_everything(cfg.seed)
-    vlm = load_model(cfg.model, log)
+    vlm = load_model(cfg.model, log, progress)
     t_train = t_eval = 0.0
 
     zero_dir = None

@@ -10,16 +10,16 @@ MODELS: Registry[Callable] = Registry("model")
 
 
 @MODELS.register("tiny")
-def _tiny(cfg, log=print):
+def _tiny(cfg, log=print, progress=True):
     """The built-in ~7M-parameter LLaVA, pretrained on CoIN-Synth captions (cached)."""
     from coin.models.pretrain import load_or_pretrain
 
-    vlm, _ = load_or_pretrain(cfg, log)
+    vlm, _ = load_or_pretrain(cfg, log, progress)
     return vlm
 
 
 @MODELS.register("llava")
-def _llava(cfg, log=print):
+def _llava(cfg, log=print, progress=True):
     """A llava-hf ``LlavaForConditionalGeneration`` from a local folder or a hub id."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
@@ -32,6 +32,6 @@ def _llava(cfg, log=print):
     return LlavaVLM(model, processor)
 
 
-def load_model(cfg, log=print):
+def load_model(cfg, log=print, progress: bool = True):
     """The wrapper for ``cfg.name`` (an unknown name lists the choices)."""
-    return MODELS.get(cfg.name)(cfg, log)
+    return MODELS.get(cfg.name)(cfg, log, progress)

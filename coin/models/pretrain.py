@@ -43,14 +43,14 @@ def base_key(cfg: ModelConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def load_or_pretrain(cfg: ModelConfig, log=print) -> tuple[LlavaVLM, Path]:
+def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True) -> tuple[LlavaVLM, Path]:
     """The cached pretrained tiny base, pretraining it first when the cache has none."""
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
     path = cache_dir() / "base" / f"tiny-{base_key(cfg)}"
     if not (path / "COMPLETE").is_file():
         log(f"pretraining the tiny base model (cached afterwards in {path})")
-        pretrain(cfg, path, log)
+        pretrain(cfg, path, log, progress)
     else:
         log(f"using the cached tiny base {path}")
     model = LlavaForConditionalGeneration.from_pretrained(path)
@@ -66,7 +66,7 @@ def _corpus(data_root: Path, caps: list[dict]) -> list[str]:
     return texts + ["USER: ASSISTANT:", CAPTION_PROMPT]
 
 
-def pretrain(cfg: ModelConfig, out: Path, log=print) -> None:
+def pretrain(cfg: ModelConfig, out: Path, log=print, progress: bool = True) -> None:
     """Train tokenizer and model on captions; write to ``out`` atomically (aside, then rename)."""
     from tqdm.auto import tqdm
 
@@ -86,7 +86,7 @@ def pretrain(cfg: ModelConfig, out: Path, log=print) -> None:
 
         t1 = time.time()
         vloss = pretrain_vision(vlm, samples, [c["labels"] for c in caps], p.vision_steps, p.vision_batch_size,
-                                p.vision_lr, p.seed)
+                                p.vision_lr, p.seed, progress)
         log(f"vision tower pretrained in {time.time() - t1:.0f}s, final loss {vloss:.3f}")
         model.model.vision_tower.requires_grad_(False)  # then frozen, as LLaVA keeps its CLIP tower
     params = [q for q in model.parameters() if q.requires_grad]
@@ -98,7 +98,7 @@ def pretrain(cfg: ModelConfig, out: Path, log=print) -> None:
     order: list[int] = []
     model.train()
     t0 = time.time()
-    bar = tqdm(range(p.steps), desc="pretrain base", unit="step", dynamic_ncols=True)
+    bar = tqdm(range(p.steps), desc="pretrain base", unit="step", dynamic_ncols=True, disable=not progress)
     for step in bar:
         if len(order) < p.batch_size:
             perm = list(range(len(samples)))

@@ -383,6 +383,19 @@ def _judge_blocks(run_dir: Path, mj: dict) -> list[_Block]:
     return blocks
 
 
+def _env_blocks(run_dir: Path) -> list[_Block]:
+    """The environment the run recorded (``env.json``): versions, device, seed, coin's commit."""
+    path = run_dir / "env.json"
+    if not path.is_file():
+        return []
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return [_Heading(2, "Environment"), _Para(f"{path.name} is not valid JSON.")]
+    rows = [[str(k), BLANK if v is None else str(v)] for k, v in env.items()]
+    return [_Heading(2, "Environment"), _Table(["item", "value"], rows, "environment")]
+
+
 def write_report(run_dir: str | os.PathLike) -> Path:
     """Write ``report.md``, ``report.html``, ``heatmap.png`` and ``forgetting.png`` into a run folder.
 
@@ -393,7 +406,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     name = mj.get("run_name") or run_dir.name
     hm = heatmap(mj["matrix"], mj["tasks"], run_dir / "heatmap.png", title=name, zero_shot=mj.get("zero_shot"))
     fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
-    blocks = _run_blocks(mj, config, hm, fc, extra=_judge_blocks(run_dir, mj))
+    blocks = _run_blocks(mj, config, hm, fc, extra=_judge_blocks(run_dir, mj) + _env_blocks(run_dir))
     md = atomic_write_text(run_dir / "report.md", _to_markdown(blocks, run_dir))
     atomic_write_text(run_dir / "report.html", _to_html(blocks, f"CoIN report: {name}"))
     return md
