@@ -63,3 +63,21 @@ def test_dump_round_trips(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(dump_config(cfg))
     assert load_config(p) == cfg
+
+
+def test_shipped_lora_config_is_the_default_experiment():
+    """`coin run` without --config must be exactly configs/synth/lora.yaml (apart from its name)."""
+    from pathlib import Path
+
+    shipped = load_config(Path(__file__).parent.parent / "configs" / "synth" / "lora.yaml")
+    shipped.name = None
+    assert shipped == from_dict({})
+
+
+def test_every_shipped_config_is_valid():
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).parent.parent / "configs").rglob("*.yaml"))
+    assert len(paths) >= 9
+    for p in paths:
+        load_config(p)

@@ -263,6 +263,12 @@ def _matrix_table(tasks: Sequence[str], rows: Sequence[Sequence[Any]], zero_shot
     return _Table(["stage"] + list(tasks), body, table_id)
 
 
+def _experts(config: dict) -> str:
+    """MoELoRA's expert count; LoRA (or an unknown adapter type with no count) has none."""
+    kind, n = _get(config, "adapter.type"), _get(config, "adapter.experts")
+    return str(n) if n and kind in (None, "moelora") else BLANK
+
+
 def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
                 extra: Sequence[_Block] = ()) -> list[_Block]:
     """Everything one run's report says, in order; ``extra`` goes before the figures."""
@@ -276,7 +282,7 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
         ["instructions", str(_get(config, "data.instructions") or BLANK)],
         ["data volume", str(_get(config, "data.volume") or BLANK)],
         ["LoRA rank", str(_get(config, "adapter.r") or BLANK)],
-        ["experts", str(_get(config, "adapter.experts") or BLANK)],
+        ["experts", _experts(config)],
     ]
     blocks: list[_Block] = [_Heading(1, f"CoIN report: {name}"), _Table(["field", "value"], info, "run-info")]
 
@@ -436,7 +442,7 @@ def _describe(run_dir: Path) -> dict:
         "instructions": str(_get(config, "data.instructions") or BLANK),
         "volume": str(_get(config, "data.volume") or BLANK),
         "rank": str(_get(config, "adapter.r") or BLANK),
-        "experts": str(_get(config, "adapter.experts") or BLANK),
+        "experts": _experts(config),
         "seed": config.get("seed", mj.get("seed")),
         "maa": m.get("maa"), "bwt": m.get("bwt"), "acc": m.get("acc"), "ci": mj.get("ci") or {},
     }

@@ -1,0 +1,79 @@
+"""The HTML report in a real headless browser: two CoIN-Synth runs -> `coin report` -> screenshot.
+
+Needs Debian's chromium. When it is missing and we are root with apt-get (CI, a fresh
+machine), the test setup installs it; elsewhere the test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+
+from coin.cli import main
+from coin.config import from_dict
+from coin.engine.run import run
+
+pytestmark = pytest.mark.slow
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=300, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, timeout=600, env=env)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = _chromium()
+    if path is None:
+        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
+    return path
+
+
+def _render(chromium: str, page, out_png, tmp_path, dump: bool = False) -> str:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1200,2400"]
+    action = ["--dump-dom"] if dump else [f"--screenshot={out_png}"]
+    proc = subprocess.run([chromium, *flags, *action, page.as_uri()], capture_output=True, timeout=120, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_report_html_renders_in_a_browser(chromium, tmp_path, micro_config):
+    runs = []
+    for seed in (0, 1):
+        micro_config["seed"] = seed
+        out = tmp_path / f"micro-s{seed}"
+        run(from_dict(micro_config), out, progress=False, log=lambda *a: None)
+        runs.append(out)
+    assert main(["report", str(runs[0]), str(runs[1]), "--out", str(tmp_path / "cmp")]) == 0
+    cmp_page = tmp_path / "cmp" / "report.html"
+    dom = _render(chromium, cmp_page, None, tmp_path, dump=True)
+    assert 'id="comparison"' in dom and "micro" in dom
+    assert "±" in dom  # two seeds of one config are one row with mean ± std
+
+    run_page = runs[0] / "report.html"
+    dom = _render(chromium, run_page, None, tmp_path, dump=True)
+    assert 'id="heatmap"' in dom and 'id="metrics"' in dom
+    shot = tmp_path / "run.png"
+    _render(chromium, run_page, shot, tmp_path)
+    img = Image.open(shot).convert("L")
+    assert img.size == (1200, 2400)
+    lo, hi = img.getextrema()
+    assert hi - lo > 100, "the screenshot is blank"
+    # the heatmap is an embedded image: the page has more than a few distinct grey levels
+    assert len({img.resize((300, 600)).getpixel((x, y)) for x in range(300) for y in range(600)}) > 20
