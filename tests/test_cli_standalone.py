@@ -1,0 +1,47 @@
+"""`coin score` and `coin metrics` on files made by any other tool."""
+
+import json
+
+from coin.cli import main
+
+
+def test_score_json_and_text(tmp_path, capsys):
+    gt = [{"question_id": 1, "image": "a.png", "text": "Q?\nAnswer the question using a single word or phrase.",
+           "answer": "two", "answers": ["2"] * 7 + ["3"] * 3},
+          {"question_id": 2, "image": "b.png", "text": "Q?", "answer": "yes"},
+          {"question_id": 3, "image": "c.png", "text": "Q?", "answer": "no"}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    preds = [{"question_id": 2, "text": "Yes."}, {"question_id": 1, "text": "Two"}, {"question_id": 3, "text": ""}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    assert main(["score", "--scorer", "vqa", "--predictions", str(tmp_path / "p.jsonl"),
+                 "--ground-truth", str(tmp_path / "gt.json"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 3 and out["correct"] == 2 and out["unparsable"] == 1
+    assert abs(out["score"] - 200 / 3) < 1e-6  # "two" -> "2" matches 7 annotators: 1.0; "Yes." -> 1.0; "" -> 0
+    assert main(["score", "--normalize", "Two dogs."]) == 0
+    assert capsys.readouterr().out.strip() == "2 dogs"
+
+
+def test_score_rejects_a_malformed_prediction(tmp_path, capsys):
+    (tmp_path / "gt.json").write_text(json.dumps([{"question_id": 1, "image": "a", "text": "Q", "answer": "a"}]))
+    (tmp_path / "p.jsonl").write_text('{"id": 1, "text": "a"}\n')
+    try:
+        main(["score", "--scorer", "exact", "--predictions", str(tmp_path / "p.jsonl"),
+              "--ground-truth", str(tmp_path / "gt.json")])
+    except SystemExit as e:
+        assert "p.jsonl:1: a prediction needs 'question_id' and 'text'" in str(e)
+    else:
+        raise AssertionError("no error for a prediction without question_id")
+
+
+def test_metrics_json_from_a_matrix_file(tmp_path, capsys):
+    m = [[80.0, None, None], [60.0, 70.0, None], [50.0, 40.0, 90.0]]
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    assert main(["metrics", str(tmp_path / "m.json"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["maa"] - (80 + 65 + 60) / 3) < 1e-9
+    assert abs(out["bwt"] - (-30 - 30 + 0) / 3) < 1e-9 and out["acc"] == 60.0
+    (tmp_path / "z.json").write_text(json.dumps({"matrix": m, "zero_shot": [5.0, 10.0, 0.0]}))
+    assert main(["metrics", str(tmp_path / "z.json"), "--json", "--bwt-denominator", "T-1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bwt"] == -30.0 and out["zero_shot_mean"] == 5.0
