@@ -222,3 +222,10 @@ def test_missing_and_malformed_matrix_json(tmp_path: Path, t3_run: Path) -> None
         write_report(t3_run)
     with pytest.raises(ValueError, match="at least one run"):
         write_comparison([], tmp_path / "cmp")
+
+
+def test_comparison_names_an_order_given_by_name(tmp_path: Path) -> None:
+    runs = [_write_run(tmp_path / f"r{s}", T3_TASKS, T3_MATRIX, seed=s, method="lora",
+                       config_extra={"tasks": {"order": "alphabet"}}, with_metrics=True) for s in (0, 1)]
+    md = write_comparison(runs, tmp_path / "cmp").read_text()
+    assert "| alphabet |" in md and "a>l>p" not in md

@@ -128,8 +128,10 @@ def _get(config: dict, dotted: str) -> Any:
     return cur
 
 
-def _order_name(order: Sequence[str]) -> str:
-    """The paper's name for a task order, else the tasks abbreviated."""
+def _order_name(order: Sequence[str] | str) -> str:
+    """The paper's name for a task order, else the tasks abbreviated; a named order as it is."""
+    if isinstance(order, str):  # "paper", "alphabet", "shuffle:3" as written in the config
+        return {"paper": "random"}.get(order, order)
     for name, tasks in NAMED_ORDERS.items():
         if tuple(order) == tasks:
             return name
