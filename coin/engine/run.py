@@ -159,7 +159,17 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
     summary = metrics.summarize(matrix, zero_shot=zero)
     ci = None
     if cfg.eval.bootstrap > 0:
-        ci = {k: list(v) for k, v in metrics.bootstrap_ci(samples, n_resamples=cfg.eval.bootstrap, seed=cfg.seed).items()}
+        ci = {k: None if v is None else list(v)
+              for k, v in metrics.bootstrap_ci(samples, n_resamples=cfg.eval.bootstrap, seed=cfg.seed).items()}
+    from coin.methods import METHODS
+
+    if getattr(METHODS.get(cfg.method), "final_row_only", False):
+        # e.g. multi-task: earlier rows are not this method's model, so only ACC means anything
+        for key in ("maa", "bwt", "plasticity", "fwt", "mean_forgetting"):
+            summary[key] = None
+        summary["forgetting"] = [None] * len(order)
+        if ci is not None:
+            ci["maa"] = ci["bwt"] = None
     result = {
         "tasks": order, "matrix": matrix, "zero_shot": zero, "metrics": summary, "ci": ci,
         "format_share": fmt, "seed": cfg.seed, "method": cfg.method, "run_name": cfg.name or out.name, "cost": cost,

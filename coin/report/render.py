@@ -112,10 +112,12 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def _metrics(mj: dict) -> dict:
-    """The stored metrics, with anything missing recomputed from the matrix."""
+    """The stored metrics, with any key that is absent recomputed from the matrix.
+
+    A key stored as null stays null: the run said it is not meaningful (e.g. MAA of multi-task).
+    """
     computed = summarize(mj["matrix"], zero_shot=mj.get("zero_shot"))
-    stored = {k: v for k, v in (mj.get("metrics") or {}).items() if v is not None}
-    return {**computed, **stored}
+    return {**computed, **(mj.get("metrics") or {})}
 
 
 def _get(config: dict, dotted: str) -> Any:
