@@ -35,7 +35,7 @@ from coin.data.benchmark import Benchmark, load_benchmark
 from coin.engine.evaluate import dist_info, evaluate_task
 from coin.engine.train import train_stage
 from coin.eval.scorers import format_error_share
-from coin.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
+from coin.io import atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
 from coin.models import load_model
 from coin.data.orders import resolve_order

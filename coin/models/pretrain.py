@@ -12,18 +12,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import random
 import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from coin.config import ModelConfig
 from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
 from coin.data.synth.tasks import MAKERS
+from coin.models.fit import fit
 from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.coin_json import load_train
 from coin.models.vlm import LlavaVLM
@@ -67,9 +64,10 @@ def _corpus(data_root: Path, caps: list[dict]) -> list[str]:
 
 
 def pretrain(cfg: ModelConfig, out: Path, log=print, progress: bool = True) -> None:
-    """Train tokenizer and model on captions; write to ``out`` atomically (aside, then rename)."""
-    from tqdm.auto import tqdm
+    """Train the tokenizer, then the vision tower on labels, then the model on conversations.
 
+    Writes ``out`` atomically (built aside, then renamed).
+    """
     p = cfg.pretrain
     tiny = TinyConfig(**cfg.tiny)
     work = out.with_name(out.name + f".partial-{os.getpid()}")
@@ -90,33 +88,16 @@ def pretrain(cfg: ModelConfig, out: Path, log=print, progress: bool = True) -> N
         log(f"vision tower pretrained in {time.time() - t1:.0f}s, final loss {vloss:.3f}")
         model.model.vision_tower.requires_grad_(False)  # then frozen, as LLaVA keeps its CLIP tower
     params = [q for q in model.parameters() if q.requires_grad]
-    opt = torch.optim.AdamW(params, lr=p.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warm = max(1, int(p.warmup_ratio * p.steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s / p.steps, 1.0)))))
-    rng = random.Random(p.seed)
-    order: list[int] = []
     model.train()
     t0 = time.time()
-    bar = tqdm(range(p.steps), desc="pretrain base", unit="step", dynamic_ncols=True, disable=not progress)
-    for step in bar:
-        if len(order) < p.batch_size:
-            perm = list(range(len(samples)))
-            rng.shuffle(perm)
-            order += perm
-        idx, order = order[: p.batch_size], order[p.batch_size:]
-        loss = model(**vlm.train_batch([samples[i] for i in idx])).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    log(f"pretrained in {time.time() - t0:.0f}s, final loss {loss.item():.3f}")
+    final = fit(params, lambda idx: model(**vlm.train_batch([samples[i] for i in idx])).loss, len(samples),
+                steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=int(p.warmup_ratio * p.steps), seed=p.seed,
+                desc="pretrain base", progress=progress, betas=(0.9, 0.98))
+    log(f"pretrained in {time.time() - t0:.0f}s, final loss {final:.3f}")
     model.requires_grad_(True)
     vlm.save_base(work)
     shutil.rmtree(work / "data")
-    (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": loss.item()}))
+    (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": final}))
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)

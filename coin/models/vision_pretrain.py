@@ -9,13 +9,11 @@ tokens). The heads are then thrown away; the tower keeps what it learned.
 
 from __future__ import annotations
 
-import math
-import random
-
 import torch
 from torch import nn
 
 from coin.data.synth import world
+from coin.models.fit import fit
 
 
 class _Heads(nn.Module):
@@ -36,38 +34,19 @@ class _Heads(nn.Module):
 def pretrain_vision(vlm, samples: list, labels: list[dict], steps: int, batch_size: int, lr: float, seed: int,
                     progress: bool = True) -> float:
     """Train ``vlm``'s vision tower on scene labels for ``steps``; returns the final loss."""
-    from tqdm.auto import tqdm
-
     tower = vlm.model.model.vision_tower
     cfg = vlm.model.config.vision_config
     grid = cfg.image_size // cfg.patch_size
     heads = _Heads(cfg.hidden_size)
-    params = list(tower.parameters()) + list(heads.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
     targets = {k: torch.tensor([lab[k] for lab in labels]) for k in world.LABEL_SPACES}
-    rng = random.Random(seed)
-    order: list[int] = []
-    tower.train()
-    loss = torch.tensor(float("nan"))
-    bar = tqdm(range(steps), desc="pretrain vision", unit="step", disable=not progress, dynamic_ncols=True)
-    for _ in bar:
-        if len(order) < batch_size:
-            perm = list(range(len(samples)))
-            rng.shuffle(perm)
-            order += perm
-        idx, order = order[:batch_size], order[batch_size:]
+
+    def loss_of(idx: list[int]) -> torch.Tensor:
         pixels = vlm.pixels([samples[i] for i in idx])
         tokens = tower(pixels).last_hidden_state[:, 1:]  # drop CLS, as LLaVA's "default" strategy does
         logits = heads(tokens, grid)
-        loss = sum(nn.functional.cross_entropy(logits[k].reshape(-1, logits[k].shape[-1]), targets[k][idx].reshape(-1))
+        return sum(nn.functional.cross_entropy(logits[k].reshape(-1, logits[k].shape[-1]), targets[k][idx].reshape(-1))
                    for k in logits)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-    return loss.item()
+
+    tower.train()
+    return fit(list(tower.parameters()) + list(heads.parameters()), loss_of, len(samples), steps=steps,
+               batch_size=batch_size, lr=lr, warmup=steps // 20, seed=seed, desc="pretrain vision", progress=progress)

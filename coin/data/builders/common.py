@@ -108,6 +108,19 @@ def test_record(qid: str, image: str, text: str, answer: str, source: str, **ext
     return {"question_id": str(qid), "image": image, "text": text, "answer": answer, "source": source, **extra}
 
 
+def build_from_splits(rows_of, raw: Path, prefix: str, train_split: str, test_split: str, source: str) -> Built:
+    """A ``Built`` from ``rows_of(raw, split, prefix)`` rows ``(id, image, text, answer, answers)``.
+
+    Training records take the majority answer; test records keep every annotator's answer.
+    """
+    built = Built()
+    for qid, image, text, answer, _ in rows_of(raw, train_split, prefix):
+        built.train.append(train_record(qid, image, text, answer, source))
+    for qid, image, text, answer, answers in rows_of(raw, test_split, prefix):
+        built.test.append(test_record(qid, image, text, answer, source, answers=answers))
+    return built
+
+
 def check_answer(answer: str, where: str) -> str:
     """``answer``, or a ``DataError`` naming ``where`` when it is empty (a record needs a target)."""
     if not answer:

@@ -18,7 +18,6 @@ only plain data, so a tampered file cannot run code.
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import random
 from collections import defaultdict

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coin.data.builders.common import (Built, check_answer, find_file, image_path, majority, need, prompt,
-                                       read_source_json, records_of, test_record, train_record)
+from coin.data.builders.common import (Built, build_from_splits, check_answer, find_file, image_path, majority, need, prompt,
+                                       read_source_json, records_of)
 
 SOURCE = "vizwiz"
 TASK = "VizWiz"
@@ -39,9 +39,4 @@ def _split(raw: Path, split: str, prefix: str) -> list[tuple[str, str, str, str,
 def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str = "train",
           test_split: str = "val") -> Built:
     """CoIN VizWiz from the VQA annotation files."""
-    built = Built()
-    for qid, image, text, answer, _ in _split(raw, train_split, prefix):
-        built.train.append(train_record(qid, image, text, answer, SOURCE))
-    for qid, image, text, answer, answers in _split(raw, test_split, prefix):
-        built.test.append(test_record(qid, image, text, answer, SOURCE, answers=answers))
-    return built
+    return build_from_splits(_split, raw, prefix, train_split, test_split, SOURCE)

@@ -147,9 +147,6 @@ def vqav2(rng: random.Random) -> Example:
     objs = w.sample_objects(rng, rng.randint(1, 3))
     scene = w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=objs)
     kind = rng.choice(("count", "yesno", "color"))
-    if kind == "box":
-        box = w.format_box(w.box_to_unit(o.box))
-        return f"Where exactly is the {o.color} {o.shape}?", f"The {o.color} {o.shape} is inside {box}."
     if kind == "count":
         n = len(objs)
         wrong = [str(max(n - 1, 1)), str(n + 1)]
