@@ -75,9 +75,16 @@ class PretrainConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "tiny"  # a registered backbone
+    name: str = "tiny"  # a registered backbone: tiny, llava, llava-pretrain, qwen2-vl, hf
     path: str | None = None  # local folder or hub id, for real backbones
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # only when you trust the model's own code
+    dtype: str = "auto"  # weights' dtype: "auto" (bf16 on a GPU, fp32 on CPU), "fp32", "bf16", "fp16"
+    gradient_checkpointing: bool = False  # recompute activations in backward (saves memory on real models)
+    attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' default
+    # llava-pretrain: CoIN's starting point assembled from its parts (local folders / files)
+    lm_path: str | None = None  # a Vicuna-style LM folder (LlamaForCausalLM + tokenizer)
+    vision_path: str | None = None  # a CLIP vision folder (e.g. clip-vit-large-patch14-336)
+    projector_path: str | None = None  # LLaVA's stage-1 mm_projector.bin (a plain state dict)
     tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.TinyConfig
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -239,6 +246,8 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"train.warmup_ratio must be in [0, 1), got {cfg.train.warmup_ratio}")
     if not 0 <= cfg.adapter.dropout < 1:
         problems.append(f"adapter.dropout must be in [0, 1), got {cfg.adapter.dropout}")
+    if cfg.model.dtype not in ("auto", "fp32", "bf16", "fp16"):
+        problems.append(f"model.dtype must be one of auto, fp32, bf16, fp16, got {cfg.model.dtype!r}")
     if cfg.train.precision not in ("fp32", "bf16", "fp16"):
         problems.append(f"train.precision must be one of fp32, bf16, fp16, got {cfg.train.precision!r}")
     if cfg.train.on_nonfinite not in ("stop", "skip"):
