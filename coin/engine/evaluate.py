@@ -14,20 +14,9 @@ import os
 from pathlib import Path
 
 from coin.data.coin_json import eval_samples
+from coin.engine.dist import barrier, rank as _rank, world as _world
 from coin.eval.scorers import TaskScore, score_task
 from coin.io import atomic_write_jsonl, read_jsonl
-
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world size) under ``accelerate launch`` / torchrun, else (0, 1)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def _read_partial(path: Path) -> dict[str, str]:
@@ -88,7 +77,7 @@ def evaluate_task(vlm, task: str, scorer: str, records: list[dict], max_new_toke
     if final.is_file():  # finished earlier: rescore from the stored outputs
         rows = read_jsonl(final)
         return score_task(scorer, {r["question_id"]: r["output"] for r in rows}, records)
-    rank, world = dist_info()
+    rank, world = _rank(), _world()
     shard = records[rank::world]
     generate_answers(vlm, shard, max_new_tokens, batch_size, progress, desc=f"eval {task}",
                      partial=pred_dir / f"{task}.rank{rank}.partial.jsonl")

@@ -32,7 +32,8 @@ from coin import metrics
 from coin.adapters import attach_adapter, load_adapter, trainable_parameters
 from coin.config import RunConfig, dump_config
 from coin.data.benchmark import Benchmark, load_benchmark
-from coin.engine.evaluate import dist_info, evaluate_task
+from coin.engine import dist
+from coin.engine.evaluate import evaluate_task
 from coin.engine.train import train_stage
 from coin.eval.scorers import format_error_share
 from coin.io import atomic_write_json, atomic_write_text, read_json
@@ -127,8 +128,9 @@ def evaluate_stage(vlm, bench: Benchmark, tasks: list[str], stage_dir: Path, bat
         if result is not None:
             scores[task] = {"score": result.score, "n": result.n, "tags": dict(result.tags),
                             "format_share": format_error_share(result.tags)}
-    if dist_info()[0] == 0:
+    if dist.is_main():
         atomic_write_json(stage_dir / "scores.json", scores)
+    dist.barrier()
     return scores
 
 
@@ -181,13 +183,21 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
 def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print) -> dict:
     """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content."""
     out = Path(out)
+    dist.init()
+    if not dist.is_main():  # one voice: the other processes work silently
+        progress, log = False, (lambda m: None)
     order = resolve_order(cfg.tasks.order)
-    bench = load_benchmark(cfg.data, order, cfg.seed)  # every file and image checked before any model loads
-    prepare_run_dir(out, cfg)
-    write_environment(out, cfg)
-    log(f"run folder: {out}")
+    with dist.main_first():  # CoIN-Synth is generated into the cache once
+        bench = load_benchmark(cfg.data, order, cfg.seed)  # every file and image checked before any model loads
+    with dist.main_first():  # the main process creates the folder; the others then check its config
+        prepare_run_dir(out, cfg)
+        if dist.is_main():
+            write_environment(out, cfg)
+    log(f"run folder: {out}" + (f" ({dist.world()} processes)" if dist.world() > 1 else ""))
     seed_everything(cfg.seed)
-    vlm = load_model(cfg.model, log, progress)
+    with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
+        vlm = load_model(cfg.model, log, progress)
+    vlm.model.to(dist.device())
     t_train = t_eval = 0.0
 
     zero_dir = None
@@ -197,7 +207,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
             t = time.time()
             evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress)
             t_eval += time.time() - t
-            atomic_write_text(zero_dir / "DONE", "")
+            _mark_done(zero_dir)
         log(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
 
     seed_everything(cfg.seed)  # the adapter's init must not depend on what ran before (e.g. a pretraining)
@@ -229,26 +239,39 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
             t_train += stats.seconds
             for m in methods:
                 m.after_task(ctx)
-            for m in methods:
-                _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
-            atomic_write_json(stage_dir / "train.json", stats.__dict__)
-            _save_adapter(vlm, stage_dir / "adapter")  # after the method state: its presence marks training done
+            if dist.is_main():
+                for m in methods:
+                    _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
+                atomic_write_json(stage_dir / "train.json", stats.__dict__)
+                _save_adapter(vlm, stage_dir / "adapter")  # after the method state: its presence marks training done
+            dist.barrier()
         t = time.time()
         eval_tasks = order[: j + 1] if cfg.tasks.eval == "seen" else order
         scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress)
         t_eval += time.time() - t
-        atomic_write_text(stage_dir / "DONE", "")
-        shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+        _mark_done(stage_dir)
+        if dist.is_main():
+            shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
         head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats else ""
         log(f"stage {j + 1}/{len(order)} {task}: {head}{_fmt_scores(scores, order)}")
 
     cost = {"trainable_params": trainable_parameters(vlm.model), "train_seconds": round(t_train, 1),
             "eval_seconds": round(t_eval, 1), "peak_memory_mb": round(_peak_memory_mb(), 1)}
-    result = assemble(out, cfg, order, stage_dirs, zero_dir, cost)
-    from coin.report import write_report
+    result = None
+    if dist.is_main():
+        result = assemble(out, cfg, order, stage_dirs, zero_dir, cost)
+        from coin.report import write_report
 
-    write_report(out)
-    return result
+        write_report(out)
+    dist.barrier()
+    return result if result is not None else read_json(out / "matrix.json")
+
+
+def _mark_done(stage_dir: Path) -> None:
+    """Write the stage's DONE marker (main process) and wait until every process sees it."""
+    if dist.is_main():
+        atomic_write_text(stage_dir / "DONE", "")
+    dist.barrier()
 
 
 def _fmt_scores(scores: dict, order: list[str]) -> str:

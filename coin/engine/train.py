@@ -17,6 +17,7 @@ import torch
 
 from coin.config import TrainConfig
 from coin.engine import checkpoint as ckpt
+from coin.engine import dist
 from coin.methods import Method, StageContext
 
 
@@ -87,20 +88,33 @@ def batches(n: int, batch_size: int, epochs: float, seed: int) -> list[list[int]
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
+def rank_share(chunk: list, rank: int, world: int, per_rank: int) -> list:
+    """This process's contiguous slice of one optimizer step's samples (empty when there are too few)."""
+    return chunk[rank * per_rank : (rank + 1) * per_rank]
+
+
 def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: list[Method], seed: int,
                 progress: bool = True, checkpoint_dir: Path | None = None, log=print) -> StageStats:
     """Train ``ctx.vlm.model`` on ``samples`` for one stage and return its statistics.
 
-    With ``checkpoint_dir``, a checkpoint is written every ``cfg.checkpoint_every`` steps
-    and on SIGINT/SIGTERM, and training resumes from the newest good one.
+    One optimizer step consumes ``batch_size x grad_accum x processes`` samples of a seeded
+    plan that every process computes alike; each process takes its contiguous share and
+    runs it in micro-batches of ``batch_size``. Each micro-batch's loss is weighted by its
+    share of the step's samples, so the gradient equals a single process's with the same
+    effective batch. With ``checkpoint_dir``, the main process writes a checkpoint every
+    ``cfg.checkpoint_every`` steps and on SIGINT/SIGTERM; training resumes from the newest
+    good one.
     """
+    from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     model, vlm = ctx.vlm.model, ctx.vlm
+    rank, world = dist.rank(), dist.world()
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     params = list(named.values())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    plan = batches(len(samples), cfg.batch_size * cfg.grad_accum, cfg.epochs, seed)
+    per_rank = cfg.batch_size * cfg.grad_accum
+    plan = batches(len(samples), per_rank * world, cfg.epochs, seed)
     warmup = max(1, math.ceil(cfg.warmup_ratio * len(plan)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(len(plan), warmup))
     start = 0
@@ -108,42 +122,67 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
         found = ckpt.latest_good(checkpoint_dir, log)
         if found is not None:
             start = ckpt.restore(*found, named, opt, sched)
-            log(f"stage {ctx.stage + 1} ({ctx.task}): resuming training at step {start}/{len(plan)}")
+            if dist.is_main():
+                log(f"stage {ctx.stage + 1} ({ctx.task}): resuming training at step {start}/{len(plan)}")
+    # accelerate wraps the model as the launch says (DDP under several processes). Precision is
+    # coin's (train.precision: autocast below), not the launcher's; the scheduler stays ours
+    # (accelerate's would step once per process).
+    acc = Accelerator(mixed_precision="no", cpu=dist.device().type == "cpu")
+    dist.check_supported(acc.distributed_type)
+    engine, opt = acc.prepare(model, opt)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     device = next(model.parameters()).device
     model.train()
     t0, losses, skipped = time.time(), [], 0
-    bar = tqdm(total=len(plan), initial=start, desc=f"train {ctx.task}", unit="step", disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=len(plan), initial=start, desc=f"train {ctx.task}", unit="step",
+               disable=not progress or not dist.is_main(), dynamic_ncols=True, leave=False)
     with _StopFlag() as stop:
         for step in range(start, len(plan)):
             chunk = [samples[i] for i in plan[step]]
-            micro = [chunk[k : k + cfg.batch_size] for k in range(0, len(chunk), cfg.batch_size)]
+            share = rank_share(chunk, rank, world, per_rank)
+            # a process without samples (the last step may be short) still joins the gradient
+            # all-reduce, with one sample weighted zero
+            weight = 1.0 if share else 0.0
+            mine = share or chunk[:1]
+            micro = [mine[k : k + cfg.batch_size] for k in range(0, len(mine), cfg.batch_size)]
             total, bad = 0.0, False
-            for part in micro:
-                batch = {k: v.to(device) for k, v in vlm.train_batch(part).items()}
-                with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                    outputs = model(**batch)
-                    loss = outputs.loss
-                    for m in methods:
-                        loss = m.loss(ctx, batch, outputs, loss)
-                if not torch.isfinite(loss):
-                    ids = ", ".join(s.id for s in part)
-                    msg = f"stage {ctx.stage + 1} ({ctx.task}): loss is {loss.item()} at step {step}; batch ids: {ids}"
-                    if cfg.on_nonfinite == "stop":
-                        raise NonFiniteLossError(msg)
-                    log(f"warning: {msg}; batch skipped")
-                    bad = True
-                    break
-                (loss * len(part) / len(chunk)).backward()
-                total += loss.item() * len(part) / len(chunk)
+            for k, part in enumerate(micro):
+                batch = {key: v.to(device) for key, v in vlm.train_batch(part).items()}
+                sync = k == len(micro) - 1
+                with _no_sync(acc, engine, not sync):
+                    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                        outputs = engine(**batch)
+                        loss = outputs.loss
+                        for m in methods:
+                            loss = m.loss(ctx, batch, outputs, loss)
+                    nonfinite = not torch.isfinite(loss)
+                    if world > 1:  # every process must agree before the all-reduce in backward
+                        nonfinite = dist.any_true(nonfinite)
+                    if nonfinite:
+                        ids = ", ".join(s.id for s in chunk)
+                        msg = (f"stage {ctx.stage + 1} ({ctx.task}): loss is {loss.item()} at step {step}; "
+                               f"batch ids: {ids}")
+                        if cfg.on_nonfinite == "stop":
+                            raise NonFiniteLossError(msg)
+                        if dist.is_main():
+                            log(f"warning: {msg}; batch skipped")
+                        bad = True
+                        break
+                    scale = weight * len(part) / len(chunk) * world  # DDP averages over processes
+                    scaler.scale(loss * scale).backward()
+                total += loss.item() * weight * len(part) / len(chunk)
             if bad:
                 opt.zero_grad(set_to_none=True)
                 skipped += 1
             else:
+                if world > 1:
+                    total = _sum_over_processes(total)
+                scaler.unscale_(opt.optimizer)
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                opt.step()
+                scaler.step(opt.optimizer)
+                scaler.update()
                 opt.zero_grad(set_to_none=True)
                 losses.append(total)
             sched.step()
@@ -152,13 +191,33 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
             done = step + 1
             periodic = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < len(plan)
             if checkpoint_dir is not None and (periodic or stop.signal is not None):
-                ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched)
-                ckpt.prune(checkpoint_dir)
+                if dist.is_main():
+                    ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched)
+                    ckpt.prune(checkpoint_dir)
+                if stop.signal is None:
+                    dist.barrier()
             if stop.signal is not None:
                 bar.close()
                 raise Interrupted(f"interrupted by signal {stop.signal} at step {done} of stage {ctx.stage + 1} "
                                   f"({ctx.task}); a checkpoint was written")
     bar.close()
+    acc.free_memory()  # drop the DDP wrapper; ``model`` itself is unchanged
+    del engine
     model.eval()
     return StageStats(len(plan), len(samples), time.time() - t0, losses[-1] if losses else float("nan"),
                       sum(losses) / max(len(losses), 1), skipped, start)
+
+
+def _no_sync(acc, engine, skip: bool):
+    """Skip DDP's gradient all-reduce on all but a step's last micro-batch."""
+    from contextlib import nullcontext
+
+    return acc.no_sync(engine) if skip and dist.world() > 1 else nullcontext()
+
+
+def _sum_over_processes(x: float) -> float:
+    import torch.distributed as tdist
+
+    t = torch.tensor([x], dtype=torch.float64, device=dist.device() if tdist.get_backend() == "nccl" else "cpu")
+    tdist.all_reduce(t)
+    return float(t.item())

@@ -1,0 +1,95 @@
+"""Processes: one under ``coin run``, several under ``accelerate launch`` (or torchrun).
+
+Every process runs the same control flow over the same files; only the main process writes
+run files (config, checkpoints, adapters, scores, reports), and the others wait for it at
+barriers. The process group comes from accelerate's ``PartialState``: NCCL on GPUs, gloo on
+a machine without one (so a 2-process run works on a laptop's CPU).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+
+
+def world() -> int:
+    """Number of processes (1 unless launched by accelerate/torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", 0))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def state():
+    """accelerate's ``PartialState`` (initialises the process group on first use when world > 1)."""
+    from accelerate import PartialState
+
+    cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return PartialState(cpu=cpu)
+
+
+def init() -> None:
+    """Join the process group now (a no-op for a single process)."""
+    if world() > 1:
+        state()
+
+
+def device() -> torch.device:
+    """This process's device: its own GPU under a launcher, else cuda:0 when present, else the CPU."""
+    if world() > 1:
+        return state().device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if world() > 1 and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+@contextmanager
+def main_first():
+    """The main process runs the block first (e.g. fills a cache); the others run it after."""
+    if not is_main():
+        barrier()
+    try:
+        yield
+    finally:
+        if is_main():
+            barrier()
+
+
+def any_true(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on at least one (an all-reduce of one number)."""
+    import torch.distributed as dist
+
+    if world() == 1 or not dist.is_initialized():
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device() if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+SUPPORTED = ("NO", "MULTI_GPU", "MULTI_CPU")
+
+
+class UnsupportedLaunch(RuntimeError):
+    """A launcher setting coin's training loop does not support (the message says what to use)."""
+
+
+def check_supported(distributed_type) -> None:
+    """Refuse FSDP and DeepSpeed launches until they are verified (see docs/distributed.md)."""
+    name = getattr(distributed_type, "name", str(distributed_type))
+    if name not in SUPPORTED:
+        raise UnsupportedLaunch(
+            f"this launch uses {name}, which coin's training loop does not support yet; launch with "
+            "configs/accelerate/ddp.yaml (data parallel; LoRA on a 7B model fits one 24 GB GPU with "
+            "model.gradient_checkpointing) or a single process. See docs/distributed.md.")
