@@ -9,6 +9,7 @@
     coin score --scorer NAME --predictions P.jsonl --ground-truth T.json [--json]
     coin metrics MATRIX.json [--json]
     coin judge RUN [--config JUDGE.yaml] [--model M --base-url URL ...] [--stages S ...] [--tasks T ...]
+    coin model assemble --lm DIR --vision DIR --projector FILE --out DIR [--dtype fp16]
 """
 
 from __future__ import annotations
@@ -32,12 +33,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         text, missing = describe(cfg, out)
         print(text)
         return 1 if missing else 0
-    if args.fresh and out.exists():
+    from coin.engine import dist
+
+    dist.init()
+    if args.fresh and out.exists() and dist.is_main():
         import shutil
 
         shutil.rmtree(out)
+    dist.barrier()
     _threads(args.threads)
     result = run(cfg, out, progress=not args.quiet)
+    if not dist.is_main():
+        return 0
     print()
     print(summary_table(result))
     print(f"\nreport: {out / 'report.md'}  (and report.html, heatmap.png)")
@@ -212,6 +219,19 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model_assemble(args: argparse.Namespace) -> int:
+    from coin.models.llava_parts import PartsError, assemble_to_folder
+
+    try:
+        out = assemble_to_folder(args.lm, args.vision, args.projector, args.out, dtype=args.dtype,
+                                 trust_remote_code=args.trust_remote_code)
+    except PartsError as e:
+        print(f"coin: error: {e}", file=sys.stderr)
+        return 2
+    print(f"LLaVA-1.5 written to {out}; use it with model.name=llava model.path={out}")
+    return 0
+
+
 # JudgeConfig fields settable by flag (``--base-url`` -> base_url); unset flags keep the YAML's values.
 _JUDGE_FLAGS = {
     "backend": (str, "openai (any OpenAI-compatible endpoint) or hf (a local causal LM)"),
@@ -318,6 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--threads", type=int, default=None, help="CPU threads for torch (hf backend)")
     j.add_argument("--quiet", action="store_true", help="no progress bar")
     j.set_defaults(func=_cmd_judge)
+
+    mo = sub.add_parser("model", help="model tools").add_subparsers(dest="model_command", required=True)
+    a = mo.add_parser("assemble", help="build the pretrain-only LLaVA-1.5 from its parts as a llava-hf folder")
+    a.add_argument("--lm", required=True, help="the LM folder with its tokenizer (e.g. vicuna-7b-v1.5)")
+    a.add_argument("--vision", required=True, help="the CLIP folder (e.g. clip-vit-large-patch14-336)")
+    a.add_argument("--projector", required=True, help="LLaVA's stage-1 mm_projector.bin (or .safetensors)")
+    a.add_argument("--out", required=True, help="new folder to write; load it with model.name=llava")
+    a.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16",
+                   help="weights' dtype (default fp16, the parts' own precision)")
+    a.add_argument("--trust-remote-code", action="store_true", help="only when you trust the LM's own code")
+    a.set_defaults(func=_cmd_model_assemble)
     return p
 
 
@@ -328,12 +359,15 @@ def main(argv: list[str] | None = None) -> int:
     from coin.engine.checkpoint import CheckpointError
     from coin.engine.run import RunFolderError
     from coin.engine.train import Interrupted, NonFiniteLossError
+    from coin.engine.dist import UnsupportedLaunch
+    from coin.models.llava_parts import PartsError
     from coin.models.vlm import ImageError
     from coin.registry import UnknownNameError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, RunFolderError, ImageError, UnknownNameError, FileNotFoundError) as e:
+    except (ConfigError, DataError, RunFolderError, ImageError, UnknownNameError, FileNotFoundError, PartsError,
+            UnsupportedLaunch) as e:
         print(f"coin: error: {e}", file=sys.stderr)
         return 2
     except (NonFiniteLossError, CheckpointError) as e:

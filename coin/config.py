@@ -282,6 +282,12 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"adapter.r ({cfg.adapter.r}) must be divisible by adapter.experts ({cfg.adapter.experts})")
     if cfg.model.name not in MODELS:
         problems.append(f"model.name: {MODELS.unknown_message(cfg.model.name)}")
+    elif cfg.model.name == "llava-pretrain":
+        for key in ("lm_path", "vision_path", "projector_path"):
+            if not getattr(cfg.model, key):
+                problems.append(f"model.{key} is required for model.name 'llava-pretrain'")
+    elif cfg.model.name in ("llava", "qwen2-vl", "hf") and not cfg.model.path:
+        problems.append(f"model.path is required for model.name {cfg.model.name!r} (a local folder or a hub id)")
 
 
 def parse_overrides(items: list[str]) -> dict:

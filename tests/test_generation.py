@@ -65,3 +65,23 @@ def test_multi_turn_labels_cover_every_answer(vlm_and_samples):
     assert supervised == " red circle</s> small</s>"
     text = vlm.tokenizer.decode(b["input_ids"][0].tolist()).replace("<image>", "")
     assert text.endswith("What is it? ASSISTANT: red circle</s>USER: And the size? ASSISTANT: small</s>")
+
+
+def test_non_square_images_are_padded_not_cropped():
+    """LLaVA-1.5's "pad": a wide image keeps its edges (a centre crop would cut them off)."""
+    from PIL import Image
+
+    from coin.models.vlm import expand_to_square
+
+    class Proc:
+        image_mean = (0.5, 0.25, 0.0)
+
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.putpixel((0, 10), (0, 255, 0))  # a mark at the left edge
+    sq = expand_to_square(img, Proc())
+    assert sq.size == (40, 40)
+    assert sq.getpixel((0, 20)) == (0, 255, 0)  # the edge survives, shifted down by the padding
+    assert sq.getpixel((20, 0)) == (128, 64, 0)  # padding is the processor's mean colour
+    assert sq.getpixel((20, 20)) == (255, 0, 0)
+    same = Image.new("RGB", (16, 16))
+    assert expand_to_square(same, Proc()) is same

@@ -43,7 +43,8 @@ def generate_answers(vlm, records: list[dict], max_new_tokens: int, batch_size: 
 
     done = _read_partial(partial) if partial is not None else {}
     samples = eval_samples(records)
-    lengths = {s.id: len(vlm.tokenizer(s.prompt, add_special_tokens=False)["input_ids"]) for s in samples}
+    encoded = vlm.tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"] if samples else []
+    lengths = {s.id: len(ids) for s, ids in zip(samples, encoded)}
     ordered = sorted(samples, key=lambda s: (lengths[s.id], s.id))
     # batches are fixed before skipping what is done, so a resumed evaluation feeds the model
     # exactly the batches (hence the padding, hence the numbers) of an uninterrupted one

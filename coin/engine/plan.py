@@ -1,7 +1,8 @@
 """``coin run --dry-run``: what a run will do, without loading a model or reading images.
 
 Stages, training steps per stage, effective batch, adapter, and every file the run will
-read, each marked present or missing, so a 3-day GPU job is checked in a second.
+read (data and model weights), each marked present or missing, so a 3-day GPU job is
+checked in a second.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
-from coin.config import RunConfig
+from coin.config import ModelConfig, RunConfig
 from coin.data.orders import resolve_order
 from coin.tasks import get_task
 
@@ -24,10 +26,53 @@ def _count(path: Path) -> int | None:
         return None
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def model_files(model: ModelConfig) -> tuple[list[str], list[str]]:
+    """Lines for the weights a run will read (``model.path`` and the llava-pretrain parts), and the missing ones.
+
+    ``model.path`` may be a hub id: an ``org/name`` that is not a local folder is reported as
+    such and not counted missing (nothing is fetched here). The parts of ``llava-pretrain``
+    are always local: a missing one is missing.
+    """
+    lines: list[str] = []
+    missing: list[str] = []
+    parts = [("model.path", model.path, "folder"), ("model.lm_path", model.lm_path, "folder"),
+             ("model.vision_path", model.vision_path, "folder"), ("model.projector_path", model.projector_path, "file")]
+    for key, value, kind in parts:
+        if not value:
+            continue
+        p = Path(value).expanduser()
+        present = p.is_dir() if kind == "folder" else p.is_file()
+        if present:
+            state = "present"
+        elif key == "model.path" and not p.exists() and _HUB_ID.match(value):
+            state = "hub id, not checked offline"
+        else:
+            state = "MISSING" if not p.exists() else f"MISSING (not a {kind})"
+            missing.append(str(p))
+        lines.append(f"  {key + ':':<22}{p}  ({state})")
+    return lines, missing
+
+
+def _task_file(root: Path, cfg: RunConfig, task: str, split: str) -> tuple[Path, str | None]:
+    """The file a run reads for ``task``'s ``split`` and the family derived from it (the run's own
+    lookup, ``coin.data.benchmark.locate``); when nothing is there, the file to provide: the
+    override, else the Original file (every family can be derived from it)."""
+    from coin.data.benchmark import FAMILY_DIRS, _override, locate
+    from coin.data.coin_json import DataError
+
+    try:
+        src = locate(root, cfg.data.instructions, task, split, cfg.data)
+        return src.path, src.derive
+    except DataError:
+        p = _override(root, cfg.data, task, split)
+        return p or root / FAMILY_DIRS["original"][0] / get_task(task).folder / f"{split}.json", None
+
+
 def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     """The plan as text, and the list of missing files."""
-    from coin.data.benchmark import FAMILY_DIRS, _override
-
     order = resolve_order(cfg.tasks.order)
     world = int(os.environ.get("WORLD_SIZE", 1))
     eff = cfg.train.batch_size * cfg.train.grad_accum * world
@@ -36,7 +81,8 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     model = cfg.model.name + (f" ({cfg.model.path})" if cfg.model.path else "")
     lines = [f"run folder: {out}", f"model: {model}", f"method: {cfg.method} {cfg.method_options or ''}".rstrip(),
              f"adapter: {adapter}; projector trained: {a.train_projector}",
-             f"effective batch: {eff} = {cfg.train.batch_size} x grad_accum {cfg.train.grad_accum} x {world} process(es)",
+             f"effective batch: {eff} = {cfg.train.batch_size} x grad_accum {cfg.train.grad_accum} x {world} process(es)"
+             + ("" if world > 1 else " (accelerate launch multiplies it by its number of processes)"),
              f"schedule: lr {cfg.train.lr:g}, cosine, warm-up {cfg.train.warmup_ratio:.0%}, {cfg.train.epochs:g} epoch(s), "
              f"{cfg.train.precision}", f"instructions: {cfg.data.instructions}; volume {cfg.data.volume:g}", ""]
     missing: list[str] = []
@@ -52,14 +98,12 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
         lines.append(f"image root: {image_root}{'' if image_root.is_dir() else '  (MISSING)'}")
         if not root.is_dir():
             missing.append(str(root))
-        counts, files = {}, {}
+        if not image_root.is_dir() and image_root != root:
+            missing.append(str(image_root))
+        counts, files, derived = {}, {}, {}
         for t in order:
             for split in ("train", "test"):
-                p = _override(root, cfg.data, t, split)
-                if p is None:
-                    dirs = FAMILY_DIRS.get(cfg.data.instructions, FAMILY_DIRS["original"])
-                    cands = [root / d / get_task(t).folder / f"{split}.json" for d in dirs]
-                    p = next((c for c in cands if c.is_file()), cands[0])
+                p, derived[(t, split)] = _task_file(root, cfg, t, split)
                 files[(t, split)] = p
                 if not p.is_file():
                     missing.append(str(p))
@@ -73,13 +117,16 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
         steps = math.ceil(n_train * cfg.train.epochs / eff) if n_train else None
         where = ""
         if files:
-            where = "  ".join(f"{files[(t, sp)]}{'' if files[(t, sp)].is_file() else ' (MISSING)'}" for sp in ("train", "test"))
+            where = "  ".join(f"{files[(t, sp)]}{'' if files[(t, sp)].is_file() else ' (MISSING)'}"
+                              f"{f' (-> {derived[(t, sp)]})' if derived[(t, sp)] else ''}" for sp in ("train", "test"))
         fmt = lambda v: "?" if v is None else str(v)  # noqa: E731
         lines.append(f"{j:<6}{t:<11}{fmt(n_train):>8}{fmt(steps):>7}{fmt(n_test):>7}  {where}")
     evals = "the tasks seen so far" if cfg.tasks.eval == "seen" else "every task"
     lines.append(f"\nafter each stage: evaluate {evals}" + ("; zero-shot row first" if cfg.eval.zero_shot else ""))
-    if cfg.model.path and not Path(cfg.model.path).expanduser().exists() and "/" not in cfg.model.path.strip("/"):
-        missing.append(cfg.model.path)
+    model_lines, model_missing = model_files(cfg.model)
+    if model_lines:
+        lines += ["", "model files:"] + model_lines
+    missing += model_missing
     if missing:
         lines.append(f"\nMISSING ({len(missing)}):\n  " + "\n  ".join(missing))
     return "\n".join(lines), missing

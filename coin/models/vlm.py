@@ -41,12 +41,30 @@ def load_image(path: str, record_id: str = "?") -> Image.Image:
         raise ImageError(f"record {record_id}: image {path} cannot be read ({e})") from None
 
 
+def expand_to_square(img: Image.Image, image_processor) -> Image.Image:
+    """LLaVA-1.5's ``image_aspect_ratio: pad``: centre the image on a square of the mean colour.
+
+    Without it, CLIP's processor centre-crops a non-square image, cutting off part of the
+    scene (and CoIN's grounding boxes are normalised to the padded square). A square image
+    is returned unchanged.
+    """
+    w, h = img.size
+    if w == h:
+        return img
+    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+    side = max(w, h)
+    square = Image.new(img.mode, (side, side), tuple(int(round(255 * m)) for m in mean))
+    square.paste(img, ((side - w) // 2, (side - h) // 2))
+    return square
+
+
 class LlavaVLM:
     """The LLaVA-1.5 chat format over a ``LlavaForConditionalGeneration`` and its processor."""
 
     # every linear layer of the LM's decoder blocks; not lm_head, not the vision tower
     lora_target = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
     full_train = ["multi_modal_projector"]
+    pad_to_square = True  # LLaVA-1.5 pads images to a square (its image_aspect_ratio "pad")
 
     def __init__(self, model, processor, image_cache_size: int = 50_000) -> None:
         self.model = model
@@ -74,6 +92,8 @@ class LlavaVLM:
             px = self._pixel_cache.get(s.image)
             if px is None:
                 img = load_image(s.image, s.id)
+                if self.pad_to_square:
+                    img = expand_to_square(img, self.processor.image_processor)
                 px = self.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"][0]
                 if len(self._pixel_cache) < self._cache_size:
                     self._pixel_cache[s.image] = px
@@ -111,7 +131,8 @@ class LlavaVLM:
     def generation_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Left-padded prompts, so every row's next token sits in the last column."""
         pad = self.tokenizer.pad_token_id
-        ids = [[self.tokenizer.bos_token_id] + self._encode(self.prompt_text(s.prompt)) for s in samples]
+        texts = [self.prompt_text(s.prompt) for s in samples]  # one call: the fast tokenizer batches in Rust
+        ids = [[self.tokenizer.bos_token_id] + x for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         width = max(map(len, ids))
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
@@ -121,7 +142,7 @@ class LlavaVLM:
         return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples)}
 
     # ------------------------------------------------------------------ generation
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
         """Greedy answers with the KV cache, stopping at the end of turn."""
         batch = self.generation_batch(samples)

@@ -1,0 +1,295 @@
+"""Write the shipped configs of the paper's experiments on the real CoIN data, one complete file per run.
+
+    python configs/coin/generate.py           # (re)write every file next to this script
+    python configs/coin/generate.py --check   # exit 1 and name the files that differ from what it writes
+
+Each YAML file is complete (the config loader has no inheritance), so a reader sees the whole
+experiment in one place; this script keeps the two dozen of them consistent: one recipe, one model
+section per backbone, and per file only what that run changes. Edit the script, not the files.
+
+Sources for the values: the paper (``seeds/`` of the project: tables 5-9 and 12 and their text),
+LLaVA-1.5's LoRA script (per-device batch 16, 8 GPUs, lr 2e-4, cosine, 3% warm-up, 1 epoch,
+bf16, gradient checkpointing, LoRA dropout 0.05) and CoIN's released training scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+
+# --------------------------------------------------------------------------- shared pieces
+
+DATA = {
+    "benchmark": "coin",
+    "root": "data/CoIN",
+    "image_root": "data/images",
+    "instructions": "original",
+    "volume": 1.0,
+}
+TASKS = {"order": "paper", "eval": "seen"}
+ADAPTER = {"type": "lora", "r": 128, "alpha": 256, "dropout": 0.05, "train_projector": True}
+TRAIN = {
+    "lr": 2.0e-4,
+    "batch_size": 16,
+    "grad_accum": 1,
+    "epochs": 1,
+    "warmup_ratio": 0.03,
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "precision": "bf16",
+}
+EVAL = {"batch_size": 64, "zero_shot": True, "bootstrap": 1000}
+
+
+def _llava_pretrain(size: str) -> dict:
+    return {
+        "name": "llava-pretrain",
+        "lm_path": f"checkpoints/vicuna-{size}-v1.5",
+        "vision_path": "checkpoints/clip-vit-large-patch14-336",
+        "projector_path": f"checkpoints/llava-v1.5-{size}-pretrain/mm_projector.bin",
+        "dtype": "bf16",
+        "gradient_checkpointing": True,
+        "attn_implementation": "sdpa",
+    }
+
+
+BACKBONES = {
+    "llava-1.5-7b": {
+        "title": "LLaVA-1.5-7B (Vicuna-7B v1.5 + CLIP ViT-L/14-336 + the stage-1 projector)",
+        "model": _llava_pretrain("7b"),
+        "eval": EVAL,
+    },
+    "llava-1.5-13b": {
+        "title": "LLaVA-1.5-13B (Vicuna-13B v1.5 + CLIP ViT-L/14-336 + the stage-1 projector)",
+        "model": _llava_pretrain("13b"),
+        "eval": {**EVAL, "batch_size": 32},
+    },
+    "qwen2-vl-7b": {
+        "title": "Qwen2-VL-7B-Instruct (beyond the paper: a modern backbone on the same benchmark)",
+        "model": {
+            "name": "qwen2-vl",
+            "path": "Qwen/Qwen2-VL-7B-Instruct",
+            "dtype": "bf16",
+            "gradient_checkpointing": True,
+            "attn_implementation": "sdpa",
+        },
+        "eval": EVAL,
+    },
+}
+
+# per-key comments, by dotted key (a key may also have a per-backbone comment below)
+COMMENTS = {
+    "name": "the run folder is runs/<name> unless --out says otherwise",
+    "method": "sequential | ewc | lwf | replay | multitask | zeroshot",
+    "data.root": "PLACEHOLDER: holds Instructions_Original/ (CoIN's JSON)",
+    "data.image_root": "PLACEHOLDER: image paths are relative to it (COCO2014/, GQA/...)",
+    "data.instructions": "original (Type1) | diverse (Type2) | 10type",
+    "data.volume": "seeded fraction of every training set (the paper: 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)",
+    "tasks.order": None,  # filled per order below
+    "tasks.eval": "after each stage evaluate the tasks trained so far",
+    "model.name": None,  # per backbone
+    "model.lm_path": "PLACEHOLDER: a local copy of lmsys/vicuna-{size}-v1.5",
+    "model.vision_path": "PLACEHOLDER: a local copy of openai/clip-vit-large-patch14-336",
+    "model.projector_path": "PLACEHOLDER: from liuhaotian/llava-v1.5-mlp2x-336px-pretrain-vicuna-{size}-v1.5",
+    "model.path": "hub id or a local folder",
+    "model.dtype": "weights in bf16 (the adapter is kept in fp32 by PEFT)",
+    "model.gradient_checkpointing": "as LLaVA-1.5's and CoIN's scripts",
+    "model.attn_implementation": "flash_attention_2 when flash-attn is installed",
+    "adapter.type": "lora | moelora",
+    "adapter.r": None,  # per adapter
+    "adapter.alpha": "scale alpha / r = 2, as LLaVA-1.5's LoRA (r 128, alpha 256)",
+    "adapter.dropout": "LLaVA's default, which CoIN's scripts inherit",
+    "adapter.train_projector": "the projector is trained fully; vision tower and LM frozen",
+    "train.lr": "the paper's (CoIN's scripts give the projector 2e-5; coin has one lr)",
+    "train.batch_size": "per GPU: 16 x grad_accum 1 x 8 GPUs = 128, LLaVA-1.5's batch",
+    "train.grad_accum": "keep 128 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
+    "train.epochs": "one epoch per task",
+    "train.warmup_ratio": "cosine schedule with 3% linear warm-up",
+    "train.weight_decay": "AdamW without weight decay",
+    "train.max_grad_norm": "gradient clipping, as the HF Trainer behind LLaVA's scripts",
+    "train.precision": "bf16 autocast",
+    "eval.batch_size": "batched greedy decoding (answers equal batch-size-1 answers)",
+    "eval.zero_shot": "evaluate the base model first (the zero-shot row)",
+    "eval.bootstrap": "resamples for the 95% confidence intervals",
+}
+COLUMN = 34  # comments start here (or two spaces after a longer line)
+ORDER_COMMENTS = {
+    "paper": "the paper's (random) order: ScienceQA, TextVQA, ImageNet, GQA, VizWiz, Grounding, VQAv2, OCR-VQA",
+    "alphabet": "the paper's second order: GQA, Grounding, ImageNet, OCR-VQA, ScienceQA, TextVQA, VizWiz, VQAv2",
+}
+
+# --------------------------------------------------------------------------- the runs
+
+EWC = {"samples": 1000, "lambda_": 0.1}
+LWF = {"samples": 100, "lambda_": 0.1}
+NO_ZS = {"zero_shot": False}  # zeroshot runs: every stage already evaluates the base model
+
+
+def _v(stem: str, what: str, method: str = "sequential", options: dict | None = None, data: dict | None = None,
+       tasks: dict | None = None, adapter: dict | None = None, eval_: dict | None = None) -> dict:
+    return {"stem": stem, "what": what, "method": method, "options": options or {}, "data": data or {},
+            "tasks": tasks or {}, "adapter": adapter or {}, "eval": eval_ or {}}
+
+
+MOE = lambda n: {"type": "moelora", "experts": n}  # noqa: E731
+SEVEN_B = [
+    _v("lora", "Sequential LoRA (r 128), the paper's main row (tables 2, 5-8: LLaVA, random order, Original "
+       "instructions, volume 1.0)"),
+    _v("lora-alphabet", "Sequential LoRA in the alphabetical order (table 5, task-order study)",
+       tasks={"order": "alphabet"}),
+    _v("lora-diverse", "Sequential LoRA with the Diverse (Type2) instructions (table 6, instruction study)",
+       data={"instructions": "diverse"}),
+    _v("lora-10type", "Sequential LoRA with the 10Type instructions (table 6, instruction study)",
+       data={"instructions": "10type"}),
+    *[_v(f"lora-vol{v}", f"Sequential LoRA on {v:.0%} of each training set (table 7, volume study)",
+         data={"volume": v}) for v in (0.1, 0.2, 0.4, 0.6, 0.8)],
+    _v("lora-r192-vol0.4", "Sequential LoRA of rank 192 at 40% volume (table 12, rank study; r 128 is lora-vol0.4)",
+       data={"volume": 0.4}, adapter={"r": 192, "alpha": 384}),
+    _v("lora-r256-vol0.4", "Sequential LoRA of rank 256 at 40% volume (table 12, rank study; r 128 is lora-vol0.4)",
+       data={"volume": 0.4}, adapter={"r": 256, "alpha": 512}),
+    *[_v(f"moelora-{n}", f"MoELoRA with {n} experts of rank {128 // n} (table 8, number of experts)", adapter=MOE(n))
+      for n in (2, 4, 8)],
+    _v("moelora-8-vol0.4", "MoELoRA with 8 experts at 40% volume (table 9, against EWC and LwF)",
+       data={"volume": 0.4}, adapter=MOE(8)),
+    _v("ewc-vol0.4", "EWC: Fisher from 1,000 samples per task, lambda 0.1, at 40% volume (table 9)",
+       method="ewc", options=EWC, data={"volume": 0.4}),
+    _v("lwf-vol0.4", "LwF: outputs of 100 samples per earlier task kept, lambda 0.1, at 40% volume (table 9)",
+       method="lwf", options=LWF, data={"volume": 0.4}),
+    _v("multitask", "Multi-task: one training on all eight tasks' data (the upper reference; only its last row "
+       "is this method's result)", method="multitask"),
+    _v("zeroshot", "Zero-shot: the pretrain-only model, never trained (every run's zero-shot row gives the same "
+       "numbers)", method="zeroshot", eval_=NO_ZS),
+]
+RUNS = {
+    "llava-1.5-7b": SEVEN_B,
+    "llava-1.5-13b": [
+        _v("lora", "Sequential LoRA (r 128) on the 13B model (tables 10-11, model-size study)"),
+        _v("moelora-8", "MoELoRA with 8 experts of rank 16 on the 13B model", adapter=MOE(8)),
+        _v("multitask", "Multi-task on the 13B model (only its last row is this method's result)",
+           method="multitask"),
+        _v("zeroshot", "Zero-shot: the 13B pretrain-only model, never trained", method="zeroshot", eval_=NO_ZS),
+    ],
+    "qwen2-vl-7b": [
+        _v("lora", "Sequential LoRA (r 128) on Qwen2-VL-7B-Instruct with the paper's recipe"),
+        _v("moelora-8", "MoELoRA with 8 experts of rank 16 on Qwen2-VL-7B-Instruct", adapter=MOE(8)),
+        _v("zeroshot", "Zero-shot: Qwen2-VL-7B-Instruct as released (an instruction-tuned model, so unlike "
+           "LLaVA's pretrain-only start its zero-shot scores are far from 0)", method="zeroshot", eval_=NO_ZS),
+    ],
+}
+
+# --------------------------------------------------------------------------- rendering
+
+
+def build(backbone: str, run: dict) -> dict:
+    """The full config of one run, as a plain nested dict in the order it is written."""
+    b = BACKBONES[backbone]
+    cfg = {
+        "name": f"{backbone}-{run['stem']}",
+        "seed": 0,
+        "method": run["method"],
+    }
+    if run["options"]:
+        cfg["method_options"] = dict(run["options"])
+    cfg["data"] = {**DATA, **run["data"]}
+    cfg["tasks"] = {**TASKS, **run["tasks"]}
+    cfg["model"] = dict(b["model"])
+    adapter = {**ADAPTER, **run["adapter"]}
+    order = ["type", "r", "alpha", "experts", "dropout", "train_projector"]
+    cfg["adapter"] = {k: adapter[k] for k in order if k in adapter}
+    cfg["train"] = dict(TRAIN)
+    cfg["eval"] = {**b["eval"], **run["eval"]}
+    return cfg
+
+
+def _scalar(value) -> str:
+    if isinstance(value, float) and 0 < abs(value) < 1e-2:
+        return f"{value:.1e}"  # 2.0e-04: a float for YAML 1.1 too (it needs the dot)
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return text[:-4].strip() if text.endswith("\n...") else text
+
+
+def _comment(key: str, cfg: dict, backbone: str) -> str | None:
+    size = "13b" if "13b" in backbone else "7b"
+    if key == "tasks.order":
+        return ORDER_COMMENTS.get(cfg["tasks"]["order"])
+    if key == "eval.zero_shot" and cfg["method"] == "zeroshot":
+        return "no separate zero-shot stage: every stage already is the base model"
+    if key == "model.name":
+        return {"llava-pretrain": "CoIN's starting point assembled from its parts (pretrain-only LLaVA-1.5)",
+                "qwen2-vl": "Qwen2-VL / Qwen2.5-VL through transformers"}.get(cfg["model"]["name"])
+    if key == "adapter.r":
+        a = cfg["adapter"]
+        return f"{a['experts']} experts of rank {a['r'] // a['experts']}, a softmax gate per token" \
+            if a["type"] == "moelora" else "LoRA on every linear layer of the LM (not lm_head)"
+    if key == "adapter.experts":
+        return "MoELoRA: N experts share the rank r"
+    if key.startswith("method_options."):
+        samples = {"ewc": "K: samples per task for the Fisher (the paper's 1,000)",
+                   "lwf": "M: samples per earlier task whose outputs are kept (the paper's 100)"}
+        return {"samples": samples.get(cfg["method"]), "lambda_": "the paper's lambda"}.get(key.split(".", 1)[1])
+    text = COMMENTS.get(key)
+    return text.format(size=size) if text else None
+
+
+def render(backbone: str, run: dict) -> str:
+    """The YAML text of one run: a header, then every key with a comment where one helps."""
+    cfg = build(backbone, run)
+    b = BACKBONES[backbone]
+    lines = [
+        *textwrap.wrap(f"{run['what']}.", 100, initial_indent="# ", subsequent_indent="# "),
+        f"# Backbone: {b['title']}.",
+        "# Generated by configs/coin/generate.py: edit the script and rerun it, not this file.",
+        "# Paths marked PLACEHOLDER are relative to where you run `coin`; point them at your copies.",
+        "# Check before a GPU job: coin run --config <this file> --dry-run",
+    ]
+    body: list[tuple[str, str | None]] = []
+
+    def walk(node: dict, prefix: str, indent: int) -> None:
+        for key, value in node.items():
+            full = f"{prefix}{key}"
+            if isinstance(value, dict):
+                body.append(("  " * indent + f"{key}:", None))
+                walk(value, full + ".", indent + 1)
+            else:
+                body.append(("  " * indent + f"{key}: {_scalar(value)}", _comment(full, cfg, backbone)))
+
+    walk(cfg, "", 0)
+    lines += [text if not note else f"{text:<{COLUMN}}# {note}" if len(text) < COLUMN - 1 else f"{text}  # {note}"
+              for text, note in body]
+    return "\n".join(lines) + "\n"
+
+
+def files() -> dict[Path, str]:
+    """Every shipped config: path -> text."""
+    return {HERE / backbone / f"{run['stem']}.yaml": render(backbone, run)
+            for backbone, runs in RUNS.items() for run in runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="compare with the files on disk instead of writing")
+    args = ap.parse_args(argv)
+    wanted = files()
+    if args.check:
+        stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
+        extra = [p for p in HERE.glob("*/*.yaml") if p not in wanted]
+        for p in stale:
+            print(f"differs from generate.py: {p.relative_to(HERE)}")
+        for p in extra:
+            print(f"not written by generate.py: {p.relative_to(HERE)}")
+        return 1 if stale or extra else 0
+    for p, text in wanted.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    print(f"wrote {len(wanted)} configs under {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
