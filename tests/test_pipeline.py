@@ -168,3 +168,24 @@ def test_environment_is_recorded_and_reported(micro_run):
         assert key in env
     report = (out / "report.md").read_text()
     assert "## Environment" in report and env["torch"] in report
+
+
+def test_untrained_stages_reuse_answers_of_identical_weights(micro_config, tmp_path):
+    """Zero-shot (and multi-task before its last stage) train nothing: their stages reuse the
+    answers of the same weights instead of generating them again, and those answers are the
+    ones a fresh evaluation with the (identity) adapter attached gives."""
+    micro_config["method"] = "zeroshot"
+    logs: list[str] = []
+    run(from_dict(micro_config), tmp_path / "reuse", progress=False, log=logs.append)
+    assert any("reusing the answers" in m for m in logs)
+    stages = tmp_path / "reuse" / "stages"
+    zs = (stages / "00-zeroshot" / "predictions" / "ImageNet.jsonl").read_bytes()
+    assert (stages / "01-ImageNet" / "predictions" / "ImageNet.jsonl").read_bytes() == zs
+    assert (stages / "02-Grounding" / "predictions" / "ImageNet.jsonl").read_bytes() == zs
+    # without a zero-shot row, stage 1 generates with the fresh adapter attached: same bytes
+    micro_config["eval"]["zero_shot"] = False
+    run(from_dict(micro_config), tmp_path / "fresh", progress=False, log=lambda *a: None)
+    fresh = tmp_path / "fresh" / "stages"
+    assert (fresh / "01-ImageNet" / "predictions" / "ImageNet.jsonl").read_bytes() == zs
+    assert (fresh / "02-Grounding" / "predictions" / "Grounding.jsonl").read_bytes() == \
+        (stages / "00-zeroshot" / "predictions" / "Grounding.jsonl").read_bytes()

@@ -36,7 +36,7 @@ from coin.engine import dist
 from coin.engine.evaluate import evaluate_task
 from coin.engine.train import train_stage
 from coin.eval.scorers import format_error_share
-from coin.io import atomic_write_json, atomic_write_text, read_json
+from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
 from coin.models import load_model
 from coin.data.orders import resolve_order
@@ -214,6 +214,10 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
     attach_adapter(vlm, cfg.adapter)
     methods = [build_method(cfg.method, cfg.method_options)]
     stage_dirs: list[Path] = []
+    # folders whose predictions came from weights identical to the current ones: a stage that
+    # trains nothing (zero-shot, multi-task before its last stage) reuses them instead of
+    # generating the same answers again (the fresh adapter adds exactly zero: B = 0)
+    identical: list[Path] = [zero_dir] if zero_dir is not None else []
     for j, task in enumerate(order):
         stage_dir = out / "stages" / f"{j + 1:02d}-{task}"
         stage_dirs.append(stage_dir)
@@ -221,6 +225,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
                            train_data={t: bench.train[t] for t in order[: j + 1]}, run_dir=out, seed=cfg.seed)
         if (stage_dir / "DONE").is_file():
             _load_stage(vlm, methods, stage_dir)
+            identical = identical + [stage_dir] if _untrained(stage_dir) else [stage_dir]
             log(f"stage {j + 1}/{len(order)} {task}: done earlier, skipped")
             continue
         stats = None
@@ -245,8 +250,13 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
                 atomic_write_json(stage_dir / "train.json", stats.__dict__)
                 _save_adapter(vlm, stage_dir / "adapter")  # after the method state: its presence marks training done
             dist.barrier()
+        identical = identical + [stage_dir] if _untrained(stage_dir) else [stage_dir]
         t = time.time()
         eval_tasks = order[: j + 1] if cfg.tasks.eval == "seen" else order
+        reused = _reuse_predictions(identical[:-1], stage_dir, eval_tasks)
+        if reused:
+            log(f"stage {j + 1}/{len(order)} {task}: nothing trained; reusing the answers of the same weights "
+                f"for {', '.join(reused)}")
         scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress)
         t_eval += time.time() - t
         _mark_done(stage_dir)
@@ -265,6 +275,29 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
         write_report(out)
     dist.barrier()
     return result if result is not None else read_json(out / "matrix.json")
+
+
+def _untrained(stage_dir: Path) -> bool:
+    """True when the stage ran no optimizer step (its weights are the previous stage's)."""
+    path = stage_dir / "train.json"
+    return path.is_file() and read_json(path).get("steps", 1) == 0
+
+
+def _reuse_predictions(sources: list[Path], stage_dir: Path, tasks: list[str]) -> list[str]:
+    """Copy the predictions of ``tasks`` from folders evaluated with identical weights; returns the tasks."""
+    found = []
+    for task in tasks:
+        dst = stage_dir / "predictions" / f"{task}.jsonl"
+        src = next((d / "predictions" / f"{task}.jsonl" for d in reversed(sources)
+                    if (d / "predictions" / f"{task}.jsonl").is_file()), None)
+        if src is None or dst.is_file():
+            continue
+        if dist.is_main():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dst, src.read_bytes())
+        found.append(task)
+    dist.barrier()
+    return found
 
 
 def _mark_done(stage_dir: Path) -> None:

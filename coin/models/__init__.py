@@ -60,3 +60,38 @@ def load_model(cfg, log=print, progress: bool = True):
         vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         vlm.model.enable_input_require_grads()  # so checkpointed blocks get gradients under frozen embeddings
     return vlm
+
+
+@MODELS.register("llava-pretrain")
+def _llava_pretrain(cfg, log=print, progress=True):
+    """CoIN's starting point: the pretrain-only LLaVA-1.5 assembled from model.lm_path (Vicuna),
+    model.vision_path (CLIP) and model.projector_path (LLaVA's stage-1 mm_projector.bin)."""
+    from coin.config import ConfigError
+    from coin.models.llava_parts import assemble_llava
+    from coin.models.vlm import LlavaVLM
+
+    unset = [f"model.{k} is required for model.name 'llava-pretrain' ({text})" for k, text in (
+        ("lm_path", "the Vicuna LM folder"), ("vision_path", "the CLIP vision folder"),
+        ("projector_path", "LLaVA's stage-1 mm_projector.bin")) if not getattr(cfg, k)]
+    if unset:
+        raise ConfigError(unset)
+    model, processor = assemble_llava(cfg.lm_path, cfg.vision_path, cfg.projector_path, dtype=cfg.dtype,
+                                      trust_remote_code=cfg.trust_remote_code,
+                                      attn_implementation=cfg.attn_implementation, log=log)
+    return LlavaVLM(model, processor)
+
+
+@MODELS.register("qwen2-vl")
+def _qwen2_vl(cfg, log=print, progress=True):
+    """Qwen2-VL or Qwen2.5-VL (``AutoModelForImageTextToText``) from a local folder or a hub id."""
+    from coin.models.chat import load_chat_vlm
+
+    return load_chat_vlm(cfg, model_types=("qwen2_vl", "qwen2_5_vl"))
+
+
+@MODELS.register("hf")
+def _hf(cfg, log=print, progress=True):
+    """Any ``AutoModelForImageTextToText`` whose processor has a chat template (coin.models.chat)."""
+    from coin.models.chat import load_chat_vlm
+
+    return load_chat_vlm(cfg)
