@@ -189,3 +189,21 @@ def test_untrained_stages_reuse_answers_of_identical_weights(micro_config, tmp_p
     assert (fresh / "01-ImageNet" / "predictions" / "ImageNet.jsonl").read_bytes() == zs
     assert (fresh / "02-Grounding" / "predictions" / "Grounding.jsonl").read_bytes() == \
         (stages / "00-zeroshot" / "predictions" / "Grounding.jsonl").read_bytes()
+
+
+def test_gradient_checkpointing_changes_memory_not_results(micro_config, tmp_path):
+    """model.gradient_checkpointing recomputes activations in backward: the same numbers."""
+    micro_config["eval"]["zero_shot"] = False
+    plain = run(from_dict(micro_config), tmp_path / "plain", progress=False, log=lambda *a: None)
+    micro_config["model"]["gradient_checkpointing"] = True
+    ckpt = run(from_dict(micro_config), tmp_path / "ckpt", progress=False, log=lambda *a: None)
+    assert ckpt["matrix"] == plain["matrix"]
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "plain" / "stages" / "02-Grounding" / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "ckpt" / "stages" / "02-Grounding" / "adapter" / "adapter_model.safetensors"))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    from coin.models import load_model
+
+    vlm = load_model(from_dict(micro_config).model, log=lambda *a: None, progress=False)
+    assert vlm.model.is_activation_checkpointing  # it was really on

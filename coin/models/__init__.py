@@ -57,7 +57,11 @@ def load_model(cfg, log=print, progress: bool = True):
     """The wrapper for ``cfg.name`` (an unknown name lists the choices)."""
     vlm = MODELS.get(cfg.name)(cfg, log, progress)
     if cfg.gradient_checkpointing:
-        vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(vlm.model, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         vlm.model.enable_input_require_grads()  # so checkpointed blocks get gradients under frozen embeddings
     return vlm
 
