@@ -41,10 +41,22 @@ def _launcher() -> str:
     return str(local) if local.is_file() else shutil.which("accelerate")
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, micro_factory):
-    root = tmp_path_factory.mktemp("dist")
+VARIANTS = {
+    "lora": {},
+    # the methods that need full parameters (EWC's Fisher) or logits (LwF's teacher): every
+    # process computes them over the same seeded samples, so they agree without communication
+    "ewc-moelora": {"method": "ewc", "method_options": {"samples": 8},
+                    "adapter": {"type": "moelora", "r": 4, "alpha": 8, "experts": 2}},
+    "lwf": {"method": "lwf", "method_options": {"samples": 4, "batch_size": 2}},
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def runs(request, tmp_path_factory, micro_factory):
+    root = tmp_path_factory.mktemp(f"dist-{request.param}")
     one, two = micro_factory(), micro_factory()
+    for cfg in (one, two):
+        cfg.update(VARIANTS[request.param])
     one["train"].update(batch_size=4, grad_accum=2)  # effective batch 8 in one process
     two["train"].update(batch_size=4, grad_accum=1)  # effective batch 8 = 4 x 2 processes
     for name, cfg in (("one", one), ("two", two)):

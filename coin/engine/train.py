@@ -148,6 +148,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
             micro = [mine[k : k + cfg.batch_size] for k in range(0, len(mine), cfg.batch_size)]
             total, bad = 0.0, False
             for k, part in enumerate(micro):
+                ctx.micro = (step * world + rank) * cfg.grad_accum + k  # the same stream under any process count
                 batch = {key: v.to(device) for key, v in vlm.train_batch(part).items()}
                 sync = k == len(micro) - 1
                 with _no_sync(acc, engine, not sync):

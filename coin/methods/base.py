@@ -29,6 +29,11 @@ class StageContext:
     train_data: dict[str, list] = field(default_factory=dict)  # task -> training samples, for tasks seen so far
     run_dir: Path | None = None
     seed: int = 0
+    # set by the training loop before each ``loss`` call: the micro-batch's index in the stage's
+    # stream (step x micro-batches per step + its place in the step, counted over all processes),
+    # so a hook that cycles through stored data gives the same sequence after a resume and
+    # under any number of processes
+    micro: int = 0
 
 
 class Method:

@@ -8,10 +8,13 @@ are kept. While task t trains, the loss hook adds ``lambda * KD`` (the paper: la
 
 How the stored samples reach the loss: the hook only sees the current task's batch, whose
 inputs the teacher never saw. So the method keeps its own queue of stored (sample, teacher
-logits) pairs in a seeded order and, on every ``every``-th call of the loss hook, runs the
-student on the next ``batch_size`` of them and adds their KD term; the gradient of that extra
-forward flows into the same backward as the task loss. One pass over the queue takes
-``M * (t-1) / batch_size * every`` loss calls, after which it wraps around.
+logits) pairs in a seeded order and, on every ``every``-th micro-batch, runs the student on the
+next ``batch_size`` of them and adds their KD term; the gradient of that extra forward flows
+into the same backward as the task loss. Which stored batch comes next follows from the
+micro-batch's index in the stage (``ctx.micro``), not from a counter, so a resumed stage and a
+run split over several processes distil exactly the batches an uninterrupted single process
+does. One pass over the queue takes ``M * (t-1) / batch_size * every`` micro-batches, after
+which it wraps around.
 
 Nothing is saved with a stage: an interrupted stage restarts from the adapter of the stage
 before it, so ``before_task`` rebuilds the very same teacher outputs (same weights, same seeded
@@ -36,8 +39,8 @@ class LwFOptions:
     samples: int = 100  # M: stored samples per earlier task
     lambda_: float = 0.1  # weight of the distillation term
     temperature: float = 2.0  # softens both distributions (Hinton et al.; LwF's T = 2)
-    batch_size: int = 8  # stored samples distilled per loss call
-    every: int = 1  # distil on every k-th loss call (k > 1 trades fidelity for speed)
+    batch_size: int = 8  # stored samples distilled per micro-batch
+    every: int = 1  # distil on every k-th micro-batch (k > 1 trades fidelity for speed)
 
     def check(self) -> list[str]:
         out = []
@@ -92,12 +95,10 @@ class LwF(Method):
         super().__init__(options)
         self.memory: list[tuple[object, torch.Tensor]] = []  # (sample, teacher logits on its answer tokens)
         self._order: list[int] = []
-        self._cursor = 0
-        self._calls = 0
 
     def before_task(self, ctx: StageContext) -> None:
         """Record the current model's answer distributions on M samples of each earlier task."""
-        self.memory, self._order, self._cursor, self._calls = [], [], 0, 0
+        self.memory, self._order = [], []
         chosen = []
         for task in ctx.tasks[: ctx.stage]:
             data = ctx.train_data.get(task, [])
@@ -118,21 +119,18 @@ class LwF(Method):
         g = torch.Generator().manual_seed(ctx.seed * 1000 + ctx.stage)
         self._order = torch.randperm(len(self.memory), generator=g).tolist()
 
-    def _next_batch(self) -> list[tuple[object, torch.Tensor]]:
-        out = []
-        for _ in range(min(self.opts.batch_size, len(self._order))):
-            out.append(self.memory[self._order[self._cursor]])
-            self._cursor = (self._cursor + 1) % len(self._order)
-        return out
+    def _batch(self, number: int) -> list[tuple[object, torch.Tensor]]:
+        """Stored batch ``number`` of the seeded cycle through the memory."""
+        size = min(self.opts.batch_size, len(self._order))
+        return [self.memory[self._order[(number * size + i) % len(self._order)]] for i in range(size)]
 
     def loss(self, ctx: StageContext, batch: dict, outputs, loss: torch.Tensor) -> torch.Tensor:
-        """The task loss plus ``lambda * KD`` on the next stored batch (every ``every``-th call)."""
+        """The task loss plus ``lambda * KD`` on the next stored batch (every ``every``-th micro-batch)."""
         if not self.memory or self.opts.lambda_ == 0:
             return loss
-        self._calls += 1
-        if (self._calls - 1) % self.opts.every:
+        if ctx.micro % self.opts.every:
             return loss
-        items = self._next_batch()
+        items = self._batch(ctx.micro // self.opts.every)
         student = torch.cat(answer_logits(ctx.vlm, [s for s, _ in items]))
         teacher = torch.cat([t for _, t in items]).to(student.device)
         kd = distillation_loss(student, teacher, self.opts.temperature)
