@@ -110,3 +110,15 @@ def test_two_processes_write_one_set_of_files(runs):
     assert (two / "report.md").is_file() and (two / "env.json").is_file()
     assert len((two / "env-history.jsonl").read_text().splitlines()) == 1  # written by the main process only
     assert proc.stdout.count("report:") == 1  # one process speaks
+
+
+def test_sharded_launches_are_refused_with_a_message():
+    from accelerate.utils import DistributedType
+
+    from coin.engine.dist import UnsupportedLaunch, check_supported
+
+    for ok in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        check_supported(ok)
+    for bad in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(UnsupportedLaunch, match="ddp.yaml"):
+            check_supported(bad)
