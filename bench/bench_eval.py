@@ -5,6 +5,13 @@
 Uses the cached pretrained tiny base when there is one (``coin run`` makes it), else a
 random-init model of the same size. Prints samples/s for both, the speed-up, and whether
 the answers are identical.
+
+It also counts the work: every token the LM and the vision tower process (padding
+included) times two FLOPs per weight of their linear layers (attention's own products
+left out, so a lower bound), against a plain matmul of the LM's MLP shape timed in the
+same process. When the batched run's FLOP rate is close to that matmul's, batching has
+removed the per-call overhead and what remains is arithmetic: the speed-up cannot grow
+past (batch-1 time) / (time of the arithmetic alone) on this machine.
 """
 
 from __future__ import annotations
@@ -58,17 +65,75 @@ def main() -> None:
             which = "random-init tiny model (no cached base)"
         vlm.model.eval()
         vlm.pixels(eval_samples(records))  # warm the image cache
+        counter = _TokenCounter(vlm.model)
         results = {}
         for bs in (1, args.batch_size):
+            counter.reset()
             t0 = time.perf_counter()
             out = generate_answers(vlm, records, args.max_new_tokens, bs, progress=False)
-            results[bs] = (time.perf_counter() - t0, out)
-    (t1, o1), (tb, ob) = results[1], results[args.batch_size]
+            results[bs] = (time.perf_counter() - t0, out, counter.flops())
+        peak = _matmul_gflops(vlm.model)
+    (t1, o1, f1), (tb, ob, fb) = results[1], results[args.batch_size]
     same = sum(o1[k] == ob[k] for k in o1)
     print(f"model: {which}; {len(records)} samples, max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}")
-    print(f"batch 1:  {len(records) / t1:8.1f} samples/s ({t1:.1f} s)")
-    print(f"batch {args.batch_size}: {len(records) / tb:8.1f} samples/s ({tb:.1f} s)")
+    print(f"batch 1:  {len(records) / t1:8.1f} samples/s ({t1:.1f} s, {f1 / t1 / 1e9:.1f} GFLOP/s)")
+    print(f"batch {args.batch_size}: {len(records) / tb:8.1f} samples/s ({tb:.1f} s, {fb / tb / 1e9:.1f} GFLOP/s)")
     print(f"speed-up: {t1 / tb:.1f}x; identical answers: {same}/{len(records)}")
+    print(f"plain matmul of the LM's MLP shape: {peak:.1f} GFLOP/s; batch {args.batch_size} runs at "
+          f"{fb / tb / 1e9 / peak:.0%} of it; arithmetic alone at that rate would take {fb / 1e9 / peak:.2f} s, "
+          f"so the speed-up over batch 1 is bounded by about {t1 / (fb / 1e9 / peak):.1f}x here")
+
+
+class _TokenCounter:
+    """Counts tokens through the LM and the vision tower (forward pre-hooks); FLOPs = 2 x weights x tokens."""
+
+    def __init__(self, model) -> None:
+        import torch
+
+        inner = model.model
+        self.lm_weights = sum(m.weight.numel() for m in inner.language_model.modules() if isinstance(m, torch.nn.Linear))
+        self.vision_weights = sum(m.weight.numel() for m in inner.vision_tower.modules() if isinstance(m, torch.nn.Linear))
+        self.projector_weights = sum(m.weight.numel() for m in inner.multi_modal_projector.modules()
+                                     if isinstance(m, torch.nn.Linear))
+        self.lm_tokens = self.vision_tokens = self.image_tokens = 0
+        inner.language_model.register_forward_pre_hook(self._lm, with_kwargs=True)
+        inner.vision_tower.register_forward_pre_hook(self._vision, with_kwargs=True)
+
+    def _lm(self, module, args, kwargs):
+        x = kwargs.get("inputs_embeds")
+        if x is None:
+            x = kwargs.get("input_ids", args[0] if args else None)
+        self.lm_tokens += x.shape[0] * x.shape[1]
+
+    def _vision(self, module, args, kwargs):
+        px = kwargs.get("pixel_values", args[0] if args else None)
+        cfg = module.config
+        per = (cfg.image_size // cfg.patch_size) ** 2
+        self.vision_tokens += px.shape[0] * (per + 1)
+        self.image_tokens += px.shape[0] * per
+
+    def reset(self) -> None:
+        self.lm_tokens = self.vision_tokens = self.image_tokens = 0
+
+    def flops(self) -> float:
+        return 2.0 * (self.lm_weights * self.lm_tokens + self.vision_weights * self.vision_tokens
+                      + self.projector_weights * self.image_tokens)
+
+
+def _matmul_gflops(model, tokens: int = 4096, repeats: int = 50) -> float:
+    """GFLOP/s of ``x @ W`` with the LM's MLP shape (hidden x intermediate), same threads."""
+    import torch
+
+    cfg = model.config.text_config
+    x = torch.randn(tokens, cfg.hidden_size)
+    w = torch.randn(cfg.hidden_size, cfg.intermediate_size)
+    for _ in range(5):
+        x @ w
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        x @ w
+    dt = time.perf_counter() - t0
+    return 2.0 * tokens * cfg.hidden_size * cfg.intermediate_size * repeats / dt / 1e9
 
 
 if __name__ == "__main__":
