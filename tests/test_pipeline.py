@@ -1,6 +1,7 @@
 """The whole pipeline on a micro config: run folder, resume, refusals, CLI errors."""
 
 import json
+import math
 
 import pytest
 import yaml
@@ -207,3 +208,19 @@ def test_gradient_checkpointing_changes_memory_not_results(micro_config, tmp_pat
 
     vlm = load_model(from_dict(micro_config).model, log=lambda *a: None, progress=False)
     assert vlm.model.is_activation_checkpointing  # it was really on
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(precision, micro_config, tmp_path):
+    """train.precision autocasts the forward (fp16 with loss scaling); the adapter still learns."""
+    micro_config["train"]["precision"] = precision
+    micro_config["eval"]["zero_shot"] = False
+    result = run(from_dict(micro_config), tmp_path / precision, progress=False, log=lambda *a: None)
+    stats = json.loads((tmp_path / precision / "stages" / "01-ImageNet" / "train.json").read_text())
+    assert math.isfinite(stats["final_loss"]) and stats["skipped_batches"] == 0
+    assert result["matrix"][1][1] is not None
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(tmp_path / precision / "stages" / "02-Grounding" / "adapter" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and all(v.float().abs().sum() > 0 for v in lora_b)  # B starts at 0: it trained

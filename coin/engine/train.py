@@ -131,8 +131,8 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     dist.check_supported(acc.distributed_type)
     engine, opt = acc.prepare(model, opt)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
-    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16")
     device = next(model.parameters()).device
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # fp16 needs loss scaling
     model.train()
     t0, losses, skipped = time.time(), [], 0
     bar = tqdm(total=len(plan), initial=start, desc=f"train {ctx.task}", unit="step",
