@@ -262,7 +262,9 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
         _mark_done(stage_dir)
         if dist.is_main():
             shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
-        head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats else ""
+        head = ""
+        if stats is not None:
+            head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats.steps else ""
         log(f"stage {j + 1}/{len(order)} {task}: {head}{_fmt_scores(scores, order)}")
 
     cost = {"trainable_params": trainable_parameters(vlm.model), "train_seconds": round(t_train, 1),
