@@ -229,3 +229,12 @@ def test_comparison_names_an_order_given_by_name(tmp_path: Path) -> None:
                        config_extra={"tasks": {"order": "alphabet"}}, with_metrics=True) for s in (0, 1)]
     md = write_comparison(runs, tmp_path / "cmp").read_text()
     assert "| alphabet |" in md and "a>l>p" not in md
+
+
+def test_comparison_tells_seeds_of_one_named_config_apart(tmp_path: Path) -> None:
+    """A sweep's seeds share the config's ``name``; the table and heatmaps use their folders then."""
+    runs = [_write_run(tmp_path / f"synth-replay-s{s}", T3_TASKS, T3_MATRIX, seed=s, method="replay",
+                       config_extra={}, with_metrics=True, run_name="synth-replay") for s in (0, 1)]
+    md = write_comparison(runs, tmp_path / "cmp").read_text()
+    assert "| synth-replay-s0, synth-replay-s1 |" in md
+    assert "### synth-replay-s0" in md and "### synth-replay-s1" in md

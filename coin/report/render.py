@@ -474,6 +474,9 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
         raise ValueError("write_comparison needs at least one run folder")
     out_dir = Path(out_dir)
     runs = [_describe(Path(d)) for d in run_dirs]
+    if len({r["run"] for r in runs}) < len(runs):  # e.g. one config's seeds share its ``name``
+        for r in runs:
+            r["run"] = r["dir"].name
     groups: dict[str, list[dict]] = {}
     for r in runs:
         groups.setdefault(r["key"], []).append(r)
