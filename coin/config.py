@@ -348,3 +348,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (what a run folder stores)."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def with_defaults(stored: dict) -> dict:
+    """A stored config (e.g. a run folder's, written by an older coin) with keys added since filled in.
+
+    Keys the stored config has keep their values, unknown ones included; only absent keys take
+    today's defaults, so an upgrade alone neither splits a comparison nor blocks a resume.
+    """
+
+    def merge(default: Any, value: Any) -> Any:
+        if isinstance(default, dict) and isinstance(value, dict):
+            return {**{k: merge(default[k], value[k]) if k in value else default[k] for k in default},
+                    **{k: v for k, v in value.items() if k not in default}}
+        return value
+
+    return merge(RunConfig().to_dict(), stored)

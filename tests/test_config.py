@@ -82,3 +82,26 @@ def test_every_shipped_config_is_valid():
     assert len(paths) >= 9 + 26
     for p in paths:
         load_config(p)
+
+
+def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
+    """Upgrading coin adds config keys; an older run folder must neither refuse to resume nor
+    split from today's runs in a comparison (and a real change is still caught)."""
+    import yaml
+
+    from coin.config import RunConfig, from_dict, with_defaults
+    from coin.engine.run import RunFolderError, prepare_run_dir
+
+    full = RunConfig().to_dict()
+    old = yaml.safe_load(yaml.safe_dump(full))
+    del old["model"]["dtype"], old["model"]["gradient_checkpointing"]  # an older coin had neither
+    old["model"]["legacy_key"] = 1  # an unknown key survives
+    merged = with_defaults(old)
+    assert merged["model"]["dtype"] == "auto" and merged["model"]["legacy_key"] == 1
+    assert {k: v for k, v in merged.items()} != full  # the unknown key keeps it distinct
+    del old["model"]["legacy_key"]
+    assert with_defaults(old) == full
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    prepare_run_dir(tmp_path, from_dict({}))  # no complaint
+    with pytest.raises(RunFolderError, match="train.lr"):
+        prepare_run_dir(tmp_path, from_dict({"train": {"lr": 1e-4}}))

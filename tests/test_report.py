@@ -49,7 +49,7 @@ def _write_run(run_dir: Path, tasks: list[str], matrix: list, *, seed: int, meth
 def t3_run(tmp_path: Path) -> Path:
     return _write_run(
         tmp_path / "moe-s0", T3_TASKS, T3_MATRIX, seed=0, method="moelora",
-        config_extra={"adapter": {"r": 128, "experts": 4}}, with_metrics=False,
+        config_extra={"adapter": {"type": "moelora", "r": 128, "experts": 4}}, with_metrics=False,
         zero_shot=[5.0, 10.0, 0.0],
         ci={"maa": [66.1, 70.2], "bwt": [-22.0, -18.0], "acc": [58.0, 62.0]},
         format_share=[[0.0, None, None], [0.5, 0.1, None], [0.5, 0.8, None]],

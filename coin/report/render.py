@@ -436,6 +436,10 @@ def _without_identity(obj: Any, top: bool = True) -> Any:
 def _describe(run_dir: Path) -> dict:
     """One run's row fields, its metrics and the key that groups it with its other seeds."""
     mj, config = load_run(run_dir)
+    if config:
+        from coin.config import with_defaults
+
+        config = with_defaults(config)  # a run made before a key existed groups with today's runs
     m = _metrics(mj)
     method = config.get("method") or mj.get("method")
     key = json.dumps(_without_identity(config) if config else [method, mj["tasks"]], sort_keys=True, default=str)
