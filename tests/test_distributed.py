@@ -112,6 +112,30 @@ def test_two_processes_write_one_set_of_files(runs):
     assert proc.stdout.count("report:") == 1  # one process speaks
 
 
+def test_two_processes_resume_a_lost_stage(runs, request):
+    """Stage 2 lost its evaluation (a kill between its training and its DONE): a relaunch with
+    two processes skips stage 1, reloads stage 2's adapter and gives the same files."""
+    root, _ = runs
+    if not request.node.name.endswith("[lora]"):
+        pytest.skip("one variant is enough for the resume path")
+    two = root / "two"
+    stage = two / "stages" / "02-Grounding"
+    before = json.loads((two / "matrix.json").read_text())
+    preds = {p.name: p.read_bytes() for p in (stage / "predictions").glob("*.jsonl")}
+    for name in ("DONE", "scores.json"):
+        (stage / name).unlink()
+    shutil.rmtree(stage / "predictions")
+    launch = [_launcher(), "launch", "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
+              "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
+              "-m", "coin.cli", "run", "--config", str(root / "two.yaml"), "--out", str(two)]
+    proc = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "stage 1/2 ImageNet: done earlier, skipped" in proc.stdout
+    assert "stage 2/2 Grounding: trained earlier, evaluating" in proc.stdout
+    assert json.loads((two / "matrix.json").read_text())["matrix"] == before["matrix"]
+    assert {p.name: p.read_bytes() for p in (stage / "predictions").glob("*.jsonl")} == preds
+
+
 def test_sharded_launches_are_refused_with_a_message():
     from accelerate.utils import DistributedType
 
