@@ -102,6 +102,7 @@ class AdapterConfig:
 @dataclass
 class TrainConfig:
     lr: float = 2e-3
+    projector_lr: float | None = None  # lr of the fully trained projector; None: train.lr (LLaVA's LoRA recipe: 2e-5)
     batch_size: int = 16
     epochs: float = 1.0
     warmup_ratio: float = 0.03
@@ -242,6 +243,8 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         positive(key, getattr(obj, rest[-1]))
     if not 0 < cfg.data.volume <= 1:
         problems.append(f"data.volume must be in (0, 1], got {cfg.data.volume}")
+    if cfg.train.projector_lr is not None and cfg.train.projector_lr < 0:
+        problems.append(f"train.projector_lr must be >= 0, got {cfg.train.projector_lr}")
     if not 0 <= cfg.train.warmup_ratio < 1:
         problems.append(f"train.warmup_ratio must be in [0, 1), got {cfg.train.warmup_ratio}")
     if not 0 <= cfg.adapter.dropout < 1:

@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import torch
 import yaml
 
 from coin.cli import main
@@ -224,3 +225,28 @@ def test_mixed_precision_trains(precision, micro_config, tmp_path):
     adapter = load_file(str(tmp_path / precision / "stages" / "02-Grounding" / "adapter" / "adapter_model.safetensors"))
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and all(v.float().abs().sum() > 0 for v in lora_b)  # B starts at 0: it trained
+
+
+def test_projector_lr_applies_to_the_projector_only(micro_config, tmp_path):
+    """train.projector_lr = 0 keeps the projector at its base weights while LoRA trains."""
+    from safetensors.torch import load_file
+
+    micro_config["eval"]["zero_shot"] = False
+    micro_config["tasks"]["order"] = ["ImageNet"]
+    adapters = {}
+    for name, lr in (("shared", None), ("frozen", 0.0)):
+        micro_config["train"]["projector_lr"] = lr
+        run(from_dict(micro_config), tmp_path / name, progress=False, log=lambda *a: None)
+        adapters[name] = load_file(str(tmp_path / name / "stages" / "01-ImageNet" / "adapter" / "adapter_model.safetensors"))
+    from coin.models import load_model
+
+    base = load_model(from_dict(micro_config).model, log=lambda *a: None, progress=False).model.state_dict()
+    for name, expect_same in (("frozen", True), ("shared", False)):
+        proj = {k: v for k, v in adapters[name].items() if "multi_modal_projector" in k}
+        assert proj
+        for k, v in proj.items():
+            base_key = "model.multi_modal_projector." + k.split("multi_modal_projector.")[1].replace("modules_to_save.", "")
+            base_key = base_key.replace("default.", "") if base_key not in base else base_key
+            assert torch.equal(v, base[base_key]) == expect_same, (name, k)
+        lora_b = [v for k, v in adapters[name].items() if "lora_B" in k]
+        assert all(v.abs().sum() > 0 for v in lora_b)  # LoRA trained in both

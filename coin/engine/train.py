@@ -88,6 +88,15 @@ def batches(n: int, batch_size: int, epochs: float, seed: int) -> list[list[int]
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
 
 
+def param_groups(named: dict, full_train: list[str], cfg: TrainConfig) -> list[dict]:
+    """One optimizer group, or two when the fully trained modules (the projector) have their own lr."""
+    if cfg.projector_lr is None:
+        return [{"params": list(named.values())}]
+    full = [p for n, p in named.items() if any(m in n for m in full_train)]
+    rest = [p for n, p in named.items() if not any(m in n for m in full_train)]
+    return [g for g in ({"params": rest}, {"params": full, "lr": cfg.projector_lr}) if g["params"]]
+
+
 def rank_share(chunk: list, rank: int, world: int, per_rank: int) -> list:
     """This process's contiguous slice of one optimizer step's samples (empty when there are too few)."""
     return chunk[rank * per_rank : (rank + 1) * per_rank]
@@ -112,7 +121,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     rank, world = dist.rank(), dist.world()
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     params = list(named.values())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(named, vlm.full_train, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_rank = cfg.batch_size * cfg.grad_accum
     plan = batches(len(samples), per_rank * world, cfg.epochs, seed)
     warmup = max(1, math.ceil(cfg.warmup_ratio * len(plan)))

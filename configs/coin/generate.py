@@ -36,6 +36,7 @@ TASKS = {"order": "paper", "eval": "seen"}
 ADAPTER = {"type": "lora", "r": 128, "alpha": 256, "dropout": 0.05, "train_projector": True}
 TRAIN = {
     "lr": 2.0e-4,
+    "projector_lr": 2.0e-5,
     "batch_size": 16,
     "grad_accum": 1,
     "epochs": 1,
@@ -106,7 +107,8 @@ COMMENTS = {
     "adapter.alpha": "scale alpha / r = 2, as LLaVA-1.5's LoRA (r 128, alpha 256)",
     "adapter.dropout": "LLaVA's default, which CoIN's scripts inherit",
     "adapter.train_projector": "the projector is trained fully; vision tower and LM frozen",
-    "train.lr": "the paper's (CoIN's scripts give the projector 2e-5; coin has one lr)",
+    "train.lr": "the paper's, for the adapter",
+    "train.projector_lr": "the projector's, as LLaVA-1.5's LoRA script and CoIN's scripts (mm_projector_lr)",
     "train.batch_size": "per GPU: 16 x grad_accum 1 x 8 GPUs = 128, LLaVA-1.5's batch",
     "train.grad_accum": "keep 128 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
     "train.epochs": "one epoch per task",
