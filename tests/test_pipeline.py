@@ -250,3 +250,21 @@ def test_projector_lr_applies_to_the_projector_only(micro_config, tmp_path):
             assert torch.equal(v, base[base_key]) == expect_same, (name, k)
         lora_b = [v for k, v in adapters[name].items() if "lora_B" in k]
         assert all(v.abs().sum() > 0 for v in lora_b)  # LoRA trained in both
+
+
+def test_a_folder_in_use_is_refused(micro_config, tmp_path):
+    """A second process on the same run folder is refused instead of interleaving its writes."""
+    import fcntl
+
+    out = tmp_path / "busy"
+    cfg = from_dict(micro_config)
+    from coin.engine.run import prepare_run_dir
+
+    prepare_run_dir(out, cfg)
+    with open(out / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # stands in for a running coin process
+        with pytest.raises(RunFolderError, match="in use by another coin process"):
+            run(cfg, out, progress=False, log=lambda *a: None)
+    assert not (out / "stages").exists()  # nothing was written
+    run(cfg, out, progress=False, log=lambda *a: None)  # released: it runs
+    assert (out / "matrix.json").is_file()

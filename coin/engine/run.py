@@ -180,9 +180,43 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
     return result
 
 
+class _FolderLock:
+    """An exclusive lock on ``out/.lock`` while a run works there (the kernel drops it if the process dies)."""
+
+    def __init__(self) -> None:
+        self._file = None
+
+    def acquire(self, out: Path) -> None:
+        import fcntl
+
+        f = open(out / ".lock", "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise RunFolderError(f"{out} is in use by another coin process; wait for it to finish "
+                                 "or use another --out") from None
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print) -> dict:
-    """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content."""
-    out = Path(out)
+    """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content.
+
+    Two processes never work in one folder at once: the second is refused with a message.
+    """
+    lock = _FolderLock()
+    try:
+        return _run(cfg, Path(out), progress, log, lock)
+    finally:
+        lock.release()
+
+
+def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> dict:
     dist.init()
     if not dist.is_main():  # one voice: the other processes work silently
         progress, log = False, (lambda m: None)
@@ -192,6 +226,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
     with dist.main_first():  # the main process creates the folder; the others then check its config
         prepare_run_dir(out, cfg)
         if dist.is_main():
+            lock.acquire(out)
             write_environment(out, cfg)
     log(f"run folder: {out}" + (f" ({dist.world()} processes)" if dist.world() > 1 else ""))
     seed_everything(cfg.seed)
