@@ -80,3 +80,25 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise ValueError(f"{path}:{k}: not valid JSON ({e.msg})") from None
     return rows
+
+
+def publish_dir(tmp: str | os.PathLike, out: str | os.PathLike, marker: str) -> Path:
+    """Move the folder ``tmp``, built aside, to ``out``, unless another process published a complete
+    one first (``out/marker`` exists): then ``tmp`` is discarded and readers of ``out`` never see it
+    vanish. An incomplete ``out`` (no marker) is replaced."""
+    import shutil
+
+    tmp, out = Path(tmp), Path(out)
+    if (out / marker).is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
+    if out.exists():
+        shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if not (out / marker).is_file():  # not a concurrent publish: a real error
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -101,3 +101,26 @@ def test_multi_turn_conversations_keep_every_turn(tmp_path):
     rec["conversations"].append({"from": "human", "value": "dangling"})
     with pytest.raises(DataError, match="human/gpt turn pairs"):
         load_train(_write(tmp_path / "t2.json", [rec]), tmp_path, "GQA")
+
+
+def test_publishing_a_cache_folder_keeps_a_complete_one(tmp_path):
+    """Two processes building the same cache entry: the second keeps the first's folder (a reader
+    of it never sees it vanish); an incomplete folder is replaced."""
+    from coin.io import publish_dir
+
+    out = tmp_path / "entry"
+    first, second = tmp_path / "a.partial", tmp_path / "b.partial"
+    for d, tag in ((first, "a"), (second, "b")):
+        d.mkdir()
+        (d / "MANIFEST.json").write_text(tag)
+    publish_dir(first, out, "MANIFEST.json")
+    inode = (out / "MANIFEST.json").stat().st_ino
+    publish_dir(second, out, "MANIFEST.json")
+    assert (out / "MANIFEST.json").read_text() == "a" and (out / "MANIFEST.json").stat().st_ino == inode
+    assert not second.exists()
+    (out / "MANIFEST.json").unlink()  # now incomplete: replaced
+    third = tmp_path / "c.partial"
+    third.mkdir()
+    (third / "MANIFEST.json").write_text("c")
+    publish_dir(third, out, "MANIFEST.json")
+    assert (out / "MANIFEST.json").read_text() == "c"

@@ -20,6 +20,7 @@ from pathlib import Path
 from coin.config import ModelConfig
 from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
 from coin.data.synth.tasks import MAKERS
+from coin.io import publish_dir
 from coin.models.fit import fit
 from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.coin_json import load_train
@@ -98,7 +99,4 @@ def pretrain(cfg: ModelConfig, out: Path, log=print, progress: bool = True) -> N
     vlm.save_base(work)
     shutil.rmtree(work / "data")
     (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": final}))
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(work, out)
+    publish_dir(work, out, "COMPLETE")  # another process's identical base, if first, is kept

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from coin.data.synth import world
 from coin.data.synth.tasks import MAKERS, Example, pretrain_example
-from coin.io import atomic_write_json
+from coin.io import atomic_write_json, publish_dir
 from coin.tasks import get_task
 
 GENERATOR_VERSION = 5
@@ -95,7 +95,4 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 400, n_te
     atomic_write_json(tmp / "MANIFEST.json", {
         "benchmark": "CoIN-Synth", "generator_version": GENERATOR_VERSION, "seed": seed, "n_train": n_train,
         "n_test": n_test, "n_pretrain": n_pretrain, "tasks": tasks})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    return publish_dir(tmp, out, "MANIFEST.json")  # a concurrent generator's copy is kept, never swapped
