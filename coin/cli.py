@@ -52,10 +52,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from coin.config import ConfigError
     from coin.engine.sweep import sweep
 
+    if args.jobs < 1:
+        raise ConfigError([f"--jobs must be >= 1, got {args.jobs}"])
     _threads(args.threads)
-    path = sweep(args.configs, args.seeds, args.out, args.set, progress=not args.quiet)
+    path = sweep(args.configs, args.seeds, args.out, args.set, progress=not args.quiet, jobs=args.jobs,
+                 threads=args.threads)
     print(f"comparison report: {path} (and {Path(path).with_suffix('.html')})")
     return 0
 
@@ -271,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", type=int, nargs="+", default=[0])
     sw.add_argument("--out", default="runs/sweep")
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key in every config")
-    sw.add_argument("--threads", type=int, default=None)
+    sw.add_argument("--threads", type=int, default=None, help="torch threads per run (with --jobs: default cores / jobs)")
+    sw.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     sw.add_argument("--quiet", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 
@@ -360,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     from coin.engine.run import RunFolderError
     from coin.engine.train import Interrupted, NonFiniteLossError
     from coin.engine.dist import UnsupportedLaunch
+    from coin.engine.sweep import SweepError
     from coin.models.llava_parts import PartsError
     from coin.models.vlm import ImageError
     from coin.registry import UnknownNameError
@@ -370,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             UnsupportedLaunch) as e:
         print(f"coin: error: {e}", file=sys.stderr)
         return 2
-    except (NonFiniteLossError, CheckpointError) as e:
+    except (NonFiniteLossError, CheckpointError, SweepError) as e:
         print(f"coin: stopped: {e}", file=sys.stderr)
         return 3
     except (Interrupted, KeyboardInterrupt) as e:

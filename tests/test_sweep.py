@@ -1,0 +1,59 @@
+"""``coin sweep``: configs x seeds, in one process or several at a time, then one comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from coin.config import load_config
+from coin.engine.run import run
+from coin.engine.sweep import SweepError, sweep
+
+
+@pytest.fixture
+def configs(tmp_path, micro_config):
+    micro_config.pop("seed")
+    a = tmp_path / "lora.yaml"
+    a.write_text(yaml.safe_dump(micro_config))
+    return [a]
+
+
+def test_parallel_sweep_equals_runs_made_one_by_one(configs, tmp_path):
+    logs: list[str] = []
+    report = sweep([str(c) for c in configs], [0, 1], tmp_path / "sw", progress=False, log=logs.append,
+                   jobs=2, threads=1)
+    assert report.is_file() and "lora-s0, lora-s1" in report.read_text()
+    assert sum(m.startswith("started") for m in logs) == 2 and sum(m.startswith("finished") for m in logs) == 2
+    assert (tmp_path / "sw" / "logs" / "lora-s0.log").is_file()
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # the parallel runs used one thread each: the same float sums
+    try:
+        for seed in (0, 1):
+            ref = run(load_config(configs[0], [f"seed={seed}"]), tmp_path / f"ref{seed}", progress=False,
+                      log=lambda *a: None)
+            got = json.loads((tmp_path / "sw" / f"lora-s{seed}" / "matrix.json").read_text())
+            assert got["matrix"] == ref["matrix"] and got["seed"] == seed
+    finally:
+        torch.set_num_threads(old)
+    again: list[str] = []
+    sweep([str(c) for c in configs], [0, 1], tmp_path / "sw", progress=False, log=again.append, jobs=2, threads=1)
+    assert again[0].startswith("2 of 2 runs finished earlier")
+
+
+def test_a_failed_run_is_named_with_its_log(configs, tmp_path):
+    bad = yaml.safe_load(configs[0].read_text())
+    good_data = bad["data"]
+    bad["data"] = {"benchmark": "coin", "root": str(tmp_path / "nothing-here")}  # valid config, no data
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(Exception, match="nothing-here"):  # found while filling the caches, before any process
+        sweep([str(path)], [0], tmp_path / "sw", progress=False, log=lambda *a: None, jobs=2, threads=1)
+    bad["data"] = good_data
+    bad["train"]["lr"] = 1e30  # the loss blows up inside the run's own process
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(SweepError, match=r"1 run\(s\) failed: broken-s0; logs in"):
+        sweep([str(path)], [0], tmp_path / "sw2", progress=False, log=lambda *a: None, jobs=2, threads=1)
+    assert "loss is" in (tmp_path / "sw2" / "logs" / "broken-s0.log").read_text()
