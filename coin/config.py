@@ -328,21 +328,27 @@ def from_dict(data: dict, source: str | None = None) -> RunConfig:
     return cfg
 
 
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
+    """A YAML file whose top level is a mapping (empty file: {}); ``ConfigError`` naming the file otherwise."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"{what} {p} does not exist"], str(path))
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError([f"not valid YAML: {e}"], str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["the top level must be a mapping"], str(path))
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML config (the embedded default when ``path`` is None) and apply ``--set`` overrides."""
     data: dict = {}
     source = None
     if path is not None:
         source = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError([f"config file {p} does not exist"], source)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError([f"not valid YAML: {e}"], source) from None
-        if not isinstance(data, dict):
-            raise ConfigError(["the top level must be a mapping"], source)
+        data = read_yaml_mapping(path, "config file")
     if overrides:
         data = merge(data, parse_overrides(overrides))
     return from_dict(data, source)

@@ -105,3 +105,15 @@ def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
     prepare_run_dir(tmp_path, from_dict({}))  # no complaint
     with pytest.raises(RunFolderError, match="train.lr"):
         prepare_run_dir(tmp_path, from_dict({"train": {"lr": 1e-4}}))
+
+
+def test_a_damaged_run_folder_config_is_named(tmp_path):
+    from coin.config import from_dict
+    from coin.engine.run import prepare_run_dir
+
+    (tmp_path / "config.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match=r"config.yaml.*\n.*top level must be a mapping"):
+        prepare_run_dir(tmp_path, from_dict({}))
+    (tmp_path / "config.yaml").write_text("train: {lr: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        prepare_run_dir(tmp_path, from_dict({}))

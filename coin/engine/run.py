@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from coin import metrics
 from coin.adapters import attach_adapter, load_adapter, trainable_parameters
-from coin.config import RunConfig, dump_config, with_defaults
+from coin.config import RunConfig, dump_config, read_yaml_mapping, with_defaults
 from coin.data.benchmark import Benchmark, load_benchmark
 from coin.engine import dist
 from coin.engine.evaluate import evaluate_task
@@ -68,7 +67,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     """Create ``out`` with the config, or check an existing run there has the same config."""
     cfg_path = out / "config.yaml"
     if cfg_path.is_file():
-        old = with_defaults(yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {})
+        old = with_defaults(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
         diff = _diff_keys(old, cfg.to_dict())
         if diff:
             raise RunFolderError(

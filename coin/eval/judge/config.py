@@ -14,12 +14,10 @@ import os
 import re
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
-from coin.config import ConfigError
+from coin.config import ConfigError, read_yaml_mapping
 
 __all__ = ["JudgeConfig", "judge_config"]
 
@@ -129,14 +127,8 @@ def judge_config(data: Mapping | None = None, path: str | os.PathLike | None = N
     source = None
     if path is not None:
         source = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError([f"judge config file {p} does not exist"], source)
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError([f"not valid YAML: {e}"], source) from None
-        if isinstance(loaded, dict) and set(loaded) == {"judge"}:
+        loaded = read_yaml_mapping(path, "judge config file")
+        if set(loaded) == {"judge"}:
             loaded = loaded["judge"]
         if not isinstance(loaded, dict):
             raise ConfigError(["the judge config must be a mapping"], source)
