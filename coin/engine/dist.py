@@ -67,15 +67,24 @@ def main_first():
             barrier()
 
 
-def any_true(flag: bool) -> bool:
-    """True on every process when ``flag`` is true on at least one (an all-reduce of one number)."""
-    import torch.distributed as dist
+def _all_reduce(value: float, op: str) -> float:
+    """``value`` reduced over every process (``op``: "sum" or "max"); itself for a single process."""
+    import torch.distributed as tdist
 
-    if world() == 1 or not dist.is_initialized():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device() if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    if world() == 1 or not tdist.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device() if tdist.get_backend() == "nccl" else "cpu")
+    tdist.all_reduce(t, op={"sum": tdist.ReduceOp.SUM, "max": tdist.ReduceOp.MAX}[op])
+    return float(t.item())
+
+
+def any_true(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on at least one."""
+    return _all_reduce(1.0 if flag else 0.0, "max") > 0
+
+
+def sum_over_processes(value: float) -> float:
+    return _all_reduce(value, "sum")
 
 
 SUPPORTED = ("NO", "MULTI_GPU", "MULTI_CPU")

@@ -97,7 +97,7 @@ def param_groups(named: dict, full_train: list[str], cfg: TrainConfig) -> list[d
     return [g for g in ({"params": rest}, {"params": full, "lr": cfg.projector_lr}) if g["params"]]
 
 
-def rank_share(chunk: list, rank: int, world: int, per_rank: int) -> list:
+def rank_share(chunk: list, rank: int, per_rank: int) -> list:
     """This process's contiguous slice of one optimizer step's samples (empty when there are too few)."""
     return chunk[rank * per_rank : (rank + 1) * per_rank]
 
@@ -149,7 +149,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     with _StopFlag() as stop:
         for step in range(start, len(plan)):
             chunk = [samples[i] for i in plan[step]]
-            share = rank_share(chunk, rank, world, per_rank)
+            share = rank_share(chunk, rank, per_rank)
             # a process without samples (the last step may be short) still joins the gradient
             # all-reduce, with one sample weighted zero
             weight = 1.0 if share else 0.0
@@ -166,10 +166,8 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                         loss = outputs.loss
                         for m in methods:
                             loss = m.loss(ctx, batch, outputs, loss)
-                    nonfinite = not torch.isfinite(loss)
-                    if world > 1:  # every process must agree before the all-reduce in backward
-                        nonfinite = dist.any_true(nonfinite)
-                    if nonfinite:
+                    # every process must agree before the gradient all-reduce in backward
+                    if dist.any_true(not torch.isfinite(loss)):
                         ids = ", ".join(s.id for s in chunk)
                         msg = (f"stage {ctx.stage + 1} ({ctx.task}): loss is {loss.item()} at step {step}; "
                                f"batch ids: {ids}")
@@ -186,8 +184,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                 opt.zero_grad(set_to_none=True)
                 skipped += 1
             else:
-                if world > 1:
-                    total = _sum_over_processes(total)
+                total = dist.sum_over_processes(total)
                 scaler.unscale_(opt.optimizer)
                 if cfg.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -223,11 +220,3 @@ def _no_sync(acc, engine, skip: bool):
     from contextlib import nullcontext
 
     return acc.no_sync(engine) if skip and dist.world() > 1 else nullcontext()
-
-
-def _sum_over_processes(x: float) -> float:
-    import torch.distributed as tdist
-
-    t = torch.tensor([x], dtype=torch.float64, device=dist.device() if tdist.get_backend() == "nccl" else "cpu")
-    tdist.all_reduce(t)
-    return float(t.item())
