@@ -17,7 +17,8 @@ configs/coin/. Each variant gets a fresh model with coin's adapter (``attach_ada
   tokens (labels on the last ``--answer-tokens``), with the recipe of configs/coin/ (AdamW,
   bf16 autocast, gradient clipping, gradient checkpointing unless turned off);
 - generation: samples/s of greedy decoding with the KV cache, ``--new-tokens`` tokens per
-  sample, at each ``--gen-batch-sizes`` (unmerged adapter, as coin evaluates).
+  sample, at each ``--gen-batch-sizes`` (unmerged adapter, as coin evaluates), with coin's
+  decoding (``coin/models/decode.py``) and, for comparison, with ``model.generate``.
 
 Batches are built directly (random token ids and pixels), so no tokenizer or image is read.
 Random weights make the timings those of the real model (the same shapes and kernels); the
@@ -133,8 +134,14 @@ def bench_train(vlm, args, device, dtype) -> dict:
 
 
 @torch.no_grad()
-def bench_generate(vlm, batch_size: int, args, device, dtype) -> float:
-    """Samples/s of greedy decoding with the KV cache, exactly ``--new-tokens`` tokens per sample."""
+def bench_generate(vlm, batch_size: int, args, device, dtype, decoding: str = "coin") -> float:
+    """Samples/s of greedy decoding with the KV cache, exactly ``--new-tokens`` tokens per sample.
+
+    ``decoding`` "coin" is coin's ``greedy_decode`` (preallocated KV cache; no end token here, so no
+    row is dropped), "hf" is ``model.generate`` with Hugging Face's concatenating cache.
+    """
+    from coin.models.decode import greedy_decode
+
     model = vlm.model
     model.eval()
     gen = torch.Generator().manual_seed(1)
@@ -142,14 +149,21 @@ def bench_generate(vlm, batch_size: int, args, device, dtype) -> float:
     batch.pop("labels")
     kw = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, num_beams=1,
               use_cache=True, eos_token_id=EOS, pad_token_id=PAD_TOKEN)
+
+    def run(n: int) -> int:
+        if decoding == "coin":
+            return len(greedy_decode(model, batch, n, eos_ids=[])[0])
+        return model.generate(**batch, **{**kw, "max_new_tokens": n, "min_new_tokens": n}).shape[1] - width
+
+    width = batch["input_ids"].shape[1]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-        model.generate(**batch, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
+        run(2)  # warm-up
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(args.gen_reps):
-            out = model.generate(**batch, **kw)
+            made = run(args.new_tokens)
         _sync(device)
-    assert out.shape[1] == batch["input_ids"].shape[1] + args.new_tokens
+    assert made == args.new_tokens
     return batch_size * args.gen_reps / (time.perf_counter() - t0)
 
 
@@ -208,6 +222,9 @@ def main() -> int:
         total = sum(p.numel() for p in vlm.model.parameters())
         tr = bench_train(vlm, args, device, dtype)
         gen = {b: bench_generate(vlm, b, args, device, dtype) for b in args.gen_batch_sizes}
+        gen_hf = {b: bench_generate(vlm, b, args, device, dtype, "hf") for b in args.gen_batch_sizes}
+        print(f"  {variant} generation, coin's decoding over model.generate: "
+              + ", ".join(f"batch {b} x{gen[b] / gen_hf[b]:.2f}" for b in args.gen_batch_sizes), flush=True)
         rows.append((label, total, tr, gen))
         print(f"  {label}: {total / 1e9:.2f}B parameters, {tr['trainable'] / 1e6:.1f}M trainable, "
               f"loss {tr['loss']:.2f} (random weights)", flush=True)

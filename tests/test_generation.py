@@ -17,7 +17,15 @@ def vlm_and_samples(tmp_path_factory):
     tok = train_tokenizer([c["conversations"][1]["value"] for c in caps] + ["USER: ASSISTANT: Describe"], 400)
     cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=64, lm_layers=2,
                      lm_heads=2, lm_ffn=128)
-    vlm = LlavaVLM(build_model(cfg, tok, seed=3), build_processor(tok, cfg))
+    model = build_model(cfg, tok, seed=3)
+    # weights far larger than the init's, so attention is sharp: at init scale the next token hardly depends on
+    # anything but the current one, and a wrong position or a leak across padding would go unseen
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.25)
+    vlm = LlavaVLM(model, build_processor(tok, cfg))
     vlm.model.eval()
     prompts = ["Describe.", "What is the object in the image?\nAnswer the question using a single word or phrase.",
                "Q " * 40 + "?", "Is there a red circle?", "x", "A much longer question about the picture, " * 3]

@@ -98,6 +98,8 @@ def _assistant(text: str) -> dict:
 class ChatVLM:
     """Batches, forward inputs and greedy generation from a processor's chat template."""
 
+    kv_cache = "preallocated"  # or "dynamic" (Hugging Face's); see coin/models/kv_cache.py
+
     def __init__(self, model, processor, targets: Targets | None = None) -> None:
         self.model = model
         self.processor = processor
@@ -258,6 +260,8 @@ class ChatVLM:
         batch = {k: v.to(device) for k, v in batch.items()}
         was_training = self.model.training
         self.model.eval()
+        from coin.models.kv_cache import cache_for  # imports transformers: not at module load
+
         try:
             out = self.model.generate(
                 **batch,
@@ -271,6 +275,7 @@ class ChatVLM:
                 use_cache=True,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.pad_id,
+                **cache_for(self.model, self.kv_cache, batch["input_ids"].shape[1], max_new_tokens),
             )
         finally:
             self.model.train(was_training)

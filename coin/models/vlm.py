@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 
+
 @dataclass(frozen=True)
 class Sample:
     """One model input: an image file, the full prompt text and (for training) the answer."""
@@ -65,6 +66,7 @@ class LlavaVLM:
     lora_target = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
     full_train = ["multi_modal_projector"]
     pad_to_square = True  # LLaVA-1.5 pads images to a square (its image_aspect_ratio "pad")
+    decoding = "coin"  # or "hf" (model.generate); see coin/models/decode.py
 
     def __init__(self, model, processor, image_cache_size: int = 50_000) -> None:
         self.model = model
@@ -144,24 +146,37 @@ class LlavaVLM:
     # ------------------------------------------------------------------ generation
     @torch.inference_mode()
     def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
-        """Greedy answers with the KV cache, stopping at the end of turn."""
+        """Greedy answers with the KV cache, stopping at the end of turn.
+
+        ``decoding`` "coin" (the default) runs ``greedy_decode``: a preallocated KV cache and
+        finished rows dropped from the batch. "hf" runs ``model.generate`` as it comes, for
+        comparison; both give the same answers.
+        """
         batch = self.generation_batch(samples)
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         was_training = self.model.training
         self.model.eval()
-        out = self.model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            use_cache=True,
-            eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        if was_training:
-            self.model.train()
-        new = out[:, batch["input_ids"].shape[1]:]
+        try:
+            if self.decoding == "coin":
+                from coin.models.decode import greedy_decode  # imports transformers: not at module load
+
+                new = greedy_decode(self.model, batch, max_new_tokens, [self.tokenizer.eos_token_id])
+            elif self.decoding == "hf":
+                out = self.model.generate(
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    use_cache=True,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+                new = out[:, batch["input_ids"].shape[1]:]
+            else:
+                raise ValueError(f"unknown decoding {self.decoding!r}; choices: coin, hf")
+        finally:
+            self.model.train(was_training)
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     # ------------------------------------------------------------------ persistence
