@@ -4,34 +4,16 @@ import pytest
 import torch
 
 import coin.models.decode as decode
-from coin.data.synth import generate
 from coin.models.kv_cache import PreallocatedLayer, cache_for, preallocated_cache
-from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
-from coin.models.vlm import LlavaVLM, Sample
+from coin.models.vlm import Sample
+from tinyvlm import sharp_vlm_and_samples
 
 
 @pytest.fixture(scope="module")
 def vlm_and_batch(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("d") / "s", seed=2, n_train=2, n_test=0, n_pretrain=40)
-    import json
-
-    caps = json.loads((root / "pretrain" / "train.json").read_text())
-    tok = train_tokenizer([c["conversations"][1]["value"] for c in caps] + ["USER: ASSISTANT: Describe"], 400)
-    cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=64, lm_layers=2,
-                     lm_heads=2, lm_ffn=128)
-    model = build_model(cfg, tok, seed=5)
-    # weights far larger than the init's, so attention is sharp and a wrong position or row changes the tokens
-    # (at init scale the next token hardly depends on anything but the current one)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.25)
-    vlm = LlavaVLM(model, build_processor(tok, cfg))
-    vlm.model.eval()
     prompts = ["Describe.", "What is the object in the image?", "Q " * 30 + "?", "Is there a red circle?", "x",
                "A much longer question about the picture, " * 3, "Colour?", "Where is the star?"]
-    samples = [Sample(f"s{k}", "t", str(root / "images" / caps[k]["image"]), p) for k, p in enumerate(prompts)]
+    vlm, samples = sharp_vlm_and_samples(tmp_path_factory.mktemp("d") / "s", prompts, data_seed=2, model_seed=5)
     return vlm, vlm.generation_batch(samples)
 
 

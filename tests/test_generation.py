@@ -3,34 +3,15 @@
 import pytest
 import torch
 
-from coin.data.synth import generate
-from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
-from coin.models.vlm import LlavaVLM, Sample
+from coin.models.vlm import Sample
+from tinyvlm import sharp_vlm_and_samples
 
 
 @pytest.fixture(scope="module")
 def vlm_and_samples(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("g") / "s", seed=1, n_train=2, n_test=0, n_pretrain=40)
-    import json
-
-    caps = json.loads((root / "pretrain" / "train.json").read_text())
-    tok = train_tokenizer([c["conversations"][1]["value"] for c in caps] + ["USER: ASSISTANT: Describe"], 400)
-    cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=64, lm_layers=2,
-                     lm_heads=2, lm_ffn=128)
-    model = build_model(cfg, tok, seed=3)
-    # weights far larger than the init's, so attention is sharp: at init scale the next token hardly depends on
-    # anything but the current one, and a wrong position or a leak across padding would go unseen
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.25)
-    vlm = LlavaVLM(model, build_processor(tok, cfg))
-    vlm.model.eval()
     prompts = ["Describe.", "What is the object in the image?\nAnswer the question using a single word or phrase.",
                "Q " * 40 + "?", "Is there a red circle?", "x", "A much longer question about the picture, " * 3]
-    samples = [Sample(f"s{k}", "t", str(root / "images" / caps[k]["image"]), p) for k, p in enumerate(prompts)]
-    return vlm, samples
+    return sharp_vlm_and_samples(tmp_path_factory.mktemp("g") / "s", prompts, data_seed=1, model_seed=3)
 
 
 def test_batched_equals_one_by_one(vlm_and_samples):

@@ -44,3 +44,33 @@ def tiny_samples(root: Path, task: str, n: int) -> list[Sample]:
         answer = colour if task.endswith("A") else ["circle", "square"][k % 2]
         out.append(Sample(f"{task}-{k}", task, str(path), question, answer))
     return out
+
+
+def sharp_vlm_and_samples(root: Path, prompts: list[str], data_seed: int, model_seed: int):
+    """A small random LLaVA with sharp attention, and one CoIN-Synth image per prompt.
+
+    Its weights are redrawn far larger than the init's: at init scale the next token hardly
+    depends on anything but the current one, so a wrong position, a row mix-up or a leak across
+    padding would not change the answers these tests compare.
+    """
+    import json
+
+    import torch
+
+    from coin.data.synth import generate
+
+    data = generate(root, seed=data_seed, n_train=2, n_test=0, n_pretrain=max(40, len(prompts)))
+    caps = json.loads((data / "pretrain" / "train.json").read_text())
+    tok = train_tokenizer([c["conversations"][1]["value"] for c in caps] + ["USER: ASSISTANT: Describe"], 400)
+    cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=64, lm_layers=2,
+                     lm_heads=2, lm_ffn=128)
+    model = build_model(cfg, tok, seed=model_seed)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.25)
+    vlm = LlavaVLM(model, build_processor(tok, cfg))
+    vlm.model.eval()
+    samples = [Sample(f"s{k}", "t", str(data / "images" / caps[k]["image"]), p) for k, p in enumerate(prompts)]
+    return vlm, samples
