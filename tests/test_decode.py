@@ -1,5 +1,7 @@
 """coin's greedy decoding (preallocated KV cache, finished rows dropped) against ``model.generate``."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -131,6 +133,7 @@ def test_models_with_other_cache_layers_keep_hf_cache():
                         num_attention_heads=2, num_key_value_heads=1, sliding_window=4)
     model = MistralForCausalLM(cfg)
     assert preallocated_cache(model, 10) is None
+    assert preallocated_cache(SimpleNamespace(config=SimpleNamespace()), 10) is None  # a config it cannot read
     assert cache_for(model, "preallocated", 5, 5) == {}
     with pytest.raises(ValueError, match="unknown kv cache 'static'"):
         cache_for(model, "static", 5, 5)

@@ -97,9 +97,12 @@ def preallocated_cache(model, capacity: int) -> DynamicCache | None:
 
     Only plain full-attention layers are replaced; a model with sliding-window, linear or
     shared-KV layers keeps Hugging Face's own cache (return value None: let ``generate``
-    build it).
+    build it), and so does a model whose config the cache cannot read.
     """
-    cache = DynamicCache(config=model.config)
+    try:
+        cache = DynamicCache(config=model.config)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
     if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
     cache.layers = [PreallocatedLayer(capacity) for _ in cache.layers]
