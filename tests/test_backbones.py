@@ -105,6 +105,23 @@ def test_batched_generation_equals_one_by_one(qwen, images):
     assert len(set(single)) > 1, "outputs should differ across prompts and images"
 
 
+def test_qwen_generation_uses_the_in_place_cache_and_matches_hf_cache(qwen, images, monkeypatch):
+    import coin.models.kv_cache as kv
+
+    samples = [Sample(f"s{k}", "t", images[k], p) for k, p in enumerate(["x", "Describe the image. " * 8, "Colour?"])]
+    made = []
+    real = kv.preallocated_cache
+    monkeypatch.setattr(kv, "preallocated_cache", lambda model, cap: made.append(real(model, cap)) or made[-1])
+    ours = qwen.generate(samples, max_new_tokens=10)
+    assert made and all(isinstance(layer, kv.PreallocatedLayer) for layer in made[0].layers)
+    assert made[0].layers[0].get_seq_length() > 0, "generate used the cache it was given"
+    qwen.kv_cache = "dynamic"
+    try:
+        assert qwen.generate(samples, max_new_tokens=10) == ours
+    finally:
+        qwen.kv_cache = "preallocated"
+
+
 def test_generation_is_greedy_whatever_the_hub_generation_config_says(qwen, images):
     samples = [Sample(f"s{k}", "t", images[k], p) for k, p in enumerate(["What is it?", "Describe the image."])]
     greedy = qwen.generate(samples, max_new_tokens=10)

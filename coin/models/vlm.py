@@ -15,7 +15,6 @@ import torch
 from PIL import Image
 
 
-
 @dataclass(frozen=True)
 class Sample:
     """One model input: an image file, the full prompt text and (for training) the answer."""
