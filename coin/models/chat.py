@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from coin.models.vlm import Sample, load_image
+from coin.models.vlm import Sample, generating, load_image
 
 _SENTINEL = "COINANSWERSENTINEL"
 _LM_PROJ = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -255,14 +255,9 @@ class ChatVLM:
         The model's own generation config (e.g. a hub ``repetition_penalty``) is overridden:
         decoding is plain greedy, as the benchmark's protocol asks.
         """
-        batch = self.generation_batch(samples)
-        device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in batch.items()}
-        was_training = self.model.training
-        self.model.eval()
         from coin.models.kv_cache import cache_for  # imports transformers: not at module load
 
-        try:
+        with generating(self.model, self.generation_batch(samples)) as batch:
             out = self.model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
@@ -277,8 +272,6 @@ class ChatVLM:
                 pad_token_id=self.pad_id,
                 **cache_for(self.model, self.kv_cache, batch["input_ids"].shape[1], max_new_tokens),
             )
-        finally:
-            self.model.train(was_training)
         new = out[:, batch["input_ids"].shape[1]:]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 

@@ -8,8 +8,10 @@ the labels cover exactly the answer tokens and generation sees exactly the train
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from PIL import Image
@@ -56,6 +58,18 @@ def expand_to_square(img: Image.Image, image_processor) -> Image.Image:
     square = Image.new(img.mode, (side, side), tuple(int(round(255 * m)) for m in mean))
     square.paste(img, ((side - w) // 2, (side - h) // 2))
     return square
+
+
+@contextmanager
+def generating(model, batch: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
+    """``batch`` on the model's device, with the model in eval mode for the block (its mode restored after)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        yield {k: v.to(device) for k, v in batch.items()}
+    finally:
+        model.train(was_training)
 
 
 class LlavaVLM:
@@ -151,12 +165,7 @@ class LlavaVLM:
         finished rows dropped from the batch. "hf" runs ``model.generate`` as it comes, for
         comparison; both give the same answers.
         """
-        batch = self.generation_batch(samples)
-        device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in batch.items()}
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with generating(self.model, self.generation_batch(samples)) as batch:
             if self.decoding == "coin":
                 from coin.models.decode import greedy_decode  # imports transformers: not at module load
 
@@ -174,8 +183,6 @@ class LlavaVLM:
                 new = out[:, batch["input_ids"].shape[1]:]
             else:
                 raise ValueError(f"unknown decoding {self.decoding!r}; choices: coin, hf")
-        finally:
-            self.model.train(was_training)
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     # ------------------------------------------------------------------ persistence
