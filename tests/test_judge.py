@@ -22,8 +22,8 @@ pytest.importorskip("openai")
 from coin.cli import main  # noqa: E402
 from coin.config import ConfigError  # noqa: E402
 from coin.eval.judge import (  # noqa: E402
-    JudgeCache, PROMPT_VERSION, agreement, build_backend, build_messages, judge_config, judge_run, parse_score,
-    prompt_sha, spearman, truth_agreement,
+    JudgeCache, PROMPT_VERSION, ParsedScore, agreement, build_backend, build_messages, judge_config, judge_run,
+    parse_score, prompt_sha, spearman, truth_agreement,
 )
 from coin.eval.judge.run import JudgeError, select_stages  # noqa: E402
 
@@ -266,6 +266,42 @@ def test_parse_score_table(reply, score, status):
     assert (p.score, p.status) == (score, status)
 
 
+@pytest.mark.parametrize("reply, score", [
+    ("Score: 8. The answer is correct.", 8.0),
+    ("8/10 because it is fine", 8.0),
+    ("Score: 10 (exact match with the ground truth)", 10.0),
+    ("Rating: 6, partially correct", 6.0),
+    ("8 out of 10: the colour is right, the shape is not", 8.0),
+    ("Score: 4.5/10; the box is too small", 4.5),
+    ("**Score: 9** - the box [0.12, 0.30, 0.55, 0.80] overlaps the truth closely", 9.0),
+    ("Score is 7 since 2 of 3 words match\nmore text", 7.0),
+    ("[[3]]/10 mostly wrong", 3.0),
+])
+def test_a_score_opening_the_line_may_be_followed_by_its_reason(reply, score):
+    assert parse_score(reply) == ParsedScore(score, "ok")
+
+
+@pytest.mark.parametrize("reply, status", [
+    ("7 apples", "unparsable"),  # a bare number: nothing says it is a score
+    ("7. The answer is right.", "unparsable"),
+    ("Score: 8 or 9, it is close", "unparsable"),
+    ("Score: 7-8, mostly right", "unparsable"),
+    ("Score: 8, 9 if lenient", "unparsable"),
+    ("Score: 8 (9 if lenient)", "unparsable"),
+    ("Score: 3 out of 5 because it is close", "unparsable"),
+    ("8/100 because", "unparsable"),
+    ("8/10/2024 was the date", "unparsable"),
+    ("Score: 8abc", "unparsable"),
+    ("Score: 8. On reflection a score of 9 fits better", "unparsable"),
+    ("8/10, though 9/10 would be fair", "unparsable"),
+    ("Score: 8.5.3 stars", "unparsable"),
+    ("I would rate it 8/10 because it is fine", "unparsable"),  # the score must open the line
+    ("Score: 12. Very generous", "out_of_range"),
+])
+def test_ambiguous_or_unlabelled_scores_with_prose_stay_unparsable(reply, status):
+    assert parse_score(reply) == ParsedScore(None, status)
+
+
 # --------------------------------------------------------------------------- config, cache, agreement
 
 
@@ -402,6 +438,62 @@ def test_stage_and_task_selection(server, fake_run, run_template):
         judge_run(fake_run, cfg, stages=[7], report=False, log=lambda *a: None)
     with pytest.raises(JudgeError, match="task 'GQA' is not in this run"):
         judge_run(fake_run, cfg, tasks=["GQA"], report=False, log=lambda *a: None)
+
+
+def test_the_same_model_name_elsewhere_never_shares_cached_replies(server, fake_run):
+    """Two servers answering to one model name are two judges: the second one is asked, not read
+    from the first one's cache entries (the cache key holds the endpoint)."""
+    judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    asked = server.count()
+    assert asked > 0
+    other = ScriptedJudge()
+    try:
+        rc = judge_run(fake_run, _cfg(other), report=False, log=lambda *a: None)
+        assert other.count() == asked  # every prompt asked again, none read from the first server's replies
+        assert rc["counts"]["total"]["pending"] == 0
+    finally:
+        other.close()
+    before = server.count()
+    judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    assert server.count() == before  # the first server's replies are still there for it
+
+
+def test_cache_identity_holds_everything_that_changes_a_reply(monkeypatch):
+    """Configs that differ in backend, model, endpoint, revision or (hf) dtype never share a key;
+    settings that cannot change a reply (concurrency, timeout, name) do."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    base = dict(backend="openai", model="m", base_url="http://127.0.0.1:8000/v1")
+    ids = {judge_config(**base).cache_id}
+    for change in ({"backend": "hf"}, {"model": "m2"}, {"base_url": "http://127.0.0.1:8001/v1"},
+                   {"base_url": None}, {"revision": "r2"}):
+        ids.add(judge_config(**{**base, **change}).cache_id)
+    assert len(ids) == 6
+    same = judge_config(**base, concurrency=1, timeout=5.0, name="other").cache_id
+    assert same == judge_config(**base).cache_id
+    assert judge_config(**{**base, "base_url": "http://127.0.0.1:8000/v1/"}).cache_id == same  # one endpoint
+    assert judge_config(backend="openai", model="m").cache_id == judge_config(
+        backend="openai", model="m", base_url="https://api.openai.com/v1").cache_id  # the client's default
+    hf = dict(backend="hf", model="some/folder", device="cpu")
+    assert len({judge_config(**hf, dtype=d).cache_id for d in ("float32", "bfloat16", "float16")}) == 3
+    assert judge_config(**hf, dtype="auto").cache_id == judge_config(**hf, dtype="float32").cache_id  # auto on cpu
+    assert judge_config(**hf, revision="v2").cache_id != judge_config(**hf).cache_id
+
+
+def test_multitask_rc_reports_the_final_row_only(server, fake_run):
+    """As for truth alignment: a multi-task run's earlier rows are not its model, so MAA, BWT and
+    forgetting are left empty and ACC (the last row) is reported."""
+    path = fake_run / "matrix.json"
+    mj = json.loads(path.read_text())
+    rc = judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    assert rc["metrics"]["maa"] is not None and rc["metrics"]["bwt"] is not None  # sequential: every metric
+    path.write_text(json.dumps({**mj, "method": "multitask"}))
+    rc = judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    m = rc["metrics"]
+    assert m["maa"] is None and m["bwt"] is None and m["fwt"] is None and m["mean_forgetting"] is None
+    assert m["forgetting"] == [None, None]
+    assert m["acc"] == pytest.approx(sum(rc["matrix"][-1]) / 2)
+    assert rc["matrix"][-1][0] is not None and json.loads((fake_run / "judge" / "judge-a" / "rc_matrix.json")
+                                                          .read_text())["metrics"]["maa"] is None
 
 
 # --------------------------------------------------------------------------- coin judge + report

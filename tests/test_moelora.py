@@ -97,6 +97,8 @@ def test_fused_equals_per_expert_loop(n):
 
 
 def test_dropout_reaches_the_experts_but_not_the_gate():
+    """One dropout mask shared by every expert (the documented difference from the original's
+    per-expert masks): the reference applies the same dropped input to each expert."""
     torch.manual_seed(0)
     config = moelora_config(r=8, alpha=16, num_experts=4, target_modules=["0"], dropout=0.5)
     model = get_peft_model(nn.Sequential(nn.Linear(12, 10)).double(), config)

@@ -22,4 +22,29 @@ def build_method(name: str, options: dict | None = None) -> Method:
     return METHODS.get(name)(options)
 
 
-__all__ = ["METHODS", "Method", "StageContext", "build_method"]
+# the summary metrics that compare rows of an accuracy matrix (``coin.metrics.summarize``'s keys)
+ROW_METRICS = ("maa", "bwt", "plasticity", "fwt", "mean_forgetting")
+
+
+def final_row_only(name: str | None) -> bool:
+    """Whether only the last row of a run of method ``name`` is that method's model (e.g. multi-task).
+
+    Earlier rows of such a run are some other model (for multi-task, the untrained one), so the
+    metrics that compare rows (MAA, BWT, forgetting...) say nothing about the method; a name
+    this install does not know counts as an ordinary method.
+    """
+    return name in METHODS.names() and bool(getattr(METHODS.get(name), "final_row_only", False))
+
+
+def hide_row_metrics(summary: dict) -> dict:
+    """``summary`` with the row-comparing metrics set to None (per-task forgetting included)."""
+    out = dict(summary)
+    for key in ROW_METRICS:
+        out[key] = None
+    if isinstance(out.get("forgetting"), list):
+        out["forgetting"] = [None] * len(out["forgetting"])
+    return out
+
+
+__all__ = ["METHODS", "Method", "ROW_METRICS", "StageContext", "build_method", "final_row_only",
+           "hide_row_metrics"]

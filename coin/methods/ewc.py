@@ -1,9 +1,21 @@
 """Elastic Weight Consolidation: a quadratic pull towards earlier tasks' weights, weighted by Fisher.
 
 After each task the diagonal (empirical) Fisher ``F_t`` of the trainable parameters is estimated
-from K of the task's training samples (the paper: K = 1000), as the mean squared gradient of the
-answer-token loss with the ground-truth answers; later tasks add
-``lambda/2 * sum_t sum_p F_t (theta - theta*_t)^2`` to their loss (the paper: lambda = 0.1).
+from K of the task's training samples (the paper: K = 1000) with their ground-truth answers;
+later tasks add ``lambda/2 * sum_t sum_p F_t (theta - theta*_t)^2`` to their loss (the paper:
+lambda = 0.1).
+
+Which gradient is squared (``fisher``):
+
+- ``sum`` (default): the empirical Fisher's own definition, ``(grad log p(answer | prompt))^2``
+  per sample, the log-likelihood summed over the answer's tokens. Every sample weighs the same
+  whatever the length of its answer.
+- ``token_mean``: the gradient of the per-token mean loss (the training loss), as many LLM
+  implementations of EWC do. A sample with L answer tokens then gets ``1/L^2`` of its Fisher:
+  a 25-token Grounding box is protected about 100x less than a 2-token ScienceQA letter.
+
+The two differ in scale by about ``L^2``, so the same lambda means different strengths; the
+paper does not say which form its lambda = 0.1 was set for.
 
 Storage stays at two tensors per parameter however many tasks pass, without approximating:
 ``sum_t F_t (theta - theta*_t)^2`` equals ``F (theta - anchor)^2`` plus a constant, with
@@ -18,8 +30,10 @@ exactly the penalty it had.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from coin.methods.base import Method, StageContext, sample_indices
 
@@ -33,6 +47,7 @@ class EWCOptions:
     online: bool = False  # online EWC: decay the old Fisher, anchor at the latest weights
     decay: float = 1.0  # online EWC's gamma (only with online: true)
     batch_size: int = 1  # 1: exact per-sample Fisher; larger: squared gradients of batch means (faster, coarser)
+    fisher: str = "sum"  # which gradient is squared: "sum" (summed log-likelihood) or "token_mean" (see above)
 
     def check(self) -> list[str]:
         out = []
@@ -46,6 +61,8 @@ class EWCOptions:
             out.append("decay only applies with online: true")
         if self.batch_size < 1:
             out.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.fisher not in FISHER_LOSSES:
+            out.append(f"fisher must be one of {', '.join(FISHER_LOSSES)}, got {self.fisher!r}")
         return out
 
 
@@ -90,7 +107,7 @@ class EWC(Method):
         model = ctx.vlm.model
         samples = ctx.train_data[ctx.task]
         idx = sample_indices(len(samples), self.opts.samples, ctx.seed, "ewc", ctx.task)
-        fisher = estimate_fisher(ctx.vlm, [samples[i] for i in idx], self.opts.batch_size)
+        fisher = estimate_fisher(ctx.vlm, [samples[i] for i in idx], self.opts.batch_size, self.opts.fisher)
         theta = {n: p.detach().float().clone() for n, p in _trainable(model).items()}
         self.consolidate(fisher, theta)
 
@@ -124,13 +141,42 @@ class EWC(Method):
             raise ValueError(f"EWC state has a Fisher without an anchor (or the reverse) for {sorted(missing)[:3]}")
 
 
-def estimate_fisher(vlm, samples: list, batch_size: int = 1) -> dict[str, torch.Tensor]:
+def _answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The negative log-likelihood summed over a batch's answer tokens, and how many there are.
+
+    Position i's logits predict token i+1; only labelled positions (not -100) are computed, in
+    float32, so the vocabulary-sized tensor stays as small as the answers.
+    """
+    mask = labels[:, 1:] != -100
+    nll = F.cross_entropy(logits[:, :-1][mask].float(), labels[:, 1:][mask], reduction="sum")
+    return nll, int(mask.sum())
+
+
+def _sum_loss(nll: torch.Tensor, tokens: int, rows: int) -> torch.Tensor:
+    return nll / rows  # each sample's summed NLL, averaged over the batch's samples
+
+
+def _token_mean_loss(nll: torch.Tensor, tokens: int, rows: int) -> torch.Tensor:
+    return nll / max(tokens, 1)  # the training loss: the mean over the batch's answer tokens
+
+
+# ``fisher`` option -> the loss whose gradient is squared, from (summed NLL, answer tokens, samples)
+FISHER_LOSSES: dict[str, Callable[[torch.Tensor, int, int], torch.Tensor]] = {
+    "sum": _sum_loss,
+    "token_mean": _token_mean_loss,
+}
+
+
+def estimate_fisher(vlm, samples: list, batch_size: int = 1, form: str = "sum") -> dict[str, torch.Tensor]:
     """The mean over batches of the squared gradient of each batch's loss, per trainable parameter.
 
-    With ``batch_size=1`` this is the empirical Fisher diagonal. Dropout is off (eval mode) so the
-    estimate is deterministic; ``torch.autograd.grad`` leaves the parameters' ``.grad`` untouched,
-    so the next stage's optimiser starts clean.
+    ``form`` picks the loss (``FISHER_LOSSES``; see the module doc). With ``batch_size=1`` and
+    ``sum`` this is the empirical Fisher diagonal. Dropout is off (eval mode) so the estimate
+    is deterministic; ``torch.autograd.grad`` leaves the parameters' ``.grad`` untouched, so the
+    next stage's optimiser starts clean. Every process of a distributed run computes the same
+    estimate from the same seeded samples on its own (no gradient is synchronised here).
     """
+    reduce = FISHER_LOSSES[form]
     model = vlm.model
     params = _trainable(model)
     names, tensors = list(params), list(params.values())
@@ -144,7 +190,9 @@ def estimate_fisher(vlm, samples: list, batch_size: int = 1) -> dict[str, torch.
     try:
         for k in range(0, len(samples), batch_size):
             batch = {key: v.to(device) for key, v in vlm.train_batch(samples[k : k + batch_size]).items()}
-            loss = model(**batch).loss
+            labels = batch.pop("labels")
+            nll, tokens = _answer_nll(model(**batch).logits, labels)
+            loss = reduce(nll, tokens, labels.shape[0])
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
             for n, g in zip(names, grads):
                 if g is not None:

@@ -4,7 +4,7 @@
     parse.py      strict 0-10 score parsing; unparsable replies are counted, never guessed
     config.py     ``JudgeConfig`` (YAML or CLI flags), validated with errors naming keys
     backends.py   ``openai`` (any OpenAI-compatible endpoint) and ``hf`` (local causal LM)
-    cache.py      sqlite cache keyed by (judge, prompt version, prompt sha256, max_tokens)
+    cache.py      sqlite cache keyed by (judge identity, prompt version, prompt sha256, max_tokens)
     agreement.py  judge vs truth alignment, judge vs judge
     run.py        ``judge_run``: a run folder in, the RC matrix and agreement out
 """

@@ -46,6 +46,7 @@ class JudgeBackend(Protocol):
 
 
 BACKENDS: Registry[Callable[[JudgeConfig], JudgeBackend]] = Registry("judge backend")
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"  # the openai client's endpoint without base_url
 
 
 def build_backend(cfg: JudgeConfig) -> JudgeBackend:
@@ -69,6 +70,12 @@ class OpenAIJudge:
     ours count attempts and back off ``backoff * 2**k`` seconds. Client errors (400, 401,
     403, 404, 422) are not retried: asking again cannot change the answer.
     """
+
+    @staticmethod
+    def identity(cfg: JudgeConfig) -> dict:
+        """What the cache key needs besides the prompt: the model, the endpoint serving it, its revision."""
+        url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_URL  # as the client resolves it
+        return {"model": cfg.model, "endpoint": url.rstrip("/"), "revision": cfg.revision}
 
     def __init__(self, cfg: JudgeConfig) -> None:
         try:
@@ -144,21 +151,34 @@ class HFJudge:
     padding keeps every prompt's last token next to its first generated one.
     """
 
+    @staticmethod
+    def device_and_dtype(cfg: JudgeConfig) -> tuple[str, str]:
+        """The device and dtype name ``auto`` resolves to here (bfloat16 on cuda, float32 on cpu)."""
+        import torch
+
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+        return device, dtype
+
+    @staticmethod
+    def identity(cfg: JudgeConfig) -> dict:
+        """What the cache key needs besides the prompt: the model, its revision and the dtype it runs in
+        (the resolved one: ``auto`` gives other replies on a GPU than on a CPU)."""
+        return {"model": cfg.model, "revision": cfg.revision, "dtype": HFJudge.device_and_dtype(cfg)[1]}
+
     def __init__(self, cfg: JudgeConfig) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = cfg
-        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        if cfg.dtype == "auto":
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        else:
-            dtype = getattr(torch, cfg.dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        device, dtype = self.device_and_dtype(cfg)
+        revision = {"revision": cfg.revision} if cfg.revision else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, **revision)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype).to(device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=getattr(torch, dtype), **revision)
+        self.model = self.model.to(device).eval()
         self.device = device
 
     def _generate(self, texts: list[str], templated: bool) -> list[str]:

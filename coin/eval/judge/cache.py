@@ -1,10 +1,14 @@
 """The judge cache: every reply a judge gave, keyed by who was asked what.
 
-The key is (judge id, prompt version, SHA-256 of the prompt's messages, max_tokens), so
+The key is (judge, prompt version, SHA-256 of the prompt's messages, max_tokens), where
+"judge" is ``JudgeConfig.cache_id``: the backend, the model and whatever else the backend
+says changes a reply (the endpoint for ``openai``; the revision and the dtype actually loaded
+for ``hf``). So
 
 - a killed ``coin judge`` resumes without asking again what was already answered;
-- a second judge model, or a new prompt wording, runs over the same predictions
-  without ever reading the first one's replies;
+- a second judge model, the same name served elsewhere or loaded in another dtype, or a
+  new prompt wording, runs over the same predictions without ever reading the first
+  one's replies;
 - identical prompts (e.g. the zero-shot predictions shared by every run of a base
   model) are asked once when runs point at one cache file.
 
@@ -24,7 +28,7 @@ from typing import Iterable
 
 __all__ = ["JudgeCache", "CacheKey"]
 
-CacheKey = tuple[str, str, str, int]  # (judge id, prompt version, prompt sha256, max_tokens)
+CacheKey = tuple[str, str, str, int]  # (JudgeConfig.cache_id, prompt version, prompt sha256, max_tokens)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (

@@ -50,13 +50,35 @@ class JudgeConfig:
     batch_size: int = 8  # hf: prompts per generate call
     device: str = "auto"  # hf: "auto" (cuda when available), "cpu", "cuda", "cuda:1"...
     dtype: str = "auto"  # hf: "auto" (bfloat16 on cuda, float32 on cpu) or a torch dtype name
+    # the judge weights' version: hf loads this hub revision (branch, tag or commit); for a local
+    # folder or a served model it is a label of your choosing. Part of the cache key either way,
+    # so new weights under an old name never reuse the old weights' replies.
+    revision: str | None = None
     name: str | None = None
     cache: str | None = None
 
     @property
     def judge_id(self) -> str:
-        """Who answers, as stored in the cache key: the backend and the model."""
+        """Who answers, for people (reports, logs): the backend and the model."""
         return f"{self.backend}:{self.model}"
+
+    @property
+    def cache_id(self) -> str:
+        """Who answers, for the cache key: everything besides the prompt that changes a reply.
+
+        The backend says what that is (``identity``): e.g. the endpoint for ``openai``, the
+        revision and the dtype actually loaded for ``hf``. A backend without ``identity``
+        keys on every field that could matter. JSON, so no two configs share a string.
+        """
+        import json
+
+        from coin.eval.judge.backends import BACKENDS
+
+        identity = getattr(BACKENDS.get(self.backend), "identity", None)
+        fields = identity(self) if identity is not None else {
+            "model": self.model, "base_url": self.base_url, "revision": self.revision, "dtype": self.dtype,
+            "device": self.device}
+        return json.dumps({"backend": self.backend, **fields}, sort_keys=True, separators=(",", ":"))
 
     @property
     def folder_name(self) -> str:

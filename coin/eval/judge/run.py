@@ -105,6 +105,7 @@ def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None
     items: list[_Item] = []
     prompts: dict[CacheKey, list] = {}
     records: dict[str, dict[str, dict]] | None = None
+    judge = cfg.cache_id
     for stage, _ in stages:
         for task in order:
             path = run_dir / "stages" / stage / "predictions" / f"{task}.jsonl"
@@ -127,7 +128,7 @@ def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None
                     if record is None:
                         raise JudgeError(f"{path}: question_id {qid!r} matches no test record of {task}")
                 messages = build_messages(record, str(output), grounding, cfg.prompt_version)
-                item.key = (cfg.judge_id, cfg.prompt_version, prompt_sha(messages), cfg.max_tokens)
+                item.key = (judge, cfg.prompt_version, prompt_sha(messages), cfg.max_tokens)
                 if (stage, task) in selected:
                     prompts.setdefault(item.key, messages)
     return items, prompts
@@ -216,6 +217,15 @@ def _matrices(order: list[str], stages: list[tuple[str, int | None]],
     return matrix, zero, counts
 
 
+def _summary(matrix: list, zero: list | None, method: str | None) -> dict:
+    """MAA, BWT, ACC... of the RC matrix; for a final-row-only method (multi-task) only what the last
+    row gives, exactly as the run's truth-alignment summary shows it."""
+    from coin.methods import final_row_only, hide_row_metrics
+
+    summary = metrics.summarize(matrix, zero_shot=zero)
+    return hide_row_metrics(summary) if final_row_only(method) else summary
+
+
 def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequence[str | int] | None = None,
               tasks: Sequence[str] | None = None, *, backend: Callable[[], JudgeBackend] | None = None,
               report: bool = True, progress: bool = False, log: Callable[[str], None] = print) -> dict:
@@ -230,7 +240,8 @@ def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequen
     run_dir = Path(run_dir)
     if not (run_dir / "matrix.json").is_file():
         raise JudgeError(f"{run_dir}: no matrix.json (not a run folder, or its run has not finished)")
-    order = list(read_json(run_dir / "matrix.json")["tasks"])
+    run_matrix = read_json(run_dir / "matrix.json")
+    order = list(run_matrix["tasks"])
     for t in tasks or ():
         if t not in order:
             raise JudgeError(f"task {t!r} is not in this run; tasks: {', '.join(order)}")
@@ -258,11 +269,12 @@ def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequen
     totals = Counter(r["status"] for r in rows)
     out_dir = run_dir / "judge" / judge_cfg.folder_name
     result = {
-        "judge": {"name": judge_cfg.folder_name, "id": judge_cfg.judge_id, "model": judge_cfg.model,
+        "judge": {"name": judge_cfg.folder_name, "id": judge_cfg.judge_id, "cache_id": judge_cfg.cache_id,
+                  "model": judge_cfg.model,
                   "backend": judge_cfg.backend, "prompt_version": judge_cfg.prompt_version,
                   "max_tokens": judge_cfg.max_tokens},
         "tasks": order, "matrix": matrix, "zero_shot": zero,
-        "metrics": metrics.summarize(matrix, zero_shot=zero),
+        "metrics": _summary(matrix, zero, run_matrix.get("method")),
         "counts": {**counts, "total": {k: totals[k] for k in COUNT_KEYS}},
         "truth_agreement": ta_by_task,
     }
