@@ -259,3 +259,43 @@ def test_a_folder_without_chat_template_is_refused_by_name(folders, tmp_path):
 def test_qwen2_vl_refuses_another_model_type(folders):
     with pytest.raises(ValueError, match="qwen2_vl or qwen2_5_vl.*'llava'"):
         load_model(ModelConfig(name="qwen2-vl", path=str(folders["llava"])))
+
+
+# ----------------------------------------------------------------------------- #22.4: pixels
+
+
+def test_qwen_images_are_capped_by_model_max_pixels(folders, images):
+    wide = Sample("w", "VQAv2", images[2], "What is it?", "x")  # 96x64
+    default = load_chat_vlm(ModelConfig(name="qwen2-vl", path=str(folders["qwen"])))
+    assert default.processor.image_processor.size.longest_edge == 1280 * 28 * 28  # not the folder's own
+    assert default.generation_batch([wide])["image_grid_thw"].tolist() == [[1, 4, 6]]
+    capped = load_chat_vlm(ModelConfig(name="qwen2-vl", path=str(folders["qwen"]), max_pixels=2048, min_pixels=512))
+    assert capped.processor.image_processor.size.shortest_edge == 512
+    grid = capped.generation_batch([wide])["image_grid_thw"]
+    assert grid.tolist() == [[1, 2, 2]] and int(grid.prod()) * tinyhf.PATCH**2 <= 2048
+
+
+def test_qwen_pads_grounding_images_to_a_square(qwen, images):
+    """CoIN's boxes are normalised to the image padded to a square; other tasks keep the image's shape."""
+    wide = images[1]  # 64 wide, 32 high
+    grounding = qwen.generation_batch([Sample("g", "Grounding", wide, "the red circle")])["image_grid_thw"]
+    other = qwen.generation_batch([Sample("v", "VQAv2", wide, "What is it?")])["image_grid_thw"]
+    assert grounding.tolist() == [[1, 4, 4]] and other.tolist() == [[1, 2, 4]]
+
+
+def test_qwen_training_sequences_are_cut_to_max_length(qwen, images):
+    s = Sample("long", "t", images[0], "What is it?", "a red circle " * 10)
+    full = qwen.train_batch([s])
+    prompt = qwen.generation_batch([s])["input_ids"].shape[1]
+    qwen.max_length = prompt + 3
+    try:
+        cut = qwen.train_batch([s])
+        assert set(cut) == set(full) and cut["input_ids"].shape[1] == prompt + 3
+        for key in ("input_ids", "attention_mask", "labels", "mm_token_type_ids"):
+            assert torch.equal(cut[key][0], full[key][0, : prompt + 3]), key
+        assert qwen.truncated == {"long"}
+        qwen.max_length = prompt - 1
+        with pytest.raises(ValueError, match="record long .*model.max_length"):
+            qwen.train_batch([s])
+    finally:
+        qwen.max_length, qwen.truncated = None, set()

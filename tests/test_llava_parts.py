@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from PIL import Image
 from coin.cli import main
 from coin.config import ConfigError, ModelConfig
 from coin.models import load_model
+from coin.models.conversation import VICUNA_V1_SYSTEM
 from coin.models.llava_parts import MissingPartError, PartsError, assemble_llava
 from coin.models.vlm import LlavaVLM, Sample
 
@@ -159,7 +161,9 @@ def test_forward_generate_and_processor(parts, assembled):
     # the processor's own path (chat template, <image> expansion) reaches the same model
     conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}]
     text = processor.apply_chat_template(conv, add_generation_prompt=True)
-    assert text == "USER: <image>\nWhat colour is it? ASSISTANT:"
+    assert text == VICUNA_V1_SYSTEM + " USER: <image>\nWhat colour is it? ASSISTANT:"  # CoIN's vicuna_v1
+    vicuna = LlavaVLM(model, processor, conversation="vicuna_v1")
+    assert vicuna.prompt_text("What colour is it?") == text.replace("<image>", "<image>" * 16)
     inputs = processor(images=[Image.open(parts["samples"][0].image)], text=[text], return_tensors="pt")
     assert int((inputs["input_ids"] == model.config.image_token_index).sum()) == 16
     assert model(**inputs).logits.shape[-1] == len(processor.tokenizer)
@@ -291,7 +295,7 @@ def test_cli_assemble_writes_a_llava_folder(parts, assembled, tmp_path, capsys):
     assert (out / "model.safetensors").is_file() and (out / "assembled_from.json").is_file()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp folder left
     loaded = load_model(ModelConfig(name="llava", path=str(out), dtype="fp32"))
-    ours = LlavaVLM(*assembled)
+    ours = LlavaVLM(*assembled, conversation="vicuna_v1")  # what model.name llava and llava-pretrain use
     batch = ours.train_batch(parts["samples"])
     assert torch.equal(loaded.train_batch(parts["samples"])["input_ids"], batch["input_ids"])
     with torch.no_grad():
@@ -314,3 +318,58 @@ def test_coin_run_from_the_parts(parts, tmp_path, micro_config):
         assert (out / "stages" / stage / "DONE").is_file()
     m = json.loads((out / "matrix.json").read_text())
     assert m["tasks"] == ["ImageNet", "Grounding"] and m["matrix"][1][0] is not None
+
+
+# ----------------------------------------------------------------------------- #22.2: Vicuna's tokenizer.model
+
+
+def _write_sentencepiece_lm(path) -> None:
+    """A Vicuna-style LM folder whose tokenizer is only ``tokenizer.model`` (sentencepiece) and its config."""
+    import sentencepiece as spm
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path.mkdir()
+    corpus = path.parent / "corpus.txt"
+    corpus.write_text("\n".join([VICUNA_V1_SYSTEM, "USER: What colour is it? ASSISTANT: red green blue",
+                                 "Answer the question using a single word or phrase."] * 20))
+    spm.SentencePieceTrainer.train(  # Llama's settings: BPE, byte fallback, <unk> <s> </s> = 0 1 2, no pad
+        input=str(corpus), model_prefix=str(path / "tokenizer"), vocab_size=320, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, split_digits=True,
+        minloglevel=2)
+    (path / "tokenizer.vocab").unlink()
+    (path / "tokenizer_config.json").write_text(json.dumps({  # as lmsys/vicuna-7b-v1.5's
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "pad_token": None, "add_bos_token": True, "add_eos_token": False, "legacy": False,
+        "model_max_length": 4096, "clean_up_tokenization_spaces": False}))
+    torch.manual_seed(1)
+    LlamaForCausalLM(LlamaConfig(vocab_size=320, hidden_size=LM_WIDTH, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=2, num_key_value_heads=2, bos_token_id=1,
+                                 eos_token_id=2)).save_pretrained(path)
+
+
+def test_a_sentencepiece_only_tokenizer_folder_assembles(parts, tmp_path):
+    """Vicuna and LLaMA-2 ship only tokenizer.model: transformers needs sentencepiece and protobuf to read it."""
+    _write_sentencepiece_lm(tmp_path / "vicuna-sp")
+    assert sorted(p.name for p in (tmp_path / "vicuna-sp").glob("tok*")) == ["tokenizer.model",
+                                                                            "tokenizer_config.json"]
+    model, processor = assemble_llava(tmp_path / "vicuna-sp", parts["vision"], parts["projector"], dtype="fp32",
+                                      log=lambda *a: None)
+    tok = processor.tokenizer
+    assert type(tok).__name__ == "LlamaTokenizer" and len(tok) == 320 + 2  # + <image> and <pad>
+    b = LlavaVLM(model, processor).train_batch(parts["samples"][:1])
+    labels = b["labels"][0]
+    assert tok.decode(labels[labels != -100]) == "red</s>"
+    assert torch.isfinite(model(**b).loss)
+
+
+def test_the_real_backbones_dependencies_are_declared():
+    """The README's GPU install (`.[real]`) and the test extra carry Vicuna's tokenizer dependencies."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("real", "test"):
+        names = {re.split(r"[<>=!~\[ ]", d, maxsplit=1)[0].lower() for d in extras[extra]}
+        assert {"sentencepiece", "protobuf"} <= names, extra
+    assert 'pip install -e ".[real]"' in (root / "README.md").read_text()

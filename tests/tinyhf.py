@@ -127,14 +127,17 @@ def build_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
 
 def build_llava(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny llava-hf ``LlavaForConditionalGeneration`` (coin.models.tiny's builders) to ``folder``."""
+    from coin.models.conversation import VICUNA_V1_SYSTEM, VICUNA_V1_TEMPLATE
     from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
 
     folder = Path(folder)
     cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=32, lm_layers=2,
                      lm_heads=2, lm_ffn=64)
-    tokenizer = train_tokenizer(corpus() + ["USER: ASSISTANT:"], cfg.vocab_size)
+    tokenizer = train_tokenizer(corpus() + ["USER: ASSISTANT:", VICUNA_V1_SYSTEM], cfg.vocab_size)
     build_model(cfg, tokenizer, seed).save_pretrained(folder, safe_serialization=True)
-    build_processor(tokenizer, cfg).save_pretrained(folder)
+    processor = build_processor(tokenizer, cfg)
+    processor.chat_template = tokenizer.chat_template = VICUNA_V1_TEMPLATE  # as LLaVA-1.5 (model.name llava) talks
+    processor.save_pretrained(folder)
     return folder
 
 

@@ -8,6 +8,8 @@ from coin.registry import Registry
 
 MODELS: Registry[Callable] = Registry("model")
 
+LLAVA_MAX_LENGTH = 2048  # LLaVA-1.5's --model_max_length in its (and CoIN's) training scripts
+
 
 @MODELS.register("tiny")
 def _tiny(cfg, log=print, progress=True):
@@ -23,12 +25,19 @@ def _llava(cfg, log=print, progress=True):
     """A llava-hf ``LlavaForConditionalGeneration`` from a local folder or a hub id."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    from coin.models.vlm import LlavaVLM
-
     require_path(cfg)
     model = LlavaForConditionalGeneration.from_pretrained(cfg.path, **hf_load_kwargs(cfg))
     processor = AutoProcessor.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code)
-    return LlavaVLM(model, processor)
+    return llava_vlm(model, processor, cfg)
+
+
+def llava_vlm(model, processor, cfg):
+    """``LlavaVLM`` as CoIN ran LLaVA-1.5: the ``vicuna_v1`` conversation, sequences cut at 2048 tokens."""
+    from coin.models.vlm import LlavaVLM, resolve_max_length
+
+    return LlavaVLM(model, processor, conversation="vicuna_v1",
+                    max_length=resolve_max_length(cfg.max_length, processor.tokenizer, LLAVA_MAX_LENGTH),
+                    image_cache_mb=cfg.image_cache_mb)
 
 
 def require_path(cfg) -> None:
@@ -72,7 +81,6 @@ def _llava_pretrain(cfg, log=print, progress=True):
     model.vision_path (CLIP) and model.projector_path (LLaVA's stage-1 mm_projector.bin)."""
     from coin.config import ConfigError
     from coin.models.llava_parts import assemble_llava
-    from coin.models.vlm import LlavaVLM
 
     unset = [f"model.{k} is required for model.name 'llava-pretrain' ({text})" for k, text in (
         ("lm_path", "the Vicuna LM folder"), ("vision_path", "the CLIP vision folder"),
@@ -82,7 +90,7 @@ def _llava_pretrain(cfg, log=print, progress=True):
     model, processor = assemble_llava(cfg.lm_path, cfg.vision_path, cfg.projector_path, dtype=cfg.dtype,
                                       trust_remote_code=cfg.trust_remote_code,
                                       attn_implementation=cfg.attn_implementation, log=log)
-    return LlavaVLM(model, processor)
+    return llava_vlm(model, processor, cfg)
 
 
 @MODELS.register("qwen2-vl")

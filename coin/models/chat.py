@@ -12,7 +12,10 @@ without a per-model class. Every piece of text comes from rendering the template
 - a further turn is what the template adds for the next user message.
 
 Prompt and answers are tokenised separately and joined, so the labels cover exactly the
-answer tokens and each end of turn, and generation sees exactly the training prompt.
+answer tokens and each end of turn, and generation sees exactly the training prompt. A
+training sequence longer than ``max_length`` is cut at the end and counted in ``truncated``.
+Images of box-answer tasks (Grounding) are padded to a square first, because CoIN's boxes are
+normalised to the padded square; other images keep their shape (Qwen2-VL reads any aspect ratio).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from coin.models.vlm import Sample, generating, load_image
+from coin.models.vlm import Sample, expand_to_square, generating, load_image, no_grad_when_frozen, truncate
 
 _SENTINEL = "COINANSWERSENTINEL"
 _LM_PROJ = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -100,10 +103,15 @@ class ChatVLM:
 
     kv_cache = "preallocated"  # or "dynamic" (Hugging Face's); see coin/models/kv_cache.py
 
-    def __init__(self, model, processor, targets: Targets | None = None) -> None:
+    def __init__(self, model, processor, targets: Targets | None = None, max_length: int | None = None) -> None:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.max_length = max_length  # None: no limit
+        self.truncated: set[str] = set()  # ids of the training samples cut to max_length
+        tower = vision_tower(model)
+        if tower is not None:
+            no_grad_when_frozen(tower)
         self.chat_template = chat_template(processor)
         if not self.chat_template:
             raise ValueError(f"{type(processor).__name__} has no chat template")
@@ -182,7 +190,10 @@ class ChatVLM:
         bos = self.tokenizer.bos_token
         if bos is not None and prompt.startswith(bos):  # as transformers' apply_chat_template: no second BOS
             kwargs["add_special_tokens"] = False
-        enc = self.processor(text=[prompt], images=[load_image(s.image, s.id)], return_tensors="pt", **kwargs)
+        image = load_image(s.image, s.id)
+        if pads_to_square(s.task):
+            image = expand_to_square(image, getattr(self.processor, "image_processor", None))
+        enc = self.processor(text=[prompt], images=[image], return_tensors="pt", **kwargs)
         width = enc["input_ids"].shape[-1]
         text, vision = {}, {}
         for key, value in enc.items():
@@ -228,11 +239,15 @@ class ChatVLM:
         for s in samples:
             prompt, pieces = self.conversation(s)
             text, v = self.encode_prompt(s, prompt)
-            labels = [-100] * len(text["input_ids"])
+            prompt_len = len(text["input_ids"])
+            labels = [-100] * prompt_len
             for piece, labelled in pieces:
                 ids = self._encode(piece)
                 self._extend(text, ids)
                 labels += ids if labelled else [-100] * len(ids)
+            text["input_ids"], labels = truncate(s, text["input_ids"], labels, prompt_len, self.max_length,
+                                                 self.truncated)
+            text = {key: value[: len(labels)] for key, value in text.items()}
             text["labels"] = labels
             rows.append(text)
             vision.append(v)
@@ -289,6 +304,42 @@ class ChatVLM:
 # ---------------------------------------------------------------------- loading
 
 
+def pads_to_square(task: str) -> bool:
+    """Whether a task's images are padded to a square: those whose answers are boxes normalised
+    to the padded square (CoIN's Grounding)."""
+    from coin.tasks import TASKS
+
+    return task in TASKS and TASKS.get(task).answer_form == "box"
+
+
+def vision_tower(model) -> torch.nn.Module | None:
+    """The model's vision encoder (``visual`` in Qwen2-VL, ``vision_tower`` in LLaVA), if it has one."""
+    found = [(n, m) for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in ("visual", "vision_tower",
+                                                                                  "vision_model")]
+    return min(found, key=lambda nm: nm[0].count("."))[1] if found else None
+
+
+def cap_pixels(processor, min_pixels: int | None, max_pixels: int | None) -> None:
+    """Set a Qwen2-VL-style image processor's pixel range (its ``size`` is in pixels, not edges).
+
+    The hub's Qwen2-VL allows 12,845,056 pixels (~16k visual tokens) per image, so a batch of
+    large VizWiz or TextVQA photos runs out of memory; other processors are left alone.
+    """
+    ip = getattr(processor, "image_processor", None)
+    size = getattr(ip, "size", None)
+    if ip is None or not hasattr(ip, "merge_size") or size is None:
+        return
+    for edge, key, value in (("shortest_edge", "min_pixels", min_pixels), ("longest_edge", "max_pixels", max_pixels)):
+        if value is None:
+            continue
+        if isinstance(size, dict):
+            size[edge] = value
+        else:  # transformers' SizeDict
+            setattr(size, edge, value)
+        if isinstance(getattr(ip, key, None), int):  # older processors keep both spellings
+            setattr(ip, key, value)
+
+
 def image_only(processor_class):
     """``processor_class`` without its video processor (which needs torchvision; images do not).
 
@@ -325,6 +376,7 @@ def load_chat_vlm(cfg, model_types: tuple[str, ...] | None = None) -> ChatVLM:
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from coin.models import hf_load_kwargs, require_path
+    from coin.models.vlm import resolve_max_length
 
     require_path(cfg)
     if model_types is not None:
@@ -337,5 +389,6 @@ def load_chat_vlm(cfg, model_types: tuple[str, ...] | None = None) -> ChatVLM:
         raise ValueError(f"model.path {cfg.path!r}: the processor has no chat template, which model.name "
                          f"{cfg.name!r} needs to format prompts and answers; add a chat_template.jinja to the "
                          "folder, or use a backbone with its own format (e.g. model.name 'llava')")
+    cap_pixels(processor, cfg.min_pixels, cfg.max_pixels)
     model = AutoModelForImageTextToText.from_pretrained(cfg.path, **hf_load_kwargs(cfg))
-    return ChatVLM(model, processor)
+    return ChatVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer))

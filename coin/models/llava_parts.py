@@ -196,7 +196,7 @@ def assemble_llava(lm_path, vision_path, projector_path, dtype: str | torch.dtyp
                               LlavaProcessor)
 
     from coin.models import torch_dtype
-    from coin.models.tiny import CHAT_TEMPLATE
+    from coin.models.conversation import VICUNA_V1_TEMPLATE as CHAT_TEMPLATE
 
     dtype = torch_dtype(dtype) if isinstance(dtype, str) else dtype
     lm_dir = _check_folder(lm_path, "LM", ("config.json",))

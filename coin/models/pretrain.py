@@ -24,7 +24,7 @@ from coin.io import publish_dir
 from coin.models.fit import fit
 from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.coin_json import load_train
-from coin.models.vlm import LlavaVLM
+from coin.models.vlm import LlavaVLM, resolve_max_length
 
 BASE_VERSION = 1
 
@@ -53,7 +53,9 @@ def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True) -> tupl
         log(f"using the cached tiny base {path}")
     model = LlavaForConditionalGeneration.from_pretrained(path)
     processor = LlavaProcessor.from_pretrained(path)
-    return LlavaVLM(model, processor), path
+    vlm = LlavaVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer),
+                   image_cache_mb=cfg.image_cache_mb)  # the "plain" conversation it was pretrained with
+    return vlm, path
 
 
 def _corpus(data_root: Path, caps: list[dict]) -> list[str]:

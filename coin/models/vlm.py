@@ -1,9 +1,12 @@
 """One small protocol over Hugging Face image-text-to-text models: batch, forward, generate.
 
 ``LlavaVLM`` implements it for the LLaVA family (llava-hf's ``LlavaForConditionalGeneration``,
-which the built-in tiny model also is). The prompt is ``USER: <image>\\n{text} ASSISTANT:``
-and the answer `` {answer}</s>``; prompt and answer are tokenised separately and joined, so
-the labels cover exactly the answer tokens and generation sees exactly the training prompt.
+which the built-in tiny model also is). The text follows a ``coin.models.conversation``
+format: ``vicuna_v1`` for LLaVA-1.5 (``{system} USER: <image>\\n{text} ASSISTANT:``, the answer
+`` {answer}</s>``), ``plain`` (no system line) for the tiny model. Prompt and answers are
+tokenised separately and joined, so the labels cover exactly the answer tokens and generation
+sees exactly the training prompt. A training sequence longer than ``max_length`` is cut at
+the end, as LLaVA cuts at its ``model_max_length``, and counted in ``truncated``.
 """
 
 from __future__ import annotations
@@ -53,11 +56,110 @@ def expand_to_square(img: Image.Image, image_processor) -> Image.Image:
     w, h = img.size
     if w == h:
         return img
-    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
     side = max(w, h)
-    square = Image.new(img.mode, (side, side), tuple(int(round(255 * m)) for m in mean))
+    square = Image.new(img.mode, (side, side), pad_colour(image_processor))
     square.paste(img, ((side - w) // 2, (side - h) // 2))
     return square
+
+
+def pad_colour(image_processor) -> tuple[int, ...]:
+    """The processor's mean colour as LLaVA's ``expand2square`` writes it: ``int(255 * mean)``,
+    truncated, not rounded ((122, 116, 104) for CLIP's mean, where rounding gives (123, 117, 104))."""
+    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
+    return tuple(int(255 * m) for m in mean)
+
+
+class PixelCache:
+    """Preprocessed images by path, bounded by bytes, stored in the dtype the model reads them in.
+
+    LLaVA-1.5's 3x336x336 fp32 pixels are 1.35 MB; a count-bounded cache of 50,000 held 68 GB
+    per process. Stored in the vision tower's dtype (bf16 on a GPU: what the tower casts them
+    to anyway), an entry is half that, and once ``max_bytes`` is reached nothing more is kept
+    (a later pass over the same images hits the entries already there).
+    """
+
+    def __init__(self, max_bytes: int, dtype: torch.dtype | None = None) -> None:
+        self.max_bytes = max_bytes
+        self.dtype = dtype
+        self.bytes = 0
+        self._items: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str) -> torch.Tensor | None:
+        return self._items.get(key)
+
+    def put(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        """``value`` in the cache's dtype, kept if it fits."""
+        if self.dtype is not None and value.is_floating_point():
+            value = value.to(self.dtype)
+        size = value.numel() * value.element_size()
+        if key not in self._items and self.bytes + size <= self.max_bytes:
+            self._items[key] = value
+            self.bytes += size
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+DEFAULT_IMAGE_CACHE_MB = 2048  # per process; 8 GPU processes hold 16 GB at most
+
+
+def no_grad_when_frozen(module: torch.nn.Module) -> torch.nn.Module:
+    """Run ``module`` (and each of its direct parts) without autograd while none of its weights train.
+
+    A frozen vision tower needs no graph, but ``enable_input_require_grads`` (which gradient
+    checkpointing needs) hooks every input embedding, the tower's patch embedding included, so
+    the tower's activations were kept and back-propagated for nothing. The check runs at each
+    call, so a tower that is trained (the tiny model's vision pretraining) keeps its gradients,
+    and so does a trained part inside a tower (Qwen2-VL's merger), since the parts are hooked
+    one by one. The hooks take the module as an argument: a copied model carries them along.
+    """
+    parts = [module]
+    for child in module.children():
+        parts += list(child.children()) if isinstance(child, torch.nn.ModuleList) else [child]
+    for part in parts:
+        part.register_forward_pre_hook(_enter_no_grad)
+        part.register_forward_hook(_leave_no_grad, always_call=True)
+    return module
+
+
+def _enter_no_grad(module, args) -> None:
+    stack = module.__dict__.setdefault("_coin_grad_stack", [])
+    off = torch.is_grad_enabled() and not any(p.requires_grad for p in module.parameters())
+    stack.append(off)
+    if off:
+        torch.set_grad_enabled(False)
+
+
+def _leave_no_grad(module, args, output) -> None:
+    if module.__dict__.get("_coin_grad_stack", [False]).pop():
+        torch.set_grad_enabled(True)
+
+
+def resolve_max_length(max_length: int | None, tokenizer, default: int | None = None) -> int | None:
+    """The training sequence limit: ``max_length`` if set, else ``default`` (a backbone's recipe),
+    else the tokenizer's ``model_max_length`` when it holds a real value (Hugging Face writes
+    about 1e30 when a folder sets none); None: no limit."""
+    if max_length is not None:
+        return max_length
+    if default is not None:
+        return default
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit < 10**7 else None
+
+
+def truncate(sample: Sample, ids: list[int], labels: list[int], prompt_len: int, max_length: int | None,
+             seen: set[str]) -> tuple[list[int], list[int]]:
+    """``ids`` and ``labels`` cut to ``max_length`` at the end (LLaVA cuts at ``model_max_length``),
+    the sample's id added to ``seen`` when cut. The prompt with its image tokens must fit whole:
+    a cut through the image tokens would not match the image's features."""
+    if max_length is None or len(ids) <= max_length:
+        return ids, labels
+    if prompt_len > max_length:
+        raise ValueError(f"record {sample.id} ({sample.image}): its prompt with the image is {prompt_len} tokens, "
+                         f"longer than model.max_length {max_length}; raise model.max_length")
+    seen.add(sample.id)
+    return ids[:max_length], labels[:max_length]
 
 
 @contextmanager
@@ -73,7 +175,13 @@ def generating(model, batch: dict[str, torch.Tensor]) -> Iterator[dict[str, torc
 
 
 class LlavaVLM:
-    """The LLaVA-1.5 chat format over a ``LlavaForConditionalGeneration`` and its processor."""
+    """A conversation format over a ``LlavaForConditionalGeneration`` and its processor.
+
+    ``conversation``: a ``coin.models.conversation`` name ("vicuna_v1" for LLaVA-1.5, "plain" for
+    the tiny model); ``max_length``: training sequences are cut to it (None: never);
+    ``image_cache_mb``: the bound of the preprocessed-image cache. The frozen vision tower runs
+    without autograd (``no_grad_when_frozen``).
+    """
 
     # every linear layer of the LM's decoder blocks; not lm_head, not the vision tower
     lora_target = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
@@ -81,10 +189,16 @@ class LlavaVLM:
     pad_to_square = True  # LLaVA-1.5 pads images to a square (its image_aspect_ratio "pad")
     decoding = "coin"  # or "hf" (model.generate); see coin/models/decode.py
 
-    def __init__(self, model, processor, image_cache_size: int = 50_000) -> None:
+    def __init__(self, model, processor, conversation: str = "plain", max_length: int | None = None,
+                 image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB) -> None:
+        from coin.models.conversation import CONVERSATIONS
+
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.conversation = CONVERSATIONS.get(conversation)
+        self.max_length = max_length  # None: no limit
+        self.truncated: set[str] = set()  # ids of the training samples cut to max_length
         cfg = model.config
         vision = cfg.vision_config
         n = (vision.image_size // vision.patch_size) ** 2
@@ -92,13 +206,14 @@ class LlavaVLM:
             n += 1
         self.num_image_tokens = n
         self.image_token = "<image>"
-        self._pixel_cache: dict[str, torch.Tensor] = {}
-        self._cache_size = image_cache_size
+        tower = model.model.vision_tower
+        self._pixel_cache = PixelCache(image_cache_mb * 2**20, next(tower.parameters()).dtype)
+        no_grad_when_frozen(tower)
 
     # ------------------------------------------------------------------ inputs
     def prompt_text(self, prompt: str) -> str:
         """The chat-formatted prompt, with the image placeholder expanded to its tokens."""
-        return f"USER: {self.image_token * self.num_image_tokens}\n{prompt} ASSISTANT:"
+        return self.conversation.first_prompt(f"{self.image_token * self.num_image_tokens}\n{prompt}")
 
     def pixels(self, samples: list[Sample]) -> torch.Tensor:
         """Pixel values for the samples' images (preprocessed once, then cached)."""
@@ -110,27 +225,49 @@ class LlavaVLM:
                 if self.pad_to_square:
                     img = expand_to_square(img, self.processor.image_processor)
                 px = self.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"][0]
-                if len(self._pixel_cache) < self._cache_size:
-                    self._pixel_cache[s.image] = px
+                px = self._pixel_cache.put(s.image, px)
             out.append(px)
         return torch.stack(out)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
-        """Right-padded inputs with labels only on the answer tokens (and each end of turn)."""
-        pad = self.tokenizer.pad_token_id
+    def _sequences(self, samples: list[Sample]) -> list[tuple[list[int], list[int], int]]:
+        """Each sample's uncut (token ids, labels, prompt length): labels only on the answers and each EOS."""
         eos = self.tokenizer.eos_token_id
-        ids, labels = [], []
-        for s in samples:
-            p = [self.tokenizer.bos_token_id] + self._encode(self.prompt_text(s.prompt))
-            a = self._encode(" " + (s.answer or "")) + [eos]
+        conv = self.conversation
+        prompts = self.tokenizer([self.prompt_text(s.prompt) for s in samples], add_special_tokens=False)["input_ids"]
+        out = []
+        for s, prompt in zip(samples, prompts):
+            p = [self.tokenizer.bos_token_id] + prompt
+            a = self._encode(conv.answer(s.answer or "")) + [eos]
             x, y = p + a, [-100] * len(p) + a
             for q, ans in s.turns:
-                p = self._encode(f"USER: {q} ASSISTANT:")
-                a = self._encode(" " + ans) + [eos]
-                x, y = x + p + a, y + [-100] * len(p) + a
+                p2 = self._encode(conv.turn(q))
+                a = self._encode(conv.answer(ans)) + [eos]
+                x, y = x + p2 + a, y + [-100] * len(p2) + a
+            out.append((x, y, len(p)))
+        return out
+
+    def truncated_ids(self, samples: list[Sample], chunk: int = 512) -> list[str]:
+        """Ids of the samples whose training sequence ``max_length`` cuts (text only: no image is read).
+
+        The engine counts them for the stage log here, in its own process: ``train_batch`` may
+        run in loader workers, whose ``truncated`` sets it never sees.
+        """
+        if self.max_length is None:
+            return []
+        return [s.id for k in range(0, len(samples), chunk)
+                for s, (x, _, _) in zip(samples[k : k + chunk], self._sequences(samples[k : k + chunk]))
+                if len(x) > self.max_length]
+
+    def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """Right-padded inputs with labels only on the answer tokens (and each end of turn), each
+        row cut to ``max_length`` (the cut samples' ids go to ``truncated``)."""
+        pad = self.tokenizer.pad_token_id
+        ids, labels = [], []
+        for s, (x, y, prompt_len) in zip(samples, self._sequences(samples)):
+            x, y = truncate(s, x, y, prompt_len, self.max_length, self.truncated)
             ids.append(x)
             labels.append(y)
         width = max(map(len, ids))
