@@ -20,11 +20,21 @@ configs/coin/. Each variant gets a fresh model with coin's adapter (``attach_ada
   sample, at each ``--gen-batch-sizes`` (unmerged adapter, as coin evaluates), with coin's
   decoding (``coin/models/decode.py``) and, for comparison, with ``model.generate``.
 
-Batches are built directly (random token ids and pixels), so no tokenizer or image is read.
-Random weights make the timings those of the real model (the same shapes and kernels); the
-losses and answers mean nothing. ``--small`` keeps 576 image tokens and the vocabulary but
-shrinks every width and depth, so the script runs on a CPU in seconds (its numbers are not
-the 7B's).
+Also measured, per variant: MFU of training (model FLOPs per second over the GPU's dense bf16
+peak, ``model_flops``; ``--peak-tflops`` for a GPU not in ``PEAK_TFLOPS``), the prefill and the
+per-token decode time of one generation separately, the peak memory during generation, the
+evaluation throughput at ``--gen-batch-sizes`` (default 1, 32, 64) with mixed-length, left-padded
+prompts (as a real test set gives), and the time to write one in-stage checkpoint (adapter,
+projector and AdamW state, ``coin.engine.checkpoint``). Once: the training loader's throughput
+(decode, pad, preprocess, tokenise) on 336-pixel JPEGs with 0 and ``--data-workers`` workers.
+
+Batches for the model are built directly (random token ids and pixels), so no tokenizer or
+image is read there. Random weights make the timings those of the real model (the same shapes
+and kernels); the losses and answers mean nothing. ``--small`` keeps 576 image tokens and the
+vocabulary but shrinks every width and depth, so the script runs on a CPU in seconds (its
+numbers are not the 7B's, and a CPU has no MFU).
+
+Needs only what the README's GPU install gives (torch for your CUDA, then ``pip install -e .``).
 """
 
 from __future__ import annotations
@@ -32,10 +42,19 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import tempfile
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a fresh clone runs even before `pip install -e .`
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_data, for the loader measurement
+
+# dense (no sparsity) bf16 tensor-core peak in TFLOP/s, by a substring of torch.cuda.get_device_name
+PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+               "A10G": 125.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "A6000": 155.0}
 
 IMAGE_TOKEN = 32000  # llava-hf's <image> id; 32001 is <pad>, the vocabulary is padded to 32064
 PAD_TOKEN = 32001
@@ -97,6 +116,58 @@ def train_batch(n: int, text: int, answer: int, image_tokens: int, device, dtype
             "pixel_values": pixels.to(device, dtype), "labels": labels.to(device)}
 
 
+def prompt_batch(n: int, text: int, image_tokens: int, device, dtype, gen: torch.Generator) -> dict:
+    """``n`` prompts of mixed length (``text`` / 2 to 3 ``text`` / 2 text tokens after the image),
+    left-padded as coin pads a generation batch, so padding costs what a real test set's does."""
+    lengths = torch.randint(max(1, text // 2), text + text // 2 + 1, (n,), generator=gen).tolist()
+    width = 1 + image_tokens + max(lengths)
+    ids = torch.full((n, width), PAD_TOKEN, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for r, t in enumerate(lengths):
+        row = torch.randint(3, IMAGE_TOKEN, (1 + image_tokens + t,), generator=gen)
+        row[0] = BOS
+        row[1 : 1 + image_tokens] = IMAGE_TOKEN
+        ids[r, width - len(row) :] = row
+        mask[r, width - len(row) :] = 1
+    pixels = torch.randn(n, 3, 336, 336, generator=gen)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "pixel_values": pixels.to(device, dtype)}
+
+
+def _linear_weights(model, part: str) -> int:
+    """Weights of the ``nn.Linear`` layers under ``part`` (adapter matrices excluded: they are tiny)."""
+    return sum(m.weight.numel() for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and part in n and "lora_" not in n)
+
+
+def model_flops(model, config, batch: int, seq: int, image_tokens: int) -> float:
+    """Model FLOPs of one training step (no recomputation counted, the usual MFU convention).
+
+    Matmuls cost 2 FLOPs per weight and token forward. The LM's weights are frozen, so its
+    backward computes input gradients only (as much as its forward); the vision tower is frozen
+    and nothing before it needs a gradient (forward only); the projector is trained (forward,
+    input and weight gradients: 3x). Attention adds 4 x layers x width x seq^2 per sequence
+    forward (scores and values, causal masking not discounted), twice for the LM's backward.
+    """
+    v, t = config.vision_config, config.text_config
+    lm = _linear_weights(model, "language_model") + _linear_weights(model, "lm_head")
+    vision = _linear_weights(model, "vision_tower")
+    proj = _linear_weights(model, "multi_modal_projector")
+    patches = (v.image_size // v.patch_size) ** 2 + 1
+    lm_f = 2 * lm * seq + 4 * t.num_hidden_layers * t.hidden_size * seq**2
+    vis_f = 2 * vision * patches + 4 * v.num_hidden_layers * v.hidden_size * patches**2
+    return batch * (2 * lm_f + vis_f + 3 * 2 * proj * image_tokens)
+
+
+def peak_tflops(device: torch.device, given: float | None) -> float | None:
+    """The device's dense bf16 peak (``--peak-tflops`` first); None on a CPU or an unknown GPU."""
+    if given:
+        return given
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -128,14 +199,72 @@ def bench_train(vlm, args, device, dtype) -> dict:
     seconds = time.perf_counter() - t0
     tokens = batch["input_ids"].numel() * args.steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    flops = model_flops(model, model.config, *batch["input_ids"].shape, vlm.num_image_tokens) * args.steps / seconds
+    ckpt_s, ckpt_mb = bench_checkpoint(model, opt)
     del opt
     return {"steps_per_s": args.steps / seconds, "tokens_per_s": tokens / seconds, "peak_gib": peak,
-            "seq_len": batch["input_ids"].shape[1], "loss": loss.item(), "trainable": sum(p.numel() for p in params)}
+            "seq_len": batch["input_ids"].shape[1], "loss": loss.item(), "trainable": sum(p.numel() for p in params),
+            "tflops": flops / 1e12, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb}
+
+
+def bench_checkpoint(model, opt) -> tuple[float, float]:
+    """Seconds and MB to write one in-stage checkpoint (trainable weights, AdamW state, schedule) as
+    the training loop does, to a temporary folder (on the same disk as ``tempfile``'s)."""
+    from coin.engine import checkpoint as ckpt
+
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    with tempfile.TemporaryDirectory(prefix="coin-bench-ckpt-") as d:
+        start = time.perf_counter()
+        path = ckpt.save_checkpoint(Path(d), 1, named, opt, sched)
+        seconds = time.perf_counter() - start
+        size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    return seconds, size / 2**20
+
+
+@torch.no_grad()
+def bench_prefill_decode(vlm, batch_size: int, args, device, dtype) -> dict:
+    """One greedy generation split into its prefill (the prompt through the model, image included)
+    and its decode steps (one token each, KV cache written in place), with the peak memory of it."""
+    from transformers.cache_utils import DynamicCache
+
+    from coin.models.kv_cache import preallocated_cache
+
+    model = vlm.model
+    model.eval()
+    batch = prompt_batch(batch_size, args.text_tokens, vlm.num_image_tokens, device, dtype,
+                         torch.Generator().manual_seed(2))
+    mask = batch["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        cache = preallocated_cache(model, mask.shape[1] + args.new_tokens) or DynamicCache(config=model.config)
+        _sync(device)
+        t0 = time.perf_counter()
+        out = model(**batch, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        nxt = out.logits[:, -1, :].argmax(dim=-1)
+        _sync(device)
+        t1 = time.perf_counter()
+        position = positions[:, -1:]
+        for _ in range(args.new_tokens - 1):
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            position = position + 1
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, past_key_values=cache,
+                        use_cache=True)
+            nxt = out.logits[:, -1, :].argmax(dim=-1)
+        _sync(device)
+        t2 = time.perf_counter()
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return {"prefill_ms": 1000 * (t1 - t0), "decode_ms_per_token": 1000 * (t2 - t1) / max(args.new_tokens - 1, 1),
+            "peak_gib": peak}
 
 
 @torch.no_grad()
 def bench_generate(vlm, batch_size: int, args, device, dtype, decoding: str = "coin") -> float:
-    """Samples/s of greedy decoding with the KV cache, exactly ``--new-tokens`` tokens per sample.
+    """Samples/s of greedy decoding with the KV cache, exactly ``--new-tokens`` tokens per sample,
+    on mixed-length left-padded prompts (``prompt_batch``).
 
     ``decoding`` "coin" is coin's ``greedy_decode`` (preallocated KV cache; no end token here, so no
     row is dropped), "hf" is ``model.generate`` with Hugging Face's concatenating cache.
@@ -145,8 +274,7 @@ def bench_generate(vlm, batch_size: int, args, device, dtype, decoding: str = "c
     model = vlm.model
     model.eval()
     gen = torch.Generator().manual_seed(1)
-    batch = train_batch(batch_size, args.text_tokens, 1, vlm.num_image_tokens, device, dtype, gen)
-    batch.pop("labels")
+    batch = prompt_batch(batch_size, args.text_tokens, vlm.num_image_tokens, device, dtype, gen)
     kw = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, num_beams=1,
               use_cache=True, eos_token_id=EOS, pad_token_id=PAD_TOKEN)
 
@@ -167,6 +295,47 @@ def bench_generate(vlm, batch_size: int, args, device, dtype, decoding: str = "c
     return batch_size * args.gen_reps / (time.perf_counter() - t0)
 
 
+def bench_loader(args) -> str:
+    """The training loader's throughput on 336-pixel JPEGs (bench_data's tiny setup), 0 vs N workers."""
+    import shutil
+
+    from bench_data import loader_samples_per_s, tiny_setup
+
+    root = Path(tempfile.mkdtemp(prefix="coin-bench-loader-"))
+    try:
+        vlm, samples = tiny_setup(root, args.data_samples, 336)
+        rates = {w: loader_samples_per_s(vlm, samples, w) for w in (0, args.data_workers)}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return (f"data loading (decode, pad, CLIP preprocessing at 336 px, tokenise), {args.data_samples} JPEGs: "
+            + ", ".join(f"{w} workers {r:.0f} samples/s" for w, r in rates.items()))
+
+
+def bench_frozen_tower(config, args, device, dtype) -> str:
+    """Issue #22.9 side by side: LoRA training with the frozen CLIP tower run without autograd (coin's
+    ``no_grad_when_frozen``) against the same model with those hooks removed, where gradient
+    checkpointing's input-gradient hook makes the tower keep its activations and back-propagate."""
+    from coin.config import AdapterConfig
+    from coin.models.vlm import _enter_no_grad, _leave_no_grad
+
+    adapter = AdapterConfig(r=args.rank, alpha=args.alpha or 2.0 * args.rank, dropout=args.dropout)
+    vlm = build_vlm(config, device, dtype, args.attn, not args.no_gradient_checkpointing, adapter)
+    ours = bench_train(vlm, args, device, dtype)
+    for m in vlm.model.modules():
+        for hooks in (m._forward_pre_hooks, m._forward_hooks):
+            for key in [k for k, f in hooks.items() if f in (_enter_no_grad, _leave_no_grad)]:
+                del hooks[key]
+    before = bench_train(vlm, args, device, dtype)
+    del vlm
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return (f"frozen tower (lora r{args.rank}): without autograd {ours['steps_per_s']:.3f} steps/s, peak "
+            f"{ours['peak_gib']:.1f} GiB; with autograd through it {before['steps_per_s']:.3f} steps/s, peak "
+            f"{before['peak_gib']:.1f} GiB: speed-up x{ours['steps_per_s'] / before['steps_per_s']:.2f}, "
+            f"{before['peak_gib'] - ours['peak_gib']:.1f} GiB saved")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu only with --small)")
@@ -181,17 +350,27 @@ def main() -> int:
     ap.add_argument("--experts", type=int, default=8)
     ap.add_argument("--dropout", type=float, default=0.05)
     ap.add_argument("--variants", nargs="+", default=["lora", "moelora"], choices=["lora", "moelora"])
-    ap.add_argument("--gen-batch-sizes", type=int, nargs="*", default=None, help="default 1 32; 1 4 --small")
+    ap.add_argument("--gen-batch-sizes", type=int, nargs="*", default=None, help="default 1 32 64; 1 4 8 --small")
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--gen-reps", type=int, default=2, help="timed generate calls per batch size")
     ap.add_argument("--no-gradient-checkpointing", action="store_true")
     ap.add_argument("--attn", default="sdpa", help="attn_implementation, e.g. sdpa, flash_attention_2, eager")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, for MFU "
+                    "(default: looked up by name in PEAK_TFLOPS)")
+    ap.add_argument("--data-workers", type=int, default=None, help="loader workers to compare with none "
+                    "(default 4; 2 --small)")
+    ap.add_argument("--data-samples", type=int, default=None, help="336-pixel images through the loader "
+                    "(default 256; 32 --small)")
+    ap.add_argument("--frozen-tower", action="store_true", help="also train LoRA with and without autograd "
+                    "through the frozen vision tower (issue #22.9), side by side")
     args = ap.parse_args()
     args.batch_size = args.batch_size or (2 if args.small else 16)
     args.steps = args.steps or (2 if args.small else 10)
     args.warmup = min(args.warmup, 1) if args.small else args.warmup
     if args.gen_batch_sizes is None:
-        args.gen_batch_sizes = [1, 4] if args.small else [1, 32]
+        args.gen_batch_sizes = [1, 4, 8] if args.small else [1, 32, 64]
+    args.data_workers = args.data_workers if args.data_workers is not None else (2 if args.small else 4)
+    args.data_samples = args.data_samples or (32 if args.small else 256)
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -222,10 +401,11 @@ def main() -> int:
         total = sum(p.numel() for p in vlm.model.parameters())
         tr = bench_train(vlm, args, device, dtype)
         gen = {b: bench_generate(vlm, b, args, device, dtype) for b in args.gen_batch_sizes}
+        split = {b: bench_prefill_decode(vlm, b, args, device, dtype) for b in args.gen_batch_sizes}
         gen_hf = {b: bench_generate(vlm, b, args, device, dtype, "hf") for b in args.gen_batch_sizes}
         print(f"  {variant} generation, coin's decoding over model.generate: "
               + ", ".join(f"batch {b} x{gen[b] / gen_hf[b]:.2f}" for b in args.gen_batch_sizes), flush=True)
-        rows.append((label, total, tr, gen))
+        rows.append((label, total, tr, gen, split))
         print(f"  {label}: {total / 1e9:.2f}B parameters, {tr['trainable'] / 1e6:.1f}M trainable, "
               f"loss {tr['loss']:.2f} (random weights)", flush=True)
         del vlm
@@ -233,16 +413,29 @@ def main() -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
-    head = f"{'variant':<24}{'steps/s':>9}{'tokens/s':>10}{'peak GiB':>10}" + "".join(
-        f"{f'gen b{b} /s':>13}" for b in args.gen_batch_sizes)
+    peak = peak_tflops(device, args.peak_tflops)
+    head = f"{'variant':<24}{'steps/s':>9}{'tokens/s':>10}{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}{'ckpt s':>8}{'ckpt MB':>9}"
     print("\n" + head)
-    for label, _, tr, gen in rows:
-        print(f"{label:<24}{tr['steps_per_s']:>9.3f}{tr['tokens_per_s']:>10.0f}{tr['peak_gib']:>10.1f}"
-              + "".join(f"{gen[b]:>13.2f}" for b in args.gen_batch_sizes))
-    print(f"(gen bN /s: samples per second at generation batch N, {args.new_tokens} new tokens each, "
-          "adapter unmerged; peak GiB: torch.cuda.max_memory_allocated during training)")
+    for label, _, tr, _, _ in rows:
+        mfu = f"{100 * tr['tflops'] / peak:.1f}%" if peak else "n/a"
+        print(f"{label:<24}{tr['steps_per_s']:>9.3f}{tr['tokens_per_s']:>10.0f}{tr['tflops']:>9.3f}{mfu:>7}"
+              f"{tr['peak_gib']:>10.1f}{tr['ckpt_s']:>8.2f}{tr['ckpt_mb']:>9.0f}")
+    print("(TFLOP/s: model FLOPs of training per second (bench_gpu.model_flops); MFU: over the device's dense "
+          f"bf16 peak, {f'{peak:.0f} TFLOP/s' if peak else 'unknown here: give --peak-tflops'}; peak GiB: "
+          "torch.cuda.max_memory_allocated during training; ckpt: one in-stage checkpoint written)")
+    head = f"{'variant':<24}{'batch':>6}{'samples/s':>11}{'prefill ms':>12}{'decode ms/tok':>15}{'gen peak GiB':>14}"
+    print("\n" + head)
+    for label, _, _, gen, split in rows:
+        for b in args.gen_batch_sizes:
+            print(f"{label:<24}{b:>6}{gen[b]:>11.2f}{split[b]['prefill_ms']:>12.1f}"
+                  f"{split[b]['decode_ms_per_token']:>15.2f}{split[b]['peak_gib']:>14.1f}")
+    print(f"(evaluation: mixed-length left-padded prompts, {args.new_tokens} new tokens each, adapter unmerged, "
+          "coin's decoding; prefill: the whole prompt, image included; gen peak GiB: during one generation)")
+    print("\n" + bench_loader(args))
+    if args.frozen_tower:
+        print(bench_frozen_tower(config, args, device, dtype))
     if len(rows) == 2:
-        (la, _, a, ga), (lb, _, b, gb) = rows
+        (la, _, a, ga, _), (lb, _, b, gb, _) = rows
         print(f"{lb} / {la}: training time x{a['steps_per_s'] / b['steps_per_s']:.2f}, "
               + ", ".join(f"generation b{k} time x{ga[k] / gb[k]:.2f}" for k in args.gen_batch_sizes))
     return 0

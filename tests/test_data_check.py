@@ -75,7 +75,7 @@ def test_every_bad_record_is_collected(tree):
 
     _edit(path, spoil)
     (tree / "GQA" / "images" / "n288870.jpg").write_bytes(b"not an image")
-    m = check_data(_cfg(tree), ["GQA"])
+    m = check_data(_cfg(tree, check_images="open"), ["GQA"])
     problems = m.tasks[0].malformed
     assert len(problems) == 5
     assert "record 2 (id 02930152): duplicate id '02930152'" in problems[0]
@@ -104,6 +104,21 @@ def test_derived_family_checks_the_instruction_line(tree):
     m = check_data(_cfg(tree, instructions="10type"), ["GQA"])
     assert "cannot apply the 10type family" in m.tasks[0].malformed[0]
     assert check_data(_cfg(tree, instructions="bogus"), ["GQA"]).problems[0].startswith("data.instructions: unknown")
+
+
+def test_derived_family_checks_every_turn_of_a_multi_turn_record(tree):
+    """The family rewrites every human turn, so the check must look at each (else it passes
+    a file the loader then rejects)."""
+    def add_turn(rows):
+        rows[0]["conversations"] += [{"from": "human", "value": "And the floor?\nExplain."},
+                                     {"from": "gpt", "value": "wood"}]
+
+    _edit(tree / "Instructions_Original" / "GQA" / "train.json", add_turn)
+    assert check_data(_cfg(tree), ["GQA"]).ok  # Original is used as it is
+    m = check_data(_cfg(tree, instructions="diverse"), ["GQA"])
+    assert len(m.tasks[0].malformed) == 1 and "turn 1: last line 'Explain.'" in m.tasks[0].malformed[0]
+    with pytest.raises(DataError, match="turn 1"):
+        load_benchmark(_cfg(tree, instructions="diverse"), ["GQA"], seed=0)
 
 
 def test_stats(tree, capsys):

@@ -146,3 +146,51 @@ def test_sharded_launches_are_refused_with_a_message():
     for bad in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         with pytest.raises(UnsupportedLaunch, match="ddp.yaml"):
             check_supported(bad)
+
+
+def test_grad_accum_with_an_uneven_last_step_matches_one_process(tmp_path, micro_factory):
+    """Two processes with grad_accum 2 on a train set whose last step is short (24 samples, steps
+    of 16: the last step's 8 samples are all rank 0's, two micro-batches, and rank 1 has none).
+    Every process must run as many micro-batches (and collectives) per step, or gloo aborts and
+    NCCL hangs; the result equals one process with the same effective batch."""
+    one, two = micro_factory(), micro_factory()
+    for cfg in (one, two):
+        cfg["tasks"]["order"] = ["ImageNet"]
+        cfg["data"]["synth"]["n_train"] = 24
+        cfg["eval"].update(batch_size=4, zero_shot=False)
+    one["train"].update(batch_size=4, grad_accum=4)  # 16 per step in one process
+    two["train"].update(batch_size=4, grad_accum=2)  # 16 per step = 4 x 2 x 2 processes
+    for name, cfg in (("one", one), ("two", two)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    p1 = subprocess.run([sys.executable, "-m", "coin.cli", "run", "--quiet", "--config", str(tmp_path / "one.yaml"),
+                         "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=300, env=_env())
+    assert p1.returncode == 0, p1.stderr[-3000:]
+    launch = [_launcher(), "launch", "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
+              "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
+              "-m", "coin.cli", "run", "--quiet", "--config", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two")]
+    p2 = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=_env())
+    assert p2.returncode == 0, p2.stdout[-2000:] + p2.stderr[-4000:]
+    from safetensors.torch import load_file
+
+    stage = "stages/01-ImageNet"
+    assert json.loads((tmp_path / "one" / stage / "train.json").read_text())["steps"] == 2
+    a = load_file(str(tmp_path / "one" / stage / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "two" / stage / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and a
+    for k in a:
+        assert (a[k] - b[k]).abs().max().item() <= 1e-5 * max(1.0, a[k].abs().max().item()), k
+    m1 = json.loads((tmp_path / "one" / "matrix.json").read_text())
+    m2 = json.loads((tmp_path / "two" / "matrix.json").read_text())
+    assert m1["matrix"] == m2["matrix"]
+
+
+def test_every_process_runs_as_many_micro_batches_per_step():
+    from coin.engine.loader import micro_batches
+
+    chunk = list(range(40))  # the short last step of the issue: 40 samples, 16 per process's share
+    for world, per_rank in ((2, 32), (4, 32), (3, 16)):
+        plans = [micro_batches(chunk, r, per_rank, 16) for r in range(world)]
+        assert len({len(p) for p in plans}) == 1, [len(p) for p in plans]
+        real = [s for p in plans for part, w in p if w for s in part]
+        assert real == chunk  # every sample once, in order, weighted one; padding weighted zero
+        assert all(part == chunk[:1] for p in plans for part, w in p if not w)

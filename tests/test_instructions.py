@@ -117,3 +117,41 @@ def test_unknown_last_line_is_an_error_naming_the_record():
         apply_family([dict(rec, text=SHORT)], "diverse")
     with pytest.raises(ValueError, match="no Grounding instruction template matches"):
         rewrite("Where is the cat?", "Grounding", "diverse", "x")
+
+
+def _multi_turn_record() -> dict:
+    return {"id": "m1", "image": "a.png", "conversations": [
+        {"from": "human", "value": "<image>\nIs the sky dark?\n" + SHORT}, {"from": "gpt", "value": "no"},
+        {"from": "human", "value": "What color is the car?\n" + SHORT}, {"from": "gpt", "value": "red"},
+        {"from": "human", "value": "Is it raining?\n" + SHORT}, {"from": "gpt", "value": "yes"}]}
+
+
+@pytest.mark.parametrize("family", ["diverse", "10type"])
+def test_every_human_turn_of_a_multi_turn_record_is_rewritten(family):
+    """Released records group several questions per image; a family must reach every turn,
+    or the Diverse and 10Type training sets mix families."""
+    rec = _multi_turn_record()
+    (r,) = apply_family([rec], family, seed=0, task="GQA")
+    line = draw(family, "GQA", "m1", 0).text
+    humans = [t["value"] for t in r["conversations"] if t["from"] == "human"]
+    assert [h.splitlines()[-1] for h in humans] == [line] * 3 and line != SHORT
+    assert humans[0].startswith("<image>\nIs the sky dark?\n") and humans[1].startswith("What color is the car?\n")
+    assert [t["value"] for t in r["conversations"] if t["from"] == "gpt"] == ["no", "red", "yes"]
+    assert rec == _multi_turn_record()  # the input is untouched
+
+
+def test_every_turn_of_a_multi_turn_sample_is_rewritten():
+    s = Sample(id="m1", task="GQA", image="/x.png", prompt="Is the sky dark?\n" + SHORT, answer="no",
+               turns=(("What color is the car?\n" + SHORT, "red"), ("Is it raining?\n" + SHORT, "yes")))
+    (out,) = apply_family([s], "diverse")
+    want = "Respond to the question briefly, using only one word or a phrase."
+    assert out.prompt.endswith("\n" + want)
+    assert [q.splitlines()[-1] for q, _ in out.turns] == [want, want]
+    assert [a for _, a in out.turns] == ["red", "yes"]
+
+
+def test_a_later_turn_without_an_instruction_line_names_its_turn():
+    rec = _multi_turn_record()
+    rec["conversations"][4]["value"] = "Is it raining?\nExplain why."
+    with pytest.raises(ValueError, match=r"record 0 \(id m1\) turn 2: last line 'Explain why.'"):
+        apply_family([rec], "diverse", task="GQA")

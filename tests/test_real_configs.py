@@ -71,9 +71,10 @@ def test_dry_run_of_every_config_lists_missing_files_and_exits_1(path, no_loadin
             assert f"model.{key}:" in out and f"{getattr(cfg.model, key)}  (MISSING)" in out
     else:
         assert f"{cfg.model.path}  (hub id, not checked offline)" in out
-    # data root, image root, 8 tasks x (train, test), and the llava-pretrain parts
+    # data root, image root, 8 tasks x (train, test), the answer files, and the llava-pretrain parts
     parts = 3 if cfg.model.name == "llava-pretrain" else 0
-    assert f"MISSING ({2 + 16 + parts}):" in out
+    assert f"MISSING ({2 + 16 + len(cfg.data.answers) + parts}):" in out
+    assert cfg.data.answers == {"TextVQA": "TextVQA_0.5.1_val.json"}  # the paper's TextVQA protocol
 
 
 def _fake_inputs(root: Path, cfg) -> None:
@@ -83,6 +84,8 @@ def _fake_inputs(root: Path, cfg) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "train.json").write_text(json.dumps([{}] * 300))
         (folder / "test.json").write_text(json.dumps([{}] * 10))
+    for answers in cfg.data.answers.values():  # the official answer files (coin.data.answers)
+        (root / cfg.data.root / answers).write_text(json.dumps({"data": []}))
     (root / cfg.data.image_root).mkdir(parents=True, exist_ok=True)
     for key in ("lm_path", "vision_path"):
         if getattr(cfg.model, key):
@@ -126,6 +129,19 @@ def test_the_7b_sequential_config_has_the_paper_s_recipe():
     m = cfg.model
     assert (m.name, m.dtype, m.gradient_checkpointing) == ("llava-pretrain", "bf16", True)
     assert m.lm_path and m.vision_path and m.projector_path.endswith("mm_projector.bin")
+
+
+def test_paper_configs_train_the_projector_at_the_main_lr_as_coin_did():
+    """CoIN's trainer had no projector group, so mm_projector_lr was ignored: the projector
+    trained at 2e-4. Every shipped paper config must do the same (projector_lr unset)."""
+    files = sorted((REPO / "configs/coin").rglob("*.yaml"))
+    assert len(files) >= 20
+    for path in files:
+        t = load_config(path).train
+        assert t.projector_lr is None, path
+        assert t.lr == 2e-4, path
+    readme = (REPO / "configs/coin/README.md").read_text()
+    assert "LLaVA-1.5's LoRA recipe" in readme and "mm_projector_lr" in readme
 
 
 def test_the_studies_vary_one_thing_each():

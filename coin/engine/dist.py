@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
+
+STARTUP_TIMEOUT = timedelta(hours=3)
+"""How long a collective may wait while the main process works alone at startup (generating
+CoIN-Synth, pretraining the tiny base, loading a 13B model from network storage) and the others
+wait at a barrier. The data check is not in it: it runs before the group exists. Training and
+evaluation get the backend's default back (``end_startup``), so a real hang shows in minutes."""
 
 
 def world() -> int:
@@ -27,18 +34,35 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def state():
-    """accelerate's ``PartialState`` (initialises the process group on first use when world > 1)."""
+def state(timeout: timedelta | None = None):
+    """accelerate's ``PartialState`` (initialises the process group on first use when world > 1;
+    ``timeout`` counts only then)."""
     from accelerate import PartialState
 
     cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    return PartialState(cpu=cpu)
+    return PartialState(cpu=cpu, **({"timeout": timeout} if timeout is not None else {}))
 
 
-def init() -> None:
-    """Join the process group now (a no-op for a single process)."""
+def init(timeout: timedelta | None = None) -> None:
+    """Join the process group now (a no-op for a single process), its collectives waiting up to
+    ``timeout`` (None: the backend's default)."""
     if world() > 1:
-        state()
+        state(timeout)
+
+
+def end_startup() -> None:
+    """Give the process group the backend's default timeout again (NCCL 10 min, gloo 30 min)."""
+    import torch.distributed as tdist
+
+    if world() == 1 or not tdist.is_initialized():
+        return
+    from torch.distributed import distributed_c10d as c10d
+
+    nccl = tdist.get_backend() == "nccl"
+    default = (getattr(c10d, "default_pg_nccl_timeout", None) if nccl else None) or c10d.default_pg_timeout
+    setter = getattr(c10d, "_set_pg_timeout", None)  # torch >= 2.3; older ones keep the startup timeout
+    if setter is not None:
+        setter(default)
 
 
 def device() -> torch.device:
@@ -100,5 +124,6 @@ def check_supported(distributed_type) -> None:
     if name not in SUPPORTED:
         raise UnsupportedLaunch(
             f"this launch uses {name}, which coin's training loop does not support yet; launch with "
-            "configs/accelerate/ddp.yaml (data parallel; LoRA on a 7B model fits one 24 GB GPU with "
-            "model.gradient_checkpointing) or a single process. See docs/distributed.md.")
+            "configs/accelerate/ddp.yaml (data parallel; LoRA r 128 on LLaVA-1.5-7B with "
+            "model.gradient_checkpointing needs about 19 GB plus 0.46 GB per sample per GPU, computed) or a "
+            "single process. See docs/distributed.md.")

@@ -18,6 +18,7 @@ import torch
 from coin.config import TrainConfig
 from coin.engine import checkpoint as ckpt
 from coin.engine import dist
+from coin.engine.loader import default_workers, load_batches, micro_batches
 from coin.methods import Method, StageContext
 
 
@@ -63,6 +64,7 @@ class StageStats:
     mean_loss: float
     skipped_batches: int = 0
     resumed_from: int = 0
+    truncated: int = 0  # training samples cut to the model's max_length (LlavaVLM.truncated_ids)
 
 
 def cosine_with_warmup(total: int, warmup: int):
@@ -97,20 +99,17 @@ def param_groups(named: dict, full_train: list[str], cfg: TrainConfig) -> list[d
     return [g for g in ({"params": rest}, {"params": full, "lr": cfg.projector_lr}) if g["params"]]
 
 
-def rank_share(chunk: list, rank: int, per_rank: int) -> list:
-    """This process's contiguous slice of one optimizer step's samples (empty when there are too few)."""
-    return chunk[rank * per_rank : (rank + 1) * per_rank]
-
-
 def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: list[Method], seed: int,
                 progress: bool = True, checkpoint_dir: Path | None = None, log=print) -> StageStats:
     """Train ``ctx.vlm.model`` on ``samples`` for one stage and return its statistics.
 
     One optimizer step consumes ``batch_size x grad_accum x processes`` samples of a seeded
     plan that every process computes alike; each process takes its contiguous share and
-    runs it in micro-batches of ``batch_size``. Each micro-batch's loss is weighted by its
-    share of the step's samples, so the gradient equals a single process's with the same
-    effective batch. With ``checkpoint_dir``, the main process writes a checkpoint every
+    runs it in micro-batches of ``batch_size``, as many on every process (``loader``). Each
+    micro-batch's loss is weighted by its share of the step's samples, so the gradient equals
+    a single process's with the same effective batch. Batches are built ahead of the step by
+    ``train.num_workers`` loader workers, from a plan fixed first, so they do not depend on
+    the number of workers. With ``checkpoint_dir``, the main process writes a checkpoint every
     ``cfg.checkpoint_every`` steps and on SIGINT/SIGTERM; training resumes from the newest
     good one.
     """
@@ -142,6 +141,15 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
     device = next(model.parameters()).device
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # fp16 needs loss scaling
+    steps = [micro_batches([samples[i] for i in plan[step]], rank, per_rank, cfg.batch_size)
+             for step in range(start, len(plan))]
+    workers = default_workers(device) if cfg.num_workers is None else cfg.num_workers
+    stream = load_batches([part for micro in steps for part, _ in micro], vlm.train_batch, workers,
+                          pin_memory=device.type == "cuda")
+    truncated = len(vlm.truncated_ids(samples)) if hasattr(vlm, "truncated_ids") else 0
+    if truncated and dist.is_main():
+        log(f"stage {ctx.stage + 1} ({ctx.task}): {truncated} of {len(samples)} training samples are longer than "
+            f"model.max_length ({vlm.max_length} tokens) and are cut at the end")
     model.train()
     t0, losses, skipped = time.time(), [], 0
     bar = tqdm(total=len(plan), initial=start, desc=f"train {ctx.task}", unit="step",
@@ -149,16 +157,16 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     with _StopFlag() as stop:
         for step in range(start, len(plan)):
             chunk = [samples[i] for i in plan[step]]
-            share = rank_share(chunk, rank, per_rank)
-            # a process without samples (the last step may be short) still joins the gradient
-            # all-reduce, with one sample weighted zero
-            weight = 1.0 if share else 0.0
-            mine = share or chunk[:1]
-            micro = [mine[k : k + cfg.batch_size] for k in range(0, len(mine), cfg.batch_size)]
+            # as many micro-batches on every process (padding weighted zero on a short last step):
+            # each one calls collectives that must pair across processes
+            micro = steps[step - start]
             total, bad = 0.0, False
-            for k, part in enumerate(micro):
+            for k, (part, weight) in enumerate(micro):
+                ready = next(stream)
+                if bad:  # a skipped step: its remaining batches are drained, not used
+                    continue
                 ctx.micro = (step * world + rank) * cfg.grad_accum + k  # the same stream under any process count
-                batch = {key: v.to(device) for key, v in vlm.train_batch(part).items()}
+                batch = {key: v.to(device, non_blocking=True) for key, v in ready.items()}
                 sync = k == len(micro) - 1
                 with _no_sync(acc, engine, not sync):
                     with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
@@ -176,7 +184,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                         if dist.is_main():
                             log(f"warning: {msg}; batch skipped")
                         bad = True
-                        break
+                        continue
                     scale = weight * len(part) / len(chunk) * world  # DDP averages over processes
                     scaler.scale(loss * scale).backward()
                 total += loss.item() * weight * len(part) / len(chunk)
@@ -212,7 +220,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     del engine
     model.eval()
     return StageStats(len(plan), len(samples), time.time() - t0, losses[-1] if losses else float("nan"),
-                      sum(losses) / max(len(losses), 1), skipped, start)
+                      sum(losses) / max(len(losses), 1), skipped, start, truncated)
 
 
 def _no_sync(acc, engine, skip: bool):

@@ -257,8 +257,10 @@ def _kind(item: Any) -> str:
 def _apply_one(item: Any, family: str, seed: int, task: str | None, k: int) -> Any:
     kind = _kind(item)
     if kind == "sample":
-        where = f"sample {k} (id {item.id})"
-        return dataclasses.replace(item, prompt=rewrite(item.prompt, task or item.task, family, item.id, seed, where))
+        t, where = task or item.task, f"sample {k} (id {item.id})"
+        turns = tuple((rewrite(q, t, family, item.id, seed, f"{where} turn {n + 1}"), a)
+                      for n, (q, a) in enumerate(item.turns))
+        return dataclasses.replace(item, prompt=rewrite(item.prompt, t, family, item.id, seed, where), turns=turns)
     if kind == "test":
         sid = str(item["question_id"])
         t = task or item["task"]
@@ -266,11 +268,16 @@ def _apply_one(item: Any, family: str, seed: int, task: str | None, k: int) -> A
     sid = str(item["id"])
     if task is None:
         raise ValueError(f"record {k} (id {sid}): training records carry no task name; pass task=")
-    human, *rest = item["conversations"]
-    value = str(human["value"])
-    prefix = "<image>\n" if value.startswith("<image>\n") else ""
-    new = rewrite(value[len(prefix):], task, family, sid, seed, f"record {k} (id {sid})")
-    return {**item, "conversations": [{**human, "value": prefix + new}, *rest]}
+    conv = []
+    for n, turn in enumerate(item["conversations"]):
+        if not isinstance(turn, dict) or turn.get("from") != "human":
+            conv.append(turn)
+            continue
+        value = str(turn["value"])
+        prefix = "<image>\n" if value.startswith("<image>\n") else ""
+        where = f"record {k} (id {sid})" + (f" turn {n // 2}" if n else "")
+        conv.append({**turn, "value": prefix + rewrite(value[len(prefix):], task, family, sid, seed, where)})
+    return {**item, "conversations": conv}
 
 
 def apply_family(items: Iterable[Any], family: str, seed: int = 0, task: str | None = None) -> list:
@@ -278,6 +285,11 @@ def apply_family(items: Iterable[Any], family: str, seed: int = 0, task: str | N
 
     Items may be training ``Sample``s, released test records (``text``) or released training
     records (``conversations``; these need ``task``). ``10type`` draws per sample id.
+
+    Every human turn is rewritten, not only the first: released records group several
+    questions about one image into one conversation, each ending with the format line, so
+    rewriting the first alone would train on a mix of families. All turns of one record get
+    the same line (the draw is keyed by the record's id).
     """
     get_family(family)
     return [_apply_one(item, family, seed, task, k) for k, item in enumerate(items)]

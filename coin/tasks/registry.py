@@ -22,6 +22,9 @@ class TaskSpec:
     ``instruction`` is the Original (Type1) format-instruction line; for Grounding it has
     a ``{}`` where the referring expression goes. ``folder`` is the task's directory in
     the released layout (``Instructions_Original/<folder>/{train,test}.json``).
+    ``max_new_tokens`` is the floor of the task's generation limit: a run sizes the limit
+    from the task's training answers in the model's tokens (``coin.engine.limits``), never
+    below this, so a letter keeps 4 tokens and a box 32 while long titles get more.
     """
 
     name: str
@@ -29,7 +32,7 @@ class TaskSpec:
     answer_form: str  # "letter" | "phrase" | "class" | "box"
     scorer: str
     instruction: str
-    max_new_tokens: int
+    max_new_tokens: int  # the floor of the generation limit (see above)
 
 
 TASKS: Registry[TaskSpec] = Registry("task")

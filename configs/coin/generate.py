@@ -31,12 +31,13 @@ DATA = {
     "image_root": "data/images",
     "instructions": "original",
     "volume": 1.0,
+    "answers": {"TextVQA": "TextVQA_0.5.1_val.json"},
 }
 TASKS = {"order": "paper", "eval": "seen"}
 ADAPTER = {"type": "lora", "r": 128, "alpha": 256, "dropout": 0.05, "train_projector": True}
 TRAIN = {
     "lr": 2.0e-4,
-    "projector_lr": 2.0e-5,
+    "projector_lr": None,
     "batch_size": 16,
     "grad_accum": 1,
     "epochs": 1,
@@ -92,6 +93,8 @@ COMMENTS = {
     "data.image_root": "PLACEHOLDER: image paths are relative to it (COCO2014/, GQA/...)",
     "data.instructions": "original (Type1) | diverse (Type2) | 10type",
     "data.volume": "seeded fraction of every training set (the paper: 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)",
+    "data.answers.TextVQA": "PLACEHOLDER: the official TextVQA_0.5.1_val.json under data.root; its ten answers "
+                            "are joined by question id (the paper's TextVQA protocol)",
     "tasks.order": None,  # filled per order below
     "tasks.eval": "after each stage evaluate the tasks trained so far",
     "model.name": None,  # per backbone
@@ -108,8 +111,9 @@ COMMENTS = {
     "adapter.dropout": "LLaVA's default, which CoIN's scripts inherit",
     "adapter.train_projector": "the projector is trained fully; vision tower and LM frozen",
     "train.lr": "the paper's, for the adapter",
-    "train.projector_lr": "the projector's, as LLaVA-1.5's LoRA script and CoIN's scripts (mm_projector_lr)",
-    "train.batch_size": "per GPU: 16 x grad_accum 1 x 8 GPUs = 128, LLaVA-1.5's batch",
+    "train.projector_lr": "null: the projector at train.lr, as CoIN trained it (its trainer ignored "
+                          "mm_projector_lr); 2.0e-05 is LLaVA-1.5's LoRA recipe",
+    "train.batch_size": "per GPU: 16 x grad_accum 1 x 8 GPUs = 128, LLaVA-1.5's LoRA batch (see the README)",
     "train.grad_accum": "keep 128 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
     "train.epochs": "one epoch per task",
     "train.warmup_ratio": "cosine schedule with 3% linear warm-up",
