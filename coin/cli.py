@@ -6,7 +6,7 @@
     coin data check|stats [--config FILE] [--root DIR] [--image-root DIR] [--tasks T ...] [--json]
     coin sweep CONFIG [CONFIG ...] [--seeds 0 1 2] [--out DIR]
     coin report RUN [RUN ...] [--out DIR]
-    coin score --scorer NAME --predictions P.jsonl --ground-truth T.json [--json]
+    coin score --task TASK [--protocol paper|strict] --predictions P.jsonl --ground-truth T.json [--answers A.json]
     coin metrics MATRIX.json [--json]
     coin judge RUN [--config JUDGE.yaml] [--model M --base-url URL ...] [--stages S ...] [--tasks T ...]
     coin model assemble --lm DIR --vision DIR --projector FILE --out DIR [--dtype fp16]
@@ -35,12 +35,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1 if missing else 0
     from coin.engine import dist
 
-    dist.init()
+    # no collective here: the run checks its data before joining the process group; the other
+    # processes touch ``out`` only after the main process's first barrier, past this removal
     if args.fresh and out.exists() and dist.is_main():
         import shutil
 
         shutil.rmtree(out)
-    dist.barrier()
     _threads(args.threads)
     result = run(cfg, out, progress=not args.quiet)
     if not dist.is_main():
@@ -80,16 +80,16 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 
 def _data_target(args: argparse.Namespace):
-    """(DataConfig, tasks) a data command looks at: a run config and/or --root, --tasks."""
+    """(DataConfig, tasks, eval.protocol) a data command looks at: a run config and/or --root, --tasks."""
     import dataclasses
 
     from coin.config import DataConfig, load_config
     from coin.data.orders import resolve_order
 
-    tasks = None
+    tasks, protocol = None, {}
     if args.config or args.set:
         cfg = load_config(args.config, args.set)
-        data, tasks = cfg.data, resolve_order(cfg.tasks.order)
+        data, tasks, protocol = cfg.data, resolve_order(cfg.tasks.order), cfg.eval.protocol
     elif args.root:
         data = DataConfig(benchmark="coin", root=args.root)
     else:
@@ -105,7 +105,7 @@ def _data_target(args: argparse.Namespace):
         names = [t for item in args.tasks for t in item.split(",") if t]
         is_order = len(names) == 1 and names[0] not in TASKS  # "paper", "alphabet", "shuffle:3"
         tasks = resolve_order(names[0] if is_order else names)
-    return data, tasks
+    return data, tasks, protocol
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
@@ -130,10 +130,10 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     from coin.data.check import check_data
 
     try:
-        data, tasks = _data_target(args)
+        data, tasks, protocol = _data_target(args)
     except ValueError as e:
         raise SystemExit(f"coin data check: {e}") from None
-    manifest = check_data(data, tasks, open_images=not args.quick)
+    manifest = check_data(data, tasks, open_images=not args.quick, protocols=protocol)
     print(json.dumps(manifest.to_dict(), indent=1) if args.json else manifest.format(limit=args.limit))
     return 0 if manifest.ok else 1
 
@@ -142,7 +142,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from coin.data.check import format_stats, stats
 
     try:
-        data, tasks = _data_target(args)
+        data, tasks, _ = _data_target(args)
     except ValueError as e:
         raise SystemExit(f"coin data stats: {e}") from None
     table = stats(data, tasks)
@@ -162,27 +162,53 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from coin.eval.normalize import normalize_answer
-    from coin.eval.scorers import score_task
+    from coin.eval.normalize import get_normalizer
+    from coin.eval.protocols import COLUMNS, missing_ten_answers, resolve, task_protocols
+    from coin.eval.scorers import SCORERS, score_task
     from coin.io import read_json, read_jsonl
 
     if args.normalize is not None:
-        print(normalize_answer(args.normalize))
+        print(get_normalizer(args.normalizer or "vqa")(args.normalize))
         return 0
-    if not (args.scorer and args.predictions and args.ground_truth):
-        raise SystemExit("coin score: --scorer, --predictions and --ground-truth are required (or --normalize TEXT)")
+    if not (args.predictions and args.ground_truth) or not (args.task or args.scorer):
+        raise SystemExit("coin score: --predictions, --ground-truth and --task (or --scorer) are required "
+                         "(or --normalize TEXT)")
     preds = read_jsonl(args.predictions)
     outputs = {}
     for k, p in enumerate(preds, 1):
-        if "question_id" not in p or "text" not in p:
-            raise SystemExit(f"{args.predictions}:{k}: a prediction needs 'question_id' and 'text'")
-        outputs[str(p["question_id"])] = str(p["text"])
+        text = p.get("text", p.get("output")) if isinstance(p, dict) else None
+        if not isinstance(p, dict) or "question_id" not in p or text is None:
+            raise SystemExit(f"{args.predictions}:{k}: a prediction needs 'question_id' and 'text' (or 'output')")
+        outputs[str(p["question_id"])] = str(text)
     records = [{**r, "question_id": str(r["question_id"])} for r in read_json(args.ground_truth)]
-    result = score_task(args.scorer, outputs, records)
-    if args.json:
-        print(json.dumps({"score": result.score, "n": result.n, **result.tags}))
+    if args.answers:
+        from coin.data.answers import AnswerSourceError, join_answers, read_answer_file
+
+        try:
+            records, report = join_answers(records, read_answer_file(args.answers))
+        except AnswerSourceError as e:
+            raise SystemExit(f"coin score: {e}") from None
+        for line in report.problems(args.answers, args.task or "task") + report.notes(args.answers, args.task or "task"):
+            print(line, file=sys.stderr)
+    if args.task:
+        protocol = (resolve(args.task, None)[args.protocol] if args.protocol in COLUMNS
+                    else task_protocols(args.task).get(args.protocol))
+        if protocol.answers == "ten" and (bad := missing_ten_answers(records)):
+            raise SystemExit(f"coin score: {args.task} protocol {protocol.name!r} needs ten answers per question; "
+                             f"{len(bad)} record(s) of {args.ground_truth} have none (e.g. {', '.join(bad[:3])}). "
+                             f"Give --answers PATH/TextVQA_0.5.1_val.json or another --protocol")
+        scorer, label = protocol.scorer_fn(), f"{args.task} {args.protocol} ({protocol.name}: {protocol.rule})"
     else:
-        print(f"score {result.score:.2f} over {result.n} samples")
+        from functools import partial
+
+        fn = SCORERS.get(args.scorer)
+        scorer = partial(fn, norm=get_normalizer(args.normalizer)) if args.normalizer else fn
+        label = f"scorer {args.scorer}" + (f", normaliser {args.normalizer}" if args.normalizer else "")
+    result = score_task(scorer, outputs, records)
+    if args.json:
+        print(json.dumps({"scored_by": label, "score": result.score, "n": result.n, **result.tags}))
+    else:
+        print(f"{label}\nscore {result.score:.2f} over {result.n} samples")
         for tag, n in sorted(result.tags.items()):
             print(f"  {tag:14s} {n}")
     return 0
@@ -251,6 +277,7 @@ _JUDGE_FLAGS = {
     "batch_size": (int, "hf: prompts per generate call (default 8)"),
     "device": (str, "hf: auto, cpu, cuda, cuda:N"),
     "dtype": (str, "hf: auto, float32, bfloat16, float16"),
+    "revision": (str, "judge weights' version: hf hub revision, else a label (part of the cache key)"),
     "name": (str, "folder under RUN/judge/ (default: from the model)"),
     "cache": (str, "sqlite cache file (default RUN/judge/cache.sqlite)"),
 }
@@ -318,10 +345,22 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="folder for a comparison report")
     rep.set_defaults(func=_cmd_report)
 
-    sc = sub.add_parser("score", help="score predictions against a CoIN test file")
-    sc.add_argument("--scorer")
-    sc.add_argument("--predictions")
-    sc.add_argument("--ground-truth")
+    from coin.eval.protocols import format_card
+
+    sc = sub.add_parser("score", help="score predictions against a CoIN test file",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="protocol card (per task: the rule, scorer, normaliser, answers; then each "
+                               "deliberate difference from the original CoIN code):\n" + format_card())
+    sc.add_argument("--task", help="CoIN task whose protocol to use, e.g. TextVQA")
+    sc.add_argument("--protocol", default="paper",
+                    help="paper (default: the original rule, its bugs fixed), strict (coin's own) or a task's "
+                         "other protocol by name (TextVQA: single)")
+    sc.add_argument("--scorer", help="instead of --task: a scorer by name (vqa, exact, substring, letter, "
+                                     "classification, grounding)")
+    sc.add_argument("--normalizer", help="with --scorer or --normalize: vqa (default), m4c, lower, gqa, strip")
+    sc.add_argument("--predictions", help="JSONL rows with question_id and text (or output)")
+    sc.add_argument("--ground-truth", help="the CoIN test file (a JSON list of records)")
+    sc.add_argument("--answers", help="official annotation file joined by question_id (TextVQA_0.5.1_val.json)")
     sc.add_argument("--json", action="store_true")
     sc.add_argument("--normalize", metavar="TEXT", help="print the normalised form of TEXT and exit")
     sc.set_defaults(func=_cmd_score)

@@ -48,7 +48,11 @@ class DataConfig:
     max_test: int | None = None  # evaluate on the first N test records of each task
     # per-task overrides, relative to root: {GQA: {train: ..., test: ..., image_root: ...}}
     paths: dict = field(default_factory=dict)
-    check_images: str = "open"  # before a run: "open" (read each image's header) or "exists" (stat only)
+    # per-task answer files joined into the test records by question id, relative to root:
+    # {TextVQA: TextVQA_0.5.1_val.json} (the official ten answers; coin.data.answers)
+    answers: dict = field(default_factory=dict)
+    # before a run: "exists" (stat each image: quick on network storage) or "open" (also read its header)
+    check_images: str = "exists"
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 
@@ -85,6 +89,14 @@ class ModelConfig:
     lm_path: str | None = None  # a Vicuna-style LM folder (LlamaForCausalLM + tokenizer)
     vision_path: str | None = None  # a CLIP vision folder (e.g. clip-vit-large-patch14-336)
     projector_path: str | None = None  # LLaVA's stage-1 mm_projector.bin (a plain state dict)
+    # training sequences longer than this are cut at the end (LLaVA's model_max_length); None: the
+    # backbone's own (2048 for llava / llava-pretrain, as LLaVA-1.5 trained), else the tokenizer's
+    max_length: int | None = None
+    image_cache_mb: int = 2048  # preprocessed images kept per process (LlavaVLM), in MiB; 0: none
+    # Qwen2-VL-style processors: each image resized to this many pixels (28x28 per visual token);
+    # the hub's max_pixels (12845056, ~16k tokens) runs out of memory on large photos
+    min_pixels: int | None = None  # None: the processor's own (Qwen2-VL's 56 * 56, i.e. 4 visual tokens)
+    max_pixels: int | None = 1280 * 28 * 28  # the upper bound Qwen2-VL's model card suggests
     tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.TinyConfig
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -112,6 +124,9 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     checkpoint_every: int = 50  # in-stage checkpoint interval in optimizer steps; 0: only on SIGINT/SIGTERM
     on_nonfinite: str = "stop"  # "stop": a NaN/inf loss stops the stage; "skip": skip the batch and count it
+    # processes that build batches (decode, preprocess, tokenise) ahead of the step; the batches are
+    # the same for any value. None: 4 on a GPU, 0 on a CPU (coin.engine.loader.default_workers)
+    num_workers: int | None = None
 
 
 @dataclass
@@ -119,6 +134,12 @@ class EvalConfig:
     batch_size: int = 64
     zero_shot: bool = True
     bootstrap: int = 1000  # resamples for confidence intervals; 0 turns them off
+    # generation limit per task, e.g. {OCR-VQA: 64}; a task not named gets its longest training
+    # answer in the model's tokens plus a margin (coin.engine.limits)
+    max_new_tokens: dict = field(default_factory=dict)
+    # per-task scoring protocol by name, replacing the task's paper and strict protocols in both
+    # tables, e.g. {TextVQA: single} for released files without the ten answers (coin.eval.protocols)
+    protocol: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -249,12 +270,33 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"train.warmup_ratio must be in [0, 1), got {cfg.train.warmup_ratio}")
     if not 0 <= cfg.adapter.dropout < 1:
         problems.append(f"adapter.dropout must be in [0, 1), got {cfg.adapter.dropout}")
+    if cfg.model.max_length is not None and cfg.model.max_length < 1:
+        problems.append(f"model.max_length must be >= 1 (or null for the backbone's own), got {cfg.model.max_length}")
+    if cfg.model.image_cache_mb < 0:
+        problems.append(f"model.image_cache_mb must be >= 0, got {cfg.model.image_cache_mb}")
+    for key in ("min_pixels", "max_pixels"):
+        if getattr(cfg.model, key) is not None and getattr(cfg.model, key) < 1:
+            problems.append(f"model.{key} must be >= 1 (or null for the processor's own), got {getattr(cfg.model, key)}")
+    if None not in (cfg.model.min_pixels, cfg.model.max_pixels) and cfg.model.min_pixels > cfg.model.max_pixels:
+        problems.append(f"model.min_pixels ({cfg.model.min_pixels}) must be <= model.max_pixels ({cfg.model.max_pixels})")
     if cfg.model.dtype not in ("auto", "fp32", "bf16", "fp16"):
         problems.append(f"model.dtype must be one of auto, fp32, bf16, fp16, got {cfg.model.dtype!r}")
     if cfg.train.precision not in ("fp32", "bf16", "fp16"):
         problems.append(f"train.precision must be one of fp32, bf16, fp16, got {cfg.train.precision!r}")
     if cfg.train.on_nonfinite not in ("stop", "skip"):
         problems.append(f"train.on_nonfinite must be 'stop' or 'skip', got {cfg.train.on_nonfinite!r}")
+    if cfg.train.num_workers is not None and cfg.train.num_workers < 0:
+        problems.append(f"train.num_workers must be >= 0 or null, got {cfg.train.num_workers}")
+    from coin.tasks import TASKS
+
+    for task, n in (cfg.eval.max_new_tokens or {}).items():
+        if task not in TASKS:
+            problems.append(f"eval.max_new_tokens: {TASKS.unknown_message(task)}")
+        elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            problems.append(f"eval.max_new_tokens.{task} must be a positive integer, got {n!r}")
+    from coin.eval.protocols import choice_problems
+
+    problems += choice_problems(cfg.eval.protocol, "eval.protocol")
     if cfg.train.checkpoint_every < 0:
         problems.append(f"train.checkpoint_every must be >= 0, got {cfg.train.checkpoint_every}")
     if cfg.data.benchmark not in ("synth", "coin"):

@@ -12,7 +12,7 @@ computes 1,000 replicates with the same code as the point estimate.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,6 +26,8 @@ __all__ = [
     "summarize",
     "bootstrap_ci",
     "mean_std",
+    "SeedSummary",
+    "seed_summary",
 ]
 
 Matrix = Sequence[Sequence[float | None]]
@@ -243,3 +245,25 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
     if len(vals) == 1:
         return vals[0], 0.0
     return float(np.mean(vals)), float(np.std(vals, ddof=1))
+
+
+class SeedSummary(NamedTuple):
+    """A metric over seeds: mean and std of the seeds that have it, and how many did of how many."""
+
+    mean: float | None
+    std: float | None
+    n: int  # seeds whose value went into the mean
+    total: int  # seeds in the group
+
+
+def seed_summary(values: Sequence[float | None]) -> SeedSummary:
+    """Mean and sample std over the seeds that have a value, with the count used and the total.
+
+    A seed whose metric is undefined (None) cannot enter the mean, but it is counted in
+    ``total`` so a report can say "n=2 of 3" instead of quietly averaging fewer runs.
+    """
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return SeedSummary(None, None, 0, len(values))
+    mean, std = mean_std(vals)
+    return SeedSummary(mean, std, len(vals), len(values))

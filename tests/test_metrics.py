@@ -298,3 +298,12 @@ def test_mean_std() -> None:
     assert mean == pytest.approx(2.0) and std == pytest.approx(math.sqrt(2))
     with pytest.raises(ValueError):
         mean_std([])
+
+
+def test_seed_summary_counts_the_seeds_it_used() -> None:
+    from coin.metrics import seed_summary
+
+    s = seed_summary([1.0, None, 3.0])
+    assert (s.n, s.total) == (2, 3)  # the undefined seed is counted, not silently dropped
+    assert s.mean == pytest.approx(2.0) and s.std == pytest.approx(math.sqrt(2))
+    assert seed_summary([None, None]) == (None, None, 0, 2)

@@ -97,3 +97,30 @@ def test_normalize_is_idempotent(text: str, expected: str) -> None:
 
 def test_memoised_result_is_stable() -> None:
     assert normalize_answer("Two Dogs.") == normalize_answer("Two Dogs.") == "2 dogs"
+
+
+# ------------------------------------------------------- TextVQA's m4c processor
+
+# (text, VQA rules, m4c EvalAIAnswerProcessor): each case is one where the two disagree
+M4C_DISAGREES = [
+    ("red,white", "red white", "redwhite"),  # m4c deletes commas before the punctuation pass
+    ("dog's bone", "dog's bone", "dog 's bone"),  # m4c splits 's off its word
+    ("It's", "it's", "it 's"),
+    ("1,000-2", "10002", "1000 2"),  # digit-comma-digit: VQA deletes every mark, m4c only the commas
+    ("who?why", "who why", "whowhy"),  # m4c deletes "?" outright
+]
+
+
+@pytest.mark.parametrize(("text", "vqa", "m4c"), M4C_DISAGREES)
+def test_m4c_differs_from_the_vqa_rules(text: str, vqa: str, m4c: str) -> None:
+    from coin.eval.normalize import get_normalizer
+
+    assert normalize_answer(text) == vqa
+    assert get_normalizer("m4c")(text) == m4c
+
+
+def test_m4c_agrees_elsewhere() -> None:
+    from coin.eval.normalize import normalize_m4c
+
+    for text in ("The answer is two.", "Yes.", "a, b", "What?", "  Coca-Cola  "):
+        assert normalize_m4c(text) == normalize_answer(text)

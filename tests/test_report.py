@@ -180,9 +180,9 @@ def test_comparison_groups_seeds(tmp_path: Path, t3_run: Path, t8_runs: list[Pat
     assert first[9] == "68.33 [66.10, 70.20]"
     _, std = mean_std([58.25, 60.25])
     assert second[:9] == ["lora-s0, lora-s1", "lora", "random", "original", "1.0", "128", "–", "0, 1", "2"]
-    assert second[9] == f"59.25 ± {std:.2f}"
-    assert second[10] == "-17.50 ± 0.00"
-    assert second[11] == f"57.50 ± {std:.2f}"
+    assert second[9] == f"59.25 ± {std:.2f} (n=2)"
+    assert second[10] == "-17.50 ± 0.00 (n=2)"
+    assert second[11] == f"57.50 ± {std:.2f} (n=2)"
 
     page = (out / "report.html").read_text()
     _check_self_contained(page)
@@ -201,7 +201,7 @@ def test_summary_table(t3_run: Path) -> None:
     assert lines[1].split() == ["SQA", "TVQA", "INet"]
     assert lines[2].split() == ["zero-shot", "5.0", "10.0", "0.0"]
     assert lines[3].split() == ["1", "SQA", "80.0", "–", "–"]
-    assert "MAA    68.33  95% CI [66.10, 70.20]" in text
+    assert "MAA    68.33  95% CI (test-set bootstrap of one run) [66.10, 70.20]" in text
     assert "BWT   -20.00" in text
     assert "zero-shot mean 5.00" in text
 
@@ -238,3 +238,15 @@ def test_comparison_tells_seeds_of_one_named_config_apart(tmp_path: Path) -> Non
     md = write_comparison(runs, tmp_path / "cmp").read_text()
     assert "| synth-replay-s0, synth-replay-s1 |" in md
     assert "### synth-replay-s0" in md and "### synth-replay-s1" in md
+
+
+def test_comparison_says_how_many_seeds_each_mean_used(tmp_path: Path, t8_runs: list[Path]) -> None:
+    third = _write_run(tmp_path / "lora-s2", RANDOM_ORDER, _t8_matrix(4.0), seed=2, method="lora",
+                       config_extra={}, with_metrics=True, zero_shot=[1.0] * 8)
+    mj = json.loads((third / "matrix.json").read_text())
+    mj["metrics"]["bwt"] = None  # this seed's BWT is undefined
+    (third / "matrix.json").write_text(json.dumps(mj))
+    md = write_comparison([*t8_runs, third], tmp_path / "cmp").read_text()
+    row = _md_row(md, "lora-s0, lora-s1, lora-s2")
+    assert row[9].endswith("(n=3)") and row[10] == "-17.50 ± 0.00 (n=2 of 3)"
+    assert "test-set bootstrap of that one run" in md

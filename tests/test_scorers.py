@@ -21,7 +21,7 @@ from coin.registry import UnknownNameError
 
 
 def test_registered_names() -> None:
-    assert set(SCORERS.names()) == {"vqa", "exact", "letter", "classification", "grounding"}
+    assert set(SCORERS.names()) == {"vqa", "exact", "substring", "letter", "classification", "grounding"}
 
 
 def test_unknown_scorer_suggests_the_nearest_name() -> None:
@@ -75,8 +75,14 @@ LETTER_CASES = [
     # nothing recognisable
     ("", None, "unparsable"),
     ("unicorn", None, "unparsable"),
-    # a letter outside the options is still a letter, just the wrong one
-    ("E", "E", "wrong_content"),
+    # a letter that is none of the record's options is no answer: a format error
+    ("E", None, "unparsable"),
+    ("(E)", None, "unparsable"),
+    ("The answer is E.", None, "unparsable"),
+    ("Option E is not it; the answer is B", "B", "correct"),
+    # a cue word inside another word is no cue: "choices." is not option S
+    ("None of the choices.", None, "unparsable"),
+    ("None of the options", None, "unparsable"),
 ]
 
 

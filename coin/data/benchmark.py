@@ -14,7 +14,7 @@ format-instruction line (``coin.tasks.instructions``).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class Benchmark:
     train: dict[str, list[Sample]]
     test: dict[str, list[dict]]
     manifest: Any = None  # coin.data.check.Manifest: counts, sizes (a run can log it)
+    protocol: dict = field(default_factory=dict)  # eval.protocol: per-task scoring protocol chosen by name
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,17 @@ def config_problems(cfg: DataConfig) -> list[str]:
                     problems.append(f"unknown key 'data.paths.{task}.{key}' (choices: {', '.join(PATH_KEYS)})")
                 elif not isinstance(value, str) or not value:
                     problems.append(f"data.paths.{task}.{key} must be a path, got {value!r}")
-    if getattr(cfg, "check_images", "open") not in CHECK_IMAGES:
+    if getattr(cfg, "check_images", "exists") not in CHECK_IMAGES:
         problems.append(f"data.check_images must be one of {', '.join(CHECK_IMAGES)}, got {cfg.check_images!r}")
+    answers = getattr(cfg, "answers", None) or {}
+    if not isinstance(answers, dict):
+        problems.append(f"data.answers must be a mapping of task names to answer files, got {answers!r}")
+        answers = {}
+    for task, value in answers.items():
+        if task not in TASKS:
+            problems.append(f"data.answers: {TASKS.unknown_message(task)}")
+        elif not isinstance(value, str) or not value:
+            problems.append(f"data.answers.{task} must be a path to an answer file, got {value!r}")
     return problems
 
 
@@ -158,16 +168,37 @@ def _derive(items: list, source: TaskSource, seed: int) -> list:
         raise DataError(f"{source.path} {e}") from None
 
 
-def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int) -> Benchmark:
-    """Check every file and image first (the manifest), then load; a failed check lists every problem."""
+def verify_data(cfg: DataConfig, tasks: list[str], protocols: dict | None = None):
+    """The manifest of every file and image (``data.check_images``); ``DataError`` listing every problem.
+
+    A run calls it in the main process before joining the process group, so the other
+    processes never wait at a collective (and its timeout) while it reads a large tree.
+    """
     from coin.data.check import check_data  # check builds on this module
 
     problems = config_problems(cfg)
     if problems:
         raise DataError("invalid data config:\n  - " + "\n  - ".join(problems))
-    manifest = check_data(cfg, tasks)
+    manifest = check_data(cfg, tasks, protocols=protocols)
     if not manifest.ok:
         raise DataError(f"{manifest.summary()}; nothing was run.\n{manifest.format()}")
+    return manifest
+
+
+def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int, protocols: dict | None = None,
+                   manifest: Any = None, check: bool = True) -> Benchmark:
+    """Check every file and image first (the manifest), then load; a failed check lists every problem.
+
+    ``protocols`` is the run's ``eval.protocol`` choice: given (even empty), a task whose
+    scoring protocol needs ten answers and has none stops here, before any model loads.
+    Answer files (``data.answers``) are joined into the test records by question id.
+    ``manifest``: a check already done (``verify_data``); ``check=False``: none here (a
+    process other than the main one, whose check came first).
+    """
+    from coin.data.answers import AnswerSourceError, answer_source, join_answers, read_answer_file
+
+    if manifest is None and check:
+        manifest = verify_data(cfg, tasks, protocols)
     root, image_root = data_roots(cfg, tasks)
     train, test = {}, {}
     for task in tasks:
@@ -178,5 +209,10 @@ def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int) -> Benchmark:
         train[task] = _derive(samples, src, seed)
         src = locate(root, cfg.instructions, task, "test", cfg)
         records = load_test(src.path, images, task, spec.answer_form)
+        if (answers := answer_source(root, getattr(cfg, "answers", None), task)) is not None:
+            try:  # checked by check_data already; a process that skipped the check still names the file
+                records, _ = join_answers(records, read_answer_file(answers))
+            except AnswerSourceError as e:
+                raise DataError(f"data.answers.{task}: {e}") from None
         test[task] = _derive(records[: cfg.max_test] if cfg.max_test else records, src, seed)
-    return Benchmark(root, image_root, train, test, manifest)
+    return Benchmark(root, image_root, train, test, manifest, dict(protocols or {}))

@@ -43,10 +43,13 @@ class TaskManifest:
     malformed: list[str] = field(default_factory=list)
     missing_images: list[str] = field(default_factory=list)
     unreadable_images: list[str] = field(default_factory=list)
+    answer_problems: list[str] = field(default_factory=list)  # the answer source a protocol needs (coin.data.answers)
+    answer_notes: list[str] = field(default_factory=list)  # mismatches that do not stop a run
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_files or self.malformed or self.missing_images or self.unreadable_images)
+        return not (self.missing_files or self.malformed or self.missing_images or self.unreadable_images
+                    or self.answer_problems)
 
 
 @dataclass
@@ -73,12 +76,13 @@ class Manifest:
     def summary(self) -> str:
         """One line: how many problems of each kind ("" when there are none)."""
         count = {k: sum(len(getattr(t, k)) for t in self.tasks)
-                 for k in ("missing_files", "malformed", "missing_images", "unreadable_images")}
+                 for k in ("missing_files", "malformed", "missing_images", "unreadable_images", "answer_problems")}
         parts = [f"{len(self.problems)} config problem(s)" if self.problems else "",
                  f"{count['missing_files']} data file(s) missing" if count["missing_files"] else "",
                  f"{count['malformed']} malformed record(s)" if count["malformed"] else "",
                  f"{count['missing_images']} image(s) missing under {self.image_root}" if count["missing_images"] else "",
-                 f"{count['unreadable_images']} unreadable image(s)" if count["unreadable_images"] else ""]
+                 f"{count['unreadable_images']} unreadable image(s)" if count["unreadable_images"] else "",
+                 f"{count['answer_problems']} answer source problem(s)" if count["answer_problems"] else ""]
         return ", ".join(p for p in parts if p)
 
     def format(self, limit: int = 20) -> str:
@@ -95,7 +99,8 @@ class Manifest:
         lines += [f"config: {p}" for p in self.problems]
         for t in self.tasks:
             for label, items in (("missing file", t.missing_files), ("malformed record", t.malformed),
-                                 ("missing image", t.missing_images), ("unreadable image", t.unreadable_images)):
+                                 ("missing image", t.missing_images), ("unreadable image", t.unreadable_images),
+                                 ("answer source problem", t.answer_problems), ("answer note", t.answer_notes)):
                 if items:
                     lines.append(f"{t.task}: {len(items)} {label}(s)")
                     lines += [f"  {x}" for x in items[:limit]]
@@ -149,6 +154,13 @@ def _train_text(rec: dict) -> tuple[str | None, str]:
     return None, text
 
 
+def _later_questions(rec: dict) -> list[str]:
+    """The human turns after the first, as prompts (the image tag removed)."""
+    conv = rec["conversations"]
+    return [str(t.get("value", "")).replace("<image>\n", "").replace("<image>", "").strip()
+            for t in conv[2::2] if isinstance(t, dict) and t.get("from") == "human"]
+
+
 def _box_ok(value: object) -> bool:
     nums = re.findall(r"-?\d+(?:\.\d+)?", str(value))
     return len(nums) == 4 and all(0.0 <= float(n) <= 1.0 for n in nums)
@@ -190,8 +202,9 @@ def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict
             else:
                 images.setdefault(rel, f"{task} {split} {rec[id_key]}")
         if problem is None and derive is not None:
-            try:
-                split_prompt(text, task)
+            try:  # the family rewrites every human turn (coin.tasks.instructions), so check each
+                for n, line in enumerate([text] + _later_questions(rec) if split == "train" else [text]):
+                    split_prompt(line, task, f"turn {n}" if n else "prompt")
             except ValueError as e:
                 problem = f"cannot apply the {derive} family: {e}"
         if problem is not None:
@@ -222,8 +235,12 @@ def _check_images(image_root: Path, images: dict, m: TaskManifest, open_images: 
 
 
 def check_task(root: Path, image_root: Path, family: str, task: str, cfg: DataConfig | None = None,
-               open_images: bool = True) -> TaskManifest:
-    """The manifest of one task: both files, every record, every distinct image."""
+               open_images: bool = True, needs_ten: bool = False) -> TaskManifest:
+    """The manifest of one task: both files, every record, every distinct image, its answer source.
+
+    ``needs_ten``: the task's scoring protocol needs ten answers per test record, so they
+    must be in the records or in ``data.answers.<Task>`` (``coin.data.answers``).
+    """
     m = TaskManifest(task)
     images: dict[str, str] = {}
     for split in ("train", "test"):
@@ -235,22 +252,44 @@ def check_task(root: Path, image_root: Path, family: str, task: str, cfg: DataCo
         m.files[split] = str(src.path)
         _check_file(src.path, split, task, m, images, src.derive)
     _check_images(image_root, images, m, open_images)
+    _check_answers(root, task, cfg, m, needs_ten)
     return m
 
 
-def check_data(cfg: DataConfig, tasks: list[str] | None = None, open_images: bool | None = None) -> Manifest:
+def _check_answers(root: Path, task: str, cfg: DataConfig | None, m: TaskManifest, needs_ten: bool) -> None:
+    from coin.data.answers import answer_problems, answer_source
+
+    source = answer_source(root, getattr(cfg, "answers", None), task)
+    if "test" not in m.files or (source is None and not needs_ten):
+        return
+    try:
+        rows = read_json(m.files["test"])
+    except (ValueError, FileNotFoundError):
+        return  # reported as malformed already
+    records = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
+    m.answer_problems, m.answer_notes = answer_problems(task, records, source, m.files["test"], needs_ten)
+
+
+def check_data(cfg: DataConfig, tasks: list[str] | None = None, open_images: bool | None = None,
+               protocols: dict | None = None) -> Manifest:
     """Check every file and image ``cfg`` points at, for ``tasks`` (default: all eight).
 
-    ``open_images`` defaults to ``data.check_images == "open"``.
+    ``open_images`` defaults to ``data.check_images == "open"`` (a run's default, ``exists``,
+    only stats each image: reading millions of headers from network storage takes far longer). ``protocols`` is the
+    ``eval.protocol`` choice; given (even empty), a task whose protocol needs ten answers
+    and has no source for them is a problem.
     """
     tasks = list(tasks or TASKS.names())
     if open_images is None:
-        open_images = getattr(cfg, "check_images", "open") == "open"
+        open_images = getattr(cfg, "check_images", "exists") == "open"
     problems = config_problems(cfg)
     root, image_root = data_roots(cfg, tasks)
     if problems:
         return Manifest(str(root), str(image_root), cfg.instructions, [], problems)
-    out = [check_task(root, task_image_root(root, image_root, cfg, t), cfg.instructions, t, cfg, open_images)
+    from coin.eval.protocols import needs_ten_answers
+
+    out = [check_task(root, task_image_root(root, image_root, cfg, t), cfg.instructions, t, cfg, open_images,
+                      needs_ten=protocols is not None and needs_ten_answers(t, protocols))
            for t in tasks]
     return Manifest(str(root), str(image_root), cfg.instructions, out)
 

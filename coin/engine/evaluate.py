@@ -5,6 +5,11 @@ question id, so the order never matters (a test checks batch answers equal batch
 answers). Each process appends its answers, batch by batch, to its own
 ``<task>.rank<r>.partial.jsonl``; a restart skips the ids already there. At the end the
 shards are merged into one ``<task>.jsonl``, checked for missing and duplicate ids.
+
+Every answer is scored under both protocol columns (``coin.eval.protocols``): a row keeps
+``score``/``tag``/``parsed`` of ``paper`` (what older readers read) and ``scores``/``tags``
+by column. Stored outputs are rescored on resume, so a folder written before a scoring
+change ends with the numbers today's rules give (``rescore_stage``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from pathlib import Path
 
 from coin.data.coin_json import eval_samples
 from coin.engine.dist import barrier, rank as _rank, world as _world
-from coin.eval.scorers import TaskScore, score_task
-from coin.io import atomic_write_jsonl, read_jsonl
+from coin.eval.protocols import resolve, score_protocols
+from coin.eval.scorers import TaskScore, format_error_share
+from coin.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 
 
 def _read_partial(path: Path) -> dict[str, str]:
@@ -71,13 +77,69 @@ def generate_answers(vlm, records: list[dict], max_new_tokens: int, batch_size: 
     return out
 
 
-def evaluate_task(vlm, task: str, scorer: str, records: list[dict], max_new_tokens: int, batch_size: int,
-                  pred_dir: Path, progress: bool = True) -> TaskScore | None:
-    """Evaluate one task into ``pred_dir/<task>.jsonl`` (resumable, sharded); rank 0 returns the score."""
+def score_rows(task: str, outputs: dict, records: list[dict], protocol: dict | None = None
+               ) -> tuple[dict[str, TaskScore], list[dict]]:
+    """Scores by protocol column and the prediction rows to store (``score`` = paper, ``scores`` by column)."""
+    results = score_protocols(task, outputs, records, protocol)
+    rows = [{"task": task, **s, "scores": {c: r.samples[k]["score"] for c, r in results.items()},
+             "tags": {c: r.samples[k]["tag"] for c, r in results.items()}}
+            for k, s in enumerate(results["paper"].samples)]
+    return results, rows
+
+
+def task_entry(task: str, results: dict[str, TaskScore], protocol: dict | None = None) -> dict:
+    """A task's ``scores.json`` entry: the paper protocol's fields at the top, every column under ``protocols``."""
+    names = {c: p.name for c, p in resolve(task, protocol).items()}
+    paper = results["paper"]
+    return {"score": paper.score, "n": paper.n, "tags": dict(paper.tags), "format_share": format_error_share(paper.tags),
+            "protocols": {c: {"protocol": names[c], "score": r.score, "tags": dict(r.tags),
+                              "format_share": format_error_share(r.tags)} for c, r in results.items()}}
+
+
+def _rescore(final: Path, task: str, records: list[dict], protocol: dict | None, write: bool) -> dict[str, TaskScore]:
+    """Rescore stored outputs; the file is rewritten (atomically) only when its rows change."""
+    old = read_jsonl(final)
+    results, rows = score_rows(task, {r["question_id"]: r["output"] for r in old}, records, protocol)
+    extra = {str(r["question_id"]): r for r in old}  # keys another writer added to a row are kept
+    rows = [{**extra.get(str(r["question_id"]), {}), **r} for r in rows]
+    if write and rows != old:
+        atomic_write_jsonl(final, rows)
+    return results
+
+
+def rescore_stage(stage_dir: Path, tests: dict[str, list[dict]], protocol: dict | None = None) -> dict | None:
+    """Rescore a finished stage's predictions under today's protocols; update ``scores.json`` if it changed.
+
+    Only the score fields of each task's entry are replaced (other keys are kept). Returns
+    the stage's scores, or None when the folder has no ``scores.json``.
+    """
+    path = stage_dir / "scores.json"
+    if not path.is_file():
+        return None
+    old = read_json(path)
+    new = {}
+    for task, entry in old.items():
+        final = stage_dir / "predictions" / f"{task}.jsonl"
+        if task not in tests or not final.is_file():
+            new[task] = entry
+            continue
+        results = _rescore(final, task, tests[task], protocol, write=True)
+        new[task] = {**entry, **task_entry(task, results, protocol)}
+    if new != old:
+        atomic_write_json(path, new)
+    return new
+
+
+def evaluate_task(vlm, task: str, records: list[dict], max_new_tokens: int, batch_size: int,
+                  pred_dir: Path, progress: bool = True, protocol: dict | None = None) -> dict[str, TaskScore] | None:
+    """Evaluate one task into ``pred_dir/<task>.jsonl`` (resumable, sharded); rank 0 returns its scores.
+
+    The scores are by protocol column (``paper``, ``strict``); ``protocol`` is the run's
+    ``eval.protocol`` choice.
+    """
     final = pred_dir / f"{task}.jsonl"
     if final.is_file():  # finished earlier: rescore from the stored outputs
-        rows = read_jsonl(final)
-        return score_task(scorer, {r["question_id"]: r["output"] for r in rows}, records)
+        return _rescore(final, task, records, protocol, write=_rank() == 0)
     rank, world = _rank(), _world()
     shard = records[rank::world]
     generate_answers(vlm, shard, max_new_tokens, batch_size, progress, desc=f"eval {task}",
@@ -96,8 +158,8 @@ def evaluate_task(vlm, task: str, scorer: str, records: list[dict], max_new_toke
     missing = [r["question_id"] for r in records if r["question_id"] not in outputs]
     if missing:
         raise RuntimeError(f"{pred_dir}: {len(missing)} question ids have no answer after merging, e.g. {missing[:5]}")
-    result = score_task(scorer, outputs, records)
-    atomic_write_jsonl(final, [{"task": task, **s} for s in result.samples])
+    result, rows = score_rows(task, outputs, records, protocol)
+    atomic_write_jsonl(final, rows)
     for r in range(world):
         (pred_dir / f"{task}.rank{r}.partial.jsonl").unlink(missing_ok=True)
     barrier()

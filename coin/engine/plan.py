@@ -71,6 +71,44 @@ def _task_file(root: Path, cfg: RunConfig, task: str, split: str) -> tuple[Path,
         return p or root / FAMILY_DIRS["original"][0] / get_task(task).folder / f"{split}.json", None
 
 
+def scoring_plan(cfg: RunConfig, order: list[str], files: dict) -> tuple[list[str], list[str]]:
+    """Per task, the protocol behind each table and its answer source; the answer sources that are missing.
+
+    The same check as ``coin data check`` and the run (``coin.data.answers``): a task whose
+    protocol needs ten answers and has none is named here, with the option that fixes it.
+    """
+    from coin.data.answers import answer_problems, answer_source
+    from coin.eval.protocols import needs_ten_answers, resolve
+
+    lines: list[str] = []
+    problems: list[str] = []
+    root = Path(cfg.data.root or ".").expanduser()
+    for t in order:
+        cols = resolve(t, cfg.eval.protocol)
+        names = cols["paper"].name + ("" if cols["strict"] is cols["paper"] else f", strict {cols['strict'].name}")
+        source = answer_source(root, cfg.data.answers, t) if cfg.data.benchmark == "coin" else None
+        where = ""
+        if source is not None:  # its join is checked by coin data check and the run; here: is it there
+            where = f"; answers joined from {source}" + ("" if source.is_file() else "  (MISSING)")
+            if not source.is_file():
+                problems.append(f"{source} (data.answers.{t})")
+        lines.append(f"  {t:<10} paper {names} ({cols['paper'].rule}){where}")
+        test = files.get((t, "test"))
+        if source is not None or test is None or not test.is_file():
+            continue  # CoIN-Synth writes its ten answers; a missing test file is listed already
+        found, _ = answer_problems(t, _records(test), None, str(test), needs_ten_answers(t, cfg.eval.protocol))
+        problems += found
+    return lines, problems
+
+
+def _records(path: Path) -> list[dict] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else None
+
+
 def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     """The plan as text, and the list of missing files."""
     order = resolve_order(cfg.tasks.order)
@@ -123,6 +161,9 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
         lines.append(f"{j:<6}{t:<11}{fmt(n_train):>8}{fmt(steps):>7}{fmt(n_test):>7}  {where}")
     evals = "the tasks seen so far" if cfg.tasks.eval == "seen" else "every task"
     lines.append(f"\nafter each stage: evaluate {evals}" + ("; zero-shot row first" if cfg.eval.zero_shot else ""))
+    score_lines, score_missing = scoring_plan(cfg, order, files)
+    lines += ["", "scoring (reports lead with paper; strict beside it):"] + score_lines
+    missing += score_missing
     model_lines, model_missing = model_files(cfg.model)
     if model_lines:
         lines += ["", "model files:"] + model_lines

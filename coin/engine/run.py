@@ -30,11 +30,11 @@ import torch
 from coin import metrics
 from coin.adapters import attach_adapter, load_adapter, trainable_parameters
 from coin.config import RunConfig, dump_config, read_yaml_mapping, with_defaults
-from coin.data.benchmark import Benchmark, load_benchmark
+from coin.data.benchmark import Benchmark, load_benchmark, verify_data
 from coin.engine import dist
-from coin.engine.evaluate import evaluate_task
+from coin.engine.evaluate import evaluate_task, rescore_stage, task_entry
+from coin.engine.limits import answer_limits, count_at_limit
 from coin.engine.train import train_stage
-from coin.eval.scorers import format_error_share
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
 from coin.models import load_model
@@ -63,16 +63,30 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+# keys that change how a run works, never its numbers: a folder continues under another value
+OPERATIONAL_KEYS = ("data.check_images", "train.num_workers")
+# keys that change only how stored answers are scored: every stage is rescored from its outputs when
+# the run assembles (assemble), so a folder continues under new values and records them in config.yaml
+SCORING_KEYS = ("data.answers", "eval.protocol")
+
+
+def _is_scoring_key(diff: str) -> bool:
+    key = diff.split(":", 1)[0]
+    return any(key == k or key.startswith(k + ".") for k in SCORING_KEYS)
+
+
 def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     """Create ``out`` with the config, or check an existing run there has the same config."""
     cfg_path = out / "config.yaml"
     if cfg_path.is_file():
         old = with_defaults(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
-        diff = _diff_keys(old, cfg.to_dict())
-        if diff:
+        diff = [d for d in _diff_keys(old, cfg.to_dict()) if d.split(":", 1)[0] not in OPERATIONAL_KEYS]
+        if any(not _is_scoring_key(d) for d in diff):
             raise RunFolderError(
                 f"{out} holds a run with a different config; changed keys:\n  " + "\n  ".join(diff)
                 + "\nUse another --out, or --fresh to start this folder over.")
+        if diff and dist.is_main():  # only the scoring changed: the folder now reports under the new keys
+            atomic_write_text(cfg_path, dump_config(cfg))
         return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, dump_config(cfg))
@@ -117,47 +131,57 @@ def _peak_memory_mb() -> float:
 
 
 def evaluate_stage(vlm, bench: Benchmark, tasks: list[str], stage_dir: Path, batch_size: int,
-                   progress: bool) -> dict:
-    """Generate, score and write predictions for ``tasks`` (resumable); returns the stage's scores."""
+                   progress: bool, limits: dict | None = None) -> dict:
+    """Generate, score and write predictions for ``tasks`` (resumable); returns the stage's scores.
+
+    ``limits``: new tokens per task (``coin.engine.limits``; default the registry's). Each
+    task's entry records its limit and how many answers reached it (``at_limit``).
+    """
     scores = {}
     for task in tasks:
-        spec = get_task(task)
-        result = evaluate_task(vlm, task, spec.scorer, bench.test[task], spec.max_new_tokens, batch_size,
-                               stage_dir / "predictions", progress)
+        limit = (limits or {}).get(task, get_task(task).max_new_tokens)
+        result = evaluate_task(vlm, task, bench.test[task], limit, batch_size,
+                               stage_dir / "predictions", progress, protocol=bench.protocol)
         if result is not None:
-            scores[task] = {"score": result.score, "n": result.n, "tags": dict(result.tags),
-                            "format_share": format_error_share(result.tags)}
+            scores[task] = task_entry(task, result, bench.protocol)
+            outputs = [s["output"] for s in result["paper"].samples]
+            scores[task].update(max_new_tokens=limit, at_limit=count_at_limit(vlm.tokenizer, outputs, limit))
     if dist.is_main():
         atomic_write_json(stage_dir / "scores.json", scores)
     dist.barrier()
     return scores
 
 
-def _per_sample(stage_dir: Path, task: str) -> list[float]:
+def _per_sample(stage_dir: Path, task: str, column: str = "paper") -> list[float]:
+    """Per-sample scores of one column; rows written before protocols existed hold only ``score`` (paper)."""
     from coin.io import read_jsonl
 
-    return [float(r["score"]) for r in read_jsonl(stage_dir / "predictions" / f"{task}.jsonl")]
+    return [float(r["scores"][column] if "scores" in r else r["score"])
+            for r in read_jsonl(stage_dir / "predictions" / f"{task}.jsonl")]
 
 
-def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path], zero_dir: Path | None,
-             cost: dict) -> dict:
-    """Build ``matrix.json`` (matrix, zero-shot row, metrics, intervals, format shares) from the stages."""
+def _entry(entry: dict, column: str, key: str):
+    """``key`` of a scores.json entry under ``column``; an entry without protocols is the paper column."""
+    if "protocols" in entry:
+        return entry["protocols"][column][key]
+    return entry[key] if column == "paper" else None
+
+
+def _column(cfg: RunConfig, order: list[str], stages: list[tuple[Path, dict]], zero: dict | None,
+            column: str) -> dict:
+    """One protocol column's matrix, zero-shot row, metrics, intervals and format shares."""
     T = len(order)
     matrix = [[None] * T for _ in range(T)]
     fmt = [[None] * T for _ in range(T)]
     samples: list[list] = [[None] * T for _ in range(T)]
-    for j, d in enumerate(stage_dirs):
-        scores = read_json(d / "scores.json")
+    for j, (d, scores) in enumerate(stages):
         for i, task in enumerate(order):
-            if task in scores:
-                matrix[j][i] = scores[task]["score"]
-                fmt[j][i] = scores[task]["format_share"]
-                samples[j][i] = _per_sample(d, task)
-    zero = None
-    if zero_dir is not None:
-        zs = read_json(zero_dir / "scores.json")
-        zero = [zs[t]["score"] if t in zs else None for t in order]
-    summary = metrics.summarize(matrix, zero_shot=zero)
+            if task in scores and _entry(scores[task], column, "score") is not None:
+                matrix[j][i] = _entry(scores[task], column, "score")
+                fmt[j][i] = _entry(scores[task], column, "format_share")
+                samples[j][i] = _per_sample(d, task, column)
+    zero_row = None if zero is None else [_entry(zero[t], column, "score") if t in zero else None for t in order]
+    summary = metrics.summarize(matrix, zero_shot=zero_row)
     ci = None
     if cfg.eval.bootstrap > 0:
         ci = {k: None if v is None else list(v)
@@ -171,9 +195,35 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
         summary["forgetting"] = [None] * len(order)
         if ci is not None:
             ci["maa"] = ci["bwt"] = None
+    return {"matrix": matrix, "zero_shot": zero_row, "metrics": summary, "ci": ci, "format_share": fmt}
+
+
+CI_KIND = "test-set bootstrap of one run"  # what the intervals are: not seeds, not training randomness
+
+
+def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path], zero_dir: Path | None,
+             cost: dict, bench: Benchmark | None = None) -> dict:
+    """Build ``matrix.json`` from the stages: both protocol columns and the protocol card.
+
+    The top-level ``matrix``, ``zero_shot``, ``metrics``, ``ci`` and ``format_share`` are the
+    ``paper`` protocol's (what readers of older files read); ``strict`` holds the same keys
+    for coin's stricter rules; ``protocol_card`` says per task how each column was scored.
+    With ``bench`` (a run), finished stages are first rescored from their stored outputs,
+    so a folder resumed after a scoring change reports today's rules.
+    """
+    if bench is not None:
+        for d in [zero_dir, *stage_dirs] if zero_dir is not None else stage_dirs:
+            rescore_stage(d, bench.test, bench.protocol)
+    stages = [(d, read_json(d / "scores.json")) for d in stage_dirs]
+    zero = read_json(zero_dir / "scores.json") if zero_dir is not None else None
+    from coin.eval.protocols import protocol_card
+
+    paper = _column(cfg, order, stages, zero, "paper")
+    strict = _column(cfg, order, stages, zero, "strict")
     result = {
-        "tasks": order, "matrix": matrix, "zero_shot": zero, "metrics": summary, "ci": ci,
-        "format_share": fmt, "seed": cfg.seed, "method": cfg.method, "run_name": cfg.name or out.name, "cost": cost,
+        "tasks": order, **paper, "protocol": "paper", "ci_kind": CI_KIND,
+        "strict": strict, "protocol_card": protocol_card(order, cfg.eval.protocol),
+        "seed": cfg.seed, "method": cfg.method, "run_name": cfg.name or out.name, "cost": cost,
     }
     atomic_write_json(out / "matrix.json", result)
     return result
@@ -216,12 +266,17 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
 
 
 def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> dict:
-    dist.init()
+    order = resolve_order(cfg.tasks.order)
+    # every file, image and answer source is checked before any model loads, by the main process
+    # alone and before the process group exists: the others wait to join it (no collective
+    # timeout runs while it reads a large tree); it also generates CoIN-Synth into the cache
+    manifest = verify_data(cfg.data, order, protocols=cfg.eval.protocol) if dist.is_main() else None
+    dist.init(dist.STARTUP_TIMEOUT)
     if not dist.is_main():  # one voice: the other processes work silently
         progress, log = False, (lambda m: None)
-    order = resolve_order(cfg.tasks.order)
-    with dist.main_first():  # CoIN-Synth is generated into the cache once
-        bench = load_benchmark(cfg.data, order, cfg.seed)  # every file and image checked before any model loads
+    with dist.main_first():
+        bench = load_benchmark(cfg.data, order, cfg.seed, protocols=cfg.eval.protocol, manifest=manifest,
+                               check=False)
     with dist.main_first():  # the main process creates the folder; the others then check its config
         prepare_run_dir(out, cfg)
         if dist.is_main():
@@ -232,6 +287,9 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
     with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
         vlm = load_model(cfg.model, log, progress)
     vlm.model.to(dist.device())
+    dist.end_startup()  # from here on every process works in step: a stuck collective is a bug
+    limits = answer_limits(vlm.tokenizer, bench.train, order, cfg.eval.max_new_tokens)
+    log("new tokens per answer: " + ", ".join(f"{t} {limits[t]}" for t in order))
     t_train = t_eval = 0.0
 
     zero_dir = None
@@ -239,7 +297,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
         zero_dir = out / "stages" / "00-zeroshot"
         if not (zero_dir / "DONE").is_file():
             t = time.time()
-            evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress)
+            evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress, limits)
             t_eval += time.time() - t
             _mark_done(zero_dir)
         log(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
@@ -291,7 +349,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
         if reused:
             log(f"stage {j + 1}/{len(order)} {task}: nothing trained; reusing the answers of the same weights "
                 f"for {', '.join(reused)}")
-        scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress)
+        scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress, limits)
         t_eval += time.time() - t
         _mark_done(stage_dir)
         if dist.is_main():
@@ -305,7 +363,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
             "eval_seconds": round(t_eval, 1), "peak_memory_mb": round(_peak_memory_mb(), 1)}
     result = None
     if dist.is_main():
-        result = assemble(out, cfg, order, stage_dirs, zero_dir, cost)
+        result = assemble(out, cfg, order, stage_dirs, zero_dir, cost, bench=bench)
         from coin.report import write_report
 
         write_report(out)
@@ -344,7 +402,9 @@ def _mark_done(stage_dir: Path) -> None:
 
 
 def _fmt_scores(scores: dict, order: list[str]) -> str:
-    return " ".join(f"{t} {scores[t]['score']:.1f}" for t in order if t in scores)
+    """``Task score`` per task; ``(N at limit)`` after a task with answers that reached its token limit."""
+    return " ".join(f"{t} {scores[t]['score']:.1f}" + (f" ({n} at limit)" if (n := scores[t].get("at_limit")) else "")
+                    for t in order if t in scores)
 
 
 def _load_stage(vlm, methods, stage_dir: Path) -> None:

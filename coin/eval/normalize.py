@@ -20,14 +20,34 @@ Deliberate details, each faithful to what the published numbers used:
 
 Results are memoised (answers repeat a lot: "yes", "no", "2"), which is what makes
 scoring a million VQA samples take seconds.
+
+Which normaliser a task uses is part of its protocol (``coin.eval.protocols``), so each
+one is registered by name in ``NORMALIZERS``:
+
+- ``vqa``: the rules above (``vqaEval.py``), coin's ``strict`` protocols;
+- ``m4c``: the m4c ``EvalAIAnswerProcessor`` that TextVQA's evaluation (LLaVA's and
+  CoIN's ``m4c_evaluator.py``) uses. Before the rules above it lower-cases, *deletes*
+  every comma and question mark and splits ``'s`` off its word, so "red,white" gives
+  "redwhite" (``vqa``: "red white") and "dog's" gives "dog 's" (``vqa``: "dog's").
+  Its period rule is the same mistyped one; its ``re.sub(..., re.UNICODE)`` passes the
+  flag as a count, capping period removals at 32, which we drop;
+- ``lower``: case-insensitive comparison only (CoIN's VQAv2, VizWiz and OCR-VQA
+  evaluation compared ``pred.upper() == answer.upper()`` or ``.lower()``; we lower-case,
+  which differs only for a few non-ASCII letters such as "ß") after stripping whitespace;
+- ``gqa``: CoIN's ``convert_gqa_for_eval.py``: trailing periods removed and lower-cased
+  (its leading-space cut is covered by stripping whitespace);
+- ``strip``: surrounding whitespace removed, nothing else (case-sensitive).
 """
 
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Callable
 
-__all__ = ["normalize_answer"]
+from coin.registry import Registry
+
+__all__ = ["NORMALIZERS", "normalize_answer", "normalize_m4c", "get_normalizer"]
 
 _NUMBERS = {
     "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
@@ -119,3 +139,36 @@ def normalize_answer(text: str) -> str:
         if word:
             words.append(word)
     return " ".join(words)
+
+
+@lru_cache(maxsize=1 << 18)
+def normalize_m4c(text: str) -> str:
+    """TextVQA's m4c ``EvalAIAnswerProcessor``: commas and "?" deleted, "'s" split, then the VQA rules."""
+    text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+    return normalize_answer(text)
+
+
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+def _gqa(text: str) -> str:
+    return text.strip().rstrip(".").lower()
+
+
+def _strip(text: str) -> str:
+    return text.strip()
+
+
+Normalizer = Callable[[str], str]
+NORMALIZERS: Registry[Normalizer] = Registry("normaliser")
+NORMALIZERS.register("vqa", normalize_answer)
+NORMALIZERS.register("m4c", normalize_m4c)
+NORMALIZERS.register("lower", _lower)
+NORMALIZERS.register("gqa", _gqa)
+NORMALIZERS.register("strip", _strip)
+
+
+def get_normalizer(name: str) -> Normalizer:
+    """The normaliser registered as ``name`` (an unknown name lists the choices)."""
+    return NORMALIZERS.get(name)

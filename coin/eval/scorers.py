@@ -13,6 +13,10 @@ only the answer format?):
 
 ``score_task`` adds ``missing`` for a test record without an output.
 Each scorer's docstring lists where it deliberately differs from the original CoIN code.
+
+The text scorers take the answer normaliser as ``norm`` (default: the VQA rules), so one
+scorer serves several protocols: which scorer, which normaliser and which answers a task
+is scored with is declared once per task and protocol in ``coin.eval.protocols``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
-from coin.eval.normalize import normalize_answer
+from coin.eval.normalize import Normalizer, normalize_answer
 from coin.registry import Registry
 
 __all__ = [
@@ -50,7 +54,7 @@ class Scored:
     tag: str
 
 
-Scorer = Callable[[str, Mapping], Scored]
+Scorer = Callable[..., Scored]  # (output, record, norm=normalize_answer) -> Scored
 SCORERS: Registry[Scorer] = Registry("scorer")
 
 _UNPARSABLE = Scored(None, 0.0, "unparsable")
@@ -92,8 +96,8 @@ _VQA10 = tuple(_vqa_accuracy(m, 10) for m in range(11))  # 0, .3, .6, .9, 1, 1, 
 
 
 @SCORERS.register("vqa")
-def score_vqa(output: str, record: Mapping) -> Scored:
-    """VQA soft accuracy (TextVQA, VizWiz and VQAv2 style) after VQA normalisation.
+def score_vqa(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+    """VQA soft accuracy (TextVQA, VQAv2 style) after the normaliser ``norm`` (default: the VQA rules).
 
     With 10 ``answers`` this is the standard metric: the mean over the 10 leave-one-out
     subsets of min(#matches among the other 9 / 3, 1). With another number n of
@@ -105,18 +109,18 @@ def score_vqa(output: str, record: Mapping) -> Scored:
     ``wrong_format`` when a ground-truth answer appears as whole words inside the
     prediction ("the answer is yes"); empty output (after normalisation) is unparsable.
 
-    Differences from the original CoIN code: its VQAv2 and VizWiz evaluation was a
-    case-insensitive exact match against one answer, without normalisation; here the
-    normalisation that TextVQA already used is the protocol everywhere.
+    ``norm`` is the answer normaliser (TextVQA's protocol: the m4c processor). Whether a
+    task must have ten answers is its protocol's business (``coin.eval.protocols`` stops
+    a run whose TextVQA records have none), not a silent choice made here.
     """
-    pred = normalize_answer(output)
+    pred = norm(output)
     if not pred:
         return _UNPARSABLE
     answers = record.get("answers")
     if not answers:
-        truth = normalize_answer(str(record["answer"]))
+        truth = norm(str(record["answer"]))
         return _judge_text(pred, (truth,), 1.0 if pred == truth else 0.0)
-    truths = list(map(normalize_answer, answers))  # memoised: repeats cost a lookup
+    truths = list(map(norm, answers))  # memoised: repeats cost a lookup
     matches = truths.count(pred)
     score = _VQA10[matches] if len(truths) == 10 else _vqa_accuracy(matches, len(truths))
     if score > 0:
@@ -124,26 +128,55 @@ def score_vqa(output: str, record: Mapping) -> Scored:
     return _judge_text(pred, set(truths), 0.0)
 
 
-def _exact(output: str, record: Mapping) -> Scored:
-    pred = normalize_answer(output)
+def _exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+    pred = norm(output)
     if not pred:
         return _UNPARSABLE
-    truth = normalize_answer(str(record["answer"]))
-    return _judge_text(pred, (truth,), 1.0 if pred == truth else 0.0)
+    truth = norm(str(record["answer"]))
+    if pred == truth:
+        return Scored(pred, 1.0, "correct")
+    # why it missed is judged on the VQA-normalised forms whatever the protocol's normaliser, so the
+    # format-vs-knowledge split means the same under every protocol ("a fish." for "fish": format)
+    miss = _judge_text(normalize_answer(output), (normalize_answer(str(record["answer"])),), 0.0)
+    return Scored(pred, 0.0, miss.tag)
 
 
 @SCORERS.register("exact")
-def score_exact(output: str, record: Mapping) -> Scored:
-    """Exact match against the single ``answer`` after VQA normalisation (GQA, OCR-VQA).
+def score_exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+    """Exact match against the single ``answer`` after the normaliser ``norm``.
 
     ``wrong_format``: the answer appears as whole words inside a longer prediction.
-    Empty output is unparsable. The original compared lower-cased strings only.
+    Empty output is unparsable. With ``norm`` = ``lower`` this is CoIN's own rule for
+    VQAv2, VizWiz and OCR-VQA (case-insensitive equality), with ``gqa`` its GQA rule, with
+    ``vqa`` (the default) coin's ``strict`` rule.
     """
-    return _exact(output, record)
+    return _exact(output, record, norm)
+
+
+@SCORERS.register("substring")
+def score_substring(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+    """Credit when the class name contains the prediction or the prediction contains it (ImageNet).
+
+    This is the original CoIN ImageNet rule, ``gt in pred or pred in gt``, on the
+    normalised strings (the ``paper`` protocol uses ``strip``: case-sensitive, as the
+    original). Its bug is fixed: an empty (or all-whitespace) prediction is unparsable
+    and scores 0 (the original's ``"" in gt`` credited it); ``score_task`` pairs
+    predictions with answers by id, not by list position. Misses are tagged as by
+    ``exact`` (the class name as whole words inside the prediction after VQA
+    normalisation, e.g. a case difference: ``wrong_format``).
+    """
+    pred = norm(output)
+    if not pred:
+        return _UNPARSABLE
+    truth = norm(str(record["answer"]))
+    if truth in pred or pred in truth:
+        return Scored(pred, 1.0, "correct")
+    miss = _judge_text(normalize_answer(output), (normalize_answer(str(record["answer"])),), 0.0)
+    return Scored(pred, 0.0, miss.tag)
 
 
 @SCORERS.register("classification")
-def score_classification(output: str, record: Mapping) -> Scored:
+def score_classification(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
     """Class-name match against ``answer`` after VQA normalisation (ImageNet).
 
     Differences from the original CoIN code: it scored ``pred in gt``, so an empty
@@ -151,7 +184,7 @@ def score_classification(output: str, record: Mapping) -> Scored:
     prediction is unparsable and only the whole normalised name matches. It also paired
     predictions with answers by list position; ``score_task`` pairs them by id.
     """
-    return _exact(output, record)
+    return _exact(output, record, norm)
 
 
 # ------------------------------------------------------------------------- letters
@@ -159,8 +192,8 @@ def score_classification(output: str, record: Mapping) -> Scored:
 _OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[.)]\s*(.+?)\s*$", re.M)
 _ALONE = re.compile(r"\(?([A-Za-z])\)?[.:)]?")
 _LEADING = re.compile(r"\(([A-Za-z])\)|([A-Z])[.):](?:\s|$)")
-_CUE = re.compile(
-    r"\b(?:answer|option|choice)(?:\s+is)?\s*[:\-]?\s*(?:option\s+|choice\s+)?"
+_CUE = re.compile(  # the cue is a whole word: "choices." is not the cue "choice" + letter "s"
+    r"\b(?:answer|option|choice)\b(?:\s+is)?\s*[:\-]?\s*(?:option\s+|choice\s+)?"
     r"(?:\(([A-Za-z])\)|([A-Za-z])(?=$|[.,:;!?)]|\s+(\S)))",
     re.I,
 )
@@ -183,26 +216,42 @@ def _is_letter(letter: str, follower: str | None) -> bool:
 
 
 def _parse_letter(output: str, options: Mapping[str, str]) -> tuple[str | None, bool]:
-    """Return (letter, given_as_letter); given_as_letter is False for an option's text."""
+    """Return (letter, given_as_letter); given_as_letter is False for an option's text.
+
+    When the record lists its options, a letter that is none of them is no answer at all
+    (a lone "E" on an A-D question, "None of the choices."): it is skipped, and if
+    nothing else is found the output is unparsable, a format error.
+    """
     text = output.strip()
+
+    def valid(letter: str) -> bool:
+        return not options or letter in options
+
     if m := _ALONE.fullmatch(text):  # "B", "b", "(B)", "B.", "B:"
-        return m.group(1).upper(), True
+        letter = m.group(1).upper()
+        return (letter, True) if valid(letter) else (None, False)
     if m := _LEADING.match(text):  # "(B) blue", "B) blue", "B. blue"
-        return (m.group(1) or m.group(2)).upper(), True
+        letter = (m.group(1) or m.group(2)).upper()
+        if valid(letter):
+            return letter, True
     for m in _CUE.finditer(text):  # "The answer is C", "Answer: (b)"
         if m.group(1):
-            return m.group(1).upper(), True
-        letter = m.group(2)
-        if letter.isupper():  # after a cue even "A" is a letter: "The answer is A because"
+            letter = m.group(1).upper()
+        elif m.group(2).isupper():  # after a cue even "A" is a letter: "The answer is A because"
+            letter = m.group(2)
+        elif m.group(3) is None:  # "the answer is b." but not "the answer is a cat"
+            letter = m.group(2).upper()
+        else:
+            continue
+        if valid(letter):
             return letter, True
-        if m.group(3) is None:  # "the answer is b." but not "the answer is a cat"
-            return letter.upper(), True
     pred = normalize_answer(text)
     for letter, option in options.items():
         if pred and pred == option:
             return letter, False
-    if m := _BRACKETED.search(text):
-        return m.group(1), True
+    for m in _BRACKETED.finditer(text):
+        if valid(m.group(1)):
+            return m.group(1), True
     for m in _STANDALONE.finditer(text):  # "I think B." (a valid option letter only)
         letter = m.group(1)
         if (not options or letter in options) and _is_letter(letter, m.group(2)):
@@ -211,7 +260,7 @@ def _parse_letter(output: str, options: Mapping[str, str]) -> tuple[str | None, 
 
 
 @SCORERS.register("letter")
-def score_letter(output: str, record: Mapping) -> Scored:
+def score_letter(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     """Multiple choice by option letter (ScienceQA); options are "A. text" lines of ``text``.
 
     Accepted: "B", "b", "B.", "(B)", "B) text", "B. text", "The answer is B",
@@ -222,7 +271,10 @@ def score_letter(output: str, record: Mapping) -> Scored:
     answer is a." but not "the answer is a cat"). An output equal to one option's text
     scores 0 with tag ``wrong_format`` and that option's letter as ``parsed``: the
     content is right but the instruction asked for the letter. ``answer`` may be the
-    letter or the option text.
+    letter or the option text. A letter that is not one of the record's options (a lone
+    "E" on an A-D question) and a cue word inside another ("None of the choices." is not
+    option S) are unparsable. ``norm`` is unused: options are matched after VQA
+    normalisation.
 
     Differences from the original CoIN code: unless the output was exactly a letter or
     began with "X. ", it took the first one-character word, so the article "a" read as
@@ -277,7 +329,7 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 @SCORERS.register("grounding")
-def score_grounding(output: str, record: Mapping) -> Scored:
+def score_grounding(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     """Referring-expression grounding: correct when IoU with ``answer_bbox`` is above 0.5.
 
     The box is four numbers anywhere in the output (see ``parse_box``); ``parsed`` shows
@@ -288,7 +340,7 @@ def score_grounding(output: str, record: Mapping) -> Scored:
 
     Differences from the original CoIN code: it read the box by slicing off the first
     and last character of the output, which cut the last digit of y2 whenever the
-    closing bracket was missing, and failed on any text around the box.
+    closing bracket was missing, and failed on any text around the box. ``norm`` is unused.
     """
     box = parse_box(output)
     if box is None:
@@ -319,14 +371,18 @@ class TaskScore:
     samples: list[dict] = field(default_factory=list)
 
 
-def score_task(scorer: str, outputs: Mapping, records: Sequence[Mapping]) -> TaskScore:
+def score_task(scorer: str | Callable[[str, Mapping], Scored], outputs: Mapping,
+               records: Sequence[Mapping]) -> TaskScore:
     """Score every record against ``outputs`` (question_id -> raw output), matched by id.
+
+    ``scorer`` is a registered scorer's name (with its default normaliser) or any
+    ``(output, record) -> Scored`` function, e.g. a protocol's (``Protocol.scorer_fn``).
 
     Ids are compared as strings, so an int id in the test file matches its string key
     after a JSON round trip. A record without an output scores 0 with tag ``missing``;
     an output whose id is in no record raises ``ValueError``, as do duplicate record ids.
     """
-    fn = SCORERS.get(scorer)
+    fn = SCORERS.get(scorer) if isinstance(scorer, str) else scorer
     by_id = {str(k): v for k, v in outputs.items()}
     keys = [str(r["question_id"]) for r in records]
     if len(set(keys)) != len(keys):

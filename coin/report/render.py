@@ -3,29 +3,30 @@
 Numbers come from ``coin.metrics`` (pure functions); this module reads run folders and
 writes files, each atomically through ``coin.io``. A report
 is first built as a list of blocks (headings, tables, images) and then rendered twice, to
-Markdown and to one self-contained HTML page (inline CSS, figures as base64 data URIs), so
-the two always say the same thing.
+Markdown and to one self-contained HTML page (``coin.report.document``), so the two always
+say the same thing.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Sequence
 
 import yaml
 
 from coin.io import atomic_write_text, read_json
-from coin.metrics import mean_std, summarize
+from coin.metrics import seed_summary, summarize
+from coin.report.document import _Block, _Heading, _Image, _Para, _Table, _to_html, _to_markdown
 from coin.report.plots import abbreviate, comparison_bar, forgetting_curves, heatmap
 
 BLANK = "–"
+CI_LABEL = "95% CI (test-set bootstrap of one run)"
+CI_NOTE = ("The intervals resample the test questions of this one run: they show how much the numbers "
+           "depend on which questions were drawn, not seed-to-seed or training variation (run seeds for that).")
 
 # The paper's two task orders, so the comparison table can name them instead of listing tasks.
 NAMED_ORDERS = {
@@ -87,9 +88,11 @@ def load_matrix_json(path: str | os.PathLike) -> dict:
         errors.append(f"zero_shot must be null or a list of {t} numbers or nulls")
     if mj.get("format_share") is not None:
         _check_square("format_share", mj["format_share"], t, errors)
-    for key in ("metrics", "ci", "cost"):
+    for key in ("metrics", "ci", "cost", "strict", "protocol_card"):
         if mj.get(key) is not None and not isinstance(mj[key], dict):
             errors.append(f"{key} must be null or an object")
+    if isinstance(mj.get("strict"), dict):
+        _check_square("strict.matrix", mj["strict"].get("matrix"), t, errors)
     if errors:
         raise ValueError(f"{path}: malformed: " + "; ".join(errors))
     return mj
@@ -163,100 +166,20 @@ def summary_table(matrix_json: dict) -> str:
         lines.append(f"{label:<{lw}}" + "".join(f"{_fmt(v, 1):>{w}}" for v in row))
     m, ci = _metrics(matrix_json), matrix_json.get("ci") or {}
     lines.append("")
+    if isinstance(matrix_json.get("strict"), dict):
+        lines.append("paper protocol:")
     for key in ("maa", "bwt", "acc"):
-        cis = f"  95% CI {_fmt_ci(ci[key])}" if ci.get(key) else ""
+        cis = f"  {CI_LABEL} {_fmt_ci(ci[key])}" if ci.get(key) else ""
         lines.append(f"{key.upper():<4}{_fmt(m.get(key)):>8}{cis}")
     if m.get("zero_shot_mean") is not None:
         lines.append(f"zero-shot mean {_fmt(m['zero_shot_mean'])}")
+    if isinstance(matrix_json.get("strict"), dict):
+        sm = _metrics({"tasks": tasks, **matrix_json["strict"]})
+        lines.append("strict protocol: " + "  ".join(f"{k.upper()} {_fmt(sm.get(k))}" for k in ("maa", "bwt", "acc")))
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- documents
-
-
-@dataclass
-class _Heading:
-    level: int
-    text: str
-
-
-@dataclass
-class _Para:
-    text: str
-
-
-@dataclass
-class _Table:
-    header: list[str]
-    rows: list[list[str]]
-    id: str | None = None
-
-
-@dataclass
-class _Image:
-    alt: str
-    path: Path
-    id: str | None = None
-
-
-_Block = Union[_Heading, _Para, _Table, _Image]
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1100px;padding:0 1em;color:#222;line-height:1.45}
-h1{border-bottom:2px solid #444;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #bbb;padding:.25em .6em;text-align:right;white-space:nowrap}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-tr:nth-child(even) td{background:#fafafa}img{max-width:100%;display:block;margin:.6em 0}
-""".strip()
-
-
-def _md_cell(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
-
-
-def _to_markdown(blocks: Sequence[_Block], base: Path) -> str:
-    """Render blocks as Markdown; images link to files relative to ``base``."""
-    out: list[str] = []
-    for b in blocks:
-        if isinstance(b, _Heading):
-            out.append("#" * b.level + " " + b.text)
-        elif isinstance(b, _Para):
-            out.append(b.text)
-        elif isinstance(b, _Table):
-            out.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
-            out.append("|" + "|".join([":---"] + ["---:"] * (len(b.header) - 1)) + "|")
-            out.extend("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in b.rows)
-        elif isinstance(b, _Image):
-            out.append(f"![{b.alt}]({Path(os.path.relpath(b.path, base)).as_posix()})")
-        out.append("")
-    return "\n".join(out)
-
-
-def _to_html(blocks: Sequence[_Block], title: str) -> str:
-    """Render blocks as one self-contained HTML page (inline CSS, images as data URIs)."""
-    e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"]
-    for b in blocks:
-        if isinstance(b, _Heading):
-            out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
-        elif isinstance(b, _Para):
-            out.append(f"<p>{e(b.text)}</p>")
-        elif isinstance(b, _Table):
-            ident = f' id="{e(b.id)}"' if b.id else ""
-            heads = "".join(f"<th>{e(h)}</th>" for h in b.header)
-            out.append(f"<table{ident}><thead><tr>{heads}</tr></thead><tbody>")
-            out.extend("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
-            out.append("</tbody></table>")
-        elif isinstance(b, _Image):
-            data = base64.b64encode(b.path.read_bytes()).decode("ascii")
-            ident = f' id="{e(b.id)}"' if b.id else ""
-            out.append(f'<img{ident} alt="{e(b.alt)}" src="data:image/png;base64,{data}">')
-    out.append("</body></html>\n")
-    return "\n".join(out)
-
 
 def _matrix_table(tasks: Sequence[str], rows: Sequence[Sequence[Any]], zero_shot: Sequence[Any] | None,
                   table_id: str | None, scale: float = 1.0) -> _Table:
@@ -265,6 +188,34 @@ def _matrix_table(tasks: Sequence[str], rows: Sequence[Sequence[Any]], zero_shot
     if zero_shot is not None:
         body.insert(0, ["zero-shot"] + [_fmt(v) for v in zero_shot])
     return _Table(["stage"] + list(tasks), body, table_id)
+
+
+def _metrics_table(m: dict, ci: dict, table_id: str) -> _Table:
+    """MAA/BWT/ACC with their test-set bootstrap intervals, then the metrics without one."""
+    rows = [
+        ["MAA", _fmt(m.get("maa")), _fmt_ci(ci.get("maa"))],
+        ["BWT", _fmt(m.get("bwt"), signed=True), _fmt_ci(ci.get("bwt"))],
+        ["ACC", _fmt(m.get("acc")), _fmt_ci(ci.get("acc"))],
+        ["Plasticity", _fmt(m.get("plasticity")), BLANK],
+        ["Mean forgetting", _fmt(m.get("mean_forgetting")), BLANK],
+        ["FWT", _fmt(m.get("fwt"), signed=True), BLANK],
+        ["Zero-shot mean", _fmt(m.get("zero_shot_mean")), BLANK],
+    ]
+    return _Table(["metric", "value", CI_LABEL], rows, table_id)
+
+
+def _card_blocks(mj: dict) -> list[_Block]:
+    """The protocol card stored in ``matrix.json``: per task and column, how it was scored (none: no section)."""
+    card = mj.get("protocol_card")
+    if not card:
+        return []
+    from coin.eval.protocols import card_rows
+
+    return [_Heading(2, "Protocol card"),
+            _Para("How each task was scored in each table: the scorer, the answer normaliser, where the "
+                  "answers come from and each deliberate difference from the original CoIN code."),
+            _Table(["task", "table", "protocol", "scorer", "normaliser", "answers", "rule",
+                    "differences from the original"], card_rows(card), "protocol-card")]
 
 
 def _experts(config: dict) -> str:
@@ -290,21 +241,22 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
     ]
     blocks: list[_Block] = [_Heading(1, f"CoIN report: {name}"), _Table(["field", "value"], info, "run-info")]
 
-    blocks += [_Heading(2, "Accuracy matrix"),
+    strict = mj.get("strict") if isinstance(mj.get("strict"), dict) else None
+    which = " (paper protocol)" if strict is not None else ""
+    blocks += [_Heading(2, "Accuracy matrix" + which),
                _Para("Score (0–100) on each task (columns) after each training stage (rows); "
-                     f"{BLANK} = not evaluated."),
+                     f"{BLANK} = not evaluated." + (" Each task scored by the original CoIN rule with its bugs "
+                                                    "fixed; see the protocol card." if strict is not None else "")),
                _matrix_table(tasks, a, mj.get("zero_shot"), "matrix")]
-
-    rows = [
-        ["MAA", _fmt(m.get("maa")), _fmt_ci(ci.get("maa"))],
-        ["BWT", _fmt(m.get("bwt"), signed=True), _fmt_ci(ci.get("bwt"))],
-        ["ACC", _fmt(m.get("acc")), _fmt_ci(ci.get("acc"))],
-        ["Plasticity", _fmt(m.get("plasticity")), BLANK],
-        ["Mean forgetting", _fmt(m.get("mean_forgetting")), BLANK],
-        ["FWT", _fmt(m.get("fwt"), signed=True), BLANK],
-        ["Zero-shot mean", _fmt(m.get("zero_shot_mean")), BLANK],
-    ]
-    blocks += [_Heading(2, "Metrics"), _Table(["metric", "value", "95% CI"], rows, "metrics")]
+    blocks += [_Heading(2, "Metrics" + which), _metrics_table(m, ci, "metrics"), _Para(CI_NOTE)]
+    if strict is not None:
+        sm = _metrics({"tasks": tasks, **strict})
+        blocks += [_Heading(2, "Accuracy matrix (strict protocol)"),
+                   _Para("The same answers scored by coin's own rules where they differ from the paper's "
+                         "(tasks without a strict rule repeat their paper score); see the protocol card."),
+                   _matrix_table(tasks, strict["matrix"], strict.get("zero_shot"), "matrix-strict"),
+                   _metrics_table(sm, strict.get("ci") or {}, "metrics-strict")]
+    blocks += _card_blocks(mj)
 
     forgetting = m.get("forgetting") or [None] * t
     rows = [[task, _fmt(a[i][i]), _fmt(a[-1][i]),
@@ -414,7 +366,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     run_dir = Path(run_dir)
     mj, config = load_run(run_dir)
     name = mj.get("run_name") or run_dir.name
-    hm = heatmap(mj["matrix"], mj["tasks"], run_dir / "heatmap.png", title=name, zero_shot=mj.get("zero_shot"))
+    title = name + (" (paper protocol)" if isinstance(mj.get("strict"), dict) else "")
+    hm = heatmap(mj["matrix"], mj["tasks"], run_dir / "heatmap.png", title=title, zero_shot=mj.get("zero_shot"))
     fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
     blocks = _run_blocks(mj, config, hm, fc, extra=_judge_blocks(run_dir, mj) + _env_blocks(run_dir))
     md = atomic_write_text(run_dir / "report.md", _to_markdown(blocks, run_dir))
@@ -457,16 +410,20 @@ def _describe(run_dir: Path) -> dict:
 
 
 def _aggregate(runs: list[dict], key: str) -> tuple[float | None, float | None, str]:
-    """Mean, std and text of a metric over a group's seeds: ``mean ± std``, or ``value [CI]`` for one run."""
-    values = [r[key] for r in runs if r[key] is not None]
-    if not values:
-        return None, None, BLANK
+    """Mean, std and text of a metric over a group's seeds.
+
+    Several runs: ``mean ± std (n=k)``, k the seeds the mean used; "n=2 of 3" when a seed
+    has no value (it is not silently dropped). One run: ``value [CI]``, the CI a test-set
+    bootstrap of that run.
+    """
+    s = seed_summary([r[key] for r in runs])
+    if s.mean is None:
+        return None, None, BLANK if len(runs) == 1 else f"{BLANK} (n=0 of {s.total})"
     if len(runs) == 1:
         ci = runs[0]["ci"].get(key)
-        value = _fmt(values[0], signed=key == "bwt")
-        return values[0], None, value + (f" {_fmt_ci(ci)}" if ci else "")
-    mean, std = mean_std(values)
-    return mean, std, f"{_fmt(mean, signed=key == 'bwt')} ± {_fmt(std)}"
+        return s.mean, None, _fmt(s.mean, signed=key == "bwt") + (f" {_fmt_ci(ci)}" if ci else "")
+    n = f"n={s.n}" if s.n == s.total else f"n={s.n} of {s.total}"
+    return s.mean, s.std, f"{_fmt(s.mean, signed=key == 'bwt')} ± {_fmt(s.std)} ({n})"
 
 
 def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
@@ -501,7 +458,9 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     blocks: list[_Block] = [
         _Heading(1, "CoIN comparison"),
         _Para(f"{len(runs)} runs in {len(groups)} configurations, best MAA first. Runs that differ only by "
-              "seed share a row: mean ± std over seeds; a single run shows its 95% bootstrap CI."),
+              "seed share a row: mean ± std over the seeds that have the metric (n = how many of the "
+              "group's seeds); a single run shows its 95% CI, a test-set bootstrap of that one run "
+              "(not seed variation). Scores are the paper protocol's."),
         _Table(header, [c for _, _, c in rows], "comparison"),
     ]
     bar = comparison_bar([c[0] for _, _, c in rows], [m for m, _, _ in rows], out_dir / "comparison.png",
