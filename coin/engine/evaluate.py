@@ -42,6 +42,16 @@ def _read_partial(path: Path) -> dict[str, str]:
     return done
 
 
+def _by_image(ordered: list) -> list:
+    """``ordered`` with each image's questions brought together (at its shortest question's place, in
+    length order), so a batch holds whole groups whose image prefix is prefilled once
+    (``share_prefix``). With one question per image it is ``ordered`` itself."""
+    groups: dict[str, list] = {}
+    for s in ordered:
+        groups.setdefault(s.image, []).append(s)
+    return [s for group in groups.values() for s in group]
+
+
 def generate_answers(vlm, records: list[dict], max_new_tokens: int, batch_size: int, progress: bool = True,
                      desc: str = "eval", partial: Path | None = None) -> dict[str, str]:
     """Raw model outputs for ``records`` as ``{question_id: output}``; resumable through ``partial``."""
@@ -52,6 +62,8 @@ def generate_answers(vlm, records: list[dict], max_new_tokens: int, batch_size: 
     encoded = vlm.tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"] if samples else []
     lengths = {s.id: len(ids) for s, ids in zip(samples, encoded)}
     ordered = sorted(samples, key=lambda s: (lengths[s.id], s.id))
+    if getattr(vlm, "share_prefix", False):
+        ordered = _by_image(ordered)
     # batches are fixed before skipping what is done, so a resumed evaluation feeds the model
     # exactly the batches (hence the padding, hence the numbers) of an uninterrupted one
     chunks = [ordered[k : k + batch_size] for k in range(0, len(ordered), batch_size)]

@@ -11,6 +11,7 @@ the end, as LLaVA cuts at its ``model_max_length``, and counted in ``truncated``
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ class PixelCache:
 
 
 DEFAULT_IMAGE_CACHE_MB = 2048  # per process; 8 GPU processes hold 16 GB at most
+DEFAULT_VISION_CACHE_MB = 2048  # per process, host memory; LLaVA-1.5: 576x1024 features, 1.2 MB an image in bf16
 
 
 def no_grad_when_frozen(module: torch.nn.Module) -> torch.nn.Module:
@@ -188,6 +190,8 @@ class LlavaVLM:
     full_train = ["multi_modal_projector"]
     pad_to_square = True  # LLaVA-1.5 pads images to a square (its image_aspect_ratio "pad")
     decoding = "coin"  # or "hf" (model.generate); see coin/models/decode.py
+    share_prefix = False  # questions on one image prefill their shared prefix once (the engine turns it on)
+    vision_cache = None  # a VisionFeatureCache once enable_vision_cache is called
 
     def __init__(self, model, processor, conversation: str = "plain", max_length: int | None = None,
                  image_cache_mb: int = DEFAULT_IMAGE_CACHE_MB) -> None:
@@ -280,34 +284,97 @@ class LlavaVLM:
             mask[k, : len(x)] = 1
         return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples), "labels": lab}
 
+    def _prompt_ids(self, samples: list[Sample]) -> list[list[int]]:
+        texts = [self.prompt_text(s.prompt) for s in samples]  # one call: the fast tokenizer batches in Rust
+        return [[self.tokenizer.bos_token_id] + x for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
     def generation_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Left-padded prompts, so every row's next token sits in the last column."""
-        pad = self.tokenizer.pad_token_id
-        texts = [self.prompt_text(s.prompt) for s in samples]  # one call: the fast tokenizer batches in Rust
-        ids = [[self.tokenizer.bos_token_id] + x for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        width = max(map(len, ids))
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for k, x in enumerate(ids):
-            input_ids[k, width - len(x):] = torch.tensor(x)
-            mask[k, width - len(x):] = 1
+        from coin.models.decode import left_pad
+
+        input_ids, mask = left_pad(self._prompt_ids(samples), self.tokenizer.pad_token_id)
         return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples)}
 
     # ------------------------------------------------------------------ generation
+    def enable_vision_cache(self, max_mb: int = DEFAULT_VISION_CACHE_MB) -> None:
+        """Keep the vision tower's features per image across calls (``coin.models.vision_cache``).
+
+        Raises ``VisionCacheRefused`` when the tower has trainable parameters.
+        """
+        from coin.models.vision_cache import VisionFeatureCache, VisionCacheRefused, trainable_reason
+
+        reason = trainable_reason(self._llava().vision_tower)
+        if reason is not None:
+            raise VisionCacheRefused(f"eval.cache_vision refused: {reason}")
+        self.vision_cache = VisionFeatureCache(max_mb * 2**20)
+
+    def _llava(self):
+        """The ``LlavaModel`` inside ``model`` (a PEFT wrapper after the adapter is attached)."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return base.model
+
+    def image_inputs(self, samples: list[Sample]) -> dict:
+        """The prefill's image arguments: ``pixel_values``, or, with the vision cache, the projected
+        features as ``mm_encoder_outputs`` (the tower skipped for every image seen before)."""
+        device = next(self.model.parameters()).device
+        cache = self.vision_cache
+        if cache is not None:
+            from coin.models.vision_cache import VisionCacheRefused
+
+            cfg = self._llava().config
+            try:
+                cache.check(self._llava().vision_tower, (cfg.vision_feature_layer, cfg.vision_feature_select_strategy))
+            except VisionCacheRefused as e:  # the tower became trainable after the cache was switched on
+                warnings.warn(f"{e}; features computed without the cache")
+                cache = None
+        if cache is None:
+            return {"pixel_values": self.pixels(samples).to(device)}
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        from coin.models.vision_cache import select_features
+
+        keys = [cache.content_key(s.image) for s in samples]
+        found = {k: cache.get(k) for k in dict.fromkeys(keys)}
+        missing = [k for k, v in found.items() if v is None]
+        if missing:
+            first = {k: s for k, s in reversed(list(zip(keys, samples)))}
+            feats = select_features(self._llava(), self.pixels([first[k] for k in missing]).to(device))
+            for k, f in zip(missing, feats):
+                found[k] = f
+                cache.put(k, f.to("cpu"))  # host memory: the GPU's is the training's
+        projected = self._llava().multi_modal_projector(torch.stack([found[k].to(device) for k in keys]))
+        return {"mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=list(projected))}}
+
     @torch.inference_mode()
     def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
         """Greedy answers with the KV cache, stopping at the end of turn.
 
         ``decoding`` "coin" (the default) runs ``greedy_decode``: a preallocated KV cache and
-        finished rows dropped from the batch. "hf" runs ``model.generate`` as it comes, for
-        comparison; both give the same answers.
+        finished rows dropped from the batch; with ``share_prefix``, questions on the same image
+        prefill their common prompt prefix once (``shared_prefix_decode``). "hf" runs
+        ``model.generate`` as it comes, for comparison; all give the same answers.
         """
-        with generating(self.model, self.generation_batch(samples)) as batch:
-            if self.decoding == "coin":
-                from coin.models.decode import greedy_decode  # imports transformers: not at module load
+        if self.decoding == "coin":
+            from coin.models.decode import greedy_decode, left_pad, plan_shared_prefix, shared_prefix_decode
 
-                new = greedy_decode(self.model, batch, max_new_tokens, [self.tokenizer.eos_token_id])
-            elif self.decoding == "hf":
+            eos = [self.tokenizer.eos_token_id]
+            ids = self._prompt_ids(samples)
+            plan = None
+            if self.share_prefix:
+                image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+                plan = plan_shared_prefix(ids, [s.image for s in samples], forbidden=image_id)
+            with generating(self.model, {}):
+                if plan is not None:
+                    images = self.image_inputs([samples[i] for i in plan.first_row])
+                    new = shared_prefix_decode(self.model, plan, images, self.tokenizer.pad_token_id,
+                                               max_new_tokens, eos)
+                else:
+                    device = next(self.model.parameters()).device
+                    input_ids, mask = left_pad(ids, self.tokenizer.pad_token_id, device)
+                    batch = {"input_ids": input_ids, "attention_mask": mask, **self.image_inputs(samples)}
+                    new = greedy_decode(self.model, batch, max_new_tokens, eos)
+        elif self.decoding == "hf":
+            with generating(self.model, self.generation_batch(samples)) as batch:
                 out = self.model.generate(
                     **batch,
                     max_new_tokens=max_new_tokens,
@@ -317,9 +384,9 @@ class LlavaVLM:
                     eos_token_id=self.tokenizer.eos_token_id,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
-                new = out[:, batch["input_ids"].shape[1]:]
-            else:
-                raise ValueError(f"unknown decoding {self.decoding!r}; choices: coin, hf")
+            new = out[:, batch["input_ids"].shape[1]:]
+        else:
+            raise ValueError(f"unknown decoding {self.decoding!r}; choices: coin, hf")
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     # ------------------------------------------------------------------ persistence
