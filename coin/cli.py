@@ -6,6 +6,7 @@
     coin data check|stats [--config FILE] [--root DIR] [--image-root DIR] [--tasks T ...] [--json]
     coin sweep CONFIG [CONFIG ...] [--seeds 0 1 2] [--out DIR]
     coin report RUN [RUN ...] [--out DIR]
+    coin status RUN [--json]
     coin score --task TASK [--protocol paper|strict] --predictions P.jsonl --ground-truth T.json [--answers A.json]
     coin metrics MATRIX.json [--json]
     coin judge RUN [--config JUDGE.yaml] [--model M --base-url URL ...] [--stages S ...] [--tasks T ...]
@@ -42,12 +43,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         shutil.rmtree(out)
     _threads(args.threads)
-    result = run(cfg, out, progress=not args.quiet)
+    # progress (bars, messages) goes to stderr, results (a line per stage, the summary) to stdout; bars only
+    # on a terminal, so a batch job's log holds no carriage-return lines; --quiet keeps one line per stage
+    progress = not args.quiet and sys.stderr.isatty()
+    if not progress:  # transformers' own bars (loading and saving weights) too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+    def log(message: str) -> None:
+        if not args.quiet or message.startswith("warning"):
+            print(message, file=sys.stderr, flush=True)
+
+    result = run(cfg, out, progress=progress, log=log, echo=lambda m: print(m, flush=True))
     if not dist.is_main():
         return 0
-    print()
-    print(summary_table(result))
-    print(f"\nreport: {out / 'report.md'}  (and report.html, heatmap.png)")
+    if not args.quiet:
+        print(f"\n{summary_table(result)}\n")
+    print(f"report: {out / 'report.md'}  (and report.html, heatmap.png, loss.png)")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from coin.engine.status import format_status, run_status
+
+    st = run_status(args.run)
+    print(json.dumps(st, indent=1) if args.json else format_status(st))
     return 0
 
 
@@ -294,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fresh", action="store_true", help="delete the run folder first and start over")
     r.add_argument("--dry-run", action="store_true", help="print the plan and the files it reads (missing ones marked); load nothing")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", action="store_true",
+                   help="one line per stage (and warnings); without it, progress bars show on a terminal only")
     r.set_defaults(func=_cmd_run)
 
     sw = sub.add_parser("sweep", help="run configs x seeds and write one comparison report")
@@ -339,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "check":
             c.add_argument("--quick", action="store_true", help="only check that images exist (do not open them)")
             c.add_argument("--limit", type=int, default=20, help="problems listed per kind and task")
+
+    st = sub.add_parser("status", help="a run's state: stages done, the one in progress, matrix so far, last loss, lock")
+    st.add_argument("run", help="run folder (finished, running or killed)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_cmd_status)
 
     rep = sub.add_parser("report", help="write the report of one run, or a comparison of several")
     rep.add_argument("runs", nargs="+")

@@ -140,6 +140,20 @@ class EvalConfig:
     # per-task scoring protocol by name, replacing the task's paper and strict protocols in both
     # tables, e.g. {TextVQA: single} for released files without the ten answers (coin.eval.protocols)
     protocol: dict = field(default_factory=dict)
+    # questions on one image prefill the image once per batch (LLaVA models; coin.models.decode)
+    share_prefix: bool = True
+    # the frozen vision tower runs once per test image per run, not per question and stage
+    # (LLaVA models; refused for a trainable tower; coin.models.vision_cache)
+    cache_vision: bool = True
+
+
+@dataclass
+class LogConfig:
+    """Telemetry (coin.engine.tracking): trackers fed per step and per stage; never changes a number."""
+
+    # through accelerate's tracker API: tensorboard (RUN/logs/), wandb, mlflow (optional extras)
+    trackers: list = field(default_factory=lambda: ["tensorboard"])
+    project: str = "coin"  # the W&B project / MLflow experiment the run is logged to
 
 
 @dataclass
@@ -157,6 +171,7 @@ class RunConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -303,6 +318,9 @@ def _validate(cfg: RunConfig, problems: list[str]) -> None:
         problems.append(f"data.benchmark must be 'synth' or 'coin', got {cfg.data.benchmark!r}")
     if cfg.data.benchmark == "coin" and not cfg.data.root:
         problems.append("data.root is required when data.benchmark is 'coin'")
+    from coin.engine.tracking import tracker_problems
+
+    problems += tracker_problems(cfg.log.trackers)
     if cfg.tasks.eval not in ("seen", "all"):
         problems.append(f"tasks.eval must be 'seen' or 'all', got {cfg.tasks.eval!r}")
     from coin.data.benchmark import config_problems

@@ -130,8 +130,8 @@ def test_two_processes_resume_a_lost_stage(runs, request):
               "-m", "coin.cli", "run", "--config", str(root / "two.yaml"), "--out", str(two)]
     proc = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "stage 1/2 ImageNet: done earlier, skipped" in proc.stdout
-    assert "stage 2/2 Grounding: trained earlier, evaluating" in proc.stdout
+    assert "stage 1/2 ImageNet: done earlier, skipped" in proc.stderr  # progress messages go to stderr
+    assert "stage 2/2 Grounding: trained earlier, evaluating" in proc.stderr
     assert json.loads((two / "matrix.json").read_text())["matrix"] == before["matrix"]
     assert {p.name: p.read_bytes() for p in (stage / "predictions").glob("*.jsonl")} == preds
 

@@ -250,3 +250,43 @@ def test_comparison_says_how_many_seeds_each_mean_used(tmp_path: Path, t8_runs: 
     row = _md_row(md, "lora-s0, lora-s1, lora-s2")
     assert row[9].endswith("(n=3)") and row[10] == "-17.50 ± 0.00 (n=2 of 3)"
     assert "test-set bootstrap of that one run" in md
+
+
+def _write_step_logs(run_dir: Path, tasks: list[str], steps: int = 30) -> None:
+    """Step logs as a run writes them (coin.engine.tracking.StepLog), a falling loss per stage."""
+    from coin.engine.tracking import StepLog
+
+    for j, task in enumerate(tasks):
+        log = StepLog(run_dir / "stages" / f"{j + 1:02d}-{task}" / "train_log.jsonl")
+        for k in range(1, steps + 1):
+            log.append({"step": k, "of": steps, "global_step": j * steps + k, "loss": 3.0 / k + 0.1 * (k % 3)})
+
+
+def test_report_shows_the_training_loss_when_the_run_logged_it(t3_run: Path, t8_runs: list[Path]) -> None:
+    write_report(t8_runs[0])  # no step logs: no loss figure
+    assert not (t8_runs[0] / "loss.png").exists() and 'id="loss"' not in (t8_runs[0] / "report.html").read_text()
+    _write_step_logs(t3_run, T3_TASKS)
+    md = write_report(t3_run).read_text()
+    w, _ = _check_png(t3_run / "loss.png")
+    assert "![training loss per stage](loss.png)" in md
+    assert md.index("(heatmap.png)") < md.index("(loss.png)") < md.index("(forgetting.png)")  # beside the heatmap
+    page = (t3_run / "report.html").read_text()
+    img = re.search(r'<img id="loss" alt="[^"]*" src="data:image/png;base64,([^"]+)"', page)
+    assert img and base64.b64decode(img.group(1)) == (t3_run / "loss.png").read_bytes()
+
+
+def test_comparison_overlays_the_runs_loss_curves(tmp_path: Path, t8_runs: list[Path]) -> None:
+    for run in t8_runs:
+        _write_step_logs(run, RANDOM_ORDER, steps=5)
+    write_comparison(t8_runs, tmp_path / "cmp")
+    _check_png(tmp_path / "cmp" / "loss.png", min_h=150)
+    assert '<img id="loss"' in (tmp_path / "cmp" / "report.html").read_text()
+
+
+def test_smoothing_is_a_debiased_moving_average() -> None:
+    from coin.report.plots import smooth
+
+    assert smooth([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]  # too short to smooth
+    assert smooth([4.0, 4.0, 4.0], weight=0.9) == pytest.approx([4.0, 4.0, 4.0])  # no pull towards 0
+    s = smooth([0.0, 10.0] * 50)
+    assert max(s[50:]) - min(s[50:]) < 5  # the zigzag flattened

@@ -78,3 +78,17 @@ def test_report_html_renders_in_a_browser(chromium, tmp_path, micro_config):
     # the heatmap is an embedded image: the page has more than a few distinct grey levels
     small = img.resize((300, 600))
     assert len({small.getpixel((x, y)) for x in range(300) for y in range(600)}) > 20
+    _loss_figure_decodes(chromium, runs[0], tmp_path)
+    _loss_figure_decodes(chromium, tmp_path / "cmp", tmp_path)
+
+
+def _loss_figure_decodes(chromium: str, folder, tmp_path) -> None:
+    """The browser decodes the embedded loss figure to the PNG's own size (a broken image has width 0)."""
+    probe = ("<script>window.addEventListener('load', () => { const i = document.getElementById('loss'); "
+             "document.body.setAttribute('data-loss', i ? i.complete + ':' + i.naturalWidth + 'x' + i.naturalHeight "
+             ": 'missing'); });</script></body>")
+    page = tmp_path / f"probe-{folder.name}.html"
+    page.write_text((folder / "report.html").read_text().replace("</body>", probe))
+    dom = _render(chromium, page, None, tmp_path, dump=True)
+    w, h = Image.open(folder / "loss.png").size
+    assert f'data-loss="true:{w}x{h}"' in dom

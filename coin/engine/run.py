@@ -8,6 +8,8 @@ A run is a folder::
     stages/NN-<task>/predictions/    <task>.jsonl per evaluated task: output, parsed, score, tag
     stages/NN-<task>/scores.json     per-task scores and tag counts of this stage
     stages/NN-<task>/DONE            written last: the stage is complete
+    stages/NN-<task>/train_log.jsonl one line per optimiser step: loss, lr, gradient norm (coin.engine.tracking)
+    logs/                            TensorBoard event files (log.trackers)
     matrix.json, report.md, report.html, heatmap.png, forgetting.png
 
 A finished stage is never recomputed: running the same command on the same folder skips
@@ -34,6 +36,7 @@ from coin.data.benchmark import Benchmark, load_benchmark, verify_data
 from coin.engine import dist
 from coin.engine.evaluate import evaluate_task, rescore_stage, task_entry
 from coin.engine.limits import answer_limits, count_at_limit
+from coin.engine.tracking import STEP_LOG, RunTracker, StepLog
 from coin.engine.train import train_stage
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
@@ -64,7 +67,8 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 # keys that change how a run works, never its numbers: a folder continues under another value
-OPERATIONAL_KEYS = ("data.check_images", "train.num_workers")
+OPERATIONAL_KEYS = ("data.check_images", "train.num_workers", "log.trackers", "log.project",
+                    "eval.share_prefix", "eval.cache_vision")
 # keys that change only how stored answers are scored: every stage is rescored from its outputs when
 # the run assembles (assemble), so a folder continues under new values and records them in config.yaml
 SCORING_KEYS = ("data.answers", "eval.protocol")
@@ -253,19 +257,23 @@ class _FolderLock:
             self._file = None
 
 
-def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print) -> dict:
+def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print, echo=None) -> dict:
     """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content.
 
     Two processes never work in one folder at once: the second is refused with a message.
+    ``log`` takes progress messages; ``echo`` (default ``log``) the one result line per stage.
+    Steps and stage scores go to the trackers of ``cfg.log`` (coin.engine.tracking).
     """
     lock = _FolderLock()
+    tracker = RunTracker(cfg.log.trackers, Path(out), cfg.name or Path(out).name, cfg.log.project)
     try:
-        return _run(cfg, Path(out), progress, log, lock)
+        return _run(cfg, Path(out), progress, log, lock, tracker, echo or log)
     finally:
+        tracker.close()
         lock.release()
 
 
-def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> dict:
+def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock, tracker: RunTracker, echo) -> dict:
     order = resolve_order(cfg.tasks.order)
     # every file, image and answer source is checked before any model loads, by the main process
     # alone and before the process group exists: the others wait to join it (no collective
@@ -274,6 +282,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
     dist.init(dist.STARTUP_TIMEOUT)
     if not dist.is_main():  # one voice: the other processes work silently
         progress, log = False, (lambda m: None)
+        echo = log
     with dist.main_first():
         bench = load_benchmark(cfg.data, order, cfg.seed, protocols=cfg.eval.protocol, manifest=manifest,
                                check=False)
@@ -287,6 +296,8 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
     with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
         vlm = load_model(cfg.model, log, progress)
     vlm.model.to(dist.device())
+    if hasattr(vlm, "share_prefix"):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
+        vlm.share_prefix = cfg.eval.share_prefix
     dist.end_startup()  # from here on every process works in step: a stuck collective is a bug
     limits = answer_limits(vlm.tokenizer, bench.train, order, cfg.eval.max_new_tokens)
     log("new tokens per answer: " + ", ".join(f"{t} {limits[t]}" for t in order))
@@ -297,19 +308,29 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
         zero_dir = out / "stages" / "00-zeroshot"
         if not (zero_dir / "DONE").is_file():
             t = time.time()
-            evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress, limits)
+            zs = evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress, limits)
             t_eval += time.time() - t
+            if dist.is_main():
+                tracker.stage(0, {f"zeroshot/{k}": v["score"] for k, v in zs.items()})
             _mark_done(zero_dir)
-        log(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
+        echo(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
 
     seed_everything(cfg.seed)  # the adapter's init must not depend on what ran before (e.g. a pretraining)
     attach_adapter(vlm, cfg.adapter)
+    if cfg.eval.cache_vision and hasattr(vlm, "enable_vision_cache"):  # the tower is frozen from here on
+        from coin.models.vision_cache import VisionCacheRefused
+
+        try:
+            vlm.enable_vision_cache()
+        except VisionCacheRefused as e:
+            log(str(e))
     methods = [build_method(cfg.method, cfg.method_options)]
     stage_dirs: list[Path] = []
     # folders whose predictions came from weights identical to the current ones: a stage that
     # trains nothing (zero-shot, multi-task before its last stage) reuses them instead of
     # generating the same answers again (the fresh adapter adds exactly zero: B = 0)
     identical: list[Path] = [zero_dir] if zero_dir is not None else []
+    global_step = 0  # optimiser steps of the stages before this one: telemetry's steps run across stages
     for j, task in enumerate(order):
         stage_dir = out / "stages" / f"{j + 1:02d}-{task}"
         stage_dirs.append(stage_dir)
@@ -318,6 +339,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
         if (stage_dir / "DONE").is_file():
             _load_stage(vlm, methods, stage_dir)
             identical = identical + [stage_dir] if _untrained(stage_dir) else [stage_dir]
+            global_step += _steps(stage_dir)
             log(f"stage {j + 1}/{len(order)} {task}: done earlier, skipped")
             continue
         stats = None
@@ -332,7 +354,8 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
             for m in methods:
                 data = m.train_data(ctx, data)
             stats = train_stage(ctx, data, cfg.train, methods, seed=cfg.seed * 1000 + j, progress=progress,
-                                checkpoint_dir=stage_dir / "checkpoints", log=log)
+                                checkpoint_dir=stage_dir / "checkpoints", log=log,
+                                on_step=_step_logger(tracker, stage_dir, global_step))
             t_train += stats.seconds
             for m in methods:
                 m.after_task(ctx)
@@ -351,13 +374,16 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
                 f"for {', '.join(reused)}")
         scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress, limits)
         t_eval += time.time() - t
+        global_step += _steps(stage_dir)
+        if dist.is_main():
+            tracker.stage(global_step, _stage_values(stage_dirs, order, scores, stats))
         _mark_done(stage_dir)
         if dist.is_main():
             shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
         head = ""
         if stats is not None:
             head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats.steps else ""
-        log(f"stage {j + 1}/{len(order)} {task}: {head}{_fmt_scores(scores, order)}")
+        echo(f"stage {j + 1}/{len(order)} {task}: {head}{_fmt_scores(scores, order)}")
 
     cost = {"trainable_params": trainable_parameters(vlm.model), "train_seconds": round(t_train, 1),
             "eval_seconds": round(t_eval, 1), "peak_memory_mb": round(_peak_memory_mb(), 1)}
@@ -369,6 +395,38 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock) -> d
         write_report(out)
     dist.barrier()
     return result if result is not None else read_json(out / "matrix.json")
+
+
+def _steps(stage_dir: Path) -> int:
+    """Optimiser steps the stage's training ran (its ``train.json``; 0 when it has none)."""
+    path = stage_dir / "train.json"
+    return int(read_json(path).get("steps", 0)) if path.is_file() else 0
+
+
+def _step_logger(tracker: RunTracker, stage_dir: Path, offset: int):
+    """``train_stage``'s ``on_step``: a line in the stage's step log and a point on the trackers' curves."""
+    steplog = StepLog(stage_dir / STEP_LOG)
+
+    def on_step(done: int, total: int, values: dict) -> None:
+        steplog.append({"step": done, "of": total, "global_step": offset + done, **values})
+        tracker.step(offset + done, {f"train/{k}": v for k, v in values.items()})
+
+    return on_step
+
+
+def _stage_values(stage_dirs: list[Path], order: list[str], scores: dict, stats) -> dict:
+    """What the trackers get at a stage's end: its scores per task, MAA/BWT so far, step time, memory."""
+    values = {f"eval/{t}": scores[t]["score"] for t in order if t in scores}
+    n = len(stage_dirs)
+    rows = [read_json(d / "scores.json") if d != stage_dirs[-1] else scores for d in stage_dirs]
+    matrix = [[rows[r][t]["score"] if t in rows[r] else None for t in order[:n]] for r in range(n)]
+    for key, fn in (("maa", metrics.maa), ("bwt", metrics.bwt)):
+        if (v := fn(matrix)) is not None:
+            values[f"metrics/{key}"] = v
+    if stats is not None and stats.steps > stats.resumed_from:
+        values["stage/step_seconds"] = stats.seconds / (stats.steps - stats.resumed_from)
+    values["stage/peak_memory_mb"] = _peak_memory_mb()
+    return values
 
 
 def _untrained(stage_dir: Path) -> bool:

@@ -12,6 +12,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -100,7 +101,8 @@ def param_groups(named: dict, full_train: list[str], cfg: TrainConfig) -> list[d
 
 
 def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: list[Method], seed: int,
-                progress: bool = True, checkpoint_dir: Path | None = None, log=print) -> StageStats:
+                progress: bool = True, checkpoint_dir: Path | None = None, log=print,
+                on_step: Callable[[int, int, dict], None] | None = None) -> StageStats:
     """Train ``ctx.vlm.model`` on ``samples`` for one stage and return its statistics.
 
     One optimizer step consumes ``batch_size x grad_accum x processes`` samples of a seeded
@@ -111,7 +113,8 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     ``train.num_workers`` loader workers, from a plan fixed first, so they do not depend on
     the number of workers. With ``checkpoint_dir``, the main process writes a checkpoint every
     ``cfg.checkpoint_every`` steps and on SIGINT/SIGTERM; training resumes from the newest
-    good one.
+    good one. ``on_step(done, total, values)`` is called on the main process after each optimiser
+    step with its loss, learning rate, gradient norm and the methods' extra terms (telemetry).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -160,7 +163,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
             # as many micro-batches on every process (padding weighted zero on a short last step):
             # each one calls collectives that must pair across processes
             micro = steps[step - start]
-            total, bad = 0.0, False
+            total, bad, terms, share = 0.0, False, {}, 0.0
             for k, (part, weight) in enumerate(micro):
                 ready = next(stream)
                 if bad:  # a skipped step: its remaining batches are drained, not used
@@ -188,6 +191,10 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                     scale = weight * len(part) / len(chunk) * world  # DDP averages over processes
                     scaler.scale(loss * scale).backward()
                 total += loss.item() * weight * len(part) / len(chunk)
+                share += weight * len(part) / len(chunk)
+                for m in methods:  # each extra term, weighted like the loss over this process's micro-batches
+                    for key, v in m.last_terms().items():
+                        terms[f"{m.name}/{key}"] = terms.get(f"{m.name}/{key}", 0.0) + v * weight * len(part) / len(chunk)
             if bad:
                 opt.zero_grad(set_to_none=True)
                 skipped += 1
@@ -195,11 +202,17 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                 total = dist.sum_over_processes(total)
                 scaler.unscale_(opt.optimizer)
                 if cfg.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                else:  # logged even without clipping
+                    grad_norm = _grad_norm(params)
                 scaler.step(opt.optimizer)
                 scaler.update()
                 opt.zero_grad(set_to_none=True)
                 losses.append(total)
+                if on_step is not None and dist.is_main():
+                    on_step(step + 1, len(plan), {"loss": total, "lr": sched.get_last_lr()[0],
+                                                  "grad_norm": float(grad_norm),
+                                                  **{k: v / max(share, 1e-12) for k, v in terms.items()}})
             sched.step()
             bar.update(1)
             bar.set_postfix(loss=f"{total:.3f}")
@@ -221,6 +234,12 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     model.eval()
     return StageStats(len(plan), len(samples), time.time() - t0, losses[-1] if losses else float("nan"),
                       sum(losses) / max(len(losses), 1), skipped, start, truncated)
+
+
+def _grad_norm(params: list) -> torch.Tensor:
+    """The global L2 norm of the gradients (what ``clip_grad_norm_`` would report), changing none."""
+    norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in params if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 def _no_sync(acc, engine, skip: bool):

@@ -62,6 +62,13 @@ class Method:
         """The loss to back-propagate for one batch (regularisers add their terms)."""
         return loss
 
+    def last_terms(self) -> dict[str, float]:
+        """The extra loss terms the last ``loss`` call added, by name (e.g. ``{"penalty": 0.3}``), for logging.
+
+        Optional: the training loop logs them beside the loss; ``{}`` when a method adds none.
+        """
+        return getattr(self, "_terms", {})
+
     def after_task(self, ctx: StageContext) -> None:
         """Called after training ``ctx.task``, before its evaluation."""
 

@@ -98,8 +98,11 @@ class EWC(Method):
     def loss(self, ctx: StageContext, batch: dict, outputs, loss: torch.Tensor) -> torch.Tensor:
         """The task loss plus ``lambda/2 * sum F (theta - anchor)^2`` (nothing before the first Fisher)."""
         if not self.fisher or self.opts.lambda_ == 0:
+            self._terms = {}
             return loss
-        return loss + self.opts.lambda_ * self.penalty(ctx.vlm.model).to(loss.dtype)
+        penalty = self.opts.lambda_ * self.penalty(ctx.vlm.model).to(loss.dtype)
+        self._terms = {"penalty": penalty.item()}  # logged beside the loss (Method.last_terms)
+        return loss + penalty
 
     # ------------------------------------------------------------------ after a task
     def after_task(self, ctx: StageContext) -> None:

@@ -126,6 +126,7 @@ class LwF(Method):
 
     def loss(self, ctx: StageContext, batch: dict, outputs, loss: torch.Tensor) -> torch.Tensor:
         """The task loss plus ``lambda * KD`` on the next stored batch (every ``every``-th micro-batch)."""
+        self._terms = {}
         if not self.memory or self.opts.lambda_ == 0:
             return loss
         if ctx.micro % self.opts.every:
@@ -134,4 +135,5 @@ class LwF(Method):
         student = torch.cat(answer_logits(ctx.vlm, [s for s, _ in items]))
         teacher = torch.cat([t for _, t in items]).to(student.device)
         kd = distillation_loss(student, teacher, self.opts.temperature)
+        self._terms = {"distillation": self.opts.lambda_ * kd.item()}  # logged beside the loss (Method.last_terms)
         return loss + self.opts.lambda_ * kd.to(loss.dtype)

@@ -1,6 +1,6 @@
-"""Reports for runs: terminal summaries, Markdown/HTML pages, heatmaps and comparisons."""
+"""Reports for runs: terminal summaries, Markdown/HTML pages, heatmaps, loss curves and comparisons."""
 
-from coin.report.plots import abbreviate, comparison_bar, forgetting_curves, heatmap
+from coin.report.plots import abbreviate, comparison_bar, forgetting_curves, heatmap, loss_curves_figure
 from coin.report.render import (
     load_matrix_json,
     load_run,
@@ -14,6 +14,7 @@ __all__ = [
     "comparison_bar",
     "forgetting_curves",
     "heatmap",
+    "loss_curves_figure",
     "load_matrix_json",
     "load_run",
     "summary_table",

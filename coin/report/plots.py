@@ -1,4 +1,4 @@
-"""Figures for run reports: accuracy-matrix heatmaps, forgetting curves, comparison bars.
+"""Figures for run reports: accuracy-matrix heatmaps, forgetting curves, comparison bars, loss curves.
 
 Everything draws on a bare ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot
 state, no display), and PNGs are saved without the version stamp so the same matrix
@@ -165,4 +165,55 @@ def comparison_bar(
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel(label, fontsize=_FONT)
     ax.grid(True, axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
+    """A debiased exponential moving average (TensorBoard's smoothing).
+
+    ``weight`` defaults to one that averages about ``len / 20`` points (none below 20 points),
+    so a short stage is drawn as it is and a long one shows its trend.
+    """
+    n = len(values)
+    w = min(0.95, max(0.0, 1.0 - 20.0 / n)) if weight is None and n else (weight or 0.0)
+    out, ema, norm = [], 0.0, 0.0
+    for v in values:
+        ema, norm = w * ema + (1 - w) * v, w * norm + (1 - w)
+        out.append(ema / norm if norm else v)
+    return out
+
+
+def loss_curves_figure(runs: dict[str, list[dict]], path: str | os.PathLike, title: str = "Training loss") -> Path:
+    """Training loss against the global step, smoothed, with the stage boundaries marked.
+
+    ``runs`` maps a run's name to its stages' curves (``coin.engine.tracking.loss_curves``:
+    ``task``, ``steps``, ``loss`` per stage). One run: each stage in its own colour, the raw
+    loss faint under the smoothed one. Several runs (a comparison): one colour per run,
+    smoothed, the boundaries of the first run.
+    """
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    cmap = colormaps["tab10"]
+    single = len(runs) == 1
+    for r, (name, stages) in enumerate(runs.items()):
+        for s, st in enumerate(stages):
+            color = cmap((s if single else r) % 10)
+            if single:
+                ax.plot(st["steps"], st["loss"], color=color, alpha=0.25, linewidth=1)
+            ax.plot(st["steps"], smooth(st["loss"]), color=color, linewidth=1.8,
+                    label=(st["task"] if single else (name if s == 0 else None)))
+    first = next(iter(runs.values()), [])
+    for st in first[1:]:  # a boundary before each later stage's first step
+        ax.axvline(st["steps"][0] - 0.5, color="grey", linestyle="--", linewidth=0.8)
+    for st in first:
+        ax.annotate(abbreviate(st["task"]), (st["steps"][0] - 0.5, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(3, -12), textcoords="offset points", fontsize=_FONT - 2, color="grey")
+    if not any(runs.values()):
+        ax.text(0.5, 0.5, "no training steps logged", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("optimiser step (all stages)", fontsize=_FONT)
+    ax.set_ylabel("loss", fontsize=_FONT)
+    ax.set_title(title, fontsize=_FONT + 1)
+    ax.grid(True, alpha=0.3)
+    if any(runs.values()):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=_FONT - 1, frameon=False)
     return _save(fig, path)

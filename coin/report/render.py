@@ -21,7 +21,8 @@ import yaml
 from coin.io import atomic_write_text, read_json
 from coin.metrics import seed_summary, summarize
 from coin.report.document import _Block, _Heading, _Image, _Para, _Table, _to_html, _to_markdown
-from coin.report.plots import abbreviate, comparison_bar, forgetting_curves, heatmap
+from coin.engine.tracking import loss_curves
+from coin.report.plots import abbreviate, comparison_bar, forgetting_curves, heatmap, loss_curves_figure
 
 BLANK = "–"
 CI_LABEL = "95% CI (test-set bootstrap of one run)"
@@ -36,7 +37,7 @@ NAMED_ORDERS = {
 
 # Config keys that name or place a run rather than define it: runs differing only in these
 # (and in any ``seed``, at any depth) are repetitions of one configuration.
-_RUN_IDENTITY_KEYS = {"name", "run_name", "out_dir", "output_dir", "run_dir", "resume"}
+_RUN_IDENTITY_KEYS = {"name", "run_name", "out_dir", "output_dir", "run_dir", "resume", "log"}  # log: telemetry
 
 
 def _fmt(v: Any, nd: int = 2, signed: bool = False) -> str:
@@ -225,8 +226,11 @@ def _experts(config: dict) -> str:
 
 
 def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
-                extra: Sequence[_Block] = ()) -> list[_Block]:
-    """Everything one run's report says, in order; ``extra`` goes before the figures."""
+                extra: Sequence[_Block] = (), loss_png: Path | None = None) -> list[_Block]:
+    """Everything one run's report says, in order; ``extra`` goes before the figures.
+
+    ``loss_png``: the training-loss figure (absent for runs made before step logs existed).
+    """
     tasks, a, t = mj["tasks"], mj["matrix"], len(mj["tasks"])
     m, ci = _metrics(mj), mj.get("ci") or {}
     name = mj.get("run_name") or heatmap_png.parent.name
@@ -294,8 +298,12 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
         blocks += [_Heading(2, "Cost"), _Table(["item", "value"], rows, "cost")]
 
     blocks += list(extra)
-    blocks += [_Heading(2, "Figures"), _Image("accuracy matrix heatmap", heatmap_png, "heatmap"),
-               _Image("forgetting curves", forgetting_png, "forgetting")]
+    blocks += [_Heading(2, "Figures"), _Image("accuracy matrix heatmap", heatmap_png, "heatmap")]
+    if loss_png is not None:
+        blocks += [_Image("training loss per stage", loss_png, "loss"),
+                   _Para("Training loss per optimiser step (faint) and smoothed, the stages one after another; "
+                         "dashed lines mark where a stage begins. TensorBoard shows the same curves from logs/.")]
+    blocks += [_Image("forgetting curves", forgetting_png, "forgetting")]
     return blocks
 
 
@@ -359,7 +367,7 @@ def _env_blocks(run_dir: Path) -> list[_Block]:
 
 
 def write_report(run_dir: str | os.PathLike) -> Path:
-    """Write ``report.md``, ``report.html``, ``heatmap.png`` and ``forgetting.png`` into a run folder.
+    """Write ``report.md``, ``report.html``, ``heatmap.png``, ``forgetting.png`` and ``loss.png`` into a run folder.
 
     Returns the path of ``report.md``.
     """
@@ -369,7 +377,9 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     title = name + (" (paper protocol)" if isinstance(mj.get("strict"), dict) else "")
     hm = heatmap(mj["matrix"], mj["tasks"], run_dir / "heatmap.png", title=title, zero_shot=mj.get("zero_shot"))
     fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
-    blocks = _run_blocks(mj, config, hm, fc, extra=_judge_blocks(run_dir, mj) + _env_blocks(run_dir))
+    curves = loss_curves(run_dir)
+    lc = loss_curves_figure({name: curves}, run_dir / "loss.png") if curves else None
+    blocks = _run_blocks(mj, config, hm, fc, extra=_judge_blocks(run_dir, mj) + _env_blocks(run_dir), loss_png=lc)
     md = atomic_write_text(run_dir / "report.md", _to_markdown(blocks, run_dir))
     atomic_write_text(run_dir / "report.html", _to_html(blocks, f"CoIN report: {name}"))
     return md
@@ -465,7 +475,12 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     ]
     bar = comparison_bar([c[0] for _, _, c in rows], [m for m, _, _ in rows], out_dir / "comparison.png",
                          errors=[s for _, s, _ in rows], label="MAA (mean ± std over seeds)")
-    blocks += [_Image("MAA per configuration", bar, "comparison-bar"), _Heading(2, "Accuracy matrices")]
+    blocks += [_Image("MAA per configuration", bar, "comparison-bar")]
+    curves = {r["run"]: c for r in sorted(runs, key=lambda r: r["run"]) if (c := loss_curves(r["dir"]))}
+    if curves:
+        png = loss_curves_figure(curves, out_dir / "loss.png", title="Training loss (smoothed) of each run")
+        blocks += [_Heading(2, "Training loss"), _Image("training loss of each run", png, "loss")]
+    blocks += [_Heading(2, "Accuracy matrices")]
     for k, r in enumerate(sorted(runs, key=lambda r: r["run"])):
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", r["run"])
         png = heatmap(r["mj"]["matrix"], r["mj"]["tasks"], out_dir / "heatmaps" / f"{k:02d}_{safe}.png",

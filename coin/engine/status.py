@@ -1,0 +1,131 @@
+"""``coin status RUN``: a run's state at a glance, from its folder alone.
+
+Works on a finished run, a killed one and one still running, because it reads only the
+small files a run writes as it goes (``config.yaml``, ``DONE`` markers, ``scores.json``,
+the last line of ``train_log.jsonl``, checkpoint folder names) and never a weight or
+torch. Whether a process is working in the folder is read from the run's lock
+(``RUN/.lock``, held with ``flock`` while ``coin run`` works there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from coin.engine.tracking import STEP_LOG, read_step_log
+
+
+def lock_holder(run_dir: Path) -> int | bool | None:
+    """The pid holding ``run_dir/.lock`` (True when held by an unknown process), or None when free.
+
+    On Linux the lock table (``/proc/locks``) names the holder without touching the lock;
+    elsewhere a non-blocking shared lock is tried and released at once.
+    """
+    path = Path(run_dir) / ".lock"
+    if not path.is_file():
+        return None
+    st = os.stat(path)
+    locks = Path("/proc/locks")
+    if locks.is_file():
+        for line in locks.read_text().splitlines():
+            parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 824 fe:00:2238156 0 EOF" ("->" marks a waiter)
+            if "FLOCK" in parts and "->" not in parts and len(parts) >= 6:
+                pid, ident = parts[-4], parts[-3].split(":")
+                if pid.isdigit() and len(ident) == 3 and ident[2] == str(st.st_ino) and \
+                        (int(ident[0], 16), int(ident[1], 16)) == (os.major(st.st_dev), os.minor(st.st_dev)):
+                    return int(pid)
+        return None
+    import fcntl
+
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def _tasks(run_dir: Path) -> list[str]:
+    """The run's task order, from its config (or, failing that, from its stage folders)."""
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        from coin.data.orders import resolve_order
+
+        return resolve_order(cfg.get("tasks", {}).get("order", "paper"))
+    except Exception:  # a damaged or foreign config: the folders still tell the order
+        root = run_dir / "stages"
+        return [d.name[3:] for d in sorted(root.iterdir()) if d.name[:2].isdigit() and d.name[:2] != "00"] \
+            if root.is_dir() else []
+
+
+def _score(entry) -> float | None:
+    return entry.get("score") if isinstance(entry, dict) else None
+
+
+def run_status(run_dir: str | os.PathLike) -> dict:
+    """The state of the run in ``run_dir``: stages, the stage in progress, the matrix so far, last loss, lock."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a coin run folder (no config.yaml)")
+    tasks = _tasks(run_dir)
+    stages, matrix, current, last_loss = [], [], None, None
+    for j, task in enumerate(tasks):
+        d = run_dir / "stages" / f"{j + 1:02d}-{task}"
+        rows = read_step_log(d / STEP_LOG)
+        if rows and "loss" in rows[-1]:
+            last_loss = {"stage": j + 1, "task": task, "step": rows[-1]["step"], "loss": rows[-1]["loss"]}
+        if (d / "DONE").is_file():
+            state = "done"
+        elif (d / "adapter" / "adapter_model.safetensors").is_file():
+            state = "evaluating"
+        elif rows or (d / "checkpoints").is_dir():
+            state = "training"
+        else:
+            state = "pending"
+        entry = {"stage": j + 1, "task": task, "state": state}
+        if state == "training":
+            ckpts = sorted(p.name for p in (d / "checkpoints").glob("step-*")) if (d / "checkpoints").is_dir() else []
+            entry.update(step=rows[-1]["step"] if rows else 0, of=rows[-1]["of"] if rows else None,
+                         checkpoint=int(ckpts[-1][5:]) if ckpts else None)
+        if state in ("training", "evaluating") and current is None:
+            current = entry
+        stages.append(entry)
+        if state == "done" and (d / "scores.json").is_file():
+            scores = json.loads((d / "scores.json").read_text(encoding="utf-8"))
+            matrix.append([_score(scores.get(t)) for t in tasks])
+    holder = lock_holder(run_dir)
+    finished = bool(stages) and all(s["state"] == "done" for s in stages) and (run_dir / "matrix.json").is_file()
+    return {"run": str(run_dir), "tasks": tasks, "stages": stages, "current": current, "matrix": matrix,
+            "last_loss": last_loss, "running": holder is not None,
+            "pid": holder if isinstance(holder, int) and holder is not True else None, "finished": finished}
+
+
+def format_status(st: dict) -> str:
+    """``run_status`` as a few lines of text for the terminal."""
+    if st["running"]:
+        state = "running" + (f" (pid {st['pid']})" if st["pid"] else "")
+    elif st["finished"]:
+        state = "finished"
+    else:
+        state = "stopped (no process holds the run; rerun the same command to continue)"
+    lines = [f"{st['run']}: {state}"]
+    for s in st["stages"]:
+        text = f"  stage {s['stage']}/{len(st['stages'])} {s['task']}: {s['state']}"
+        if s["state"] == "training":
+            text += f", step {s['step']} of {s['of'] or '?'}"
+            text += f", newest checkpoint at step {s['checkpoint']}" if s["checkpoint"] else ", no checkpoint yet"
+        lines.append(text)
+    if st["last_loss"]:
+        ll = st["last_loss"]
+        lines.append(f"  last loss {ll['loss']:.4f} (stage {ll['stage']} {ll['task']}, step {ll['step']})")
+    if st["matrix"]:
+        width = max(len(t) for t in st["tasks"])
+        lines.append("  matrix so far (rows: after stage; columns: " + ", ".join(st["tasks"]) + ")")
+        for j, row in enumerate(st["matrix"]):
+            cells = " ".join(f"{v:6.1f}" if v is not None else "     -" for v in row)
+            lines.append(f"  {st['tasks'][j]:>{width}} {cells}")
+    return "\n".join(lines)

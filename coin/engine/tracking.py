@@ -1,0 +1,182 @@
+"""Watching a run: experiment trackers (TensorBoard by default) and a light per-step loss log.
+
+Two records are kept, by the main process only:
+
+* ``RUN/stages/NN-<task>/train_log.jsonl``: one JSON line per optimiser step (loss, learning
+  rate, gradient norm, the methods' extra loss terms). Plain text, so the report and
+  ``coin status`` read loss curves without any tracker installed.
+* the trackers named in ``log.trackers``, through accelerate's tracker API: TensorBoard event
+  files in ``RUN/logs/``; W&B and MLflow when listed (optional extras, never required).
+
+Step numbers are global across stages (stage 2's first step follows stage 1's last), so the
+curves of all stages line up. A killed run may have logged steps past its last checkpoint;
+when it resumes, those steps run again. Both records drop the stale ones: the step log keeps
+only rows before the first step this process writes, and the TensorBoard writer opens with
+``purge_step`` at that step, so TensorBoard's reader discards the older events from there on
+and shows each step once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from coin.io import atomic_write_jsonl
+from coin.registry import Registry
+
+STEP_LOG = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrackerKind:
+    """A tracker coin can feed: the module it needs, the extra that installs it, its factory."""
+
+    module: str
+    extra: str
+    build: Callable[[Path, str, str, int], object]  # (run folder, run name, project, purge step) -> GeneralTracker
+
+
+def _tensorboard(out: Path, name: str, project: str, purge_step: int):
+    from accelerate.tracking import TensorBoardTracker
+
+    return TensorBoardTracker("", out / "logs", purge_step=purge_step)
+
+
+def _wandb(out: Path, name: str, project: str, purge_step: int):
+    from accelerate.tracking import WandBTracker
+
+    # the same id for the same folder: a resumed run continues its W&B run (steps it already has are ignored)
+    return WandBTracker(project, name=name, id=_stable_id(out), resume="allow", dir=str(out / "logs"))
+
+
+def _mlflow(out: Path, name: str, project: str, purge_step: int):
+    from accelerate.tracking import MLflowTracker
+
+    return MLflowTracker(experiment_name=project, run_name=name)
+
+
+TRACKERS: Registry[TrackerKind] = Registry("tracker")
+TRACKERS.register("tensorboard", TrackerKind("tensorboard", "tensorboard", _tensorboard))
+TRACKERS.register("wandb", TrackerKind("wandb", "wandb", _wandb))
+TRACKERS.register("mlflow", TrackerKind("mlflow", "mlflow", _mlflow))
+
+
+def _stable_id(out: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
+
+
+def tracker_problems(names: object, key: str = "log.trackers") -> list[str]:
+    """Every problem with a ``log.trackers`` value: unknown names, and listed trackers not installed."""
+    if not isinstance(names, list):
+        return [f"{key} must be a list of tracker names, got {names!r}"]
+    problems = []
+    for k, name in enumerate(names):
+        if name not in TRACKERS:
+            problems.append(f"{key}[{k}]: {TRACKERS.unknown_message(str(name))}")
+        elif importlib.util.find_spec(TRACKERS.get(name).module) is None:
+            extra = TRACKERS.get(name).extra
+            problems.append(f"{key}[{k}]: {name!r} is not installed; pip install 'coin[{extra}]' "
+                            f"(or remove it from {key})")
+    return problems
+
+
+class RunTracker:
+    """The run's trackers, opened at the first value logged (so a resume knows where it restarts).
+
+    ``step`` logs one optimiser step's values and purges from that step; ``stage`` logs
+    end-of-stage values at the stage's last step, which a resume never repeats, so it purges
+    from the step after. Only the main process should call it.
+    """
+
+    def __init__(self, names: list[str], out: Path, run_name: str, project: str = "coin") -> None:
+        self.names, self.out, self.run_name, self.project = list(names), Path(out), run_name, project
+        self._trackers: list | None = None
+
+    def _open(self, purge_step: int) -> list:
+        if self._trackers is None:
+            self._trackers = []
+            for name in self.names:
+                tracker = TRACKERS.get(name).build(self.out, self.run_name, self.project, purge_step)
+                tracker.start()
+                self._trackers.append(tracker)
+        return self._trackers
+
+    def step(self, global_step: int, values: dict[str, float]) -> None:
+        for t in self._open(global_step):
+            t.log(values, step=global_step)
+
+    def stage(self, global_step: int, values: dict[str, float]) -> None:
+        for t in self._open(global_step + 1):
+            t.log(values, step=global_step)
+
+    def close(self) -> None:
+        for t in self._trackers or []:
+            t.finish()
+        self._trackers = None
+
+
+class StepLog:
+    """``train_log.jsonl`` of one stage: one line per optimiser step, appended with one write.
+
+    The first row this process writes drops the rows at or after its step (written by a killed
+    run past its last checkpoint), so the file holds each step once, in order.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._checked = False
+
+    def append(self, row: dict) -> None:
+        if not self._checked:
+            self._checked = True
+            old = read_step_log(self.path)
+            if any(r["step"] >= row["step"] for r in old):
+                atomic_write_jsonl(self.path, [r for r in old if r["step"] < row["step"]])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:  # one write per line: a kill leaves whole lines and at most one torn last line
+            os.write(fd, (json.dumps({**row, "time": round(time.time(), 3)}) + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def read_step_log(path: Path) -> list[dict]:
+    """The rows of a ``train_log.jsonl``; a torn last line (a kill mid-write) is skipped, a missing file is []."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
+
+
+def stage_dirs(run_dir: Path) -> list[Path]:
+    """The run's trained-stage folders in order (``NN-<task>``, not the zero-shot one)."""
+    root = Path(run_dir) / "stages"
+    if not root.is_dir():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and d.name[:2].isdigit() and d.name[:2] != "00")
+
+
+def loss_curves(run_dir: Path) -> list[dict]:
+    """Per trained stage: its task, global steps and losses from the step logs (for the report's figure)."""
+    curves = []
+    for d in stage_dirs(run_dir):
+        rows = [r for r in read_step_log(d / STEP_LOG) if "loss" in r]
+        if rows:
+            curves.append({"task": d.name[3:], "steps": [r["global_step"] for r in rows],
+                           "loss": [r["loss"] for r in rows]})
+    return curves
