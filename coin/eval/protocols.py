@@ -104,6 +104,13 @@ _EMPTY = "an empty prediction is wrong"
 _WS = "surrounding whitespace is stripped (LLaVA's outputs already were)"
 
 
+# the short-answer tasks' shared rules: the original's case-insensitive match, and coin's
+_PAPER_LOWER = Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
+                        (_WS, "lower-cased where the original upper-cased (differs only for letters such as 'ß')"))
+_STRICT_EXACT = Protocol("strict", "exact", "vqa", "one", "exact match after VQA normalisation",
+                         ("coin's rule: articles, punctuation and number words are normalised first",))
+
+
 def _add(task: str, *protocols: Protocol) -> None:
     TASK_PROTOCOLS.register(task, TaskProtocols(task, protocols))
 
@@ -132,21 +139,17 @@ _add("GQA",
      Protocol("paper", "exact", "gqa", "one", "exact match after lower-casing and removing trailing periods",
               (_WS, "a question without a prediction counts as wrong (the original averaged over the "
                "predictions it had)")),
-     Protocol("strict", "exact", "vqa", "one", "exact match after VQA normalisation",
-              ("coin's rule: articles, punctuation and number words are normalised first",)))
+     _STRICT_EXACT)
 _add("VizWiz",
-     Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
-              (_WS, "lower-cased where the original upper-cased (differs only for letters such as 'ß')")),
-     Protocol("strict", "exact", "vqa", "one", "exact match after VQA normalisation",
-              ("coin's rule: articles, punctuation and number words are normalised first",)))
+     _PAPER_LOWER,
+     _STRICT_EXACT)
 _add("Grounding", Protocol(
     "paper", "grounding", None, "box", "IoU with `answer_bbox` above 0.5",
     ("the box was read by slicing off the first and last character, which cut a digit off y2; here four "
      "numbers are found anywhere in the output",
      "unparsable outputs score 0 and count (as before); an inverted box scores 0")))
 _add("VQAv2",
-     Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
-              (_WS, "lower-cased where the original upper-cased (differs only for letters such as 'ß')")),
+     _PAPER_LOWER,
      Protocol("strict", "vqa", "vqa", "ten_or_one", "VQA soft accuracy over `answers` when present "
               "(CoIN-Synth), else exact match; VQA normalisation",
               ("coin's rule: the standard VQAv2 metric where ten answers exist",)))
@@ -154,8 +157,7 @@ _add("OCR-VQA",
      Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
               (_WS, "the original's skip of outputs containing 'Unanswerable' is dropped: it changes a score "
                "only where an answer itself contains that word")),
-     Protocol("strict", "exact", "vqa", "one", "exact match after VQA normalisation",
-              ("coin's rule: articles, punctuation and number words are normalised first",)))
+     _STRICT_EXACT)
 
 
 def task_protocols(task: str) -> TaskProtocols:
