@@ -31,7 +31,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from coin.tasks.registry import ORDERS
+    from coin.tasks import ORDERS
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=512, help="test samples in all, split evenly over the tasks")
@@ -45,7 +45,7 @@ def main() -> None:
 
     import torch
 
-    from coin.config import from_dict
+    from coin.configure import from_dict
     from coin.data.coin_json import eval_samples, load_test
     from coin.data.synth import generate
     from coin.engine.evaluate import generate_answers

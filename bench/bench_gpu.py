@@ -395,7 +395,7 @@ def main() -> int:
     rows = []
     for variant in args.variants:
         adapter = AdapterConfig(type=variant, r=args.rank, alpha=args.alpha or 2.0 * args.rank, dropout=args.dropout,
-                                experts=args.experts, train_projector=True)
+                                options={"experts": args.experts} if variant == "moelora" else {}, train_projector=True)
         label = f"{variant} r{args.rank}" + (f" x{args.experts} experts" if variant == "moelora" else "")
         vlm = build_vlm(config, device, dtype, args.attn, not args.no_gradient_checkpointing, adapter)
         total = sum(p.numel() for p in vlm.model.parameters())

@@ -1,30 +1,46 @@
-"""Typed run configuration: dataclasses, loaded from YAML, validated once at the boundary.
+"""Typed run configuration: the dataclasses, YAML reading, ``--set`` overrides and merging.
 
-Every problem is collected and reported at once with the key's full dotted name
-(``train.lr must be > 0, got -1``; ``unknown key 'train.lrr' (did you mean 'train.lr'?)``)
-before any data is generated or any weights load.
+This module is a leaf: it imports nothing else of coin but the options builder, so every
+part of coin may read a config. Each section checks its own values (``check()``); what
+needs a registry (a method's name and options, a backbone's or an adapter's own keys, task
+names, trackers) is validated one layer up, in ``coin.configure``, which is also where a
+config is loaded (``load_config``, ``from_dict``). Every problem is collected and reported
+at once with the key's full dotted name (``train.lr must be > 0, got -1``; ``unknown key
+'train.lrr' (did you mean 'train.lr'?)``) before any data is generated or any weights load.
+
+``model`` and ``adapter`` are open sections: besides their common keys they take the keys
+of the backbone (``model.name``) or adapter (``adapter.type``) they select, e.g.
+``model.path`` or ``adapter.experts``, declared and checked by that registry entry.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from coin.options import OptionsError, flat_dict
 
-class ConfigError(ValueError):
+
+class ConfigError(OptionsError):
     """A config that cannot run; ``problems`` lists every issue found."""
 
     def __init__(self, problems: list[str], source: str | None = None) -> None:
-        self.problems = problems
-        where = f" in {source}" if source else ""
-        super().__init__(f"invalid config{where}:\n  - " + "\n  - ".join(problems))
+        super().__init__(problems, source, "config")
+
+
+def _positive(obj: Any, *keys: str) -> list[str]:
+    return [f"{k} must be > 0, got {getattr(obj, k)}" for k in keys if getattr(obj, k) <= 0]
+
+
+def _one_of(obj: Any, key: str, choices: tuple[str, ...]) -> list[str]:
+    value = getattr(obj, key)
+    if value in choices:
+        return []
+    listed = " or ".join(repr(c) for c in choices) if len(choices) == 2 else "one of " + ", ".join(choices)
+    return [f"{key} must be {listed}, got {value!r}"]
 
 
 @dataclass
@@ -55,60 +71,67 @@ class DataConfig:
     check_images: str = "exists"
     synth: SynthConfig = field(default_factory=SynthConfig)
 
+    def check(self) -> list[str]:
+        problems = _one_of(self, "benchmark", ("synth", "coin"))
+        if not 0 < self.volume <= 1:
+            problems.append(f"volume must be in (0, 1], got {self.volume}")
+        if self.benchmark == "coin" and not self.root:
+            problems.append("root is required when data.benchmark is 'coin'")
+        return problems
+
 
 @dataclass
 class TasksConfig:
     order: Any = "paper"  # "paper", "alphabet", "shuffle:<seed>" or a list of task names
     eval: str = "seen"  # "seen": tasks trained so far; "all": every task after every stage
 
-
-@dataclass
-class PretrainConfig:
-    """Caption pretraining of the built-in tiny model (cached by hash)."""
-
-    seed: int = 0
-    samples: int = 12000
-    steps: int = 900
-    batch_size: int = 32
-    lr: float = 2e-3
-    warmup_ratio: float = 0.05
-    vision_steps: int = 800  # stage 1: the vision tower learns scene labels (a stand-in for CLIP's pretraining)
-    vision_batch_size: int = 64
-    vision_lr: float = 2e-3
+    def check(self) -> list[str]:
+        return _one_of(self, "eval", ("seen", "all"))
 
 
 @dataclass
 class ModelConfig:
-    name: str = "tiny"  # a registered backbone: tiny, llava, llava-pretrain, qwen2-vl, hf
-    path: str | None = None  # local folder or hub id, for real backbones
+    """The backbone: ``name`` picks it; its own keys (``path``...) are declared by it (``coin ls backbones``)."""
+
+    __open__ = "options"
+
+    name: str = "tiny"  # a registered backbone (coin ls backbones): tiny, llava, llava-pretrain, qwen2-vl, hf
     trust_remote_code: bool = False  # only when you trust the model's own code
     dtype: str = "auto"  # weights' dtype: "auto" (bf16 on a GPU, fp32 on CPU), "fp32", "bf16", "fp16"
     gradient_checkpointing: bool = False  # recompute activations in backward (saves memory on real models)
     attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None: transformers' default
-    # llava-pretrain: CoIN's starting point assembled from its parts (local folders / files)
-    lm_path: str | None = None  # a Vicuna-style LM folder (LlamaForCausalLM + tokenizer)
-    vision_path: str | None = None  # a CLIP vision folder (e.g. clip-vit-large-patch14-336)
-    projector_path: str | None = None  # LLaVA's stage-1 mm_projector.bin (a plain state dict)
     # training sequences longer than this are cut at the end (LLaVA's model_max_length); None: the
-    # backbone's own (2048 for llava / llava-pretrain, as LLaVA-1.5 trained), else the tokenizer's
+    # backbone's own (2048 for LLaVA-1.5 as it trained), else the tokenizer's
     max_length: int | None = None
-    image_cache_mb: int = 2048  # preprocessed images kept per process (LlavaVLM), in MiB; 0: none
-    # Qwen2-VL-style processors: each image resized to this many pixels (28x28 per visual token);
-    # the hub's max_pixels (12845056, ~16k tokens) runs out of memory on large photos
-    min_pixels: int | None = None  # None: the processor's own (Qwen2-VL's 56 * 56, i.e. 4 visual tokens)
-    max_pixels: int | None = 1280 * 28 * 28  # the upper bound Qwen2-VL's model card suggests
-    tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.TinyConfig
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    # the backbone's own keys, written beside the ones above (model.path, model.pretrain...); after
+    # validation, the backbone's parsed Options
+    options: Any = field(default_factory=dict)
+
+    def check(self) -> list[str]:
+        problems = _one_of(self, "dtype", ("auto", "fp32", "bf16", "fp16"))
+        if self.max_length is not None and self.max_length < 1:
+            problems.append(f"max_length must be >= 1 (or null for the backbone's own), got {self.max_length}")
+        return problems
 
 
 @dataclass
 class AdapterConfig:
-    type: str = "lora"  # "lora" | "moelora"
-    r: int = 32
-    alpha: float = 64.0
-    dropout: float = 0.0
-    experts: int = 8  # MoELoRA: number of experts, each of rank r / experts
-    train_projector: bool = True
+    """The parameter-efficient adapter: ``type`` picks it; its own keys (e.g. ``experts``) are declared by it."""
+
+    __open__ = "options"
+
+    type: str = "lora"  # a registered adapter (coin ls adapters): lora, moelora
+    r: int = 32  # rank
+    alpha: float = 64.0  # scaling numerator (the update is scaled by alpha / r)
+    dropout: float = 0.0  # dropout on the adapter's input
+    train_projector: bool = True  # also train the backbone's fully trained modules (LLaVA's projector)
+    options: Any = field(default_factory=dict)  # the adapter's own keys; after validation its parsed Options
+
+    def check(self) -> list[str]:
+        problems = _positive(self, "r", "alpha")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        return problems
 
 
 @dataclass
@@ -128,6 +151,20 @@ class TrainConfig:
     # the same for any value. None: 4 on a GPU, 0 on a CPU (coin.engine.loader.default_workers)
     num_workers: int | None = None
 
+    def check(self) -> list[str]:
+        problems = _positive(self, "lr", "batch_size", "epochs", "grad_accum")
+        if self.projector_lr is not None and self.projector_lr < 0:
+            problems.append(f"projector_lr must be >= 0, got {self.projector_lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        problems += _one_of(self, "precision", ("fp32", "bf16", "fp16"))
+        problems += _one_of(self, "on_nonfinite", ("stop", "skip"))
+        if self.num_workers is not None and self.num_workers < 0:
+            problems.append(f"num_workers must be >= 0 or null, got {self.num_workers}")
+        if self.checkpoint_every < 0:
+            problems.append(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        return problems
+
 
 @dataclass
 class EvalConfig:
@@ -145,6 +182,13 @@ class EvalConfig:
     # the frozen vision tower runs once per test image per run, not per question and stage
     # (LLaVA models; refused for a trainable tower; coin.models.vision_cache)
     cache_vision: bool = True
+
+    def check(self) -> list[str]:
+        problems = _positive(self, "batch_size")
+        for task, n in (self.max_new_tokens or {}).items():
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                problems.append(f"max_new_tokens.{task} must be a positive integer, got {n!r}")
+        return problems
 
 
 @dataclass
@@ -174,183 +218,8 @@ class RunConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _check_type(value: Any, tp: Any) -> bool:
-    if tp is Any:
-        return True
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_check_type(value, t) for t in typing.get_args(tp))
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is not None:
-        return isinstance(value, origin)
-    return isinstance(value, tp)
-
-
-def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> Any:
-    if not isinstance(data, dict):
-        problems.append(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
-        return cls()
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            problems.append(f"unknown key '{full}'{hint}")
-            continue
-        tp = hints[key]
-        value = _coerce_number(value, tp)
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, full + ".", problems)
-        elif _check_type(value, tp):
-            kwargs[key] = float(value) if tp is float else value
-        else:
-            problems.append(f"{full} must be {_type_name(tp)}, got {value!r}")
-    return cls(**kwargs)
-
-
-_SCI = __import__("re").compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
-
-
-def _coerce_number(value: Any, tp: Any) -> Any:
-    """YAML 1.1 reads ``1e-4`` (no dot) as a string; read it as the number everyone means."""
-    if isinstance(value, str) and _SCI.match(value.strip()) and _check_type(1.0, tp):
-        return float(value)
-    return value
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(t) for t in typing.get_args(tp))
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def import_plugins(plugins: list, problems: list[str]) -> None:
-    """Import each plugin (a module name or a ``.py`` file) so its registrations take effect."""
-    import importlib
-    import importlib.util
-    import sys
-
-    for k, name in enumerate(plugins):
-        try:
-            if str(name).endswith(".py"):
-                path = Path(name).resolve()
-                mod_name = f"coin_plugin_{path.stem}"
-                if mod_name in sys.modules:
-                    continue
-                spec = importlib.util.spec_from_file_location(mod_name, path)
-                if spec is None or not path.is_file():
-                    raise FileNotFoundError(f"no such file {path}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[mod_name] = module
-                spec.loader.exec_module(module)
-            else:
-                importlib.import_module(str(name))
-        except Exception as e:  # report, with the key, whatever the plugin raised
-            problems.append(f"plugins[{k}] ({name}): cannot import: {e}")
-
-
-def _validate(cfg: RunConfig, problems: list[str]) -> None:
-    import_plugins(cfg.plugins, problems)
-
-    def positive(key: str, v: float) -> None:
-        if v <= 0:
-            problems.append(f"{key} must be > 0, got {v}")
-
-    for key in ("train.lr", "train.batch_size", "train.epochs", "train.grad_accum", "eval.batch_size",
-                "adapter.r", "adapter.alpha", "model.pretrain.steps", "model.pretrain.batch_size", "model.pretrain.lr"):
-        section, *rest = key.split(".")
-        obj = getattr(cfg, section)
-        for part in rest[:-1]:
-            obj = getattr(obj, part)
-        positive(key, getattr(obj, rest[-1]))
-    if not 0 < cfg.data.volume <= 1:
-        problems.append(f"data.volume must be in (0, 1], got {cfg.data.volume}")
-    if cfg.train.projector_lr is not None and cfg.train.projector_lr < 0:
-        problems.append(f"train.projector_lr must be >= 0, got {cfg.train.projector_lr}")
-    if not 0 <= cfg.train.warmup_ratio < 1:
-        problems.append(f"train.warmup_ratio must be in [0, 1), got {cfg.train.warmup_ratio}")
-    if not 0 <= cfg.adapter.dropout < 1:
-        problems.append(f"adapter.dropout must be in [0, 1), got {cfg.adapter.dropout}")
-    if cfg.model.max_length is not None and cfg.model.max_length < 1:
-        problems.append(f"model.max_length must be >= 1 (or null for the backbone's own), got {cfg.model.max_length}")
-    if cfg.model.image_cache_mb < 0:
-        problems.append(f"model.image_cache_mb must be >= 0, got {cfg.model.image_cache_mb}")
-    for key in ("min_pixels", "max_pixels"):
-        if getattr(cfg.model, key) is not None and getattr(cfg.model, key) < 1:
-            problems.append(f"model.{key} must be >= 1 (or null for the processor's own), got {getattr(cfg.model, key)}")
-    if None not in (cfg.model.min_pixels, cfg.model.max_pixels) and cfg.model.min_pixels > cfg.model.max_pixels:
-        problems.append(f"model.min_pixels ({cfg.model.min_pixels}) must be <= model.max_pixels ({cfg.model.max_pixels})")
-    if cfg.model.dtype not in ("auto", "fp32", "bf16", "fp16"):
-        problems.append(f"model.dtype must be one of auto, fp32, bf16, fp16, got {cfg.model.dtype!r}")
-    if cfg.train.precision not in ("fp32", "bf16", "fp16"):
-        problems.append(f"train.precision must be one of fp32, bf16, fp16, got {cfg.train.precision!r}")
-    if cfg.train.on_nonfinite not in ("stop", "skip"):
-        problems.append(f"train.on_nonfinite must be 'stop' or 'skip', got {cfg.train.on_nonfinite!r}")
-    if cfg.train.num_workers is not None and cfg.train.num_workers < 0:
-        problems.append(f"train.num_workers must be >= 0 or null, got {cfg.train.num_workers}")
-    from coin.tasks import TASKS
-
-    for task, n in (cfg.eval.max_new_tokens or {}).items():
-        if task not in TASKS:
-            problems.append(f"eval.max_new_tokens: {TASKS.unknown_message(task)}")
-        elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            problems.append(f"eval.max_new_tokens.{task} must be a positive integer, got {n!r}")
-    from coin.eval.protocols import choice_problems
-
-    problems += choice_problems(cfg.eval.protocol, "eval.protocol")
-    if cfg.train.checkpoint_every < 0:
-        problems.append(f"train.checkpoint_every must be >= 0, got {cfg.train.checkpoint_every}")
-    if cfg.data.benchmark not in ("synth", "coin"):
-        problems.append(f"data.benchmark must be 'synth' or 'coin', got {cfg.data.benchmark!r}")
-    if cfg.data.benchmark == "coin" and not cfg.data.root:
-        problems.append("data.root is required when data.benchmark is 'coin'")
-    from coin.engine.tracking import tracker_problems
-
-    problems += tracker_problems(cfg.log.trackers)
-    if cfg.tasks.eval not in ("seen", "all"):
-        problems.append(f"tasks.eval must be 'seen' or 'all', got {cfg.tasks.eval!r}")
-    from coin.data.benchmark import config_problems
-    from coin.data.orders import order_problems
-
-    problems += order_problems(cfg.tasks.order)
-    problems += config_problems(cfg.data)
-    from coin.methods import METHODS
-    from coin.models import MODELS
-
-    if cfg.method not in METHODS:
-        problems.append(f"method: {METHODS.unknown_message(cfg.method)}")
-    else:
-        problems += METHODS.get(cfg.method).validate(cfg.method_options)
-    from coin.adapters import ADAPTERS
-
-    if cfg.adapter.type not in ADAPTERS:
-        problems.append(f"adapter.type: {ADAPTERS.unknown_message(cfg.adapter.type)}")
-    if cfg.adapter.experts < 1:
-        problems.append(f"adapter.experts must be >= 1, got {cfg.adapter.experts}")
-    elif cfg.adapter.type == "moelora" and cfg.adapter.r % cfg.adapter.experts:
-        problems.append(f"adapter.r ({cfg.adapter.r}) must be divisible by adapter.experts ({cfg.adapter.experts})")
-    if cfg.model.name not in MODELS:
-        problems.append(f"model.name: {MODELS.unknown_message(cfg.model.name)}")
-    elif cfg.model.name == "llava-pretrain":
-        for key in ("lm_path", "vision_path", "projector_path"):
-            if not getattr(cfg.model, key):
-                problems.append(f"model.{key} is required for model.name 'llava-pretrain'")
-    elif cfg.model.name in ("llava", "qwen2-vl", "hf") and not cfg.model.path:
-        problems.append(f"model.path is required for model.name {cfg.model.name!r} (a local folder or a hub id)")
+        """The config as plain data, the open sections' own keys beside their common ones (as users write them)."""
+        return flat_dict(self)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -377,17 +246,6 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def from_dict(data: dict, source: str | None = None) -> RunConfig:
-    """Build and validate a ``RunConfig``; raises ``ConfigError`` listing every problem."""
-    problems: list[str] = []
-    cfg = _build(RunConfig, data, "", problems)
-    if not problems:
-        _validate(cfg, problems)
-    if problems:
-        raise ConfigError(problems, source)
-    return cfg
-
-
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
     """A YAML file whose top level is a mapping (empty file: {}); ``ConfigError`` naming the file otherwise."""
     p = Path(path)
@@ -402,34 +260,6 @@ def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config (the embedded default when ``path`` is None) and apply ``--set`` overrides."""
-    data: dict = {}
-    source = None
-    if path is not None:
-        source = str(path)
-        data = read_yaml_mapping(path, "config file")
-    if overrides:
-        data = merge(data, parse_overrides(overrides))
-    return from_dict(data, source)
-
-
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (what a run folder stores)."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
-def with_defaults(stored: dict) -> dict:
-    """A stored config (e.g. a run folder's, written by an older coin) with keys added since filled in.
-
-    Keys the stored config has keep their values, unknown ones included; only absent keys take
-    today's defaults, so an upgrade alone neither splits a comparison nor blocks a resume.
-    """
-
-    def merge(default: Any, value: Any) -> Any:
-        if isinstance(default, dict) and isinstance(value, dict):
-            return {**{k: merge(default[k], value[k]) if k in value else default[k] for k in default},
-                    **{k: v for k, v in value.items() if k not in default}}
-        return value
-
-    return merge(RunConfig().to_dict(), stored)

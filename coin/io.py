@@ -102,3 +102,8 @@ def publish_dir(tmp: str | os.PathLike, out: str | os.PathLike, marker: str) -> 
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def cache_dir() -> Path:
+    """Where generated data and pretrained bases live (``$COIN_CACHE``, else ``~/.cache/coin``)."""
+    return Path(os.environ.get("COIN_CACHE", Path.home() / ".cache" / "coin"))

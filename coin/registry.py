@@ -6,8 +6,9 @@ so a typo in a config says what was meant instead of failing deep inside a run.
 
 from __future__ import annotations
 
-import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from coin.options import closest
 
 T = TypeVar("T")
 
@@ -25,17 +26,35 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._options: dict[str, type | None] = {}
 
-    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
-        """Register ``obj`` under ``name`` (decorator when ``obj`` is omitted)."""
+    def register(self, name: str, obj: T | None = None, *, options: type | None = None) -> Callable[[T], T] | T:
+        """Register ``obj`` under ``name`` (decorator when ``obj`` is omitted).
+
+        ``options`` is the entry's options dataclass when the entry itself does not carry
+        one as ``Options`` (``coin.options`` builds and checks it; ``coin ls`` lists it).
+        """
 
         def add(o: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = o
+            self._options[name] = options
             return o
 
         return add if obj is None else add(obj)
+
+    def options_of(self, name: str) -> type | None:
+        """The options dataclass of entry ``name``: the one registered with it, else its ``Options``."""
+        obj = self.get(name)
+        return self._options.get(name) or getattr(obj, "Options", None)
+
+    def doc(self, name: str) -> str:
+        """The first line of entry ``name``'s docstring (empty when it has none)."""
+        obj: Any = self.get(name)
+        own = getattr(obj, "doc", None)  # an entry that is a plain record (a task, a family) may carry one
+        text = own if isinstance(own, str) and own else (getattr(obj, "__doc__", None) or "")
+        return text.strip().split("\n")[0].strip()
 
     def get(self, name: str) -> T:
         """Return the object for ``name`` or raise ``UnknownNameError`` with a hint."""
@@ -47,8 +66,8 @@ class Registry(Generic[T]):
     def unknown_message(self, name: str) -> str:
         """The error text for an unknown ``name``: the choices and the nearest one."""
         choices = sorted(self._items)
-        close = difflib.get_close_matches(str(name), choices, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = closest(name, choices)
+        hint = f" Did you mean {close!r}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Choices: {', '.join(choices)}"
 
     def __contains__(self, name: object) -> bool:

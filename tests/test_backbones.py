@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 import tinyhf
-from coin.config import ModelConfig, from_dict
+from coin.configure import from_dict, section
 from coin.engine.run import run
 from coin.models import load_model
 from coin.models.chat import ChatVLM, Targets, fallback_targets, load_chat_vlm, targets_for
-from coin.models.vlm import Sample
+from coin.data.sample import Sample
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def folders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def qwen(folders) -> ChatVLM:
-    vlm = load_chat_vlm(ModelConfig(name="qwen2-vl", path=str(folders["qwen"])))
+    vlm = load_chat_vlm(section("model", name="qwen2-vl", path=str(folders["qwen"])))
     vlm.model.eval()
     return vlm
 
@@ -137,7 +137,7 @@ def test_generation_is_greedy_whatever_the_hub_generation_config_says(qwen, imag
 def test_save_base_reloads_the_same_model(qwen, images, tmp_path):
     s = Sample("a", "t", images[2], "What is it?", "a cat")
     qwen.save_base(tmp_path / "base")
-    again = load_chat_vlm(ModelConfig(name="hf", path=str(tmp_path / "base")))
+    again = load_chat_vlm(section("model", name="hf", path=str(tmp_path / "base")))
     a, b = qwen.train_batch([s]), again.train_batch([s])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with torch.no_grad():
@@ -178,8 +178,8 @@ def test_chat_path_reproduces_the_llava_format(folders, images):
     The one difference is LlavaVLM's explicit BOS, which the tiny tokenizer does not add by itself
     (and the images are square, as LlavaVLM pads others to a square and the chat path does not).
     """
-    llava = load_model(ModelConfig(name="llava", path=str(folders["llava"])))
-    chat = load_model(ModelConfig(name="hf", path=str(folders["llava"])))
+    llava = load_model(section("model", name="llava", path=str(folders["llava"])))
+    chat = load_model(section("model", name="hf", path=str(folders["llava"])))
     assert isinstance(chat, ChatVLM) and chat.end_of_turn == "</s>"
     samples = [Sample("m", "t", images[0], "What colour is it?", "red", turns=(("And the shape?", "circle"),)),
                Sample("s", "t", images[3], "Describe the image in detail.", "a blue square")]
@@ -237,7 +237,7 @@ def test_lora_targets_of_qwen2_5_vl_skip_the_towers_gate_up_down():
 def test_peft_wraps_only_lm_layers_and_trains_the_merger(folders):
     from peft import LoraConfig, get_peft_model
 
-    vlm = load_chat_vlm(ModelConfig(name="hf", path=str(folders["qwen"])))
+    vlm = load_chat_vlm(section("model", name="hf", path=str(folders["qwen"])))
     peft_model = get_peft_model(vlm.model, LoraConfig(r=2, lora_alpha=4, target_modules=vlm.lora_target,
                                                       modules_to_save=vlm.full_train))
     wrapped = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_modules() if n.endswith(".lora_A")}
@@ -253,12 +253,12 @@ def test_peft_wraps_only_lm_layers_and_trains_the_merger(folders):
 def test_a_folder_without_chat_template_is_refused_by_name(folders, tmp_path):
     bare = tinyhf.without_chat_template(folders["qwen"], tmp_path / "bare")
     with pytest.raises(ValueError, match=re.escape(str(bare)) + ".*no chat template"):
-        load_model(ModelConfig(name="hf", path=str(bare)))
+        load_model(section("model", name="hf", path=str(bare)))
 
 
 def test_qwen2_vl_refuses_another_model_type(folders):
     with pytest.raises(ValueError, match="qwen2_vl or qwen2_5_vl.*'llava'"):
-        load_model(ModelConfig(name="qwen2-vl", path=str(folders["llava"])))
+        load_model(section("model", name="qwen2-vl", path=str(folders["llava"])))
 
 
 # ----------------------------------------------------------------------------- #22.4: pixels
@@ -266,10 +266,11 @@ def test_qwen2_vl_refuses_another_model_type(folders):
 
 def test_qwen_images_are_capped_by_model_max_pixels(folders, images):
     wide = Sample("w", "VQAv2", images[2], "What is it?", "x")  # 96x64
-    default = load_chat_vlm(ModelConfig(name="qwen2-vl", path=str(folders["qwen"])))
+    default = load_chat_vlm(section("model", name="qwen2-vl", path=str(folders["qwen"])))
     assert default.processor.image_processor.size.longest_edge == 1280 * 28 * 28  # not the folder's own
     assert default.generation_batch([wide])["image_grid_thw"].tolist() == [[1, 4, 6]]
-    capped = load_chat_vlm(ModelConfig(name="qwen2-vl", path=str(folders["qwen"]), max_pixels=2048, min_pixels=512))
+    capped = load_chat_vlm(section("model", name="qwen2-vl", path=str(folders["qwen"]), max_pixels=2048,
+                                   min_pixels=512))
     assert capped.processor.image_processor.size.shortest_edge == 512
     grid = capped.generation_batch([wide])["image_grid_thw"]
     assert grid.tolist() == [[1, 2, 2]] and int(grid.prod()) * tinyhf.PATCH**2 <= 2048

@@ -243,3 +243,55 @@ def test_cli_build(tmp_path, capsys):
                  str(tmp_path / "out"), "--option", "classes=2"]) == 0
     train, _ = _read(tmp_path / "out", "ImageNet")
     assert len(train) == 4
+
+
+PLUGIN_BUILDER = '''
+"""A plugin task with its own source: one file declares the task and registers its builder."""
+import json
+from pathlib import Path
+
+from coin.data.builders.common import Built, prompt, register_builder, test_record, train_record
+from coin.tasks import TaskSpec, register_task
+
+register_task(TaskSpec("Sketch", "SketchFolder", "phrase", "exact", "Name the drawing in one word.", 8))
+
+
+def build(raw: Path, prefix: str = "sketches", seed: int = 0, limit: int = 10) -> Built:
+    rows = json.loads((raw / "labels.json").read_text())[:limit]
+    return Built(train=[train_record(f"t{k}", f"{prefix}/{r['file']}", prompt("Sketch", "What is drawn?"),
+                                     r["label"], "sketchsrc") for k, r in enumerate(rows)],
+                 test=[test_record("q0", f"{prefix}/{rows[0]['file']}", prompt("Sketch", "What is drawn?"),
+                                   rows[0]["label"], "sketchsrc")])
+
+
+register_builder("sketchsrc", "Sketch", build, "labels.json", "sketches")
+'''
+
+
+def test_a_plugin_source_is_one_file(tmp_path, monkeypatch):
+    """The builder registry is filled by each module's own last line, so a plugin's builder needs no other edit."""
+    import importlib.util
+
+    from coin.tasks import TASKS
+
+    for reg in (TASKS, BUILDERS):
+        monkeypatch.setattr(reg, "_items", dict(reg._items))
+    (tmp_path / "sketch_plugin.py").write_text(PLUGIN_BUILDER)
+    spec = importlib.util.spec_from_file_location("sketch_plugin_for_test", tmp_path / "sketch_plugin.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "labels.json").write_text(json.dumps([{"file": "a.png", "label": "cat"},
+                                                               {"file": "b.png", "label": "tree"}]))
+    assert options_of("sketchsrc") == {"limit": 10}
+    assert build_source("sketchsrc", tmp_path / "raw", tmp_path / "out", limit=1) == {"train": 1, "test": 1}
+    train, test = _read(tmp_path / "out", "SketchFolder")
+    assert _human(train[0]) == "<image>\nWhat is drawn?\nName the drawing in one word." and _gpt(train[0]) == "cat"
+    assert test[0]["image"] == "sketches/a.png"
+
+
+def test_a_builder_for_an_unknown_task_is_refused_at_registration():
+    from coin.data.builders import register_builder
+
+    with pytest.raises(ValueError, match="data source 'x': unknown task 'GQAA'. Did you mean 'GQA'"):
+        register_builder("x", "GQAA", lambda raw, prefix, seed: None, "", "")
+    assert "x" not in BUILDERS

@@ -1,6 +1,7 @@
 """`coin score` and `coin metrics` on files made by any other tool."""
 
 import json
+from pathlib import Path
 
 from coin.cli import main
 
@@ -45,3 +46,42 @@ def test_metrics_json_from_a_matrix_file(tmp_path, capsys):
     assert main(["metrics", str(tmp_path / "z.json"), "--json", "--bwt-denominator", "T-1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["bwt"] == -30.0 and out["zero_shot_mean"] == 5.0
+
+
+def test_every_error_the_cli_catches_is_where_it_looks():
+    """``coin.cli`` catches errors by (module, class) without importing the module; a class that
+    moved would be missed silently and end a command in a traceback."""
+    import importlib
+
+    from coin.cli import EXIT_CODES, _INTERRUPTS
+
+    for module, name in [*EXIT_CODES, *_INTERRUPTS]:
+        cls = getattr(importlib.import_module(module), name, None)
+        assert isinstance(cls, type) and issubclass(cls, BaseException), f"{module}.{name} is not an exception class"
+
+
+def test_a_users_mistake_ends_in_one_line(tmp_path, capsys):
+    """Errors in ``EXIT_CODES`` end with ``coin: error: ...`` and exit 2, not a traceback."""
+    assert main(["metrics", str(tmp_path / "missing.json")]) == 2
+    assert "coin: error:" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").write_text("train: {lrr: 0.1}\n")
+    assert main(["run", "--dry-run", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "unknown key 'train.lrr' (did you mean 'train.lr'?)" in capsys.readouterr().err
+
+
+def test_light_commands_load_no_torch(tmp_path):
+    """``coin metrics`` and ``coin score`` work on files alone: they start without loading torch
+    (catching the engine's errors used to import it, and the model code, for every command)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "m.json").write_text(json.dumps([[80.0, None], [60.0, 70.0]]))
+    code = ("import sys\nfrom coin.cli import main\n"
+            f"assert main(['metrics', {str(tmp_path / 'm.json')!r}, '--json']) == 0\n"
+            "assert main(['score', '--normalize', 'Two dogs.']) == 0\n"
+            f"assert main(['metrics', {str(tmp_path / 'none.json')!r}]) == 2\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    root = Path(__file__).resolve().parents[1]  # coin importable as in the other subprocess tests
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr

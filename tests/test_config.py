@@ -1,12 +1,34 @@
 import pytest
 
-from coin.config import ConfigError, RunConfig, dump_config, from_dict, load_config, parse_overrides
+from coin.config import ConfigError, RunConfig, dump_config, parse_overrides
+from coin.configure import from_dict, load_config
 
 
 def test_defaults_are_valid():
     cfg = from_dict({})
-    assert cfg == RunConfig()
+    bare = RunConfig()
+    assert (cfg.train, cfg.data, cfg.eval, cfg.tasks) == (bare.train, bare.data, bare.eval, bare.tasks)
     assert cfg.tasks.order == "paper" and cfg.method == "sequential"
+    # the open sections hold their entry's parsed options, defaults filled in
+    assert cfg.model.options.pretrain.steps == 900 and cfg.to_dict()["model"]["image_cache_mb"] == 2048
+    assert "experts" not in cfg.to_dict()["adapter"]  # LoRA has no experts
+
+
+def test_open_sections_take_their_entrys_keys_flat():
+    """``adapter.experts`` belongs to MoELoRA and ``model.path`` to the real backbones: YAML keys as before."""
+    cfg = from_dict({"adapter": {"type": "moelora", "experts": 4, "r": 8}})
+    assert cfg.adapter.options.experts == 4 and cfg.to_dict()["adapter"]["experts"] == 4
+    with pytest.raises(ConfigError) as e:
+        from_dict({"adapter": {"experts": 4}, "model": {"name": "llava", "pretrain": {"steps": 3}}})
+    msg = str(e.value)
+    assert "unknown key 'adapter.experts' for adapter.type 'lora': it is an option of 'moelora'" in msg
+    assert "unknown key 'model.pretrain' for model.name 'llava': it is an option of 'tiny'" in msg
+    assert "model.path is required" in msg
+    with pytest.raises(ConfigError) as e:
+        from_dict({"adapter": {"type": "moelora", "experts": 3, "r": 8}, "model": {"pretrain": {"stepz": 3}}})
+    msg = str(e.value)
+    assert "adapter.r (8) must be divisible by adapter.experts (3)" in msg
+    assert "unknown key 'model.pretrain.stepz' (did you mean 'model.pretrain.steps'?)" in msg
 
 
 def test_unknown_key_is_named_with_a_suggestion():
@@ -89,18 +111,18 @@ def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
     split from today's runs in a comparison (and a real change is still caught)."""
     import yaml
 
-    from coin.config import RunConfig, from_dict, with_defaults
+    from coin.configure import from_dict, upgrade
     from coin.engine.run import RunFolderError, prepare_run_dir
 
-    full = RunConfig().to_dict()
+    full = from_dict({}).to_dict()
     old = yaml.safe_load(yaml.safe_dump(full))
     del old["model"]["dtype"], old["model"]["gradient_checkpointing"]  # an older coin had neither
     old["model"]["legacy_key"] = 1  # an unknown key survives
-    merged = with_defaults(old)
+    merged = upgrade(old)
     assert merged["model"]["dtype"] == "auto" and merged["model"]["legacy_key"] == 1
     assert {k: v for k, v in merged.items()} != full  # the unknown key keeps it distinct
     del old["model"]["legacy_key"]
-    assert with_defaults(old) == full
+    assert upgrade(old) == full
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     prepare_run_dir(tmp_path, from_dict({}))  # no complaint
     with pytest.raises(RunFolderError, match="train.lr"):
@@ -108,7 +130,7 @@ def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
 
 
 def test_a_damaged_run_folder_config_is_named(tmp_path):
-    from coin.config import from_dict
+    from coin.configure import from_dict
     from coin.engine.run import prepare_run_dir
 
     (tmp_path / "config.yaml").write_text("- just\n- a list\n")

@@ -30,8 +30,8 @@ def test_train_records_load(tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"id": "x", "image": "a.png"}, "record 1: missing key 'conversations'"),
-    (_train(0), "record 1: duplicate id 't0'"),
+    ({"id": "x", "image": "a.png"}, "record 1 (id x): missing key 'conversations'"),
+    (_train(0), "record 1 (id t0): duplicate id 't0'"),
     (_train(5, answer=""), "record 1 (id t5): empty answer"),
     (_train(6, image="../outside.png"), "escapes the image root"),
     (_train(7, image="/etc/passwd"), "is absolute"),
@@ -101,6 +101,26 @@ def test_multi_turn_conversations_keep_every_turn(tmp_path):
     rec["conversations"].append({"from": "human", "value": "dangling"})
     with pytest.raises(DataError, match="human/gpt turn pairs"):
         load_train(_write(tmp_path / "t2.json", [rec]), tmp_path, "GQA")
+
+
+def test_a_file_with_many_bad_records_names_each(tmp_path):
+    """The loader reads the whole file and lists every bad record (capped), not the first only."""
+    f = _write(tmp_path / "train.json", [_train(0)] + [_train(i, answer="") for i in range(1, 26)])
+    with pytest.raises(DataError) as e:
+        load_train(f, tmp_path, "GQA")
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{f}: 25 bad records" and lines[-1] == "  ... and 5 more"
+    assert lines[1] == f"  {f} record 1 (id t1): empty answer in turn 0" and len(lines) == 22
+
+
+def test_cache_dir_is_coin_cache_else_home(monkeypatch, tmp_path):
+    from coin.io import cache_dir
+
+    monkeypatch.setenv("COIN_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("COIN_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / ".cache" / "coin"
 
 
 def test_publishing_a_cache_folder_keeps_a_complete_one(tmp_path):

@@ -7,12 +7,13 @@ import raw_sources as rs
 from PIL import Image
 
 from coin.cli import main
-from coin.config import DataConfig, from_dict
+from coin.config import DataConfig
+from coin.configure import from_dict
 from coin.data.benchmark import load_benchmark, locate, sample_volume
 from coin.data.builders import build_source
 from coin.data.check import check_data, stats
 from coin.data.coin_json import DataError
-from coin.data.orders import mixture, order_problems, resolve_order
+from coin.tasks.orders import mixture, order_problems, resolve_order
 from coin.tasks import ORDERS
 
 
@@ -79,7 +80,7 @@ def test_every_bad_record_is_collected(tree):
     problems = m.tasks[0].malformed
     assert len(problems) == 5
     assert "record 2 (id 02930152): duplicate id '02930152'" in problems[0]
-    assert "record 3 (id x1): image path '../outside.jpg' is absolute or escapes the image root" in problems[1]
+    assert "record 3 (id x1): image path '../outside.jpg' escapes the image root" in problems[1]
     assert "needs a human turn and a gpt turn" in problems[2] and "empty answer" in problems[3]
     assert "record 6: expected an object, got str" in problems[4]
     assert m.tasks[0].unreadable_images[0].startswith("GQA test 20968379: GQA/images/n288870.jpg (UnidentifiedImageError")

@@ -7,7 +7,7 @@ import torch
 
 import coin.models.decode as decode
 from coin.models.kv_cache import PreallocatedLayer, cache_for, preallocated_cache
-from coin.models.vlm import Sample
+from coin.data.sample import Sample
 from tinyvlm import sharp_vlm_and_samples
 
 

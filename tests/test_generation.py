@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from coin.models.vlm import Sample
+from coin.data.sample import Sample
 from tinyvlm import sharp_vlm_and_samples
 
 

@@ -4,9 +4,11 @@ from collections import Counter
 
 import pytest
 
-from coin.models.vlm import Sample
-from coin.tasks import TASKS
-from coin.tasks.instructions import FAMILIES, apply_family, draw, get_family, ours, rewrite, split_prompt, templates
+from coin.data.sample import Sample
+from coin.tasks import TASKS, TaskSpec, Template, register_task
+from coin.tasks import instructions
+from coin.tasks.instructions import (FAMILIES, Family, apply_family, draw, get_family, ours, prompt_notes, rewrite,
+                                     split_prompt, templates)
 
 SHORT = "Answer the question using a single word or phrase."
 LETTER = "Answer with the option's letter from the given choices directly."
@@ -53,9 +55,9 @@ def test_known_strings_and_ours_marks():
     assert not any(t.ours for f in ("original", "diverse") for task in TASKS for t in templates(f, task))
     assert templates("10type", "ImageNet")[0].text == "Use one word or a short phrase to classify the content of the image."
     assert not any(t.ours for t in templates("10type", "ImageNet"))  # observed in the released files
-    ours_10 = {task for _, task, _ in ours("10type")}
+    ours_10 = {n.task for n in ours("10type")}
     assert ours_10 == set(TASKS.names()) - {"ImageNet"}
-    assert len(ours()) == 70 and ours("original") == []
+    assert len(ours()) == 70 and ours("original") == [] and not any(n.fallback for n in ours())
 
 
 def test_aliases_and_unknown_family():
@@ -155,3 +157,75 @@ def test_a_later_turn_without_an_instruction_line_names_its_turn():
     rec["conversations"][4]["value"] = "Is it raining?\nExplain why."
     with pytest.raises(ValueError, match=r"record 0 \(id m1\) turn 2: last line 'Explain why.'"):
         apply_family([rec], "diverse", task="GQA")
+
+
+# ------------------------------------------------------------------ a task that gives only its Original line
+
+
+@pytest.fixture
+def scratch_registries(monkeypatch):
+    """Tasks and families registered in a test are gone after it (the caches that key on them too)."""
+    for reg in (TASKS, FAMILIES):
+        monkeypatch.setattr(reg, "_items", dict(reg._items))
+    yield
+    instructions._known_lines_of.cache_clear()
+    instructions._slot_patterns.cache_clear()
+
+
+SKETCH_LINE = "Name the drawing in one word."
+
+
+def _sketch(**kw) -> TaskSpec:
+    fields = {"name": "Sketch", "folder": "Sketch", "answer_form": "phrase", "scorer": "exact",
+              "instruction": SKETCH_LINE, "max_new_tokens": 8}
+    return TaskSpec(**{**fields, **kw})
+
+
+def test_a_family_without_a_line_for_a_task_falls_back_to_its_original_line(scratch_registries):
+    register_task(_sketch())
+    assert templates("original", "Sketch") == (Template(SKETCH_LINE),)
+    for family in ("diverse", "10type"):
+        assert templates(family, "Sketch") == (Template(SKETCH_LINE, fallback=True),)
+        assert rewrite(f"What is drawn?\n{SKETCH_LINE}", "Sketch", family, "s1") == f"What is drawn?\n{SKETCH_LINE}"
+    notes = ours(tasks=["Sketch"])
+    assert [(n.family, n.fallback) for n in notes] == [("10type", True), ("diverse", True)]
+    assert {n.task for n in ours("10type") if n.fallback} == {"Sketch"}  # the built-in tasks have their own
+    (note,) = prompt_notes("diverse", ["GQA", "Sketch"])
+    assert note.startswith("Sketch: no diverse line of its own; falls back to its Original line") and SKETCH_LINE in note
+    assert prompt_notes("original", ["GQA", "Sketch"]) == []
+    assert prompt_notes("10type", ["GQA"]) == ["GQA: 10 of its 10type line(s) written by coin, not taken from the paper"]
+    assert prompt_notes("diverse", ["Gone"]) == [
+        "Gone: not registered here (a plugin's task?); its diverse lines are unknown"]
+
+
+def test_a_task_gives_lines_for_some_families_and_plain_strings_are_accepted(scratch_registries):
+    register_task(_sketch(instructions={"diverse": ["Say what the drawing shows, in one word."]}))
+    assert templates("diverse", "Sketch") == (Template("Say what the drawing shows, in one word."),)
+    assert templates("10type", "Sketch")[0].fallback
+    out = rewrite(f"What is drawn?\n{SKETCH_LINE}", "Sketch", "diverse", "s1")
+    assert out == "What is drawn?\nSay what the drawing shows, in one word."
+    assert rewrite(out, "Sketch", "original", "s1") == f"What is drawn?\n{SKETCH_LINE}"  # its lines are known
+
+
+def test_a_task_naming_an_unknown_family_is_an_error_with_a_hint(scratch_registries):
+    register_task(_sketch(instructions={"divers": ["Say it in one word."]}))
+    with pytest.raises(ValueError, match=r"task Sketch: instructions\.divers: .*Did you mean 'diverse'"):
+        templates("diverse", "Sketch")
+
+
+def test_a_plugin_task_with_an_embedded_slot_reads_its_own_lines_back(scratch_registries):
+    """The slot patterns are the task's own, not Grounding's: a second task with a ``{}`` works too."""
+    register_task(_sketch(answer_form="box", scorer="grounding", instruction="Circle the object named here: {}",
+                          instructions={"10type": ["Draw a box around: {}", "Where is {} in the picture?"]}))
+    for sid in ("a", "b", "c", "d"):
+        out = rewrite("Circle the object named here: the red kite", "Sketch", "10type", sid)
+        assert out in ("Draw a box around: the red kite", "Where is the red kite in the picture?")
+        assert split_prompt(out, "Sketch") == ("", "the red kite")
+
+
+def test_a_plugin_family_brings_its_own_lines_and_falls_back_elsewhere(scratch_registries):
+    terse = Family("terse", "one short line per task", lines={"GQA": (Template("One word.", ours=True),)})
+    FAMILIES.register("terse", terse)
+    assert rewrite(_original("GQA"), "GQA", "terse", "x") == f"{QUESTION['GQA']}\nOne word."
+    assert templates("terse", "VizWiz") == (Template(SHORT, fallback=True),)
+    assert rewrite(f"{QUESTION['GQA']}\nOne word.", "GQA", "original", "x") == _original("GQA")

@@ -22,8 +22,8 @@ pytest.importorskip("openai")
 from coin.cli import main  # noqa: E402
 from coin.config import ConfigError  # noqa: E402
 from coin.eval.judge import (  # noqa: E402
-    JudgeCache, PROMPT_VERSION, ParsedScore, agreement, build_backend, build_messages, judge_config, judge_run,
-    parse_score, prompt_sha, spearman, truth_agreement,
+    BACKENDS, JudgeCache, JudgeConfig, PROMPT_VERSION, ParsedScore, agreement, build_backend, build_messages,
+    cache_id, judge_config, judge_run, parse_score, prompt_sha, spearman, truth_agreement,
 )
 from coin.eval.judge.run import JudgeError, select_stages  # noqa: E402
 
@@ -136,7 +136,8 @@ def run_template(tmp_path_factory) -> tuple[Path, dict]:
     Sample i at stage s is right when i + s is even (else a wrong answer); tests overwrite
     single answers with the scripted ones.
     """
-    from coin.config import dump_config, from_dict
+    from coin.config import dump_config
+    from coin.configure import from_dict
     from coin.data.benchmark import load_benchmark
 
     cfg = from_dict({"seed": 0, "data": {"synth": {"n_train": 4, "n_test": 6}}, "tasks": {"order": ORDER}})
@@ -326,8 +327,48 @@ def test_config_reports_every_problem_with_its_key(monkeypatch, tmp_path):
     path = tmp_path / "judge.yaml"
     path.write_text("judge:\n  model: Qwen/Qwen1.5-32B-Chat\n  concurrency: 16\n  timeout: 30\n")
     cfg = judge_config(path=path, concurrency=None, timeout=5.0)  # None = flag not given: the file wins
-    assert (cfg.model, cfg.concurrency, cfg.timeout) == ("Qwen/Qwen1.5-32B-Chat", 16, 5.0)
+    assert (cfg.model, cfg.options.concurrency, cfg.options.timeout) == ("Qwen/Qwen1.5-32B-Chat", 16, 5.0)
     assert cfg.folder_name == "Qwen_Qwen1.5-32B-Chat"
+
+
+def test_a_backends_own_keys_are_checked_against_the_backend_chosen():
+    """``timeout`` is openai's, ``dtype`` is hf's: each is read by its backend's Options, and a key
+    written for the other backend is named with the backend it belongs to."""
+    cfg = judge_config(backend="hf", model="m", dtype="float16", batch_size=2)
+    assert (cfg.options.dtype, cfg.options.batch_size, cfg.options.device) == ("float16", 2, "auto")
+    with pytest.raises(ConfigError) as e:
+        judge_config(backend="hf", model="m", timeout=5.0, dtype="fp8", batchsize=3)
+    problems = e.value.problems
+    assert "unknown key 'judge.timeout' for judge.backend 'hf': it is an option of 'openai'" in problems
+    assert "judge.dtype must be one of auto, float32, bfloat16, float16, got 'fp8'" in problems
+    assert any(p.startswith("unknown key 'judge.batchsize' (did you mean 'judge.batch_size'?); backend 'hf' takes "
+                            "batch_size, device, dtype besides backend, model") for p in problems)
+    assert len(problems) == 3
+    with pytest.raises(ConfigError, match="did you mean 'judge.model'"):  # a common key's typo is caught too
+        judge_config(modle="m")
+
+
+def test_the_stored_judge_config_is_flat_and_reads_back(tmp_path):
+    """``config.json`` holds the keys as a user writes them (the backend's beside the common ones)."""
+    cfg = judge_config(backend="openai", model="m", base_url="http://h/v1", timeout=5.0)
+    stored = cfg.public_dict()
+    assert stored["timeout"] == 5.0 and stored["base_url"] == "http://h/v1" and "options" not in stored
+    assert "dtype" not in stored  # the hf backend's keys belong to the hf backend
+    again = judge_config(stored)
+    assert again.public_dict() == stored and cache_id(again) == cache_id(cfg)
+
+
+def test_every_judge_backend_declares_its_options():
+    """Each backend has a docstring and an ``Options`` dataclass whose defaults are valid (for ``coin ls``)."""
+    from coin.options import describe, option_problems
+
+    for name in BACKENDS:
+        assert BACKENDS.doc(name), name
+        options = BACKENDS.options_of(name)
+        assert options is not None and describe(options), name
+        assert all(o.doc for o in describe(options)), name  # every key says what it does
+        assert option_problems(options, {}) == [], name
+    assert JudgeConfig.__open__ == "options"
 
 
 def test_cache_keys_separate_judges_versions_and_lengths(tmp_path):
@@ -463,20 +504,23 @@ def test_cache_identity_holds_everything_that_changes_a_reply(monkeypatch):
     settings that cannot change a reply (concurrency, timeout, name) do."""
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     base = dict(backend="openai", model="m", base_url="http://127.0.0.1:8000/v1")
-    ids = {judge_config(**base).cache_id}
-    for change in ({"backend": "hf"}, {"model": "m2"}, {"base_url": "http://127.0.0.1:8001/v1"},
+    ids = {cache_id(judge_config(**base))}
+    for change in ({"backend": "hf", "base_url": None}, {"model": "m2"}, {"base_url": "http://127.0.0.1:8001/v1"},
                    {"base_url": None}, {"revision": "r2"}):
-        ids.add(judge_config(**{**base, **change}).cache_id)
+        ids.add(cache_id(judge_config(**{**base, **change})))
     assert len(ids) == 6
-    same = judge_config(**base, concurrency=1, timeout=5.0, name="other").cache_id
-    assert same == judge_config(**base).cache_id
-    assert judge_config(**{**base, "base_url": "http://127.0.0.1:8000/v1/"}).cache_id == same  # one endpoint
-    assert judge_config(backend="openai", model="m").cache_id == judge_config(
-        backend="openai", model="m", base_url="https://api.openai.com/v1").cache_id  # the client's default
+    same = cache_id(judge_config(**base, concurrency=1, timeout=5.0, name="other"))
+    assert same == cache_id(judge_config(**base))
+    assert cache_id(judge_config(**{**base, "base_url": "http://127.0.0.1:8000/v1/"})) == same  # one endpoint
+    assert cache_id(judge_config(backend="openai", model="m")) == cache_id(judge_config(
+        backend="openai", model="m", base_url="https://api.openai.com/v1"))  # the client's default
     hf = dict(backend="hf", model="some/folder", device="cpu")
-    assert len({judge_config(**hf, dtype=d).cache_id for d in ("float32", "bfloat16", "float16")}) == 3
-    assert judge_config(**hf, dtype="auto").cache_id == judge_config(**hf, dtype="float32").cache_id  # auto on cpu
-    assert judge_config(**hf, revision="v2").cache_id != judge_config(**hf).cache_id
+    assert len({cache_id(judge_config(**hf, dtype=d)) for d in ("float32", "bfloat16", "float16")}) == 3
+    assert cache_id(judge_config(**hf, dtype="auto")) == cache_id(judge_config(**hf, dtype="float32"))  # auto on cpu
+    assert cache_id(judge_config(**hf, revision="v2")) != cache_id(judge_config(**hf))
+    # the strings themselves are the keys of caches already on disk: they must not move
+    assert same == '{"backend":"openai","endpoint":"http://127.0.0.1:8000/v1","model":"m","revision":null}'
+    assert cache_id(judge_config(**hf)) == '{"backend":"hf","dtype":"float32","model":"some/folder","revision":null}'
 
 
 def test_multitask_rc_reports_the_final_row_only(server, fake_run):

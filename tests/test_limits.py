@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from coin.config import ConfigError, from_dict
+from coin.config import ConfigError
+from coin.configure import from_dict
 from coin.data.benchmark import Benchmark
 from coin.engine.limits import answer_lengths, answer_limits, count_at_limit, margin
-from coin.models.vlm import Sample
+from coin.data.sample import Sample
 from tinyvlm import tokenizer
 
 TITLE = "The Fellowship of the Ring: Being the First Part of the Lord of the Rings by J. R. R. Tolkien"

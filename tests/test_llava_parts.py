@@ -18,10 +18,13 @@ from PIL import Image
 
 from coin.cli import main
 from coin.config import ConfigError, ModelConfig
+from coin.configure import section
+from coin.options import OptionsError
 from coin.models import load_model
 from coin.models.conversation import VICUNA_V1_SYSTEM
 from coin.models.llava_parts import MissingPartError, PartsError, assemble_llava
-from coin.models.vlm import LlavaVLM, Sample
+from coin.data.sample import Sample
+from coin.models.vlm import LlavaVLM
 
 LM_WIDTH, VISION_WIDTH, IMAGE, PATCH = 32, 24, 64, 16  # CoIN-Synth's 64x64 images -> 16 image tokens
 PROJ = "model.mm_projector."
@@ -82,7 +85,12 @@ def _projector(prefix: str = PROJ) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parts")
+    return write_parts(tmp_path_factory.mktemp("parts"))
+
+
+def write_parts(root) -> dict:
+    """A tiny Vicuna folder, CLIP folder and stage-1 projector file under ``root``, and three samples
+    (also used by tests/test_contracts.py to load ``llava-pretrain``)."""
     _write_lm(root / "vicuna")
     _write_clip(root / "clip")
     torch.save(_projector(), root / "mm_projector.bin")
@@ -247,8 +255,11 @@ def test_missing_parts_are_named(parts, tmp_path):
     (bare / "config.json").write_text((parts["vision"] / "config.json").read_text())
     with pytest.raises(MissingPartError, match="has no preprocessor_config.json"):
         _assemble(parts, parts["projector"], vision=bare)
-    with pytest.raises(ConfigError, match="model.vision_path is required"):
-        load_model(ModelConfig(name="llava-pretrain", lm_path=str(parts["lm"]), projector_path="x.bin"))
+    with pytest.raises(ConfigError, match="model.vision_path is required for model.name 'llava-pretrain'"):
+        section("model", name="llava-pretrain", lm_path=str(parts["lm"]), projector_path="x.bin")
+    # a section built by hand, past the config's validation: load_model checks it before any weights load
+    with pytest.raises(OptionsError, match="model.vision_path is required"):
+        load_model(ModelConfig(name="llava-pretrain", options={"lm_path": str(parts["lm"]), "projector_path": "x.bin"}))
 
 
 def test_part_with_a_missing_or_misshaped_weight_is_refused(parts, tmp_path):
@@ -294,7 +305,7 @@ def test_cli_assemble_writes_a_llava_folder(parts, assembled, tmp_path, capsys):
     assert main(args) == 0
     assert (out / "model.safetensors").is_file() and (out / "assembled_from.json").is_file()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp folder left
-    loaded = load_model(ModelConfig(name="llava", path=str(out), dtype="fp32"))
+    loaded = load_model(section("model", name="llava", path=str(out), dtype="fp32"))
     ours = LlavaVLM(*assembled, conversation="vicuna_v1")  # what model.name llava and llava-pretrain use
     batch = ours.train_batch(parts["samples"])
     assert torch.equal(loaded.train_batch(parts["samples"])["input_ids"], batch["input_ids"])

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load, save
 
 from coin.adapters import attach_adapter
-from coin.config import TrainConfig
+from coin.config import AdapterConfig, TrainConfig
 from coin.engine.train import train_stage
 from coin.methods import METHODS, StageContext, build_method
 from coin.methods.base import sample_indices
@@ -23,7 +23,7 @@ TASKS = ["taskA", "taskB"]
 
 
 def _lora(r: int = 4):
-    return SimpleNamespace(type="lora", r=r, alpha=2.0 * r, dropout=0.0, train_projector=True)
+    return AdapterConfig(type="lora", r=r, alpha=2.0 * r, dropout=0.0, train_projector=True)
 
 
 @pytest.fixture

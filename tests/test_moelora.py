@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +12,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from coin.adapters import attach_adapter, load_adapter
-from coin.adapters.moelora import MoELoraLinear, count_experts, load_moelora, moelora_config, validate_adapter
+from coin.adapters.moelora import MoELoRA
+from coin.adapters.moelora_layer import (DEFAULT_EXPERTS, MoELoraConfig, MoELoraLinear, count_experts,
+                                         load_moelora, moelora_config)
+from coin.config import ConfigError
+from coin.configure import from_dict, section
 from tinyvlm import tiny_samples, tiny_vlm
 
 
@@ -142,15 +145,28 @@ def test_cannot_merge_gated_experts_but_one_expert_merges():
 def test_rank_must_divide_into_experts():
     with pytest.raises(ValueError, match="divide"):
         moelora_config(r=6, alpha=12, num_experts=4, target_modules=["up"])
-    cfg = SimpleNamespace(r=6, experts=4)
-    assert validate_adapter(cfg) == ["adapter.r (6) must be divisible by adapter.experts (4)"]
-    assert validate_adapter(SimpleNamespace(r=8, experts=0))[0].startswith("adapter.experts must be")
-    assert validate_adapter(SimpleNamespace(r=8, experts=4)) == []
+    # the config says so before any weights load, each problem by its full key
+    with pytest.raises(ConfigError) as e:
+        from_dict({"adapter": {"type": "moelora", "r": 6, "experts": 4}})
+    assert e.value.problems == ["adapter.r (6) must be divisible by adapter.experts (4)"]
+    with pytest.raises(ConfigError) as e:
+        from_dict({"adapter": {"type": "moelora", "r": 8, "experts": 0}})
+    assert e.value.problems == ["adapter.experts must be >= 1, got 0"]
+    with pytest.raises(ConfigError) as e:
+        from_dict({"adapter": {"type": "moelora", "r": 8, "experts": "four"}})
+    assert e.value.problems == ["adapter.experts must be int, got 'four'"]
+    assert from_dict({"adapter": {"type": "moelora", "r": 8, "experts": 4}}).adapter.options.experts == 4
+    assert MoELoRA.check_section(section("adapter", type="moelora", r=8, experts=2)) == []
 
 
-def _adapter_cfg(experts: int) -> SimpleNamespace:
-    # AdapterConfig plus the ``experts`` field the run config will gain
-    return SimpleNamespace(type="moelora", r=8, alpha=16.0, dropout=0.0, train_projector=True, experts=experts)
+def test_experts_is_moelora_s_own_key_with_the_layer_s_default():
+    assert section("adapter", type="moelora").options.experts == DEFAULT_EXPERTS == MoELoraConfig().num_experts
+    with pytest.raises(ConfigError, match="unknown key 'adapter.experts' for adapter.type 'lora'"):
+        section("adapter", type="lora", experts=4)
+
+
+def _adapter_cfg(experts: int):
+    return section("adapter", type="moelora", r=8, alpha=16.0, dropout=0.0, train_projector=True, experts=experts)
 
 
 def test_peft_save_load_round_trip_is_exact(tmp_path):

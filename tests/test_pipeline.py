@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from coin.cli import main
-from coin.config import from_dict
+from coin.configure import from_dict
 from coin.engine.run import RunFolderError, run
 
 pytestmark = pytest.mark.slow
@@ -124,9 +124,12 @@ def test_every_method_runs_a_two_task_stream_and_resumes(method, micro_config, t
         assert first["metrics"]["maa"] is None and first["metrics"]["acc"] is not None
 
 
-@pytest.mark.parametrize("adapter", ["lora", "moelora"])
+OWN_ADAPTER_KEYS = {"lora": {}, "moelora": {"experts": 2}}  # each adapter's own keys, beside the common ones
+
+
+@pytest.mark.parametrize("adapter", sorted(OWN_ADAPTER_KEYS))
 def test_every_adapter_runs_and_saves_safetensors(adapter, micro_config, tmp_path):
-    micro_config["adapter"] = {"type": adapter, "r": 4, "alpha": 8, "experts": 2}
+    micro_config["adapter"] = {"type": adapter, "r": 4, "alpha": 8, **OWN_ADAPTER_KEYS[adapter]}
     result = run(from_dict(micro_config), tmp_path / adapter, progress=False, log=lambda *a: None)
     assert (tmp_path / adapter / "stages" / "02-Grounding" / "adapter" / "adapter_model.safetensors").is_file()
     assert result["cost"]["trainable_params"] > 0

@@ -1,10 +1,9 @@
 """Shared image prefixes (coin.models.decode.shared_prefix_decode): every answer equals the unshared one."""
 
 import pytest
-import torch
 
 import coin.models.decode as decode
-from coin.models.vlm import Sample
+from coin.data.sample import Sample
 from tinyvlm import sharp_vlm_and_samples
 
 PROMPTS = ["Describe.", "What is the object in the image?", "Q " * 20 + "?", "Is there a red circle?", "x",

@@ -11,7 +11,8 @@ import raw_sources as rs
 import yaml
 
 from coin.cli import main
-from coin.config import ConfigError, DataConfig, RunConfig, from_dict
+from coin.config import ConfigError, DataConfig, RunConfig
+from coin.configure import from_dict
 from coin.data.answers import join_answers, read_answer_file
 from coin.data.benchmark import load_benchmark
 from coin.data.builders import build_source
@@ -297,3 +298,46 @@ def test_a_miss_is_tagged_alike_under_both_protocols() -> None:
     res = score_protocols("VizWiz", {"q": "a fish."}, [rec])
     assert res["paper"].score == 0.0 and res["paper"].tags["wrong_format"] == 1  # content right, format not
     assert res["strict"].score == 100.0
+
+
+# ------------------------------------------------------------------ protocols declared in a task's own file
+
+
+@pytest.fixture
+def scratch_tasks(monkeypatch):
+    """Tasks registered in a test are gone after it."""
+    from coin.tasks import TASKS
+
+    monkeypatch.setattr(TASKS, "_items", dict(TASKS._items))
+
+
+def test_a_task_file_declares_its_protocols_and_the_card_reads_them(scratch_tasks) -> None:
+    from coin.eval.protocol import Protocol
+    from coin.tasks import TaskSpec, get_task, register_task
+    from coin.tasks.common import PAPER_LOWER, STRICT_EXACT
+
+    assert get_task("VizWiz").protocols == (PAPER_LOWER, STRICT_EXACT)  # the short-answer rules, declared once
+    assert get_task("OCR-VQA").protocols[1] is STRICT_EXACT
+    strict = Protocol("strict", "exact", "vqa", "one", "exact after VQA normalisation", ("ours",))
+    register_task(TaskSpec("Sketch", "Sketch", "phrase", "exact", "One word.", 8, protocols=(PAPER_LOWER, strict)))
+    assert resolve("Sketch") == {"paper": PAPER_LOWER, "strict": strict}
+    assert "Sketch strict: exact after VQA normalisation [scorer exact, normaliser vqa, one answer]" in format_card()
+    assert format_card().index("OCR-VQA paper") < format_card().index("Sketch paper")  # the paper's eight lead
+    register_task(TaskSpec("Doodle", "Doodle", "phrase", "substring", "One word.", 8))  # none: its scorer is paper
+    card = protocol_card(["Doodle"])["Doodle"]
+    assert card["paper"]["scorer"] == "substring" and card["strict"] == card["paper"]
+
+
+def test_a_bad_protocol_declaration_stops_at_registration_naming_each_field(scratch_tasks) -> None:
+    from coin.eval.protocol import Protocol
+    from coin.tasks import TASKS, TaskSpec, register_task
+
+    bad = (Protocol("strict", "exakt", "vqaa", "eleven", "?"), Protocol("strict", "exact", None, "one", "?"))
+    with pytest.raises(ValueError) as e:
+        register_task(TaskSpec("Sketch", "Sketch", "phrase", "exact", "One word.", 8, protocols=bad))
+    for part in ("protocols: the first must be 'paper', got 'strict'", "protocols: a name is declared twice",
+                 "protocols.strict.scorer: unknown scorer 'exakt'. Did you mean 'exact'?",
+                 "protocols.strict.normalizer: unknown normaliser 'vqaa'",
+                 "protocols.strict.answers: unknown answer source 'eleven'; choices: one, ten"):
+        assert part in str(e.value)
+    assert "Sketch" not in TASKS

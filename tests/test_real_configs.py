@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from coin.cli import main
-from coin.config import load_config
+from coin.configure import load_config, section
 from coin.engine.plan import model_files
 from coin.tasks import ORDERS, get_task
 
@@ -68,9 +68,9 @@ def test_dry_run_of_every_config_lists_missing_files_and_exits_1(path, no_loadin
     assert "model files:" in out
     if cfg.model.name == "llava-pretrain":
         for key in ("lm_path", "vision_path", "projector_path"):
-            assert f"model.{key}:" in out and f"{getattr(cfg.model, key)}  (MISSING)" in out
+            assert f"model.{key}:" in out and f"{getattr(cfg.model.options, key)}  (MISSING)" in out
     else:
-        assert f"{cfg.model.path}  (hub id, not checked offline)" in out
+        assert f"{cfg.model.options.path}  (hub id, not checked offline)" in out
     # data root, image root, 8 tasks x (train, test), the answer files, and the llava-pretrain parts
     parts = 3 if cfg.model.name == "llava-pretrain" else 0
     assert f"MISSING ({2 + 16 + len(cfg.data.answers) + parts}):" in out
@@ -87,12 +87,13 @@ def _fake_inputs(root: Path, cfg) -> None:
     for answers in cfg.data.answers.values():  # the official answer files (coin.data.answers)
         (root / cfg.data.root / answers).write_text(json.dumps({"data": []}))
     (root / cfg.data.image_root).mkdir(parents=True, exist_ok=True)
+    own = cfg.model.options  # the backbone's keys (model.lm_path...), parsed
     for key in ("lm_path", "vision_path"):
-        if getattr(cfg.model, key):
-            (root / getattr(cfg.model, key)).mkdir(parents=True, exist_ok=True)
-    if cfg.model.projector_path:
-        (root / cfg.model.projector_path).parent.mkdir(parents=True, exist_ok=True)
-        (root / cfg.model.projector_path).write_bytes(b"stand-in")
+        if getattr(own, key, None):
+            (root / getattr(own, key)).mkdir(parents=True, exist_ok=True)
+    if getattr(own, "projector_path", None):
+        (root / own.projector_path).parent.mkdir(parents=True, exist_ok=True)
+        (root / own.projector_path).write_bytes(b"stand-in")
 
 
 @pytest.mark.parametrize("name", ["llava-1.5-7b/lora.yaml", "llava-1.5-7b/lora-10type.yaml",
@@ -128,7 +129,7 @@ def test_the_7b_sequential_config_has_the_paper_s_recipe():
     assert t.batch_size * t.grad_accum * 8 == 128  # LLaVA-1.5's effective batch on 8 GPUs
     m = cfg.model
     assert (m.name, m.dtype, m.gradient_checkpointing) == ("llava-pretrain", "bf16", True)
-    assert m.lm_path and m.vision_path and m.projector_path.endswith("mm_projector.bin")
+    assert m.options.lm_path and m.options.vision_path and m.options.projector_path.endswith("mm_projector.bin")
 
 
 def test_paper_configs_train_the_projector_at_the_main_lr_as_coin_did():
@@ -207,17 +208,15 @@ def test_accelerate_configs_parse_with_accelerate_s_own_loader(path):
 
 
 def test_model_files_tell_hub_ids_from_missing_folders(tmp_path):
-    from coin.config import ModelConfig
-
     (tmp_path / "llava").mkdir()
     (tmp_path / "proj").mkdir()
-    lines, missing = model_files(ModelConfig(name="llava", path=str(tmp_path / "llava")))
+    lines, missing = model_files(section("model", name="llava", path=str(tmp_path / "llava")))
     assert lines == [f"  model.path:           {tmp_path / 'llava'}  (present)"] and missing == []
-    lines, missing = model_files(ModelConfig(name="llava", path="llava-hf/llava-1.5-7b-hf"))
+    lines, missing = model_files(section("model", name="llava", path="llava-hf/llava-1.5-7b-hf"))
     assert "(hub id, not checked offline)" in lines[0] and missing == []
     for local in (str(tmp_path / "absent"), "./absent/model", "absent"):
-        _, missing = model_files(ModelConfig(name="llava", path=local))
+        _, missing = model_files(section("model", name="llava", path=local))
         assert missing == [str(Path(local))], local
-    _, missing = model_files(ModelConfig(name="llava-pretrain", lm_path="org/vicuna", vision_path=str(tmp_path),
-                                         projector_path=str(tmp_path / "proj")))
+    _, missing = model_files(section("model", name="llava-pretrain", lm_path="org/vicuna", vision_path=str(tmp_path),
+                                     projector_path=str(tmp_path / "proj")))
     assert missing == ["org/vicuna", str(tmp_path / "proj")]  # parts are never hub ids; a folder is not a .bin

@@ -5,7 +5,7 @@ import json
 import pytest
 import raw_sources as rs
 
-from coin.config import from_dict
+from coin.configure import from_dict
 from coin.data.builders import build_source
 from coin.data.check import check_data
 from coin.engine.run import run

@@ -13,10 +13,11 @@ from PIL import Image
 
 import tinyhf
 from coin.adapters import attach_adapter
-from coin.config import AdapterConfig, ModelConfig
+from coin.configure import section
 from coin.models import load_model
 from coin.models.conversation import VICUNA_V1_SYSTEM
-from coin.models.vlm import LlavaVLM, Sample
+from coin.data.sample import Sample
+from coin.models.vlm import LlavaVLM
 
 N_IMAGE = 16  # 64x64 images, 16x16 patches
 
@@ -60,7 +61,7 @@ def _runs(ids: list[int], labels: list[int]) -> list[list[int]]:
 
 def test_llava_uses_vicuna_v1_in_training_and_evaluation(folder, images):
     """A snapshot of the exact text and label mask of a two-turn record (LLaVA's conv_vicuna_v1)."""
-    vlm = load_model(ModelConfig(name="llava", path=str(folder)))
+    vlm = load_model(section("model", name="llava", path=str(folder)))
     tok = vlm.tokenizer
     image = "<image>" * N_IMAGE
     assert vlm.prompt_text("What colour is it?") == (
@@ -94,7 +95,7 @@ def test_the_tiny_model_keeps_its_plain_template(images):
 
 
 def test_long_sequences_are_cut_to_max_length_and_counted(folder, images):
-    vlm = load_model(ModelConfig(name="llava", path=str(folder)))
+    vlm = load_model(section("model", name="llava", path=str(folder)))
     assert vlm.max_length == 2048, "LLaVA-1.5's model_max_length"
     long = Sample("long", "t", images[0], "What colour is it?", "red " * 40, turns=(("Again?", "blue " * 40),))
     short = Sample("short", "t", images[1], "What colour is it?", "red")
@@ -120,10 +121,10 @@ def test_the_stage_log_counts_truncated_samples(folder, images):
 
     samples = [Sample(f"s{k}", "t", images[k % 3], "What colour is it?", "red " * (1 + 20 * (k % 2)))
                for k in range(4)]
-    probe = load_model(ModelConfig(name="llava", path=str(folder)))
+    probe = load_model(section("model", name="llava", path=str(folder)))
     limit = int(probe.train_batch(samples[:1])["attention_mask"].sum()) + 2  # room for "red </s>" only
-    vlm = load_model(ModelConfig(name="llava", path=str(folder), max_length=limit))  # model.max_length
-    attach_adapter(vlm, AdapterConfig(r=2, alpha=4))
+    vlm = load_model(section("model", name="llava", path=str(folder), max_length=limit))  # model.max_length
+    attach_adapter(vlm, section("adapter", r=2, alpha=4))
     assert vlm.truncated_ids(samples) == ["s1", "s3"]
     lines: list[str] = []
     ctx = StageContext(vlm=vlm, task="t", stage=0, tasks=["t"])
@@ -137,8 +138,8 @@ def test_the_stage_log_counts_truncated_samples(folder, images):
 
 
 def test_trainable_parameters_are_fp32_and_a_small_step_moves_a_bf16_projector(folder, images):
-    vlm = load_model(ModelConfig(name="llava", path=str(folder), dtype="bf16"))
-    attach_adapter(vlm, AdapterConfig(r=4, alpha=8))
+    vlm = load_model(section("model", name="llava", path=str(folder), dtype="bf16"))
+    attach_adapter(vlm, section("adapter", r=4, alpha=8))
     named = {n: p for n, p in vlm.model.named_parameters() if p.requires_grad}
     assert named and all(p.dtype == torch.float32 for p in named.values()), \
         {n: p.dtype for n, p in named.items() if p.dtype != torch.float32}
@@ -157,8 +158,8 @@ def test_trainable_parameters_are_fp32_and_a_small_step_moves_a_bf16_projector(f
 
 
 def test_an_fp32_model_is_left_as_it_was(folder):
-    vlm = load_model(ModelConfig(name="llava", path=str(folder), dtype="fp32"))
-    attach_adapter(vlm, AdapterConfig(r=2, alpha=4))
+    vlm = load_model(section("model", name="llava", path=str(folder), dtype="fp32"))
+    attach_adapter(vlm, section("adapter", r=2, alpha=4))
     projector = vlm.model.get_submodule("base_model.model.model.multi_modal_projector")
     assert not projector._forward_pre_hooks and not projector._forward_hooks
 
@@ -177,9 +178,9 @@ def _tower_hooks_off(tower) -> None:
 
 def test_the_frozen_vision_tower_builds_no_graph(folder, images):
     """With gradient checkpointing, enable_input_require_grads hooks the tower's patch embedding too."""
-    vlm = load_model(ModelConfig(name="llava", path=str(folder), gradient_checkpointing=True))
+    vlm = load_model(section("model", name="llava", path=str(folder), gradient_checkpointing=True))
     torch.manual_seed(0)
-    attach_adapter(vlm, AdapterConfig(r=4, alpha=8))
+    attach_adapter(vlm, section("adapter", r=4, alpha=8))
     tower = vlm.model.get_submodule("base_model.model.model.vision_tower")
     seen: list[bool] = []
     tower.register_forward_hook(lambda m, a, out: seen.append(out.last_hidden_state.requires_grad))

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from coin.adapters import ADAPTERS, Adapter, describe
+from coin.config import RunConfig
 from coin.metrics import mean_std, summarize
 from coin.report import heatmap, summary_table, write_comparison, write_report
 
@@ -124,7 +126,10 @@ def test_write_report_t3(t3_run: Path) -> None:
     assert _md_row(md, "peak memory (MB)") == ["peak memory (MB)", "–"]
     assert "![accuracy matrix heatmap](heatmap.png)" in md
     assert "![forgetting curves](forgetting.png)" in md
-    assert "experts" in md and _md_row(md, "experts")[1] == "4"
+    # The adapter as its registry entry summarises it (the report itself names no adapter).
+    assert _md_row(md, "adapter")[1] == describe({**RunConfig().to_dict()["adapter"], "type": "moelora", "r": 128,
+                                                  "experts": 4})
+    assert "experts=4" in _md_row(md, "adapter")[1] and "LoRA rank" not in md
 
     page = (t3_run / "report.html").read_text()
     _check_self_contained(page)
@@ -167,22 +172,26 @@ def test_comparison_groups_seeds(tmp_path: Path, t3_run: Path, t8_runs: list[Pat
     assert md_path == out / "report.md"
     md = md_path.read_text()
     header = _md_row(md, "run")
-    assert header == ["run", "method", "order", "instructions", "volume", "rank", "experts", "seed", "seeds",
+    assert header == ["run", "method", "order", "instructions", "volume", "adapter", "seed", "seeds",
                       "MAA", "BWT", "ACC"]
     table = md.split("| run |")[1].split("\n\n")[0].splitlines()[2:]
     assert len(table) == 2  # two seeds of lora share one row
     first = [c.strip() for c in table[0].strip("|").split("|")]
     second = [c.strip() for c in table[1].strip("|").split("|")]
     # Sorted by MAA, best first: moelora 68.33 (with its CI), then lora 58.25 / 60.25 averaged.
-    assert first[:9] == ["moe-s0", "moelora", "ScienceQA>TextVQA>ImageNet".replace("ScienceQA", "SQA")
-                         .replace("TextVQA", "TVQA").replace("ImageNet", "INet"), "original", "1.0", "128", "4",
-                         "0", "1"]
-    assert first[9] == "68.33 [66.10, 70.20]"
+    adapter = RunConfig().to_dict()["adapter"]
+    assert first[:8] == ["moe-s0", "moelora", "ScienceQA>TextVQA>ImageNet".replace("ScienceQA", "SQA")
+                         .replace("TextVQA", "TVQA").replace("ImageNet", "INet"), "original", "1.0",
+                         describe({**adapter, "type": "moelora", "r": 128, "experts": 4}), "0", "1"]
+    assert first[8] == "68.33 [66.10, 70.20]"
     _, std = mean_std([58.25, 60.25])
-    assert second[:9] == ["lora-s0, lora-s1", "lora", "random", "original", "1.0", "128", "–", "0, 1", "2"]
-    assert second[9] == f"59.25 ± {std:.2f} (n=2)"
-    assert second[10] == "-17.50 ± 0.00 (n=2)"
-    assert second[11] == f"57.50 ± {std:.2f} (n=2)"
+    # the paper's default order is called "paper" (the paper itself calls it random), and the page says so
+    assert second[:8] == ["lora-s0, lora-s1", "lora", "paper", "original", "1.0", describe({**adapter, "r": 128}),
+                          "0, 1", "2"]
+    assert "the paper calls it its random order" in md and "random" not in md.replace("random order", "")
+    assert second[8] == f"59.25 ± {std:.2f} (n=2)"
+    assert second[9] == "-17.50 ± 0.00 (n=2)"
+    assert second[10] == f"57.50 ± {std:.2f} (n=2)"
 
     page = (out / "report.html").read_text()
     _check_self_contained(page)
@@ -229,6 +238,48 @@ def test_comparison_names_an_order_given_by_name(tmp_path: Path) -> None:
                        config_extra={"tasks": {"order": "alphabet"}}, with_metrics=True) for s in (0, 1)]
     md = write_comparison(runs, tmp_path / "cmp").read_text()
     assert "| alphabet |" in md and "a>l>p" not in md
+    assert "the paper calls it" not in md  # the note on "paper" only where a row shows it
+
+
+def test_comparison_names_a_listed_order_equal_to_a_named_one(tmp_path: Path) -> None:
+    """A task list equal to a named order (``coin.tasks.orders.ORDERS``) shows by that name."""
+    from coin.tasks.orders import ORDERS
+
+    alphabet = list(ORDERS["alphabet"])
+    runs = [_write_run(tmp_path / "r0", alphabet, _t8_matrix(0.0), seed=0, method="lora", config_extra={},
+                       with_metrics=True),
+            _write_run(tmp_path / "r1", T3_TASKS, T3_MATRIX, seed=0, method="lora", config_extra={},
+                       with_metrics=True)]
+    md = write_comparison(runs, tmp_path / "cmp").read_text()
+    assert _md_row(md, "r0")[2] == "alphabet"
+    assert _md_row(md, "r1")[2] == "SQA>TVQA>INet"
+
+
+def test_the_adapter_column_comes_from_the_adapter_entry(tmp_path: Path, monkeypatch) -> None:
+    """A plugin adapter's own keys show in reports without the report knowing it; an adapter this
+    install does not know shows its type and rank."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class BlockyOptions:
+        blocks: int = 2  # a key only this adapter has
+
+    class Blocky(Adapter):
+        """A test adapter with a key of its own."""
+
+        Options = BlockyOptions
+
+    monkeypatch.setitem(ADAPTERS._items, "blocky", Blocky)
+    monkeypatch.setitem(ADAPTERS._options, "blocky", None)
+    plugin = _write_run(tmp_path / "plugin", T3_TASKS, T3_MATRIX, seed=0, method="lora", with_metrics=True,
+                        config_extra={"adapter": {"type": "blocky", "r": 8, "blocks": 3}})
+    unknown = _write_run(tmp_path / "unknown", T3_TASKS, T3_MATRIX, seed=0, method="lora", with_metrics=True,
+                         config_extra={"adapter": {"type": "not-loaded", "r": 16, "experts": 2}})
+    cell = _md_row(write_report(plugin).read_text(), "adapter")[1]
+    assert cell.startswith("blocky r=8") and "blocks=3" in cell
+    assert _md_row(write_report(unknown).read_text(), "adapter")[1] == "not-loaded r=16"
+    md = write_comparison([plugin, unknown], tmp_path / "cmp").read_text()
+    assert _md_row(md, "plugin")[5] == cell and _md_row(md, "unknown")[5] == "not-loaded r=16"
 
 
 def test_comparison_tells_seeds_of_one_named_config_apart(tmp_path: Path) -> None:
@@ -248,7 +299,7 @@ def test_comparison_says_how_many_seeds_each_mean_used(tmp_path: Path, t8_runs: 
     (third / "matrix.json").write_text(json.dumps(mj))
     md = write_comparison([*t8_runs, third], tmp_path / "cmp").read_text()
     row = _md_row(md, "lora-s0, lora-s1, lora-s2")
-    assert row[9].endswith("(n=3)") and row[10] == "-17.50 ± 0.00 (n=2 of 3)"
+    assert row[8].endswith("(n=3)") and row[9] == "-17.50 ± 0.00 (n=2 of 3)"
     assert "test-set bootstrap of that one run" in md
 
 

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from coin.cli import main
-from coin.config import from_dict
+from coin.configure import from_dict
 from coin.engine.run import run
 
 pytestmark = pytest.mark.slow

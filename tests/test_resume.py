@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from coin.config import TrainConfig, from_dict
+from coin.config import TrainConfig
+from coin.configure import from_dict
 from coin.engine import checkpoint as ckpt
 from coin.engine.run import run
 from coin.engine.train import Interrupted, NonFiniteLossError, train_stage
@@ -90,7 +91,8 @@ def stage_setup(tmp_path_factory):
     from coin.config import AdapterConfig
     from coin.data.synth import generate
     from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
-    from coin.models.vlm import LlavaVLM, Sample
+    from coin.data.sample import Sample
+    from coin.models.vlm import LlavaVLM
 
     root = generate(tmp_path_factory.mktemp("st") / "s", seed=2, n_train=24, n_test=0, n_pretrain=24, tasks=["GQA"])
     rows = json.loads((root / "Instructions_Original" / "GQA" / "train.json").read_text())

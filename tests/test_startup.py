@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from coin.cli import main
-from coin.config import DataConfig, from_dict
+from coin.config import DataConfig
+from coin.configure import from_dict
 
 
 class _Stop(Exception):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from coin.config import load_config
+from coin.configure import load_config
 from coin.engine.run import run
 from coin.engine.sweep import SweepError, sweep
 

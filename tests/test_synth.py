@@ -96,3 +96,47 @@ def test_captions_describe_objects_in_reading_order(synth):
     text = " ".join(c["conversations"][1]["value"] for c in caps)
     assert "shape" in text
     assert set(MAKERS) == set(ORDERS["paper"])
+
+
+def test_the_eight_tasks_files_are_pinned(tmp_path):
+    """The records of a small CoIN-Synth, pinned: a maker, an instruction line or the default task list drifting
+    changes every run's data (the PNGs are left out: their bytes depend on the zlib build)."""
+    root = generate(tmp_path / "s", seed=1, n_train=3, n_test=2, n_pretrain=2)
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.json")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    assert h.hexdigest()[:16] == "e088f3172c6f262e"
+    assert json.loads((root / "MANIFEST.json").read_text())["tasks"] == list(ORDERS["paper"])
+
+
+@pytest.fixture
+def scratch_registries(monkeypatch):
+    """Tasks and makers registered in a test are gone after it."""
+    from coin.tasks import TASKS
+
+    for reg in (TASKS, MAKERS):
+        monkeypatch.setattr(reg, "_items", dict(reg._items))
+
+
+def test_a_plugin_registers_a_maker_from_its_own_file(scratch_registries, tmp_path):
+    from coin.data.synth import world as w
+    from coin.data.synth.tasks import Example, synth_maker
+    from coin.tasks import TaskSpec, register_task
+
+    register_task(TaskSpec("Colour", "ColourTask", "phrase", "exact", "Answer with one colour.", 8))
+
+    @synth_maker("Colour")
+    def colour(rng):
+        obj = w.sample_objects(rng, 1)[0]
+        return Example(w.Scene(background="gray", objects=[obj]), "Which colour is the shape?", obj.color)
+
+    root = generate(tmp_path / "s", seed=0, n_train=3, n_test=2, n_pretrain=0, tasks=["Colour"])
+    test = json.loads((root / "Instructions_Original" / "ColourTask" / "test.json").read_text())
+    assert [r["text"] for r in test] == ["Which colour is the shape?\nAnswer with one colour."] * 2
+    assert all(score_sample("exact", r["answer"], r).score == 1.0 for r in test)
+    assert (root / "images" / test[0]["image"]).is_file()
+    default = generate(tmp_path / "d", seed=0, n_train=1, n_test=1, n_pretrain=0)
+    assert json.loads((default / "MANIFEST.json").read_text())["tasks"] == list(ORDERS["paper"])  # only when named
+    with pytest.raises(KeyError, match="unknown CoIN-Synth task 'Colr'. Did you mean 'Colour'"):
+        generate(tmp_path / "x", n_train=1, n_test=1, n_pretrain=0, tasks=["Colr"])

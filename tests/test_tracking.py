@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coin.config import ConfigError, from_dict
+from coin.config import ConfigError
+from coin.configure import from_dict
 from coin.engine.run import run
 from coin.engine.tracking import StepLog, read_step_log, tracker_problems
 from coin.methods import METHODS, Method

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from coin.models.vision_cache import VisionCacheRefused, select_features
-from coin.models.vlm import Sample
+from coin.data.sample import Sample
 from tinyvlm import sharp_vlm_and_samples
 
 PROMPTS = ["Describe.", "What is the object in the image?", "Q " * 12 + "?", "Is there a red circle?", "x",
@@ -87,7 +87,7 @@ def test_trainable_tower_is_refused(vlm_and_samples):
 
 
 def test_coin_run_uses_both_by_default_and_the_keys_turn_them_off(micro_config, tmp_path, monkeypatch):
-    from coin.config import from_dict
+    from coin.configure import from_dict
     from coin.engine.run import run
     from coin.models.vlm import LlavaVLM
 

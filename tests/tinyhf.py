@@ -38,7 +38,7 @@ def corpus(per_task: int = 12) -> list[str]:
     from coin.tasks import get_task
 
     texts = ["system user assistant You are a helpful assistant.", "Describe the image."]
-    for task, make in sorted(MAKERS.items()):
+    for task, make in ((t, MAKERS.get(t)) for t in MAKERS):  # sorted by name
         rng = random.Random(f"tinyhf/{task}")
         texts.append(get_task(task).instruction)
         for _ in range(per_task):

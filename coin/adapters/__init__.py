@@ -1,36 +1,37 @@
-"""Parameter-efficient adapters, registered by name (``adapter.type`` in the config)."""
+"""Parameter-efficient adapters, one file each, registered by name (``adapter.type`` in the config).
+
+An adapter is a class registered in ``ADAPTERS`` (``coin.adapters.base.Adapter``): its
+``Options`` (keys it takes under ``adapter:`` beside r, alpha, dropout, train_projector),
+``build`` (wrap the backbone's model), ``summary`` (one line for plans and reports) and
+optionally ``check_section``. This module holds what every adapter shares: attaching one,
+keeping trainable weights in fp32, loading saved weights. Importing it loads no torch or
+PEFT (validating a config and listing adapters need neither); building an adapter does.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
-from coin.registry import Registry
+import coin.adapters.lora  # noqa: F401  (registers "lora")
+import coin.adapters.moelora  # noqa: F401  (registers "moelora")
+from coin.adapters.base import ADAPTERS, Adapter, describe, parsed_section
 
-ADAPTERS: Registry[Callable] = Registry("adapter")
+if TYPE_CHECKING:
+    from pathlib import Path
 
-
-@ADAPTERS.register("lora")
-def lora(vlm, cfg):
-    """PEFT LoRA on every linear layer of the LM (not lm_head); the projector trained fully."""
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.alpha,
-        lora_dropout=cfg.dropout,
-        target_modules=vlm.lora_target,
-        modules_to_save=list(vlm.full_train) if cfg.train_projector else None,
-        bias="none",
-    )
-    return get_peft_model(vlm.model, config)
+    from coin.config import AdapterConfig
+    from coin.models.backbone import VLM
 
 
-def attach_adapter(vlm, cfg):
+def attach_adapter(vlm: VLM, cfg: AdapterConfig) -> Any:
     """Wrap ``vlm.model`` with the adapter ``cfg.type`` (in place) and return the PEFT model.
 
-    Every trainable parameter is then kept in fp32 (``fp32_trainable``).
+    ``cfg`` is the ``adapter`` section (``coin.configure.section("adapter", ...)`` builds one); a
+    section built by hand has its own keys parsed and checked here. Every trainable parameter
+    is then kept in fp32 (``fp32_trainable``).
     """
-    vlm.model = ADAPTERS.get(cfg.type)(vlm, cfg)
+    cfg = parsed_section(cfg)
+    vlm.model = ADAPTERS.get(cfg.type).build(vlm, cfg)
     fp32_trainable(vlm.model, vlm.full_train)
     return vlm.model
 
@@ -86,7 +87,7 @@ def _output_as_input(module, args, output):
     return output
 
 
-def load_adapter(vlm, path):
+def load_adapter(vlm: VLM, path: Path) -> Any:
     """Replace ``vlm.model``'s adapter weights with the ones saved in ``path`` (trainable)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
@@ -100,12 +101,9 @@ def load_adapter(vlm, path):
 
 
 def trainable_parameters(model) -> int:
+    """How many weights of ``model`` train (the run's cost line)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@ADAPTERS.register("moelora")
-def moelora(vlm, cfg):
-    """MoELoRA (coin.adapters.moelora): ``adapter.experts`` gated experts fused into one LoRA's matmuls."""
-    from coin.adapters.moelora import build_moelora  # imports peft only when used
-
-    return build_moelora(vlm, cfg)
+__all__ = ["ADAPTERS", "Adapter", "attach_adapter", "describe", "fp32_trainable", "load_adapter", "parsed_section",
+           "trainable_parameters"]

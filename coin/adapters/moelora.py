@@ -1,200 +1,66 @@
-"""MoELoRA: N gated LoRA experts per layer, fused so they cost one LoRA of the same total rank.
+"""The ``moelora`` adapter: ``adapter.experts`` gated LoRA experts per layer, fused into one LoRA's matmuls.
 
-The paper's layer is ``h = W x + (alpha/r) * sum_i G_i(x) B_i A_i x`` with N experts of rank r/N
-and a dense per-token gate ``G(x) = softmax(x W_g)`` computed from the layer's own input. The
-original code runs the experts in a Python loop (2N small matmuls per layer). Stacking the
-experts instead gives exactly the same function with LoRA's two matmuls::
+This file is the registry entry: its option (``experts``), the rule joining it with
+``adapter.r`` and how the PEFT model is built. The layer itself, and why it is exact and
+cheap, is in ``coin.adapters.moelora_layer``, imported only when an adapter is built (it needs
+torch and PEFT; validating a config or listing adapters does not).
 
-    A = [A_1; ...; A_N]            (r x in)    one matmul: u = A x            (tokens x r)
-    u_i <- G_i(x) * u_i            the gate broadcast over each expert's r/N-slice of u
-    B = [B_1 ... B_N]              (out x r)   one matmul: B u = sum_i G_i B_i A_i x
-
-so the only extra cost is the gate (an ``in x N`` matmul and a softmax) and one elementwise
-product on a ``tokens x r`` tensor. The weights have LoRA's names and shapes (``lora_A``,
-``lora_B``) plus ``lora_gate``, so PEFT trains and saves them as it does LoRA's. With N = 1 there
-is no gate at all and the layer, its parameters and its checkpoint are plain LoRA.
-
-The layer plugs into PEFT through ``LoraConfig._register_custom_module`` (experimental in PEFT
-0.21). ``MoELoraConfig`` registers it in ``__post_init__``, so every config built through this
-module (including the one ``load_moelora`` rebuilds from ``adapter_config.json``) carries the
-mapping; a plain ``LoraConfig`` loaded by PEFT alone would build LoRA layers and drop the gates.
-The input-dependent gate means N > 1 layers cannot be merged into ``W``.
-
-Dropout differs from the original on purpose. The original's loop applies LoRA dropout once
-per expert, so each expert sees its own mask of ``x``; here one mask per layer is shared by
-all experts (LoRA's dropout on the stacked ``A``), and the gate sees ``x`` undropped. Per-expert
-masks would need N masked copies of the layer input kept for the backward pass, the memory the
-fusion saves (LLaVA-7B, N = 8: about 1 GB more per 2,048 tokens per decoder layer, 32 GB for
-the whole LM without gradient checkpointing). Each expert still sees inputs dropped at the same
-rate; only the masks' independence between experts is lost. With dropout 0 (or in eval mode)
-the two are identical.
+The layer's names (``MoELoraLinear``, ``moelora_config``, ``load_moelora``, ``count_experts``...)
+are also reachable from here, loaded on first use.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from peft import LoraConfig, PeftModel, get_peft_model
-from peft.tuners.lora.layer import LoraLayer
-from peft.tuners.lora.layer import Linear as LoraLinear
-from torch import nn
+from coin.adapters.base import ADAPTERS, Adapter
 
-DEFAULT_EXPERTS = 8  # the paper's main MoELoRA rows (tables 11/12 of the CoIN paper) use 8 experts
+if TYPE_CHECKING:
+    from coin.config import AdapterConfig
+    from coin.models.backbone import VLM
+
+_LAYER_NAMES = ("DEFAULT_EXPERTS", "MoELoraConfig", "MoELoraLinear", "count_experts", "load_moelora",
+                "moelora_config")
 
 
 @dataclass
-class MoELoraConfig(LoraConfig):
-    """A ``LoraConfig`` with ``num_experts``; saved in ``adapter_config.json`` with the rest."""
+class MoELoRAOptions:
+    # the paper's main MoELoRA rows (tables 11/12 of the CoIN paper) use 8 experts; the same as the
+    # layer's DEFAULT_EXPERTS (a test keeps them equal)
+    experts: int = 8  # number of experts, each of rank r / experts
 
-    num_experts: int = field(default=DEFAULT_EXPERTS, metadata={"help": "experts per layer; r must divide by it"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_experts < 1:
-            raise ValueError(f"num_experts must be >= 1, got {self.num_experts}")
-        ranks = [self.r, *self.rank_pattern.values()]
-        bad = [r for r in ranks if r % self.num_experts]
-        if bad:
-            raise ValueError(f"every rank must divide by num_experts={self.num_experts}, got r={bad[0]}")
-        if self.use_dora or self.lora_bias:
-            raise ValueError("MoELoRA supports neither DoRA nor lora_bias")
-        # PEFT's experimental hook: every targeted nn.Linear becomes a MoELoraLinear
-        self._register_custom_module({nn.Linear: MoELoraLinear})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "MoELoraConfig":
-        """Rebuild the config from a saved adapter folder (PEFT itself would give a plain LoraConfig)."""
-        data = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
-        if "num_experts" not in data:
-            raise ValueError(f"{path}: adapter_config.json has no num_experts; not a MoELoRA adapter")
-        names = {f.name for f in cls.__dataclass_fields__.values() if f.init}
-        return cls(**{k: v for k, v in data.items() if k in names and k != "peft_type"})
+    def check(self) -> list[str]:
+        return [f"experts must be >= 1, got {self.experts}"] if self.experts < 1 else []
 
 
-class MoELoraLinear(LoraLinear):
-    """A PEFT LoRA ``Linear`` whose rank-r update is split into N softmax-gated experts."""
+@ADAPTERS.register("moelora")
+class MoELoRA(Adapter):
+    """MoELoRA: adapter.experts gated experts of rank r / experts, fused into one LoRA's matmuls."""
 
-    adapter_layer_names = LoraLayer.adapter_layer_names + ("lora_gate",)
-    other_param_names = LoraLayer.other_param_names + ("num_experts",)
+    Options = MoELoRAOptions
 
-    def update_layer(self, adapter_name: str, r: int, lora_alpha: float, config: LoraConfig, **kwargs: Any) -> None:
-        """Add adapter ``adapter_name``: LoRA's A (r x in) and B (out x r), plus the gate when N > 1."""
-        n = getattr(config, "num_experts", 1)
-        if r % n:
-            raise ValueError(f"rank {r} does not divide into {n} experts")
-        if "lora_gate" not in self._modules:  # first adapter: the dicts PEFT iterates must exist first
-            self.lora_gate = nn.ModuleDict()
-            self.num_experts: dict[str, int] = {}
-        self.num_experts[adapter_name] = n
-        if n > 1:
-            # nn.Linear's default init: gates already differ between tokens at step 0, while B = 0
-            # still leaves the model's output unchanged until training moves B
-            self.lora_gate[adapter_name] = nn.Linear(self.in_features, n, bias=False)
-        # creates A, B, dropout and scaling, moves every adapter dict (the gate too) to the base
-        # layer's device and dtype, and sets requires_grad on the active adapters
-        super().update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, **kwargs)
+    @staticmethod
+    def build(vlm: VLM, cfg: AdapterConfig) -> Any:
+        from peft import get_peft_model
 
-    def gate(self, adapter: str, x: torch.Tensor) -> torch.Tensor | None:
-        """Per-token expert weights (..., N); None for a single expert."""
-        if self.num_experts[adapter] == 1:
-            return None
-        return _softmax(self.lora_gate[adapter](x))
+        from coin.adapters.moelora_layer import moelora_config
 
-    def mixture(self, adapter: str, x: torch.Tensor) -> torch.Tensor:
-        """``(alpha/r) * sum_i G_i(x) B_i A_i x`` for one adapter, with two LoRA-sized matmuls."""
-        A, dropout, n = self.lora_A[adapter], self.lora_dropout[adapter], self.num_experts[adapter]
-        if n == 1:
-            u = A(dropout(x))
-        else:
-            if _inactive(dropout):
-                # A and the gate read the same x: one matmul for both, so the backward also needs a
-                # single input-gradient matmul (measured: the gate then costs ~5% instead of ~20%)
-                z = F.linear(x, torch.cat([A.weight, self.lora_gate[adapter].weight]))
-                u, logits = z.split([A.out_features, n], dim=-1)
-            else:  # dropout applies to the experts' input only; the gate sees x as it is
-                u, logits = A(dropout(x)), self.lora_gate[adapter](x)
-            g = _softmax(logits)
-            u = (u.unflatten(-1, (n, -1)) * g.unsqueeze(-1)).flatten(-2)  # scale expert i's rank slice by G_i
-        return self.lora_B[adapter](u) * self.scaling[adapter]
+        config = moelora_config(r=cfg.r, alpha=cfg.alpha, num_experts=cfg.options.experts,
+                                target_modules=vlm.lora_target, dropout=cfg.dropout,
+                                modules_to_save=list(vlm.full_train) if cfg.train_projector else None)
+        return get_peft_model(vlm.model, config)
 
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """The base layer's output plus every active adapter's gated mixture."""
-        if kwargs.get("adapter_names") is not None:
-            raise NotImplementedError("MoELoRA does not support per-sample adapter_names (mixed batches)")
-        kwargs.pop("adapter_names", None)
-        if self.disable_adapters:
-            if self.merged:
-                self.unmerge()
-            return self.base_layer(x, *args, **kwargs)
-        result = self.base_layer(x, *args, **kwargs)
-        if self.merged:
-            return result
-        out_dtype = result.dtype
-        for adapter in self.active_adapters:
-            if adapter not in self.lora_A:
-                continue
-            xa = self._cast_input_dtype(x, self.lora_A[adapter].weight.dtype)
-            result = result + self.mixture(adapter, xa)
-        return result.to(out_dtype)
-
-    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
-        """Merge a single-expert adapter into W; with N > 1 the gate depends on x, so it cannot be merged."""
-        names = adapter_names if adapter_names is not None else self.active_adapters
-        gated = [a for a in names if self.num_experts.get(a, 1) > 1]
-        if gated:
-            raise ValueError(f"MoELoRA adapters {gated} have input-dependent gates and cannot be merged into W")
-        super().merge(safe_merge=safe_merge, adapter_names=adapter_names)
+    @staticmethod
+    def check_section(cfg: AdapterConfig) -> list[str]:
+        n = cfg.options.experts
+        return [f"adapter.r ({cfg.r}) must be divisible by adapter.experts ({n})"] if cfg.r % n else []
 
 
-def _softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over experts in at least float32 (bf16 logits would round the weights coarsely)."""
-    return torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32)).to(logits.dtype)
+def __getattr__(name: str) -> Any:
+    """The layer's names, imported from ``coin.adapters.moelora_layer`` on first use (PEP 562)."""
+    if name in _LAYER_NAMES:
+        from coin.adapters import moelora_layer
 
-
-def _inactive(dropout: nn.Module) -> bool:
-    return isinstance(dropout, nn.Identity) or not dropout.training or getattr(dropout, "p", 0.0) == 0
-
-
-def moelora_config(r: int, alpha: float, num_experts: int, target_modules: Any, dropout: float = 0.0,
-                   modules_to_save: list[str] | None = None) -> MoELoraConfig:
-    """The PEFT config for MoELoRA on ``target_modules`` (a regex or a list of names, as LoRA's)."""
-    return MoELoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, num_experts=num_experts,
-                         target_modules=target_modules, modules_to_save=modules_to_save, bias="none")
-
-
-def build_moelora(vlm, cfg) -> PeftModel:
-    """The ``moelora`` adapter: LoRA's targets and options, N = ``cfg.experts`` (default 8)."""
-    config = moelora_config(
-        r=cfg.r,
-        alpha=cfg.alpha,
-        num_experts=getattr(cfg, "experts", DEFAULT_EXPERTS),
-        target_modules=vlm.lora_target,
-        dropout=cfg.dropout,
-        modules_to_save=list(vlm.full_train) if cfg.train_projector else None,
-    )
-    return get_peft_model(vlm.model, config)
-
-
-def validate_adapter(cfg, prefix: str = "adapter.") -> list[str]:
-    """Problems with a MoELoRA adapter config, named by key (for the run config's validation)."""
-    n = getattr(cfg, "experts", DEFAULT_EXPERTS)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        return [f"{prefix}experts must be an integer >= 1, got {n!r}"]
-    if cfg.r % n:
-        return [f"{prefix}r ({cfg.r}) must be divisible by {prefix}experts ({n})"]
-    return []
-
-
-def load_moelora(model: nn.Module, path: str | Path, is_trainable: bool = False) -> PeftModel:
-    """Wrap a base ``model`` with the MoELoRA adapter saved in ``path`` (``save_pretrained``'s folder)."""
-    return PeftModel.from_pretrained(model, str(path), config=MoELoraConfig.load(path), is_trainable=is_trainable)
-
-
-def count_experts(model: nn.Module) -> dict[str, int]:
-    """Experts per adapted layer name (for reports and sanity checks)."""
-    return {name: m.num_experts.get("default", 1) for name, m in model.named_modules() if isinstance(m, MoELoraLinear)}
+        return getattr(moelora_layer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,10 +1,14 @@
 """The data manifest: every file and image a run will touch, checked before it starts.
 
-Unlike the loaders, which stop at the first bad record, ``check_data`` reads everything
-and collects every problem, so one pass tells a researcher all that is wrong with a tree:
-per task the train/test counts, the malformed records (file and index), the missing and
-the unreadable images (listed, with counts) and the bytes on disk. ``stats`` gives the
-per-task table of answer lengths and distinct answers.
+Unlike the loader, which stops at the first bad file, ``check_data`` reads everything and
+collects every problem, so one pass tells a researcher all that is wrong with a tree: per
+task the train/test counts, the malformed records (file, index and id), the missing and the
+unreadable images (listed, with counts) and the bytes on disk. ``stats`` gives the per-task
+table of answer lengths and distinct answers.
+
+A record is judged by ``coin.data.records``, the loader's own validator, so whatever this
+check passes the run accepts, and the reverse. On top of it the check knows the instruction
+family: a derived family must recognise every human turn's instruction line.
 
 Images are checked once per distinct path (records share images), by ``os.stat`` and,
 unless ``open_images=False``, by reading the image header with PIL (no decoding).
@@ -13,21 +17,20 @@ unless ``open_images=False``, by reading the image header with PIL (no decoding)
 from __future__ import annotations
 
 import os
-import posixpath
-import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from coin.config import DataConfig
-from coin.data.benchmark import config_problems, data_roots, locate, task_image_root
 from coin.data.coin_json import DataError
+from coin.data.layout import config_problems, data_roots, locate, task_image_root
+from coin.data.records import TrainRecord, check_records
 from coin.io import read_json
 from coin.tasks import TASKS, get_task
 from coin.tasks.instructions import split_prompt
 
-TRAIN_KEYS = ("id", "image", "conversations")
-TEST_KEYS = ("question_id", "image", "text", "answer")
+if TYPE_CHECKING:
+    from coin.config import DataConfig
 
 
 @dataclass
@@ -118,56 +121,9 @@ def human_bytes(n: int) -> str:
     return str(n)
 
 
-def _rel_image(rel: object) -> str | None:
-    """The normalised relative path, or None when it is not a path inside the image root."""
-    if not isinstance(rel, str) or not rel or rel.startswith(("/", "\\")) or os.path.isabs(rel):
-        return None
-    norm = posixpath.normpath(rel)
-    return None if norm == ".." or norm.startswith("../") else norm
-
-
-def _problem(rec: object, keys: tuple[str, ...], id_key: str, seen: set) -> str | None:
-    if not isinstance(rec, dict):
-        return f"expected an object, got {type(rec).__name__}"
-    for key in keys:
-        if key not in rec:
-            return f"missing key {key!r}"
-    rid = str(rec[id_key])
-    if rid in seen:
-        return f"duplicate {id_key} {rid!r}"
-    seen.add(rid)
-    return None
-
-
-def _train_text(rec: dict) -> tuple[str | None, str]:
-    """(problem, prompt) of a training record."""
-    conv = rec["conversations"]
-    if not isinstance(conv, list) or len(conv) < 2 or not all(isinstance(c, dict) for c in conv[:2]):
-        return "'conversations' needs a human turn and a gpt turn", ""
-    if conv[0].get("from") != "human" or conv[1].get("from") != "gpt":
-        return "conversations must start with a 'human' turn then a 'gpt' turn", ""
-    text = str(conv[0].get("value", "")).replace("<image>\n", "").replace("<image>", "").strip()
-    if not text:
-        return "empty prompt", ""
-    if not str(conv[1].get("value", "")).strip():
-        return "empty answer", text
-    return None, text
-
-
-def _later_questions(rec: dict) -> list[str]:
-    """The human turns after the first, as prompts (the image tag removed)."""
-    conv = rec["conversations"]
-    return [str(t.get("value", "")).replace("<image>\n", "").replace("<image>", "").strip()
-            for t in conv[2::2] if isinstance(t, dict) and t.get("from") == "human"]
-
-
-def _box_ok(value: object) -> bool:
-    nums = re.findall(r"-?\d+(?:\.\d+)?", str(value))
-    return len(nums) == 4 and all(0.0 <= float(n) <= 1.0 for n in nums)
-
-
 def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict, derive: str | None) -> None:
-    """Validate every record of one file; record images into ``images`` (rel -> first user)."""
+    """Validate every record of one file (``coin.data.records``, the loader's own validator);
+    record images into ``images`` (rel -> first user)."""
     try:
         rows = read_json(path)
     except (ValueError, FileNotFoundError) as e:
@@ -179,37 +135,29 @@ def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict
     m.counts[split] = len(rows)
     m.bytes += path.stat().st_size
     box = get_task(task).answer_form == "box"
-    keys, id_key = (TRAIN_KEYS, "id") if split == "train" else (TEST_KEYS, "question_id")
-    seen: set = set()
-    for k, rec in enumerate(rows):
-        problem = _problem(rec, keys, id_key, seen)
-        text = ""
-        if problem is None:
-            if split == "train":
-                problem, text = _train_text(rec)
-            else:
-                text = str(rec["text"]).strip()
-                if not text:
-                    problem = "empty 'text'"
-                elif box and not _box_ok(rec.get("answer_bbox", "missing")):
-                    problem = f"answer_bbox {rec.get('answer_bbox')!r} is not four numbers in [0, 1]"
-                elif not box and not str(rec["answer"]).strip():
-                    problem = "empty 'answer'"
-        if problem is None:
-            rel = _rel_image(rec["image"])
-            if rel is None:
-                problem = f"image path {rec['image']!r} is absolute or escapes the image root"
-            else:
-                images.setdefault(rel, f"{task} {split} {rec[id_key]}")
-        if problem is None and derive is not None:
-            try:  # the family rewrites every human turn (coin.tasks.instructions), so check each
-                for n, line in enumerate([text] + _later_questions(rec) if split == "train" else [text]):
-                    split_prompt(line, task, f"turn {n}" if n else "prompt")
-            except ValueError as e:
-                problem = f"cannot apply the {derive} family: {e}"
+    for c in check_records(rows, split, str(path), box):
+        problem, rec = c.problem, c.record
+        if rec is not None:
+            rid = rec.id if isinstance(rec, TrainRecord) else rec.question_id
+            images.setdefault(rec.image, f"{task} {split} {rid}")
+            if derive is not None:
+                problem = _family_problem(rec, task, derive)
         if problem is not None:
-            label = f" ({id_key} {rec[id_key]})" if isinstance(rec, dict) and id_key in rec else ""
-            m.malformed.append(f"{path} record {k}{label}: {problem}")
+            m.malformed.append(f"{c.where}: {problem}")
+
+
+def _family_problem(rec, task: str, derive: str) -> str | None:
+    """Why ``derive``'s lines cannot replace this record's instruction lines (None when they can).
+
+    The family rewrites every human turn (``coin.tasks.instructions``), so each is checked.
+    """
+    lines = rec.questions if isinstance(rec, TrainRecord) else [rec.text]
+    try:
+        for n, line in enumerate(lines):
+            split_prompt(line, task, f"turn {n}" if n else "prompt")
+    except ValueError as e:
+        return f"cannot apply the {derive} family: {e}"
+    return None
 
 
 def _check_images(image_root: Path, images: dict, m: TaskManifest, open_images: bool) -> None:

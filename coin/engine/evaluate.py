@@ -23,6 +23,7 @@ from coin.engine.dist import barrier, rank as _rank, world as _world
 from coin.eval.protocols import resolve, score_protocols
 from coin.eval.scorers import TaskScore, format_error_share
 from coin.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
+from coin.models.backbone import VLM, SharesPrefix
 
 
 def _read_partial(path: Path) -> dict[str, str]:
@@ -52,7 +53,7 @@ def _by_image(ordered: list) -> list:
     return [s for group in groups.values() for s in group]
 
 
-def generate_answers(vlm, records: list[dict], max_new_tokens: int, batch_size: int, progress: bool = True,
+def generate_answers(vlm: VLM, records: list[dict], max_new_tokens: int, batch_size: int, progress: bool = True,
                      desc: str = "eval", partial: Path | None = None) -> dict[str, str]:
     """Raw model outputs for ``records`` as ``{question_id: output}``; resumable through ``partial``."""
     from tqdm.auto import tqdm
@@ -62,7 +63,7 @@ def generate_answers(vlm, records: list[dict], max_new_tokens: int, batch_size: 
     encoded = vlm.tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"] if samples else []
     lengths = {s.id: len(ids) for s, ids in zip(samples, encoded)}
     ordered = sorted(samples, key=lambda s: (lengths[s.id], s.id))
-    if getattr(vlm, "share_prefix", False):
+    if isinstance(vlm, SharesPrefix) and vlm.share_prefix:
         ordered = _by_image(ordered)
     # batches are fixed before skipping what is done, so a resumed evaluation feeds the model
     # exactly the batches (hence the padding, hence the numbers) of an uninterrupted one
@@ -142,7 +143,7 @@ def rescore_stage(stage_dir: Path, tests: dict[str, list[dict]], protocol: dict 
     return new
 
 
-def evaluate_task(vlm, task: str, records: list[dict], max_new_tokens: int, batch_size: int,
+def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int, batch_size: int,
                   pred_dir: Path, progress: bool = True, protocol: dict | None = None) -> dict[str, TaskScore] | None:
     """Evaluate one task into ``pred_dir/<task>.jsonl`` (resumable, sharded); rank 0 returns its scores.
 

@@ -13,8 +13,11 @@ import os
 import re
 from pathlib import Path
 
+from coin.adapters import describe as adapter_line
 from coin.config import ModelConfig, RunConfig
-from coin.data.orders import resolve_order
+from coin.models import BACKBONES
+from coin.models.backbone import parsed_section
+from coin.tasks.orders import resolve_order
 from coin.tasks import get_task
 
 
@@ -30,29 +33,26 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def model_files(model: ModelConfig) -> tuple[list[str], list[str]]:
-    """Lines for the weights a run will read (``model.path`` and the llava-pretrain parts), and the missing ones.
+    """Lines for the weights a run will read (the backbone's ``weights``), and the missing ones.
 
-    ``model.path`` may be a hub id: an ``org/name`` that is not a local folder is reported as
-    such and not counted missing (nothing is fetched here). The parts of ``llava-pretrain``
-    are always local: a missing one is missing.
+    A value the backbone allows to be a hub id (``model.path``) that looks like ``org/name``
+    and is not a local folder is reported as such and not counted missing (nothing is fetched
+    here); any other missing file or folder is missing.
     """
     lines: list[str] = []
     missing: list[str] = []
-    parts = [("model.path", model.path, "folder"), ("model.lm_path", model.lm_path, "folder"),
-             ("model.vision_path", model.vision_path, "folder"), ("model.projector_path", model.projector_path, "file")]
-    for key, value, kind in parts:
-        if not value:
-            continue
-        p = Path(value).expanduser()
-        present = p.is_dir() if kind == "folder" else p.is_file()
+    model = parsed_section(model)  # a section built by hand has its options parsed
+    for w in BACKBONES.get(model.name).weights(model):
+        p = Path(w.path).expanduser()
+        present = p.is_dir() if w.kind == "folder" else p.is_file()
         if present:
             state = "present"
-        elif key == "model.path" and not p.exists() and _HUB_ID.match(value):
+        elif w.hub and not p.exists() and _HUB_ID.match(w.path):
             state = "hub id, not checked offline"
         else:
-            state = "MISSING" if not p.exists() else f"MISSING (not a {kind})"
+            state = "MISSING" if not p.exists() else f"MISSING (not a {w.kind})"
             missing.append(str(p))
-        lines.append(f"  {key + ':':<22}{p}  ({state})")
+        lines.append(f"  {w.key + ':':<22}{p}  ({state})")
     return lines, missing
 
 
@@ -60,7 +60,7 @@ def _task_file(root: Path, cfg: RunConfig, task: str, split: str) -> tuple[Path,
     """The file a run reads for ``task``'s ``split`` and the family derived from it (the run's own
     lookup, ``coin.data.benchmark.locate``); when nothing is there, the file to provide: the
     override, else the Original file (every family can be derived from it)."""
-    from coin.data.benchmark import FAMILY_DIRS, _override, locate
+    from coin.data.layout import FAMILY_DIRS, locate, path_override as _override
     from coin.data.coin_json import DataError
 
     try:
@@ -115,8 +115,8 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     world = int(os.environ.get("WORLD_SIZE", 1))
     eff = cfg.train.batch_size * cfg.train.grad_accum * world
     a = cfg.adapter
-    adapter = f"{a.type} r={a.r} alpha={a.alpha:g}" + (f" experts={a.experts}" if a.type == "moelora" else "")
-    model = cfg.model.name + (f" ({cfg.model.path})" if cfg.model.path else "")
+    adapter = adapter_line(cfg.to_dict()["adapter"])
+    model = BACKBONES.get(cfg.model.name).summary(cfg.model)
     lines = [f"run folder: {out}", f"model: {model}", f"method: {cfg.method} {cfg.method_options or ''}".rstrip(),
              f"adapter: {adapter}; projector trained: {a.train_projector}",
              f"effective batch: {eff} = {cfg.train.batch_size} x grad_accum {cfg.train.grad_accum} x {world} process(es)"

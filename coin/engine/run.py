@@ -31,7 +31,8 @@ import torch
 
 from coin import metrics
 from coin.adapters import attach_adapter, load_adapter, trainable_parameters
-from coin.config import RunConfig, dump_config, read_yaml_mapping, with_defaults
+from coin.config import RunConfig, dump_config, read_yaml_mapping
+from coin.configure import upgrade
 from coin.data.benchmark import Benchmark, load_benchmark, verify_data
 from coin.engine import dist
 from coin.engine.evaluate import evaluate_task, rescore_stage, task_entry
@@ -40,8 +41,9 @@ from coin.engine.tracking import STEP_LOG, RunTracker, StepLog
 from coin.engine.train import train_stage
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
-from coin.models import load_model
-from coin.data.orders import resolve_order
+from coin.models import VLM, load_model
+from coin.models.backbone import CachesVision, SharesPrefix
+from coin.tasks.orders import resolve_order
 from coin.tasks import get_task
 
 
@@ -83,7 +85,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     """Create ``out`` with the config, or check an existing run there has the same config."""
     cfg_path = out / "config.yaml"
     if cfg_path.is_file():
-        old = with_defaults(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
+        old = upgrade(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
         diff = [d for d in _diff_keys(old, cfg.to_dict()) if d.split(":", 1)[0] not in OPERATIONAL_KEYS]
         if any(not _is_scoring_key(d) for d in diff):
             raise RunFolderError(
@@ -134,7 +136,7 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def evaluate_stage(vlm, bench: Benchmark, tasks: list[str], stage_dir: Path, batch_size: int,
+def evaluate_stage(vlm: VLM, bench: Benchmark, tasks: list[str], stage_dir: Path, batch_size: int,
                    progress: bool, limits: dict | None = None) -> dict:
     """Generate, score and write predictions for ``tasks`` (resumable); returns the stage's scores.
 
@@ -296,7 +298,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock, trac
     with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
         vlm = load_model(cfg.model, log, progress)
     vlm.model.to(dist.device())
-    if hasattr(vlm, "share_prefix"):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
+    if isinstance(vlm, SharesPrefix):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
         vlm.share_prefix = cfg.eval.share_prefix
     dist.end_startup()  # from here on every process works in step: a stuck collective is a bug
     limits = answer_limits(vlm.tokenizer, bench.train, order, cfg.eval.max_new_tokens)
@@ -317,7 +319,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock, trac
 
     seed_everything(cfg.seed)  # the adapter's init must not depend on what ran before (e.g. a pretraining)
     attach_adapter(vlm, cfg.adapter)
-    if cfg.eval.cache_vision and hasattr(vlm, "enable_vision_cache"):  # the tower is frozen from here on
+    if cfg.eval.cache_vision and isinstance(vlm, CachesVision):  # the tower is frozen from here on
         from coin.models.vision_cache import VisionCacheRefused
 
         try:
@@ -465,13 +467,13 @@ def _fmt_scores(scores: dict, order: list[str]) -> str:
                     for t in order if t in scores)
 
 
-def _load_stage(vlm, methods, stage_dir: Path) -> None:
+def _load_stage(vlm: VLM, methods, stage_dir: Path) -> None:
     load_adapter(vlm, stage_dir / "adapter")
     for m in methods:
         m.load_state_dict(_load_state(stage_dir / f"method-{m.name}.safetensors"))
 
 
-def _save_adapter(vlm, path: Path) -> None:
+def _save_adapter(vlm: VLM, path: Path) -> None:
     """Save the adapter (safetensors) aside, then rename, so a kill never leaves half of it."""
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

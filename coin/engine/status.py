@@ -53,7 +53,7 @@ def _tasks(run_dir: Path) -> list[str]:
     """The run's task order, from its config (or, failing that, from its stage folders)."""
     try:
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-        from coin.data.orders import resolve_order
+        from coin.tasks.orders import resolve_order
 
         return resolve_order(cfg.get("tasks", {}).get("order", "paper"))
     except Exception:  # a damaged or foreign config: the folders still tell the order

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from coin.config import load_config
+from coin.configure import load_config
 
 
 class SweepError(RuntimeError):
@@ -57,12 +57,13 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
 
 
 def _warm_caches(plans: list, log) -> None:
-    """Build each distinct CoIN-Synth and tiny base once, here, before the processes start."""
+    """Build each distinct CoIN-Synth once and let each backbone prepare (the tiny one pretrains its
+    cached base), here, before the processes start."""
     import json
 
     from coin.data.benchmark import load_benchmark
-    from coin.data.orders import resolve_order
-    from coin.models import load_model
+    from coin.models import BACKBONES
+    from coin.tasks.orders import resolve_order
 
     seen = set()
     for _, _, cfg, _ in plans:
@@ -71,8 +72,7 @@ def _warm_caches(plans: list, log) -> None:
             continue
         seen.add(key)
         load_benchmark(cfg.data, resolve_order(cfg.tasks.order), cfg.seed)
-        if cfg.model.name == "tiny":
-            load_model(cfg.model, log=lambda m: log("  " + m), progress=False)
+        BACKBONES.get(cfg.model.name).prepare(cfg.model, log=lambda m: log("  " + m))
 
 
 def _parallel(plans: list, out: Path, overrides: list[str], jobs: int, threads: int | None, log) -> None:

@@ -21,6 +21,7 @@ from coin.engine import checkpoint as ckpt
 from coin.engine import dist
 from coin.engine.loader import default_workers, load_batches, micro_batches
 from coin.methods import Method, StageContext
+from coin.models.backbone import CountsTruncation
 
 
 class NonFiniteLossError(RuntimeError):
@@ -149,7 +150,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     workers = default_workers(device) if cfg.num_workers is None else cfg.num_workers
     stream = load_batches([part for micro in steps for part, _ in micro], vlm.train_batch, workers,
                           pin_memory=device.type == "cuda")
-    truncated = len(vlm.truncated_ids(samples)) if hasattr(vlm, "truncated_ids") else 0
+    truncated = len(vlm.truncated_ids(samples)) if isinstance(vlm, CountsTruncation) else 0
     if truncated and dist.is_main():
         log(f"stage {ctx.stage + 1} ({ctx.task}): {truncated} of {len(samples)} training samples are longer than "
             f"model.max_length ({vlm.max_length} tokens) and are cut at the end")

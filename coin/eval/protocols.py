@@ -2,7 +2,7 @@
 
 A number can only be set beside the paper's when it was scored by the paper's rule, and
 coin's own, stricter rules are worth reporting too. So every task declares its protocols
-here, by name, in one place:
+in its own file (``coin/tasks/<task>.py``, ``TaskSpec.protocols``), by name:
 
 - ``paper``: the original CoIN evaluation of that task, with its bugs fixed (SPEC
   section 3: an empty prediction is wrong, predictions are paired with answers by id,
@@ -17,25 +17,27 @@ here, by name, in one place:
 
 Each protocol lists its deliberate differences from the original code, one line each;
 ``protocol_card`` turns them into the table every report, ``matrix.json`` and
-``coin score --help`` show. This module imports no torch.
+``coin score --help`` show. This module holds the machinery; the ``Protocol`` dataclass
+the task files use lives below it, in ``coin.eval.protocol``. It imports no torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from coin.eval.normalize import get_normalizer
-from coin.eval.scorers import SCORERS, Scored, TaskScore, score_task
-from coin.registry import Registry, UnknownNameError
+from coin.eval.protocol import ANSWER_SOURCES, Protocol
+from coin.eval.scorers import TaskScore, score_task
+from coin.options import closest
+from coin.registry import UnknownNameError
+from coin.tasks import TASKS, get_task
+from coin.tasks.orders import ORDERS
 
 __all__ = [
     "COLUMNS",
     "ANSWER_SOURCES",
     "Protocol",
     "TaskProtocols",
-    "TASK_PROTOCOLS",
     "task_protocols",
     "protocol_names",
     "resolve",
@@ -47,37 +49,6 @@ __all__ = [
 ]
 
 COLUMNS = ("paper", "strict")  # the two protocols every report and matrix.json carry
-
-# where a protocol's ground truth comes from (the card's "answers" column)
-ANSWER_SOURCES = {
-    "one": "one answer (the test record's `answer`)",
-    "ten": "ten answers (`answers`: joined from the official annotation file, or CoIN-Synth's own)",
-    "ten_or_one": "ten answers where the record has `answers`, else the one `answer`",
-    "letter": "one option letter (`answer`), options read from the prompt",
-    "box": "a box (`answer_bbox`)",
-}
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How one task is scored under one protocol name.
-
-    ``answers`` is a key of ``ANSWER_SOURCES``; ``"ten"`` means every test record must
-    carry ten ``answers`` before the run starts. ``deviations`` are the deliberate
-    differences from the original CoIN code, one line each.
-    """
-
-    name: str
-    scorer: str
-    normalizer: str | None
-    answers: str
-    rule: str
-    deviations: tuple[str, ...] = ()
-
-    def scorer_fn(self) -> Callable[[str, Mapping], Scored]:
-        """``(output, record) -> Scored`` with this protocol's normaliser bound."""
-        fn = SCORERS.get(self.scorer)
-        return fn if self.normalizer is None else partial(fn, norm=get_normalizer(self.normalizer))
 
 
 @dataclass(frozen=True)
@@ -97,77 +68,12 @@ class TaskProtocols:
         return [p.name for p in self.protocols]
 
 
-TASK_PROTOCOLS: Registry[TaskProtocols] = Registry("task")
-
-_ID = "paired with the answers by question id (the original paired by list position)"
-_EMPTY = "an empty prediction is wrong"
-_WS = "surrounding whitespace is stripped (LLaVA's outputs already were)"
-
-
-# the short-answer tasks' shared rules: the original's case-insensitive match, and coin's
-_PAPER_LOWER = Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
-                        (_WS, "lower-cased where the original upper-cased (differs only for letters such as 'ß')"))
-_STRICT_EXACT = Protocol("strict", "exact", "vqa", "one", "exact match after VQA normalisation",
-                         ("coin's rule: articles, punctuation and number words are normalised first",))
-
-
-def _add(task: str, *protocols: Protocol) -> None:
-    TASK_PROTOCOLS.register(task, TaskProtocols(task, protocols))
-
-
-_add("ScienceQA", Protocol(
-    "paper", "letter", None, "letter", "option letter equals the answer's",
-    ("the first one-letter word was read as the letter, so the article 'a' read as option A; here cues, "
-     "brackets and standalone capitals are read and 'a cat' is not A",
-     "a letter that is none of the record's options, or an option's text instead of its letter, is a "
-     "format error (score 0, as before)")))
-_add("TextVQA",
-     Protocol("paper", "vqa", "m4c", "ten", "VQA soft accuracy over ten answers (m4c EvalAIAnswerProcessor)",
-              ("the ten answers of TextVQA_0.5.1_val.json are joined by question id before the run; a record "
-               "without them stops the run (the original failed on a missing id mid-evaluation)",
-               "the m4c processor's 32-period cap (re.UNICODE passed as count) is dropped")),
-     Protocol("single", "exact", "m4c", "one", "exact match against the one released answer (m4c processor)",
-              ("not the paper's protocol: for released files without the official ten answers; lower than "
-               "soft accuracy, not comparable with the paper",)))
-_add("ImageNet",
-     Protocol("paper", "substring", "strip", "one", "credited when `answer in pred or pred in answer` "
-              "(case-sensitive)", (_EMPTY + " (the original's `'' in answer` credited it)", _ID)),
-     Protocol("strict", "classification", "vqa", "one", "the whole class name, VQA-normalised, equals the "
-              "prediction", ("coin's rule: a part of the name ('fish' for 'goldfish') or a sentence around "
-                             "it is not credited",)))
-_add("GQA",
-     Protocol("paper", "exact", "gqa", "one", "exact match after lower-casing and removing trailing periods",
-              (_WS, "a question without a prediction counts as wrong (the original averaged over the "
-               "predictions it had)")),
-     _STRICT_EXACT)
-_add("VizWiz",
-     _PAPER_LOWER,
-     _STRICT_EXACT)
-_add("Grounding", Protocol(
-    "paper", "grounding", None, "box", "IoU with `answer_bbox` above 0.5",
-    ("the box was read by slicing off the first and last character, which cut a digit off y2; here four "
-     "numbers are found anywhere in the output",
-     "unparsable outputs score 0 and count (as before); an inverted box scores 0")))
-_add("VQAv2",
-     _PAPER_LOWER,
-     Protocol("strict", "vqa", "vqa", "ten_or_one", "VQA soft accuracy over `answers` when present "
-              "(CoIN-Synth), else exact match; VQA normalisation",
-              ("coin's rule: the standard VQAv2 metric where ten answers exist",)))
-_add("OCR-VQA",
-     Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
-              (_WS, "the original's skip of outputs containing 'Unanswerable' is dropped: it changes a score "
-               "only where an answer itself contains that word")),
-     _STRICT_EXACT)
-
-
 def task_protocols(task: str) -> TaskProtocols:
-    """``task``'s protocols; a task registered without any (a plugin's) gets its registry scorer as ``paper``."""
-    if task in TASK_PROTOCOLS:
-        return TASK_PROTOCOLS.get(task)
-    from coin.tasks import get_task  # an unknown task lists the choices
-
-    scorer = get_task(task).scorer
-    return TaskProtocols(task, (Protocol("paper", scorer, None, "one", f"the task's scorer {scorer!r}"),))
+    """``task``'s protocols (its spec's); a task declared without any (a plugin's) gets its scorer as ``paper``."""
+    spec = get_task(task)  # an unknown task lists the choices
+    if spec.protocols:
+        return TaskProtocols(task, spec.protocols)
+    return TaskProtocols(task, (Protocol("paper", spec.scorer, None, "one", f"the task's scorer {spec.scorer!r}"),))
 
 
 def protocol_names(task: str) -> list[str]:
@@ -195,18 +101,13 @@ def choice_problems(choice: object, key: str = "eval.protocol") -> list[str]:
     if not isinstance(choice, Mapping):
         return [f"{key} must be a mapping of task names to protocol names, got {choice!r}"]
     problems = []
-    from coin.tasks import TASKS
-
     for task, name in choice.items():
         if task not in TASKS:
             problems.append(f"{key}: {TASKS.unknown_message(task)}")
             continue
         names = protocol_names(task)
         if name not in names:
-            import difflib
-
-            close = difflib.get_close_matches(str(name), names, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = f" Did you mean {near!r}?" if (near := closest(name, names)) else ""
             problems.append(f"{key}.{task}: unknown protocol {name!r}.{hint} Choices: {', '.join(names)}")
     return problems
 
@@ -271,10 +172,8 @@ def card_rows(card: Mapping[str, Mapping]) -> list[list[str]]:
 
 def format_card(tasks: Sequence[str] | None = None, choice: Mapping[str, str] | None = None) -> str:
     """The protocol card as plain text (``coin score --help``): one line per task and protocol."""
-    if tasks is None:
-        from coin.tasks.registry import ORDERS
-
-        tasks = list(ORDERS["paper"]) + [t for t in TASK_PROTOCOLS if t not in ORDERS["paper"]]
+    if tasks is None:  # the paper's eight in its order, then any other registered task
+        tasks = list(ORDERS["paper"]) + [t for t in TASKS if t not in ORDERS["paper"]]
     lines = []
     for task in tasks:
         tp = task_protocols(task)

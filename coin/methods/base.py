@@ -11,18 +11,24 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from coin.methods.options import NoOptions, option_problems, parse_options
+from coin.options import NoOptions, option_problems, parse
+
+if TYPE_CHECKING:
+    from coin.models.backbone import VLM
+
+
+OPTIONS_KEY = "method_options."  # where a run config holds the method's own keys
 
 
 @dataclass
 class StageContext:
     """What a hook may look at: the model, the stage and the run, read-only by convention."""
 
-    vlm: Any  # coin.models.vlm.LlavaVLM (its .model is the PEFT-wrapped model)
+    vlm: VLM  # the backbone's wrapper (coin.models.backbone.VLM); its .model is the PEFT-wrapped model
     task: str
     stage: int  # 0-based index in the task order
     tasks: list[str]
@@ -44,11 +50,14 @@ class Method:
 
     def __init__(self, options: dict | None = None) -> None:
         self.options = dict(options or {})
-        self.opts = parse_options(self.Options, self.options)
+        self.opts = parse(self.Options, self.options, OPTIONS_KEY, what="method options")
 
     @classmethod
-    def validate(cls, options: dict | None, prefix: str = "method_options.") -> list[str]:
-        """Every problem with ``options`` (unknown keys, types, values), each naming its full key."""
+    def validate(cls, options: dict | None, prefix: str = OPTIONS_KEY) -> list[str]:
+        """Every problem with ``options`` (unknown keys, types, values), each naming its full key.
+
+        ``coin.options`` builds ``Options`` and runs its ``check()``, as for every other entry's options.
+        """
         return option_problems(cls.Options, options, prefix)
 
     def before_task(self, ctx: StageContext) -> None:

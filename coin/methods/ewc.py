@@ -30,12 +30,15 @@ exactly the penalty it had.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 
 from coin.methods.base import Method, StageContext, sample_indices
+
+if TYPE_CHECKING:
+    from coin.models.backbone import VLM
 
 
 @dataclass
@@ -170,7 +173,7 @@ FISHER_LOSSES: dict[str, Callable[[torch.Tensor, int, int], torch.Tensor]] = {
 }
 
 
-def estimate_fisher(vlm, samples: list, batch_size: int = 1, form: str = "sum") -> dict[str, torch.Tensor]:
+def estimate_fisher(vlm: VLM, samples: list, batch_size: int = 1, form: str = "sum") -> dict[str, torch.Tensor]:
     """The mean over batches of the squared gradient of each batch's loss, per trainable parameter.
 
     ``form`` picks the loss (``FISHER_LOSSES``; see the module doc). With ``batch_size=1`` and

@@ -25,11 +25,15 @@ samples). Memory: M x (answer tokens) x vocabulary floats per earlier task, kept
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from coin.methods.base import Method, StageContext, sample_indices
+
+if TYPE_CHECKING:
+    from coin.models.backbone import VLM
 
 
 @dataclass
@@ -70,7 +74,7 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
     return kl.mean() * temperature**2
 
 
-def answer_logits(vlm, samples: list) -> list[torch.Tensor]:
+def answer_logits(vlm: VLM, samples: list) -> list[torch.Tensor]:
     """The model's next-token logits at every answer position, one (tokens, vocab) tensor per sample.
 
     Position i's logits predict token i+1, so the answer's predictions sit one column to the left

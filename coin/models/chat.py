@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from coin.models.vlm import Sample, expand_to_square, generating, load_image, no_grad_when_frozen, truncate
+from coin.data.sample import Sample
+from coin.models.vlm import expand_to_square, generating, load_image, no_grad_when_frozen, truncate
 
 _SENTINEL = "COINANSWERSENTINEL"
 _LM_PROJ = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -375,20 +376,20 @@ def load_chat_vlm(cfg, model_types: tuple[str, ...] | None = None) -> ChatVLM:
     """A ``ChatVLM`` over ``AutoModelForImageTextToText`` from ``cfg.path`` (checked before weights load)."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from coin.models import hf_load_kwargs, require_path
+    from coin.models.backbone import hf_load_kwargs
     from coin.models.vlm import resolve_max_length
 
-    require_path(cfg)
+    path = cfg.options.path
     if model_types is not None:
-        kind = AutoConfig.from_pretrained(cfg.path, trust_remote_code=cfg.trust_remote_code).model_type
+        kind = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code).model_type
         if kind not in model_types:
             raise ValueError(f"model.name {cfg.name!r} expects a model of type {' or '.join(model_types)}; "
-                             f"model.path {cfg.path!r} holds {kind!r} (model.name 'hf' takes any chat model)")
-    processor = load_processor(cfg.path, cfg.trust_remote_code)
+                             f"model.path {path!r} holds {kind!r} (model.name 'hf' takes any chat model)")
+    processor = load_processor(path, cfg.trust_remote_code)
     if not chat_template(processor):
-        raise ValueError(f"model.path {cfg.path!r}: the processor has no chat template, which model.name "
+        raise ValueError(f"model.path {path!r}: the processor has no chat template, which model.name "
                          f"{cfg.name!r} needs to format prompts and answers; add a chat_template.jinja to the "
                          "folder, or use a backbone with its own format (e.g. model.name 'llava')")
-    cap_pixels(processor, cfg.min_pixels, cfg.max_pixels)
-    model = AutoModelForImageTextToText.from_pretrained(cfg.path, **hf_load_kwargs(cfg))
+    cap_pixels(processor, cfg.options.min_pixels, cfg.options.max_pixels)
+    model = AutoModelForImageTextToText.from_pretrained(path, **hf_load_kwargs(cfg))
     return ChatVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer))

@@ -195,7 +195,7 @@ def assemble_llava(lm_path, vision_path, projector_path, dtype: str | torch.dtyp
                               CLIPVisionConfig, CLIPVisionModel, LlavaConfig, LlavaForConditionalGeneration,
                               LlavaProcessor)
 
-    from coin.models import torch_dtype
+    from coin.models.backbone import torch_dtype
     from coin.models.conversation import VICUNA_V1_TEMPLATE as CHAT_TEMPLATE
 
     dtype = torch_dtype(dtype) if isinstance(dtype, str) else dtype

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from coin.config import ModelConfig
 from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
-from coin.data.synth.tasks import MAKERS
-from coin.io import publish_dir
+from coin.io import cache_dir, publish_dir
 from coin.models.fit import fit
 from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.coin_json import load_train
@@ -29,15 +28,11 @@ from coin.models.vlm import LlavaVLM, resolve_max_length
 BASE_VERSION = 1
 
 
-def cache_dir() -> Path:
-    """Where generated data and pretrained bases live (``$COIN_CACHE``, else ``~/.cache/coin``)."""
-    return Path(os.environ.get("COIN_CACHE", Path.home() / ".cache" / "coin"))
-
-
 def base_key(cfg: ModelConfig) -> str:
     """Hash of everything that determines the pretrained base."""
-    tiny = TinyConfig(**cfg.tiny)
-    blob = json.dumps([BASE_VERSION, GENERATOR_VERSION, tiny.to_dict(), dataclasses.asdict(cfg.pretrain)], sort_keys=True)
+    tiny = TinyConfig(**cfg.options.tiny)
+    blob = json.dumps([BASE_VERSION, GENERATOR_VERSION, tiny.to_dict(), dataclasses.asdict(cfg.options.pretrain)],
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -54,7 +49,7 @@ def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True) -> tupl
     model = LlavaForConditionalGeneration.from_pretrained(path)
     processor = LlavaProcessor.from_pretrained(path)
     vlm = LlavaVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer),
-                   image_cache_mb=cfg.image_cache_mb)  # the "plain" conversation it was pretrained with
+                   image_cache_mb=cfg.options.image_cache_mb)  # the "plain" conversation it was pretrained with
     return vlm, path
 
 
@@ -71,11 +66,11 @@ def pretrain(cfg: ModelConfig, out: Path, log=print, progress: bool = True) -> N
 
     Writes ``out`` atomically (built aside, then renamed).
     """
-    p = cfg.pretrain
-    tiny = TinyConfig(**cfg.tiny)
+    p = cfg.options.pretrain
+    tiny = TinyConfig(**cfg.options.tiny)
     work = out.with_name(out.name + f".partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
-    data = generate(work / "data", seed=p.seed, n_train=40, n_test=0, n_pretrain=p.samples, tasks=list(MAKERS))
+    data = generate(work / "data", seed=p.seed, n_train=40, n_test=0, n_pretrain=p.samples)  # the paper's eight tasks
     caps = json.loads((data / "pretrain" / "train.json").read_text())
     tokenizer = train_tokenizer(_corpus(data, caps), tiny.vocab_size)
     processor = build_processor(tokenizer, tiny)

@@ -9,11 +9,16 @@ tokens). The heads are then thrown away; the tower keeps what it learned.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from coin.data.synth import world
 from coin.models.fit import fit
+
+if TYPE_CHECKING:
+    from coin.models.vlm import LlavaVLM
 
 
 class _Heads(nn.Module):
@@ -31,7 +36,7 @@ class _Heads(nn.Module):
         return {k: h(cells) if k in world.CELL_LABELS else h(pooled) for k, h in self.heads.items()}
 
 
-def pretrain_vision(vlm, samples: list, labels: list[dict], steps: int, batch_size: int, lr: float, seed: int,
+def pretrain_vision(vlm: LlavaVLM, samples: list, labels: list[dict], steps: int, batch_size: int, lr: float, seed: int,
                     progress: bool = True) -> float:
     """Train ``vlm``'s vision tower on scene labels for ``steps``; returns the final loss."""
     tower = vlm.model.model.vision_tower

@@ -1,7 +1,8 @@
-"""One small protocol over Hugging Face image-text-to-text models: batch, forward, generate.
+"""LLaVA's wrapper (``LlavaVLM``) and the input helpers it shares with ``coin.models.chat``.
 
-``LlavaVLM`` implements it for the LLaVA family (llava-hf's ``LlavaForConditionalGeneration``,
-which the built-in tiny model also is). The text follows a ``coin.models.conversation``
+``LlavaVLM`` implements ``coin.models.backbone.VLM`` (and the optional ``SharesPrefix`` and
+``CachesVision``) for the LLaVA family: llava-hf's ``LlavaForConditionalGeneration``, which
+the built-in tiny model also is. The text follows a ``coin.models.conversation``
 format: ``vicuna_v1`` for LLaVA-1.5 (``{system} USER: <image>\\n{text} ASSISTANT:``, the answer
 `` {answer}</s>``), ``plain`` (no system line) for the tiny model. Prompt and answers are
 tokenised separately and joined, so the labels cover exactly the answer tokens and generation
@@ -13,24 +14,13 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from PIL import Image
 
-
-@dataclass(frozen=True)
-class Sample:
-    """One model input: an image file, the full prompt text and (for training) the answer."""
-
-    id: str
-    task: str
-    image: str  # absolute path
-    prompt: str
-    answer: str | None = None
-    turns: tuple[tuple[str, str], ...] = ()  # further (question, answer) turns of a multi-turn conversation
+from coin.data.sample import Sample  # its home is coin.data; `from coin.models.vlm import Sample` keeps working
 
 
 class ImageError(ValueError):

@@ -1,8 +1,8 @@
 """Report documents: a list of blocks (headings, paragraphs, tables, images) rendered twice.
 
 Once to Markdown and once to one self-contained HTML page (inline CSS, figures as base64
-data URIs), so the two always say the same thing. Split from ``render`` so that the
-module deciding *what* a report says stays readable.
+data URIs), so the two always say the same thing. The modules deciding *what* a report
+says (``run_report``, ``compare``, ``judge_blocks``) build these blocks and know no markup.
 """
 
 from __future__ import annotations
@@ -15,33 +15,40 @@ from pathlib import Path
 from typing import Sequence, Union
 
 
-
 @dataclass
-class _Heading:
+class Heading:
+    """A heading of ``level`` 1-3."""
+
     level: int
     text: str
 
 
 @dataclass
-class _Para:
+class Para:
+    """A paragraph of plain text."""
+
     text: str
 
 
 @dataclass
-class _Table:
+class Table:
+    """A table of text cells; ``id`` names it in the HTML page (tests and links find it)."""
+
     header: list[str]
     rows: list[list[str]]
     id: str | None = None
 
 
 @dataclass
-class _Image:
+class Image:
+    """A PNG file: linked from the Markdown, inlined into the HTML page."""
+
     alt: str
     path: Path
     id: str | None = None
 
 
-_Block = Union[_Heading, _Para, _Table, _Image]
+Block = Union[Heading, Para, Table, Image]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -58,41 +65,41 @@ def _md_cell(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
-def _to_markdown(blocks: Sequence[_Block], base: Path) -> str:
+def to_markdown(blocks: Sequence[Block], base: Path) -> str:
     """Render blocks as Markdown; images link to files relative to ``base``."""
     out: list[str] = []
     for b in blocks:
-        if isinstance(b, _Heading):
+        if isinstance(b, Heading):
             out.append("#" * b.level + " " + b.text)
-        elif isinstance(b, _Para):
+        elif isinstance(b, Para):
             out.append(b.text)
-        elif isinstance(b, _Table):
+        elif isinstance(b, Table):
             out.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
             out.append("|" + "|".join([":---"] + ["---:"] * (len(b.header) - 1)) + "|")
             out.extend("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in b.rows)
-        elif isinstance(b, _Image):
+        elif isinstance(b, Image):
             out.append(f"![{b.alt}]({Path(os.path.relpath(b.path, base)).as_posix()})")
         out.append("")
     return "\n".join(out)
 
 
-def _to_html(blocks: Sequence[_Block], title: str) -> str:
+def to_html(blocks: Sequence[Block], title: str) -> str:
     """Render blocks as one self-contained HTML page (inline CSS, images as data URIs)."""
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"]
     for b in blocks:
-        if isinstance(b, _Heading):
+        if isinstance(b, Heading):
             out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
-        elif isinstance(b, _Para):
+        elif isinstance(b, Para):
             out.append(f"<p>{e(b.text)}</p>")
-        elif isinstance(b, _Table):
+        elif isinstance(b, Table):
             ident = f' id="{e(b.id)}"' if b.id else ""
             heads = "".join(f"<th>{e(h)}</th>" for h in b.header)
             out.append(f"<table{ident}><thead><tr>{heads}</tr></thead><tbody>")
             out.extend("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
             out.append("</tbody></table>")
-        elif isinstance(b, _Image):
+        elif isinstance(b, Image):
             data = base64.b64encode(b.path.read_bytes()).decode("ascii")
             ident = f' id="{e(b.id)}"' if b.id else ""
             out.append(f'<img{ident} alt="{e(b.alt)}" src="data:image/png;base64,{data}">')

@@ -23,28 +23,22 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from coin.io import atomic_write_bytes  # noqa: E402
+from coin.tasks import TASKS  # noqa: E402
 
 Matrix = Sequence[Sequence[float | None]]
-
-# Short names for the eight CoIN tasks, for narrow table columns and axis ticks.
-TASK_ABBREVIATIONS = {
-    "ScienceQA": "SQA",
-    "TextVQA": "TVQA",
-    "ImageNet": "INet",
-    "GQA": "GQA",
-    "VizWiz": "VizWiz",
-    "Grounding": "Grnd",
-    "VQAv2": "VQAv2",
-    "OCR-VQA": "OCR",
-}
 
 _DPI = 110
 _FONT = 10
 
 
 def abbreviate(task: str, width: int = 6) -> str:
-    """The short name of ``task``: the known abbreviation, else its first ``width`` characters."""
-    return TASK_ABBREVIATIONS.get(task, task[:width])
+    """The short name of ``task``: its spec's ``abbreviation``, else its first ``width`` characters.
+
+    A task not registered in this process (a plugin's, read back without the plugin) gets
+    its first letters too, so a report of any run folder can be drawn.
+    """
+    spec = TASKS.get(task) if task in TASKS else None
+    return spec.abbreviation if spec is not None and spec.abbreviation else task[:width]
 
 
 def _cells(matrix: Matrix) -> np.ndarray:

@@ -1,16 +1,19 @@
-"""Instruction families as data: the format-instruction line each task's prompts end with.
+"""Instruction families: which format-instruction line each task's prompts end with.
 
-CoIN asks whether the *wording* of the instruction matters, so prompt wording lives here
-and nowhere else. A family maps every task to its templates:
+CoIN asks whether the *wording* of the instruction matters. A family is a way of choosing
+that line; the lines themselves live with each task (``TaskSpec.instructions`` in
+``coin/tasks/<task>.py``), so a task is one file:
 
-- ``original`` (Type1): the line of the released files (SPEC section 2);
+- ``original`` (Type1): the line of the released files (SPEC section 2), ``TaskSpec.instruction``;
 - ``diverse`` (Type2): one distinct line per task, from table 1 of the paper;
 - ``10type``: ten lines per task, one drawn per sample (seeded by sample id).
 
 Only some strings are known from the paper; every string we wrote ourselves carries
-``ours=True`` so a report can say which prompts differ from the original benchmark.
-Grounding's line embeds the referring expression (``{}``), so applying a family to a
-Grounding prompt first reads the expression back out of whichever template it uses.
+``ours=True`` so a report can say which prompts differ from the original benchmark. A
+family without a line for a task (a plugin task that gives only its Original line) falls
+back to the task's Original line, marked ``fallback=True``; ``ours`` and ``prompt_notes``
+list those too. Grounding's line embeds the referring expression (``{}``), so applying a
+family to a Grounding prompt first reads the expression back out of whichever template it uses.
 """
 
 from __future__ import annotations
@@ -18,154 +21,52 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from coin.registry import Registry
-from coin.tasks.registry import GROUNDING, LETTER, SHORT, TASKS
+from coin.tasks.spec import TASKS, Template, get_task
 
+__all__ = ["ALIASES", "FAMILIES", "Family", "Note", "Template", "apply_family", "draw", "get_family", "ours",
+           "prompt_notes", "rewrite", "split_prompt", "templates"]
 
-@dataclass(frozen=True)
-class Template:
-    """One format-instruction line; ``ours`` marks a string not taken from the paper."""
-
-    text: str
-    ours: bool = False
+ORIGINAL_FAMILY = "original"
 
 
 @dataclass(frozen=True)
 class Family:
-    """An instruction family: per task a tuple of templates; ``per_sample`` draws one per sample."""
+    """An instruction family: a name and how a sample gets its line; the lines live with the tasks.
+
+    ``per_sample`` draws one of a task's lines per sample. ``lines`` are a family's own lines
+    per task, for a family added by a plugin (used where the task's spec has none for it).
+    """
 
     name: str
     description: str
-    templates: Mapping[str, tuple[Template, ...]]
     per_sample: bool = False
+    lines: Mapping[str, tuple[Template, ...]] = field(default_factory=dict, hash=False)
+
+    def templates_for(self, task: str) -> tuple[Template, ...]:
+        """``task``'s lines in this family; its Original line, marked ``fallback``, when it has none."""
+        spec = get_task(task)
+        for key in spec.instructions:
+            if key not in FAMILIES:
+                raise ValueError(f"task {task}: instructions.{key}: {FAMILIES.unknown_message(key)}")
+        if self.name == ORIGINAL_FAMILY:
+            return (Template(spec.instruction),)
+        own = spec.instructions.get(self.name) or tuple(self.lines.get(task, ()))
+        return own or (Template(spec.instruction, fallback=True),)
+
+    @property
+    def templates(self) -> dict[str, tuple[Template, ...]]:
+        """Every registered task's lines in this family (fallbacks marked)."""
+        return {task: self.templates_for(task) for task in TASKS}
 
 
-def _known(*texts: str) -> tuple[Template, ...]:
-    return tuple(Template(t) for t in texts)
-
-
-def _ours(*texts: str) -> tuple[Template, ...]:
-    return tuple(Template(t, ours=True) for t in texts)
-
-
-ORIGINAL = Family("original", "Type1: the line of the released CoIN files", {
-    "ScienceQA": _known(LETTER), "TextVQA": _known(SHORT), "ImageNet": _known(SHORT), "GQA": _known(SHORT),
-    "VizWiz": _known(SHORT), "Grounding": _known(GROUNDING), "VQAv2": _known(SHORT), "OCR-VQA": _known(SHORT),
-})
-
-DIVERSE = Family("diverse", "Type2: one distinct line per task (paper, table 1)", {
-    "ScienceQA": _known(LETTER),
-    "TextVQA": _known("Capture the essence of your response in a single word or a concise phrase."),
-    "ImageNet": _known("Express your answer in a single word or a short, descriptive phrase."),
-    "GQA": _known("Respond to the question briefly, using only one word or a phrase."),
-    "VizWiz": _known("Provide a succinct response with a single word or phrase."),
-    "Grounding": _known(GROUNDING),
-    "VQAv2": _known(SHORT),
-    "OCR-VQA": _known("Condense your answer into a single word or concise phrase."),
-})
-
-TEN_TYPE = Family("10type", "ten lines per task, one drawn per sample (seeded)", {
-    "ImageNet": _known(  # observed in the released 10Type files (SPEC section 7)
-        "Use one word or a short phrase to classify the content of the image.",
-        "Respond to the question with a single word or a short, descriptive phrase.",
-        "Summarize your response in a single word or a brief phrase.",
-        "Identify the type of content in the image using one word or a concise phrase.",
-        "Express your answer with one word or a short, descriptive phrase.",
-        "Describe the content of the image using one word or a concise phrase.",
-        "Use a single word or a short phrase to categorize the image content.",
-        "Provide your answer using a single word or a brief phrase.",
-        "Classify the image content using only one word or a brief phrase.",
-        "Give your answer in the form of a single word or a concise phrase.",
-    ),
-    "ScienceQA": _ours(
-        "Reply with only the letter of the correct option.",
-        "Choose the correct option and answer with its letter alone.",
-        "Give just the letter of the right choice.",
-        "Respond with the letter that marks the correct answer.",
-        "Select the best option and reply with its letter only.",
-        "Answer using only the letter of the matching choice.",
-        "Pick the right answer from the choices and state its letter.",
-        "Output the option letter of the correct answer, nothing else.",
-        "Indicate the correct choice by its letter only.",
-        "Provide the letter of the correct option without any explanation.",
-    ),
-    "TextVQA": _ours(
-        "Read the text in the image and answer with a single word or phrase.",
-        "Answer briefly, using a word or short phrase taken from the image's text.",
-        "Respond with one word or a short phrase.",
-        "Give a concise answer of one word or a short phrase.",
-        "Use the visible text to answer in a single word or a brief phrase.",
-        "Keep your answer to a single word or a short phrase.",
-        "Reply with just a word or a short phrase.",
-        "State the answer in one word or a concise phrase.",
-        "Answer with the text you read, as one word or a short phrase.",
-        "Provide a short answer: one word or a brief phrase.",
-    ),
-    "GQA": _ours(
-        "Answer the question in one word or a short phrase.",
-        "Respond briefly with a single word or phrase.",
-        "Give a one-word or short-phrase answer.",
-        "Reply concisely, using only a word or a phrase.",
-        "Look at the scene and answer with a single word or a short phrase.",
-        "State your answer as one word or a brief phrase.",
-        "Keep the answer short: a single word or phrase.",
-        "Use one word or a concise phrase to answer.",
-        "Answer with just a word or a few words.",
-        "Provide a brief answer, a single word or a short phrase.",
-    ),
-    "VizWiz": _ours(
-        "Give a brief answer of one word or a short phrase.",
-        "Respond with a single word or a short phrase.",
-        "Reply with one word or a concise phrase.",
-        "Keep your answer to one word or a brief phrase.",
-        "Answer succinctly with a word or a short phrase.",
-        "State the answer using a single word or phrase.",
-        "Use only a word or a short phrase in your answer.",
-        "Provide a one-word or short-phrase reply.",
-        "Answer with a short phrase or a single word.",
-        "Your answer should be a single word or a brief phrase.",
-    ),
-    "Grounding": _ours(
-        "Give the bounding box [x1, y1, x2, y2] of the region described by: {}",
-        "Locate the region this sentence refers to and output its box coordinates: {}",
-        "Output the normalized bounding box of the object described here: {}",
-        "Find the region matching this description and give its bounding box: {}",
-        "What are the box coordinates of the region described as follows? {}",
-        "Return the bounding box, as [x1, y1, x2, y2], of: {}",
-        "Identify the region this expression describes and provide its bounding box coordinates: {}",
-        "Provide the coordinates of the box around the region this phrase describes: {}",
-        "Mark the region described by this sentence with a bounding box: {}",
-        "Ground this description in the image and answer with its bounding box: {}",
-    ),
-    "VQAv2": _ours(
-        "Answer using one word or a short phrase.",
-        "Give your answer as a single word or a brief phrase.",
-        "Respond in one word or a short phrase.",
-        "Reply with a word or a short phrase only.",
-        "Answer concisely with a single word or phrase.",
-        "Keep the answer to one word or a few words.",
-        "State the answer briefly in a word or phrase.",
-        "Use a single word or a concise phrase to reply.",
-        "Provide a short answer of one word or phrase.",
-        "Answer in as few words as possible: a single word or a short phrase.",
-    ),
-    "OCR-VQA": _ours(
-        "Read the cover and answer with a single word or phrase.",
-        "Answer in one word or a short phrase based on the text shown.",
-        "Give a concise answer using a word or a short phrase.",
-        "Respond with the exact word or short phrase that answers the question.",
-        "Reply with a single word or brief phrase.",
-        "Keep your answer to one word or a concise phrase.",
-        "Use the text on the cover to answer in a word or short phrase.",
-        "State the answer as a single word or phrase.",
-        "Provide a brief answer of one word or a short phrase.",
-        "Answer with only a word or a short phrase.",
-    ),
-}, per_sample=True)
+ORIGINAL = Family(ORIGINAL_FAMILY, "Type1: the line of the released CoIN files")
+DIVERSE = Family("diverse", "Type2: one distinct line per task (paper, table 1)")
+TEN_TYPE = Family("10type", "ten lines per task, one drawn per sample (seeded)", per_sample=True)
 
 FAMILIES: Registry[Family] = Registry("instruction family")
 for _f in (ORIGINAL, DIVERSE, TEN_TYPE):
@@ -181,10 +82,8 @@ def get_family(name: str) -> Family:
 
 
 def templates(family: str, task: str) -> tuple[Template, ...]:
-    """The templates of ``task`` in ``family``."""
-    fam = get_family(family)
-    TASKS.get(task)
-    return fam.templates[task]
+    """The templates of ``task`` in ``family`` (its Original line, marked ``fallback``, where the family has none)."""
+    return get_family(family).templates_for(task)
 
 
 def draw(family: str, task: str, sample_id: str, seed: int = 0) -> Template:
@@ -203,16 +102,23 @@ def _norm(line: str) -> str:
     return line.strip().rstrip(".").strip().lower()
 
 
-@lru_cache(maxsize=None)
 def _known_lines(task: str) -> frozenset[str]:
-    return frozenset(_norm(t.text) for fam in FAMILIES.names() for t in FAMILIES.get(fam).templates[task] if "{}" not in t.text)
+    """``task``'s lines of every family, normalised (cached per set of registered families)."""
+    return _known_lines_of(task, tuple(FAMILIES.names()))
 
 
 @lru_cache(maxsize=None)
-def _grounding_patterns() -> tuple[re.Pattern, ...]:
+def _known_lines_of(task: str, families: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(_norm(t.text) for fam in families for t in FAMILIES.get(fam).templates_for(task)
+                     if "{}" not in t.text)
+
+
+@lru_cache(maxsize=None)
+def _slot_patterns(task: str, families: tuple[str, ...]) -> tuple[re.Pattern, ...]:
+    """Patterns that read the embedded text (``{}``) back out of any of ``task``'s lines, most specific first."""
     out = []
-    for fam in FAMILIES.names():
-        for t in FAMILIES.get(fam).templates["Grounding"]:
+    for fam in families:
+        for t in FAMILIES.get(fam).templates_for(task):
             head, _, tail = t.text.partition("{}")
             out.append(re.compile(re.escape(head.strip()) + r"\s*(.+?)\s*" + re.escape(tail.strip()) + "$", re.S))
     return tuple(sorted(out, key=lambda p: -len(p.pattern)))  # most specific first
@@ -225,8 +131,8 @@ def split_prompt(text: str, task: str, where: str = "prompt") -> tuple[str, str 
     ``task`` in any family: replacing it would silently drop part of the question.
     """
     body, _, last = text.rstrip().rpartition("\n")
-    if "{}" in TASKS.get(task).instruction:
-        for pat in _grounding_patterns():
+    if "{}" in get_task(task).instruction:
+        for pat in _slot_patterns(task, tuple(FAMILIES.names())):
             if m := pat.match(last.strip()):
                 return body, m.group(1)
         raise ValueError(f"{where}: no {task} instruction template matches {last.strip()!r}")
@@ -295,7 +201,41 @@ def apply_family(items: Iterable[Any], family: str, seed: int = 0, task: str | N
     return [_apply_one(item, family, seed, task, k) for k, item in enumerate(items)]
 
 
-def ours(family: str | None = None) -> list[tuple[str, str, str]]:
-    """(family, task, text) of every template we wrote ourselves (for reports and docs)."""
+class Note(NamedTuple):
+    """A line whose wording is not the paper's: ``fallback`` (a task's Original line standing in) or ours."""
+
+    family: str
+    task: str
+    text: str
+    fallback: bool = False
+
+
+def ours(family: str | None = None, tasks: Sequence[str] | None = None) -> list[Note]:
+    """Every line we wrote ourselves and every fallback line, per family and task (for reports and docs).
+
+    ``tasks`` defaults to every registered task; ``family`` to every family.
+    """
     names = [get_family(family).name] if family else FAMILIES.names()
-    return [(f, task, t.text) for f in names for task, ts in FAMILIES.get(f).templates.items() for t in ts if t.ours]
+    return [Note(f, task, t.text, t.fallback) for f in names for task in (tasks or TASKS.names())
+            for t in FAMILIES.get(f).templates_for(task) if t.ours or t.fallback]
+
+
+def prompt_notes(family: str, tasks: Sequence[str]) -> list[str]:
+    """One sentence per task whose ``family`` lines are not the paper's: written by coin, or a fallback.
+
+    For a run's report. A task not registered in this process (a plugin's, read back
+    without the plugin) is named as such instead of failing the report.
+    """
+    fam = get_family(family)
+    out = []
+    for task in tasks:
+        if task not in TASKS:
+            out.append(f"{task}: not registered here (a plugin's task?); its {fam.name} lines are unknown")
+            continue
+        notes = ours(fam.name, [task])
+        if any(n.fallback for n in notes):
+            out.append(f"{task}: no {fam.name} line of its own; falls back to its Original line "
+                       f"{notes[0].text!r}")
+        elif notes:
+            out.append(f"{task}: {len(notes)} of its {fam.name} line(s) written by coin, not taken from the paper")
+    return out

@@ -1,21 +1,25 @@
-"""What every builder shares: reading a source's files, making CoIN records, writing them.
+"""What every builder shares: the registry, reading a source's files, making CoIN records, writing them.
 
 A builder reads one source dataset's own annotation files and returns CoIN records in the
 Original family (other families are derived at load time by ``coin.tasks.instructions``).
-Records carry a ``source`` key, so the three RefCOCO sources can be built one after the
-other into the one Grounding task: writing a source replaces only that source's records.
+Each builder module registers itself on its last line (``register_builder``), so a new
+source, a plugin's included, is one file. Records carry a ``source`` key, so the three
+RefCOCO sources can be built one after the other into the one Grounding task: writing a
+source replaces only that source's records.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from coin.data.coin_json import DataError
 from coin.io import atomic_write_json, read_json
-from coin.tasks import get_task
+from coin.registry import Registry
+from coin.tasks import TASKS, get_task
 
 
 @dataclass
@@ -39,6 +43,37 @@ class Builder:
     build: Callable[..., Built]
     inputs: str
     image_prefix: str
+
+
+BUILDERS: Registry[Builder] = Registry("data source")
+
+
+def register_builder(name: str, task: str, build: Callable[..., Built], inputs: str, image_prefix: str) -> Builder:
+    """Register source ``name``'s builder for ``task`` (a builder module's last line)."""
+    if task not in TASKS:
+        raise ValueError(f"data source {name!r}: {TASKS.unknown_message(task)}")
+    return BUILDERS.register(name, Builder(name, task, build, inputs, image_prefix))
+
+
+def build_source(source: str, raw: str | Path, out: str | Path, seed: int = 0, image_prefix: str | None = None,
+                 **options: Any) -> dict[str, int]:
+    """Build ``source`` from its raw folder into the CoIN tree ``out``; returns the record counts."""
+    builder = BUILDERS.get(source)
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise DataError(f"{source}: raw folder {raw} does not exist (it should hold {builder.inputs})")
+    prefix = builder.image_prefix if image_prefix is None else image_prefix
+    allowed = options_of(source)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise DataError(f"{source}: unknown option(s) {', '.join(unknown)}; options: {', '.join(allowed) or 'none'}")
+    return write_built(out, builder, builder.build(raw, prefix, seed, **options))
+
+
+def options_of(source: str) -> dict[str, Any]:
+    """The extra options a source's builder takes, with their defaults."""
+    params = inspect.signature(BUILDERS.get(source).build).parameters
+    return {k: p.default for k, p in params.items() if k not in ("raw", "prefix", "seed", "source")}
 
 
 def find_file(raw: Path, names: Iterable[str], source: str) -> Path:

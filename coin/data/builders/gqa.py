@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coin.data.builders.common import (Built, check_answer, find_file, image_path, need, prompt, read_source_json,
-                                       test_record, train_record)
+                                       register_builder, test_record, train_record)
 from coin.data.coin_json import DataError
 
 SOURCE = "gqa"
@@ -41,3 +41,6 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_file: str 
         train=[train_record(q, i, prompt(TASK, t), a, SOURCE) for q, i, t, a in _questions(raw, train_file, prefix)],
         test=[test_record(q, i, prompt(TASK, t), a, SOURCE) for q, i, t, a in _questions(raw, test_file, prefix)],
     )
+
+
+register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)

@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from coin.data.builders.common import Built, image_path, prompt, test_record, train_record
+from coin.data.builders.common import Built, image_path, prompt, register_builder, test_record, train_record
 from coin.data.coin_json import DataError
 
 SOURCE = "imagenet"
@@ -103,3 +103,6 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, classes: int = 1
     for w, rel in _val(raw, set(chosen)):
         built.test.append(test_record(Path(rel).stem, image_path(prefix, rel), text, names[w], SOURCE))
     return built
+
+
+register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)

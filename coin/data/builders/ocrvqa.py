@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from coin.data.builders.common import (Built, check_answer, find_file, image_path, need, prompt, read_source_json,
-                                       test_record, train_record)
+                                       register_builder, test_record, train_record)
 from coin.data.coin_json import DataError
 
 SOURCE = "ocrvqa"
@@ -60,3 +60,6 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_splits: st
         train=[train_record(*r, SOURCE) for r in _rows(data, codes(train_splits), prefix, path)],
         test=[test_record(*r, SOURCE) for r in _rows(data, codes(test_splits), prefix, path)],
     )
+
+
+register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)

@@ -24,7 +24,8 @@ from collections import defaultdict
 from functools import partial
 from pathlib import Path
 
-from coin.data.builders.common import Built, find_file, image_path, need, read_source_json, test_record, train_record
+from coin.data.builders.common import (Built, find_file, image_path, need, read_source_json, register_builder,
+                                       test_record, train_record)
 from coin.data.coin_json import DataError
 from coin.tasks import get_task
 
@@ -121,3 +122,5 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, *, source: str, 
 
 
 BUILDS = {name: partial(build, source=name) for name in REFS}
+for _name, _fn in BUILDS.items():
+    register_builder(_name, TASK, _fn, INPUTS, IMAGE_PREFIX)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from coin.data.builders.common import (Built, find_file, image_path, need, prompt, read_source_json, test_record,
-                                       train_record)
+from coin.data.builders.common import (Built, find_file, image_path, need, prompt, read_source_json,
+                                       register_builder, test_record, train_record)
 from coin.data.coin_json import DataError
 
 SOURCE = "scienceqa"
@@ -73,3 +73,6 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str
         train=[train_record(*r, SOURCE) for r in _split(problems, splits, train_split, prefix, ppath)],
         test=[test_record(*r, SOURCE) for r in _split(problems, splits, test_split, prefix, ppath)],
     )
+
+
+register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)

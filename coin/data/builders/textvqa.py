@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coin.data.builders.common import (Built, build_from_splits, check_answer, find_file, image_path, majority, need, prompt,
-                                       read_source_json, records_of)
+from coin.data.builders.common import (Built, build_from_splits, check_answer, find_file, image_path, majority, need,
+                                       prompt, read_source_json, records_of, register_builder)
 from coin.data.coin_json import DataError
 
 SOURCE = "textvqa"
@@ -63,3 +63,6 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str
           test_split: str = "val") -> Built:
     """CoIN TextVQA from the 0.5.1 files."""
     return build_from_splits(_split, raw, prefix, train_split, test_split, SOURCE)
+
+
+register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)

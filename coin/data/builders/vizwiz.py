@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coin.data.builders.common import (Built, build_from_splits, check_answer, find_file, image_path, majority, need, prompt,
-                                       read_source_json, records_of)
+from coin.data.builders.common import (Built, build_from_splits, check_answer, find_file, image_path, majority, need,
+                                       prompt, read_source_json, records_of, register_builder)
 
 SOURCE = "vizwiz"
 TASK = "VizWiz"
@@ -40,3 +40,6 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str
           test_split: str = "val") -> Built:
     """CoIN VizWiz from the VQA annotation files."""
     return build_from_splits(_split, raw, prefix, train_split, test_split, SOURCE)
+
+
+register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coin.data.builders.common import (Built, check_answer, find_file, image_path, need, prompt, read_source_json,
-                                       records_of, test_record, train_record)
+                                       records_of, register_builder, test_record, train_record)
 from coin.data.coin_json import DataError
 
 SOURCE = "vqav2"
@@ -52,3 +52,6 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str
     for qid, image, question, answer, ten in _split(raw, test_split, prefix):
         built.test.append(test_record(qid, image, prompt(TASK, question), answer, SOURCE, answers=ten))
     return built
+
+
+register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)

@@ -18,7 +18,7 @@ from pathlib import Path
 from coin.data.synth import world
 from coin.data.synth.tasks import MAKERS, Example, pretrain_example
 from coin.io import atomic_write_json, publish_dir
-from coin.tasks import get_task
+from coin.tasks import ORDERS, get_task
 
 GENERATOR_VERSION = 5
 CAPTION_PROMPT = "Describe the image."
@@ -60,21 +60,26 @@ def fingerprint(seed: int, n_train: int, n_test: int, n_pretrain: int, tasks: li
 
 def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 400, n_test: int = 100,
              n_pretrain: int = 6000, tasks: list[str] | None = None) -> Path:
-    """Write CoIN-Synth to ``out_dir`` (atomically: built aside, then renamed into place)."""
-    tasks = list(tasks or MAKERS)
+    """Write CoIN-Synth to ``out_dir`` (atomically: built aside, then renamed into place).
+
+    ``tasks`` defaults to the paper's eight; a plugin task with a registered maker
+    (``coin.data.synth.tasks.synth_maker``) is generated when named.
+    """
+    tasks = list(tasks or ORDERS["paper"])
+    for task in tasks:
+        MAKERS.get(task)  # an unknown task lists the tasks CoIN-Synth can generate
     out = Path(out_dir)
     tmp = out.with_name(out.name + f".partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     for task in tasks:
-        if task not in MAKERS:
-            raise KeyError(f"CoIN-Synth has no task {task!r}; choices: {', '.join(MAKERS)}")
+        make = MAKERS.get(task)
         folder = get_task(task).folder
         for split, n in (("train", n_train), ("test", n_test)):
             rows = []
             (tmp / "images" / folder).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 rng = _rng(seed, task, split, i)
-                ex = MAKERS[task](rng)
+                ex = make(rng)
                 image = f"{folder}/{split}-{i:06d}.png"
                 world.render(ex.scene, rng).save(tmp / "images" / image)
                 train, test = _records(task, split, i, ex, image)

@@ -2,7 +2,9 @@
 
 Each maker takes a ``random.Random`` and returns an ``Example``: the scene to draw, the
 question body (without the format-instruction line, which the instruction family adds),
-the answer and, where the original has them, ten annotator answers or a box.
+the answer and, where the original has them, ten annotator answers or a box. Makers are
+registered by task name in ``MAKERS``; a plugin task adds its own from its own file with
+``@synth_maker("MyTask")`` (the scene it returns is drawn by ``world.render``).
 """
 
 from __future__ import annotations
@@ -12,16 +14,29 @@ from dataclasses import dataclass
 from typing import Callable
 
 from coin.data.synth import world as w
+from coin.registry import Registry
 
 
 @dataclass
 class Example:
+    """One generated question: what to draw, the question body, the answer (and ten answers or a box)."""
+
     scene: w.Scene
     question: str  # body of the prompt; "" when the instruction line carries everything
     answer: str
     answers: list[str] | None = None  # 10 annotator answers (TextVQA-, VQAv2-like)
     bbox: str | None = None  # grounding answer, "[x1, y1, x2, y2]"
     detail: str | None = None  # grounding: the referring expression
+
+
+Maker = Callable[[random.Random], Example]
+
+MAKERS: Registry[Maker] = Registry("CoIN-Synth task")
+
+
+def synth_maker(task: str) -> Callable[[Maker], Maker]:
+    """Register the decorated function as the CoIN-Synth generator of ``task`` (a registered task's name)."""
+    return MAKERS.register(task)
 
 
 def _letters(n: int) -> list[str]:
@@ -35,6 +50,7 @@ def _options(rng: random.Random, correct: str, pool: tuple[str, ...] | list[str]
     return opts, _letters(n)[opts.index(correct)]
 
 
+@synth_maker("ScienceQA")
 def scienceqa(rng: random.Random) -> Example:
     """Multiple choice about one object's attributes; the answer is the option's letter."""
     obj = w.sample_objects(rng, 1)[0]
@@ -59,6 +75,7 @@ def _ten_answers(rng: random.Random, correct: str, wrong_pool: list[str], n_wron
     return answers
 
 
+@synth_maker("TextVQA")
 def textvqa(rng: random.Random) -> Example:
     """Read a rendered word; the prompt lists noisy OCR tokens as TextVQA prompts do."""
     word = rng.choice(w.WORDS)
@@ -72,12 +89,14 @@ def textvqa(rng: random.Random) -> Example:
     return Example(scene, body, word, answers=answers)
 
 
+@synth_maker("ImageNet")
 def imagenet(rng: random.Random) -> Example:
     """Classify the single object; the class is its shape."""
     obj = w.sample_objects(rng, 1)[0]
     return Example(w.Scene(background=rng.choice(list(w.BACKGROUNDS)), objects=[obj]), "What is the object in the image?", obj.shape)
 
 
+@synth_maker("GQA")
 def gqa(rng: random.Random) -> Example:
     """Compositional questions over two or three objects: attributes by position, sides, existence."""
     objs = w.sample_objects(rng, rng.choice((2, 3)))
@@ -102,6 +121,7 @@ def gqa(rng: random.Random) -> Example:
     return Example(scene, f"What color is the shape at the {o.position}?", o.color)
 
 
+@synth_maker("VizWiz")
 def vizwiz(rng: random.Random) -> Example:
     """Degraded photos (blur, low light, crop); a third cannot be answered."""
     degradation = rng.choice(("blur", "dark", "crop"))
@@ -128,6 +148,7 @@ def _move(obj: w.Obj, position: str) -> w.Obj:
     return w.Obj(obj.shape, obj.color, obj.size, position, (cx - half, cy - half, cx + half, cy + half))
 
 
+@synth_maker("Grounding")
 def grounding(rng: random.Random) -> Example:
     """Refer to one of two or three objects; answer its box normalised to [0, 1]."""
     objs = w.sample_objects(rng, rng.choice((2, 3)))
@@ -142,6 +163,7 @@ def grounding(rng: random.Random) -> Example:
     return Example(scene, "", box, bbox=box, detail=desc)
 
 
+@synth_maker("VQAv2")
 def vqav2(rng: random.Random) -> Example:
     """Counting, yes/no and colour questions with ten annotators who sometimes disagree."""
     objs = w.sample_objects(rng, rng.randint(1, 3))
@@ -164,6 +186,7 @@ def vqav2(rng: random.Random) -> Example:
     return Example(scene, f"What color is the {o.shape}?", o.color, answers=_ten_answers(rng, o.color, wrong, 3))
 
 
+@synth_maker("OCR-VQA")
 def ocrvqa(rng: random.Random) -> Example:
     """Book covers with a title, an author and a genre shown by the cover colour."""
     color = rng.choice(list(w.GENRES))
@@ -178,18 +201,6 @@ def ocrvqa(rng: random.Random) -> Example:
         return Example(scene, "What is the genre of this book?", book["genre"])
     genre = rng.choice(sorted(w.GENRES.values()))
     return Example(scene, f"Is this a {genre} book?", "yes" if genre == book["genre"] else "no")
-
-
-MAKERS: dict[str, Callable[[random.Random], Example]] = {
-    "ScienceQA": scienceqa,
-    "TextVQA": textvqa,
-    "ImageNet": imagenet,
-    "GQA": gqa,
-    "VizWiz": vizwiz,
-    "Grounding": grounding,
-    "VQAv2": vqav2,
-    "OCR-VQA": ocrvqa,
-}
 
 
 def caption_scene(rng: random.Random) -> w.Scene:

@@ -2,23 +2,26 @@
 
     prompt.py     the CoIN prompt (SPEC section 6), versioned
     parse.py      strict 0-10 score parsing; unparsable replies are counted, never guessed
-    config.py     ``JudgeConfig`` (YAML or CLI flags), validated with errors naming keys
-    backends.py   ``openai`` (any OpenAI-compatible endpoint) and ``hf`` (local causal LM)
+    config.py     ``JudgeConfig``: the keys every backend reads (a backend's own keys sit beside them)
+    backends.py   the ``BACKENDS`` registry: ``openai`` (any OpenAI-compatible endpoint) and ``hf``
+                  (local causal LM), each with the ``Options`` it takes
+    configure.py  ``judge_config``: YAML and CLI flags checked against the backends, errors naming keys
     cache.py      sqlite cache keyed by (judge identity, prompt version, prompt sha256, max_tokens)
     agreement.py  judge vs truth alignment, judge vs judge
     run.py        ``judge_run``: a run folder in, the RC matrix and agreement out
 """
 
 from coin.eval.judge.agreement import agreement, spearman, truth_agreement
-from coin.eval.judge.backends import BACKENDS, Reply, build_backend
+from coin.eval.judge.backends import BACKENDS, Reply, build_backend, cache_id
 from coin.eval.judge.cache import JudgeCache
-from coin.eval.judge.config import JudgeConfig, judge_config
+from coin.eval.judge.config import JudgeConfig
+from coin.eval.judge.configure import judge_config
 from coin.eval.judge.parse import ParsedScore, parse_score
 from coin.eval.judge.prompt import PROMPT_VERSION, build_messages, prompt_sha
 from coin.eval.judge.run import judge_run, write_agreement
 
 __all__ = [
     "BACKENDS", "JudgeCache", "JudgeConfig", "PROMPT_VERSION", "ParsedScore", "Reply", "agreement",
-    "build_backend", "build_messages", "judge_config", "judge_run", "parse_score", "prompt_sha", "spearman",
-    "truth_agreement", "write_agreement",
+    "build_backend", "build_messages", "cache_id", "judge_config", "judge_run", "parse_score", "prompt_sha",
+    "spearman", "truth_agreement", "write_agreement",
 ]

@@ -5,6 +5,12 @@
   threads, a per-request timeout, retries with exponential backoff, temperature 0.
 - ``hf``: a local Hugging Face causal LM, batched greedy generation with left padding.
 
+Each backend declares the ``judge:`` keys it takes beside the common ones (``JudgeConfig``)
+as its ``Options`` dataclass, built and checked by ``coin.options`` when the judge config is
+read (``coin.eval.judge.configure``) and listed by ``coin ls judge-backends``. A backend may
+say which of its settings change a reply (``identity``), so that the cache never hands one
+judge's replies to another (``cache_id``).
+
 A backend's ``ask(prompts)`` yields ``(index, Reply)`` as answers arrive, in any order,
 so the caller can cache each one at once and a kill loses almost nothing. A request
 that still fails after its retries yields a ``Reply`` with ``error`` set instead of
@@ -15,17 +21,21 @@ changed from one run to the next).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
 from coin.eval.judge.config import JudgeConfig
 from coin.eval.judge.prompt import Messages
+from coin.options import flat_dict, parse
 from coin.registry import Registry
 
-__all__ = ["Reply", "JudgeBackend", "BACKENDS", "build_backend", "OpenAIJudge", "HFJudge"]
+__all__ = ["BACKENDS", "HFJudge", "HFOptions", "JudgeBackend", "OpenAIJudge", "OpenAIOptions", "Reply",
+           "build_backend", "cache_id", "options_of"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,29 @@ def build_backend(cfg: JudgeConfig) -> JudgeBackend:
     return BACKENDS.get(cfg.backend)(cfg)
 
 
+O = TypeVar("O")
+
+
+def options_of(cfg: JudgeConfig, cls: type[O]) -> O:
+    """``cfg``'s backend options as ``cls``: parsed already by ``judge_config``, else parsed here (raising)."""
+    if isinstance(cfg.options, cls):
+        return cfg.options
+    return parse(cls, cfg.options or {}, "judge.", what="judge config")
+
+
+def cache_id(cfg: JudgeConfig) -> str:
+    """Who answers, for the cache key: everything besides the prompt that changes a reply.
+
+    The backend says what that is (``identity``): e.g. the endpoint for ``openai``, the
+    revision and the dtype actually loaded for ``hf``. A backend without ``identity`` keys on
+    the model, the revision and all of its own options. JSON, so no two configs share a string.
+    """
+    identity = getattr(BACKENDS.get(cfg.backend), "identity", None)
+    fields = identity(cfg) if identity is not None else {
+        "model": cfg.model, "revision": cfg.revision, **(flat_dict(cfg.options) or {})}
+    return json.dumps({"backend": cfg.backend, **fields}, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e)[:200]}"
 
@@ -61,9 +94,33 @@ def _short(e: BaseException) -> str:
 # --------------------------------------------------------------------------- openai
 
 
+@dataclass
+class OpenAIOptions:
+    """``judge:`` keys of the ``openai`` backend (the key itself stays in the environment)."""
+
+    base_url: str | None = None  # endpoint, e.g. http://127.0.0.1:8000/v1 (None: OPENAI_BASE_URL, else OpenAI's)
+    api_key_env: str | None = None  # NAME of the environment variable holding the API key (None: no key)
+    concurrency: int = 8  # requests in flight
+    timeout: float = 60.0  # seconds per request
+    retries: int = 3  # extra attempts after a failed request
+    backoff: float = 1.0  # first retry waits this long, doubling each time
+
+    def check(self) -> list[str]:
+        out = [f"{k} must be > 0, got {getattr(self, k)}" for k in ("concurrency", "timeout") if getattr(self, k) <= 0]
+        out += [f"{k} must be >= 0, got {getattr(self, k)}" for k in ("retries", "backoff") if getattr(self, k) < 0]
+        if self.api_key_env is not None:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+                # never echo the value: it may be the key itself, pasted into the wrong field
+                out.append("api_key_env must be the NAME of an environment variable (letters, digits, _); "
+                           "put the key itself in that variable, never in the config")
+            elif not os.environ.get(self.api_key_env):
+                out.append(f"api_key_env: environment variable {self.api_key_env} is not set")
+        return out
+
+
 @BACKENDS.register("openai")
 class OpenAIJudge:
-    """An OpenAI-compatible endpoint; the key is read from the variable ``cfg.api_key_env`` names.
+    """An OpenAI-compatible endpoint; the key is read from the variable ``judge.api_key_env`` names.
 
     Without ``api_key_env`` the client sends a placeholder key (local servers ignore it)
     instead of silently picking up ``OPENAI_API_KEY``. The client's own retries are off:
@@ -71,10 +128,13 @@ class OpenAIJudge:
     403, 404, 422) are not retried: asking again cannot change the answer.
     """
 
+    Options = OpenAIOptions
+
     @staticmethod
     def identity(cfg: JudgeConfig) -> dict:
         """What the cache key needs besides the prompt: the model, the endpoint serving it, its revision."""
-        url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_URL  # as the client resolves it
+        base_url = options_of(cfg, OpenAIOptions).base_url
+        url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_URL  # as the client resolves it
         return {"model": cfg.model, "endpoint": url.rstrip("/"), "revision": cfg.revision}
 
     def __init__(self, cfg: JudgeConfig) -> None:
@@ -83,17 +143,18 @@ class OpenAIJudge:
         except ImportError:
             raise ImportError("the openai judge backend needs the openai client: pip install 'coin[judge]'") from None
         self.cfg = cfg
+        self.opts = opts = options_of(cfg, OpenAIOptions)
         self._openai = openai
-        key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else "EMPTY"
-        self.client = openai.OpenAI(api_key=key, base_url=cfg.base_url, timeout=cfg.timeout, max_retries=0)
+        key = os.environ.get(opts.api_key_env, "") if opts.api_key_env else "EMPTY"
+        self.client = openai.OpenAI(api_key=key, base_url=opts.base_url, timeout=opts.timeout, max_retries=0)
         self._final = (openai.BadRequestError, openai.AuthenticationError, openai.PermissionDeniedError,
                        openai.NotFoundError, openai.UnprocessableEntityError)
 
     def _one(self, messages: Messages) -> Reply:
-        cfg, last = self.cfg, None
-        for attempt in range(cfg.retries + 1):
+        cfg, opts, last = self.cfg, self.opts, None
+        for attempt in range(opts.retries + 1):
             if attempt:
-                time.sleep(cfg.backoff * 2 ** (attempt - 1))
+                time.sleep(opts.backoff * 2 ** (attempt - 1))
             try:
                 r = self.client.chat.completions.create(
                     model=cfg.model, messages=messages, temperature=0.0, max_tokens=cfg.max_tokens)
@@ -106,10 +167,10 @@ class OpenAIJudge:
             except Exception as e:  # timeouts, 5xx, 429, broken connections, malformed bodies
                 last = e
         assert last is not None
-        return Reply(None, _short(last), cfg.retries + 1)
+        return Reply(None, _short(last), opts.retries + 1)
 
     def ask(self, prompts: Sequence[Messages]) -> Iterator[tuple[int, Reply]]:
-        pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="judge")
+        pool = ThreadPoolExecutor(max_workers=self.opts.concurrency, thread_name_prefix="judge")
         try:
             futures = {pool.submit(self._one, m): i for i, m in enumerate(prompts)}
             for f in as_completed(futures):
@@ -143,21 +204,42 @@ def _render(tokenizer, messages: Messages) -> tuple[str, bool]:
     return "\n\n".join(parts) + "\nASSISTANT:", False
 
 
+HF_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class HFOptions:
+    """``judge:`` keys of the ``hf`` backend (``judge.model``: a local folder or a hub id)."""
+
+    batch_size: int = 8  # prompts per generate call
+    device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1"...
+    dtype: str = "auto"  # "auto" (bfloat16 on cuda, float32 on cpu) or a torch dtype name
+
+    def check(self) -> list[str]:
+        out = [f"batch_size must be > 0, got {self.batch_size}"] if self.batch_size <= 0 else []
+        if self.dtype not in HF_DTYPES:
+            out.append(f"dtype must be one of {', '.join(HF_DTYPES)}, got {self.dtype!r}")
+        return out
+
+
 @BACKENDS.register("hf")
 class HFJudge:
-    """A local causal LM (``cfg.model`` is a folder or hub id) generating greedily in batches.
+    """A local causal LM (``judge.model``: a folder or hub id) generating greedily in batches.
 
     Prompts are sorted by length before batching so that padding stays small; left
     padding keeps every prompt's last token next to its first generated one.
     """
+
+    Options = HFOptions
 
     @staticmethod
     def device_and_dtype(cfg: JudgeConfig) -> tuple[str, str]:
         """The device and dtype name ``auto`` resolves to here (bfloat16 on cuda, float32 on cpu)."""
         import torch
 
-        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+        opts = options_of(cfg, HFOptions)
+        device = opts.device if opts.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = opts.dtype if opts.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
         return device, dtype
 
     @staticmethod
@@ -171,6 +253,7 @@ class HFJudge:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = cfg
+        self.opts = options_of(cfg, HFOptions)
         device, dtype = self.device_and_dtype(cfg)
         revision = {"revision": cfg.revision} if cfg.revision else {}
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model, **revision)
@@ -193,7 +276,7 @@ class HFJudge:
     def ask(self, prompts: Sequence[Messages]) -> Iterator[tuple[int, Reply]]:
         rendered = [_render(self.tokenizer, m) for m in prompts]
         order = sorted(range(len(prompts)), key=lambda i: (rendered[i][1], len(rendered[i][0])))
-        bs = self.cfg.batch_size
+        bs = self.opts.batch_size
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             groups: dict[bool, list[int]] = {}

@@ -1,7 +1,7 @@
 """The judge cache: every reply a judge gave, keyed by who was asked what.
 
 The key is (judge, prompt version, SHA-256 of the prompt's messages, max_tokens), where
-"judge" is ``JudgeConfig.cache_id``: the backend, the model and whatever else the backend
+"judge" is ``backends.cache_id(cfg)``: the backend, the model and whatever else the backend
 says changes a reply (the endpoint for ``openai``; the revision and the dtype actually loaded
 for ``hf``). So
 
@@ -28,7 +28,7 @@ from typing import Iterable
 
 __all__ = ["JudgeCache", "CacheKey"]
 
-CacheKey = tuple[str, str, str, int]  # (JudgeConfig.cache_id, prompt version, prompt sha256, max_tokens)
+CacheKey = tuple[str, str, str, int]  # (backends.cache_id(cfg), prompt version, prompt sha256, max_tokens)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 from coin import metrics
 from coin.eval.judge.agreement import agreement, truth_agreement
-from coin.eval.judge.backends import JudgeBackend, build_backend
+from coin.eval.judge.backends import JudgeBackend, build_backend, cache_id
 from coin.eval.judge.cache import CacheKey, JudgeCache
 from coin.eval.judge.config import JudgeConfig
 from coin.eval.judge.parse import OK, STATUSES, parse_score
@@ -91,7 +91,7 @@ def _test_records(run_dir: Path, order: list[str]) -> dict[str, dict[str, dict]]
     Going through ``load_benchmark`` with the run's own ``config.yaml`` gives exactly
     the records the run evaluated (instruction family, per-task paths, seeds).
     """
-    from coin.config import load_config
+    from coin.configure import load_config
     from coin.data.benchmark import load_benchmark
 
     cfg = load_config(run_dir / "config.yaml")
@@ -105,7 +105,7 @@ def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None
     items: list[_Item] = []
     prompts: dict[CacheKey, list] = {}
     records: dict[str, dict[str, dict]] | None = None
-    judge = cfg.cache_id
+    judge = cache_id(cfg)
     for stage, _ in stages:
         for task in order:
             path = run_dir / "stages" / stage / "predictions" / f"{task}.jsonl"
@@ -269,7 +269,7 @@ def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequen
     totals = Counter(r["status"] for r in rows)
     out_dir = run_dir / "judge" / judge_cfg.folder_name
     result = {
-        "judge": {"name": judge_cfg.folder_name, "id": judge_cfg.judge_id, "cache_id": judge_cfg.cache_id,
+        "judge": {"name": judge_cfg.folder_name, "id": judge_cfg.judge_id, "cache_id": cache_id(judge_cfg),
                   "model": judge_cfg.model,
                   "backend": judge_cfg.backend, "prompt_version": judge_cfg.prompt_version,
                   "max_tokens": judge_cfg.max_tokens},

@@ -1,9 +1,10 @@
-"""Task orders and the multi-task mixture.
+"""Task orders, in one place, and the multi-task mixture.
 
-An order is a name ("paper", "alphabet"), ``"shuffle:<seed>"`` (the eight tasks in a
-seeded random order, so an order study can name its orders in a config), or an explicit
-list of task names. The multi-task baseline trains on every task's training data at
-once: ``mixture`` concatenates and shuffles it with a seed.
+An order is a name (``ORDERS``: "paper", "alphabet"), ``"shuffle:<seed>"`` (the eight
+tasks in a seeded random order, so an order study can name its orders in a config), or an
+explicit list of task names. The paper calls its default order its "random" one; coin
+names it "paper". The multi-task baseline trains on every task's training data at once:
+``mixture`` concatenates and shuffles it with a seed.
 """
 
 from __future__ import annotations
@@ -11,10 +12,19 @@ from __future__ import annotations
 import random
 from typing import Sequence, TypeVar
 
-from coin.tasks import ORDERS, TASKS, get_task
+from coin.options import suggest
+from coin.tasks.spec import TASKS, get_task
+
+__all__ = ["ORDERS", "SHUFFLE", "mixture", "order_name", "order_problems", "resolve_order", "shuffled_order"]
 
 T = TypeVar("T")
 SHUFFLE = "shuffle:"
+
+ORDERS: dict[str, tuple[str, ...]] = {
+    # the paper's default order (the paper calls it its "random" order)
+    "paper": ("ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCR-VQA"),
+    "alphabet": ("GQA", "Grounding", "ImageNet", "OCR-VQA", "ScienceQA", "TextVQA", "VizWiz", "VQAv2"),
+}
 
 
 def shuffled_order(seed: int, tasks: Sequence[str] | None = None) -> list[str]:
@@ -31,7 +41,8 @@ def order_problems(order: object, key: str = "tasks.order") -> list[str]:
             seed = order[len(SHUFFLE):]
             return [] if seed.lstrip("-").isdigit() else [f"{key}: {order!r} needs an integer seed, e.g. 'shuffle:3'"]
         if order not in ORDERS:
-            return [f"{key}: unknown order {order!r}; choices: {', '.join(ORDERS)}, 'shuffle:<seed>' or a list of task names"]
+            return [f"{key}: unknown order {order!r}{suggest(order, ORDERS)}; choices: {', '.join(ORDERS)}, "
+                    "'shuffle:<seed>' or a list of task names"]
         return []
     if not isinstance(order, (list, tuple)) or not order:
         return [f"{key} must be a name or a non-empty list of task names, got {order!r}"]
@@ -51,6 +62,12 @@ def resolve_order(order: str | Sequence[str]) -> list[str]:
     for name in order:
         get_task(name)
     return list(order)
+
+
+def order_name(tasks: Sequence[str]) -> str | None:
+    """The name of the named order equal to ``tasks`` ("paper", "alphabet"), or None (for reports)."""
+    found = [name for name, named in ORDERS.items() if tuple(tasks) == named]
+    return found[0] if found else None
 
 
 def mixture(train: dict[str, list[T]], seed: int, tasks: Sequence[str] | None = None) -> list[T]:

@@ -1,0 +1,103 @@
+"""``coin run``, ``coin sweep`` and ``coin status``: run experiments and look at a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from coin.cli.common import add_set, threads
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from coin.configure import load_config
+    from coin.engine.run import run
+    from coin.report import summary_table
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs") / (cfg.name or (Path(args.config).stem if args.config else "default"))
+    if args.dry_run:
+        from coin.engine.plan import describe
+
+        text, missing = describe(cfg, out)
+        print(text)
+        return 1 if missing else 0
+    from coin.engine import dist
+
+    # no collective here: the run checks its data before joining the process group; the other
+    # processes touch ``out`` only after the main process's first barrier, past this removal
+    if args.fresh and out.exists() and dist.is_main():
+        import shutil
+
+        shutil.rmtree(out)
+    threads(args.threads)
+    # progress (bars, messages) goes to stderr, results (a line per stage, the summary) to stdout; bars only
+    # on a terminal, so a batch job's log holds no carriage-return lines; --quiet keeps one line per stage
+    progress = not args.quiet and sys.stderr.isatty()
+    if not progress:  # transformers' own bars (loading and saving weights) too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+    def log(message: str) -> None:
+        if not args.quiet or message.startswith("warning"):
+            print(message, file=sys.stderr, flush=True)
+
+    result = run(cfg, out, progress=progress, log=log, echo=lambda m: print(m, flush=True))
+    if not dist.is_main():
+        return 0
+    if not args.quiet:
+        print(f"\n{summary_table(result)}\n")
+    print(f"report: {out / 'report.md'}  (and report.html, heatmap.png, loss.png)")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from coin.config import ConfigError
+    from coin.engine.sweep import sweep
+
+    if args.jobs < 1:
+        raise ConfigError([f"--jobs must be >= 1, got {args.jobs}"])
+    threads(args.threads)
+    path = sweep(args.configs, args.seeds, args.out, args.set, progress=not args.quiet, jobs=args.jobs,
+                 threads=args.threads)
+    print(f"comparison report: {path} (and {Path(path).with_suffix('.html')})")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from coin.engine.status import format_status, run_status
+
+    st = run_status(args.run)
+    print(json.dumps(st, indent=1) if args.json else format_status(st))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """``run``, ``sweep`` and ``status``."""
+    r = sub.add_parser("run", help="run one continual-tuning experiment (default: CoIN-Synth, tiny model)")
+    r.add_argument("--config", help="YAML config (default: the embedded CoIN-Synth config)")
+    r.add_argument("--out", help="run folder (default: runs/<name>); an existing run there is continued")
+    add_set(r, "override a config key, e.g. train.lr=1e-4")
+    r.add_argument("--fresh", action="store_true", help="delete the run folder first and start over")
+    r.add_argument("--dry-run", action="store_true", help="print the plan and the files it reads (missing ones marked); load nothing")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    r.add_argument("--quiet", action="store_true",
+                   help="one line per stage (and warnings); without it, progress bars show on a terminal only")
+    r.set_defaults(func=_cmd_run)
+
+    sw = sub.add_parser("sweep", help="run configs x seeds and write one comparison report")
+    sw.add_argument("configs", nargs="+", help="YAML configs")
+    sw.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sw.add_argument("--out", default="runs/sweep")
+    add_set(sw, "override a key in every config")
+    sw.add_argument("--threads", type=int, default=None, help="torch threads per run (with --jobs: default cores / jobs)")
+    sw.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(func=_cmd_sweep)
+
+    st = sub.add_parser("status", help="a run's state: stages done, the one in progress, matrix so far, last loss, lock")
+    st.add_argument("run", help="run folder (finished, running or killed)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_cmd_status)

@@ -1,0 +1,22 @@
+"""``Sample``: one model input, the unit every stage after the loader works on.
+
+It lives with the data (not with a model wrapper) so that reading a JSON file, applying an
+instruction family or building CoIN-Synth never imports torch: a backbone turns samples
+into tensors, nothing here does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One model input: an image file, the full prompt text and (for training) the answer."""
+
+    id: str
+    task: str
+    image: str  # absolute path
+    prompt: str
+    answer: str | None = None
+    turns: tuple[tuple[str, str], ...] = ()  # further (question, answer) turns of a multi-turn conversation

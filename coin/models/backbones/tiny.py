@@ -1,0 +1,57 @@
+"""The built-in tiny LLaVA: ~7M parameters, pretrained on CoIN-Synth captions and cached by recipe hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coin.models.backbone import BACKBONES, Backbone
+
+
+@dataclass
+class PretrainConfig:
+    """Caption pretraining of the built-in tiny model (cached by hash)."""
+
+    seed: int = 0
+    samples: int = 12000
+    steps: int = 900
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_ratio: float = 0.05
+    vision_steps: int = 800  # stage 1: the vision tower learns scene labels (a stand-in for CLIP's pretraining)
+    vision_batch_size: int = 64
+    vision_lr: float = 2e-3
+
+    def check(self) -> list[str]:
+        return [f"{k} must be > 0, got {getattr(self, k)}" for k in ("steps", "batch_size", "lr")
+                if getattr(self, k) <= 0]
+
+
+@dataclass
+class TinyOptions:
+    tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.TinyConfig (sizes, vocabulary)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the base's caption pretraining
+    image_cache_mb: int = 2048  # preprocessed images kept per process, in MiB; 0: none
+
+    def check(self) -> list[str]:
+        return [f"image_cache_mb must be >= 0, got {self.image_cache_mb}"] if self.image_cache_mb < 0 else []
+
+
+@BACKBONES.register("tiny")
+class Tiny(Backbone):
+    """The built-in ~7M-parameter LLaVA, pretrained on CoIN-Synth captions (cached)."""
+
+    Options = TinyOptions
+
+    @staticmethod
+    def load(cfg, log=print, progress=True):
+        from coin.models.pretrain import load_or_pretrain
+
+        vlm, _ = load_or_pretrain(cfg, log, progress)
+        return vlm
+
+    @classmethod
+    def prepare(cls, cfg, log=print) -> None:
+        """Pretrain (or find) the cached base once, before parallel runs would each start it."""
+        from coin.models.backbone import load_model
+
+        load_model(cfg, log, progress=False)

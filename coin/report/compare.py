@@ -1,0 +1,136 @@
+"""A comparison of runs: one row per configuration (its seeds averaged), best MAA first, with figures.
+
+Runs whose configs differ only in what names or places a run (``name``, ``out_dir``...) and
+in any ``seed`` are repetitions of one configuration and share a row. Each stored config is
+first brought up to today's defaults (``coin.configure.upgrade``), so a run made before a
+key existed groups with today's runs of the same setup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from coin.engine.tracking import loss_curves
+from coin.io import atomic_write_text
+from coin.metrics import seed_summary
+from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
+from coin.report.format import BLANK, adapter_label, fmt, fmt_ci, order_label
+from coin.report.load import config_value, load_run, run_metrics, upgraded
+from coin.report.plots import comparison_bar, heatmap, loss_curves_figure
+
+__all__ = ["write_comparison"]
+
+# Config keys that name or place a run rather than define it: runs differing only in these
+# (and in any ``seed``, at any depth) are repetitions of one configuration.
+_RUN_IDENTITY_KEYS = {"name", "run_name", "out_dir", "output_dir", "run_dir", "resume", "log"}  # log: telemetry
+
+# The paper calls its default order (``tasks.order: paper``) its random one; the table says "paper".
+_PAPER_ORDER_NOTE = "Order \"paper\" is the paper's default task order (the paper calls it its random order)."
+
+
+def _without_identity(obj: Any, top: bool = True) -> Any:
+    """``obj`` minus every ``seed`` key and, at the top level, the keys that only name a run."""
+    if not isinstance(obj, dict):
+        return obj
+    return {k: _without_identity(v, False) for k, v in obj.items()
+            if k != "seed" and not (top and k in _RUN_IDENTITY_KEYS)}
+
+
+def _describe(run_dir: Path) -> dict:
+    """One run's row fields, its metrics and the key that groups it with its other seeds."""
+    mj, config = load_run(run_dir)
+    config = upgraded(config)  # a run made before a key existed groups with today's runs
+    m = run_metrics(mj)
+    method = config.get("method") or mj.get("method")
+    key = json.dumps(_without_identity(config) if config else [method, mj["tasks"]], sort_keys=True, default=str)
+    return {
+        "dir": run_dir, "mj": mj, "key": key,
+        "run": mj.get("run_name") or run_dir.name, "method": str(method or BLANK),
+        "order": order_label(config_value(config, "tasks.order") or mj["tasks"]),
+        "instructions": str(config_value(config, "data.instructions") or BLANK),
+        "volume": str(config_value(config, "data.volume") or BLANK),
+        "adapter": adapter_label(config.get("adapter")),
+        "seed": config.get("seed", mj.get("seed")),
+        "maa": m.get("maa"), "bwt": m.get("bwt"), "acc": m.get("acc"), "ci": mj.get("ci") or {},
+    }
+
+
+def _aggregate(runs: list[dict], key: str) -> tuple[float | None, float | None, str]:
+    """Mean, std and text of a metric over a group's seeds.
+
+    Several runs: ``mean ± std (n=k)``, k the seeds the mean used; "n=2 of 3" when a seed
+    has no value (it is not silently dropped). One run: ``value [CI]``, the CI a test-set
+    bootstrap of that run.
+    """
+    s = seed_summary([r[key] for r in runs])
+    if s.mean is None:
+        return None, None, BLANK if len(runs) == 1 else f"{BLANK} (n=0 of {s.total})"
+    if len(runs) == 1:
+        ci = runs[0]["ci"].get(key)
+        return s.mean, None, fmt(s.mean, signed=key == "bwt") + (f" {fmt_ci(ci)}" if ci else "")
+    n = f"n={s.n}" if s.n == s.total else f"n={s.n} of {s.total}"
+    return s.mean, s.std, f"{fmt(s.mean, signed=key == 'bwt')} ± {fmt(s.std)} ({n})"
+
+
+def _rows(groups: dict[str, list[dict]]) -> list[tuple[float | None, float | None, list[str]]]:
+    """Per configuration: its mean MAA, the MAA's std and the table cells; best MAA first."""
+    rows = []
+    for members in groups.values():
+        members.sort(key=lambda r: (not isinstance(r["seed"], int), r["seed"] if isinstance(r["seed"], int) else 0,
+                                    r["run"]))
+        first = members[0]
+        (maa, maa_std, maa_s), (_, _, bwt_s), (_, _, acc_s) = (_aggregate(members, k) for k in ("maa", "bwt", "acc"))
+        cells = [", ".join(r["run"] for r in members), first["method"], first["order"], first["instructions"],
+                 first["volume"], first["adapter"], ", ".join(str(r["seed"]) for r in members), str(len(members)),
+                 maa_s, bwt_s, acc_s]
+        rows.append((maa, maa_std, cells))
+    rows.sort(key=lambda r: (r[0] is None, -(r[0] or 0.0), r[2][0]))
+    return rows
+
+
+def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
+    """Compare runs in ``out_dir/report.md`` + ``report.html``; runs differing only by seed share a row.
+
+    Rows are sorted by MAA (mean over seeds), best first. Returns the path of ``report.md``.
+    """
+    if not run_dirs:
+        raise ValueError("write_comparison needs at least one run folder")
+    out_dir = Path(out_dir)
+    runs = [_describe(Path(d)) for d in run_dirs]
+    if len({r["run"] for r in runs}) < len(runs):  # e.g. one config's seeds share its ``name``
+        for r in runs:
+            r["run"] = r["dir"].name
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["key"], []).append(r)
+
+    rows = _rows(groups)
+    header = ["run", "method", "order", "instructions", "volume", "adapter", "seed", "seeds", "MAA", "BWT", "ACC"]
+    intro = (f"{len(runs)} runs in {len(groups)} configurations, best MAA first. Runs that differ only by "
+             "seed share a row: mean ± std over the seeds that have the metric (n = how many of the "
+             "group's seeds); a single run shows its 95% CI, a test-set bootstrap of that one run "
+             "(not seed variation). Scores are the paper protocol's.")
+    if any(r["order"] == "paper" for r in runs):
+        intro += " " + _PAPER_ORDER_NOTE
+    blocks: list[Block] = [Heading(1, "CoIN comparison"), Para(intro),
+                           Table(header, [c for _, _, c in rows], "comparison")]
+    bar = comparison_bar([c[0] for _, _, c in rows], [m for m, _, _ in rows], out_dir / "comparison.png",
+                         errors=[s for _, s, _ in rows], label="MAA (mean ± std over seeds)")
+    blocks += [Image("MAA per configuration", bar, "comparison-bar")]
+    curves = {r["run"]: c for r in sorted(runs, key=lambda r: r["run"]) if (c := loss_curves(r["dir"]))}
+    if curves:
+        png = loss_curves_figure(curves, out_dir / "loss.png", title="Training loss (smoothed) of each run")
+        blocks += [Heading(2, "Training loss"), Image("training loss of each run", png, "loss")]
+    blocks += [Heading(2, "Accuracy matrices")]
+    for k, r in enumerate(sorted(runs, key=lambda r: r["run"])):
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", r["run"])
+        png = heatmap(r["mj"]["matrix"], r["mj"]["tasks"], out_dir / "heatmaps" / f"{k:02d}_{safe}.png",
+                      title=r["run"], zero_shot=r["mj"].get("zero_shot"))
+        blocks += [Heading(3, r["run"]), Image(f"accuracy matrix of {r['run']}", png, f"heatmap-{k}")]
+    md = atomic_write_text(out_dir / "report.md", to_markdown(blocks, out_dir))
+    atomic_write_text(out_dir / "report.html", to_html(blocks, "CoIN comparison"))
+    return md

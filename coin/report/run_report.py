@@ -1,0 +1,198 @@
+"""One run's report: the terminal summary, and ``report.md`` + ``report.html`` with their figures.
+
+Numbers come from ``coin.metrics`` (pure functions) through ``matrix.json``; this module
+decides what the report says, as a list of blocks (``coin.report.document``) rendered to
+Markdown and to one self-contained HTML page, each written atomically through ``coin.io``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from coin.engine.tracking import loss_curves
+from coin.io import atomic_write_text
+from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
+from coin.report.format import (BLANK, CI_LABEL, CI_NOTE, adapter_label, fmt, fmt_ci, matrix_table,
+                                metrics_table)
+from coin.report.judge_blocks import judge_blocks
+from coin.report.load import config_value, load_run, run_metrics, upgraded
+from coin.report.plots import abbreviate, forgetting_curves, heatmap, loss_curves_figure
+
+__all__ = ["summary_table", "write_report"]
+
+
+def summary_table(matrix_json: dict) -> str:
+    """A compact plain-text view of a run: the matrix, then MAA/BWT/ACC (with CIs) and zero-shot mean."""
+    tasks, a = matrix_json["tasks"], matrix_json["matrix"]
+    names = [abbreviate(t) for t in tasks]
+    w = max(7, max(len(n) for n in names) + 2)
+    labels = [f"{j + 1} {n}" for j, n in enumerate(names)]
+    lw = max(len("zero-shot"), *(len(x) for x in labels)) + 1
+    lines = []
+    keys = ("run_name", "method", "seed")
+    head = " ".join(f"{k}={matrix_json[k]}" for k in keys if matrix_json.get(k) is not None)
+    if head:
+        lines.append(head)
+    lines.append(" " * lw + "".join(f"{n:>{w}}" for n in names))
+    rows = list(zip(labels, a))
+    if matrix_json.get("zero_shot") is not None:
+        rows.insert(0, ("zero-shot", matrix_json["zero_shot"]))
+    for label, row in rows:
+        lines.append(f"{label:<{lw}}" + "".join(f"{fmt(v, 1):>{w}}" for v in row))
+    m, ci = run_metrics(matrix_json), matrix_json.get("ci") or {}
+    lines.append("")
+    if isinstance(matrix_json.get("strict"), dict):
+        lines.append("paper protocol:")
+    for key in ("maa", "bwt", "acc"):
+        cis = f"  {CI_LABEL} {fmt_ci(ci[key])}" if ci.get(key) else ""
+        lines.append(f"{key.upper():<4}{fmt(m.get(key)):>8}{cis}")
+    if m.get("zero_shot_mean") is not None:
+        lines.append(f"zero-shot mean {fmt(m['zero_shot_mean'])}")
+    if isinstance(matrix_json.get("strict"), dict):
+        sm = run_metrics({"tasks": tasks, **matrix_json["strict"]})
+        lines.append("strict protocol: " + "  ".join(f"{k.upper()} {fmt(sm.get(k))}" for k in ("maa", "bwt", "acc")))
+    return "\n".join(lines)
+
+
+def _card_blocks(mj: dict) -> list[Block]:
+    """The protocol card stored in ``matrix.json``: per task and column, how it was scored (none: no section)."""
+    card = mj.get("protocol_card")
+    if not card:
+        return []
+    from coin.eval.protocols import card_rows
+
+    return [Heading(2, "Protocol card"),
+            Para("How each task was scored in each table: the scorer, the answer normaliser, where the "
+                 "answers come from and each deliberate difference from the original CoIN code."),
+            Table(["task", "table", "protocol", "scorer", "normaliser", "answers", "rule",
+                   "differences from the original"], card_rows(card), "protocol-card")]
+
+
+def _prompt_blocks(tasks: Sequence[str], family: str | None) -> list[Block]:
+    """The run's format-instruction lines that are not the paper's: coin's own, and fallbacks (none: no section)."""
+    from coin.tasks.instructions import prompt_notes
+
+    notes = prompt_notes(family or "original", tasks)
+    return [Heading(2, "Prompts"), Para(f"Instruction family {family or 'original'}; lines not taken from the paper:"),
+            *[Para(n) for n in notes]] if notes else []
+
+
+def _format_blocks(tasks: Sequence[str], a: list, share: list) -> list[Block]:
+    """After the last stage, each task's lost points split into format and knowledge errors."""
+    rows = []
+    for i, task in enumerate(tasks):
+        score, s = a[-1][i], share[-1][i]
+        err = None if score is None else 100.0 - score
+        fmt_err = None if err is None or s is None else err * s
+        know_err = None if fmt_err is None else err - fmt_err
+        pct = None if s is None else 100 * s
+        rows.append([task, fmt(score), fmt(err), fmt(fmt_err), fmt(know_err), fmt(pct, 1)])
+    return [Heading(2, "Format vs knowledge errors"),
+            Para("After the last stage, the points lost on each task split into answers in the wrong "
+                 "format (instruction alignment lost) and well-formed wrong answers (knowledge)."),
+            Table(["task", "final score", "error points", "format errors", "knowledge errors",
+                   "format share %"], rows, "format"),
+            Para("Share of errors that are format errors (%), per stage:"),
+            matrix_table(tasks, share, None, "format-share", scale=100.0)]
+
+
+def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
+                extra: Sequence[Block] = (), loss_png: Path | None = None) -> list[Block]:
+    """Everything one run's report says, in order; ``extra`` goes before the figures.
+
+    ``config`` is the run's config with today's defaults filled in (``load.upgraded``).
+    ``loss_png``: the training-loss figure (absent for runs made before step logs existed).
+    """
+    tasks, a, t = mj["tasks"], mj["matrix"], len(mj["tasks"])
+    m, ci = run_metrics(mj), mj.get("ci") or {}
+    name = mj.get("run_name") or heatmap_png.parent.name
+    info = [
+        ["run", name], ["method", str(mj.get("method") or config.get("method") or BLANK)],
+        ["seed", str(mj.get("seed", config.get("seed", BLANK)))],
+        ["task order", " → ".join(tasks)],
+        ["instructions", str(config_value(config, "data.instructions") or BLANK)],
+        ["data volume", str(config_value(config, "data.volume") or BLANK)],
+        ["adapter", adapter_label(config.get("adapter"))],
+    ]
+    blocks: list[Block] = [Heading(1, f"CoIN report: {name}"), Table(["field", "value"], info, "run-info")]
+
+    strict = mj.get("strict") if isinstance(mj.get("strict"), dict) else None
+    which = " (paper protocol)" if strict is not None else ""
+    blocks += [Heading(2, "Accuracy matrix" + which),
+               Para("Score (0–100) on each task (columns) after each training stage (rows); "
+                    f"{BLANK} = not evaluated." + (" Each task scored by the original CoIN rule with its bugs "
+                                                   "fixed; see the protocol card." if strict is not None else "")),
+               matrix_table(tasks, a, mj.get("zero_shot"), "matrix")]
+    blocks += [Heading(2, "Metrics" + which), metrics_table(m, ci, "metrics"), Para(CI_NOTE)]
+    if strict is not None:
+        sm = run_metrics({"tasks": tasks, **strict})
+        blocks += [Heading(2, "Accuracy matrix (strict protocol)"),
+                   Para("The same answers scored by coin's own rules where they differ from the paper's "
+                        "(tasks without a strict rule repeat their paper score); see the protocol card."),
+                   matrix_table(tasks, strict["matrix"], strict.get("zero_shot"), "matrix-strict"),
+                   metrics_table(sm, strict.get("ci") or {}, "metrics-strict")]
+    blocks += _card_blocks(mj) + _prompt_blocks(tasks, config_value(config, "data.instructions"))
+
+    forgetting = m.get("forgetting") or [None] * t
+    rows = [[task, fmt(a[i][i]), fmt(a[-1][i]),
+             fmt(None if a[i][i] is None or a[-1][i] is None else a[-1][i] - a[i][i], signed=True),
+             fmt(forgetting[i])] for i, task in enumerate(tasks)]
+    blocks += [Heading(2, "Per-task forgetting"),
+               Table(["task", "just learned", "final", "final − learned", "forgetting"], rows, "forgetting-table")]
+
+    if mj.get("format_share") is not None:
+        blocks += _format_blocks(tasks, a, mj["format_share"])
+
+    cost = mj.get("cost")
+    if cost:
+        params = cost.get("trainable_params")
+        rows = [["trainable parameters", BLANK if params is None else f"{params:,}"],
+                ["train time (s)", fmt(cost.get("train_seconds"), 1)],
+                ["eval time (s)", fmt(cost.get("eval_seconds"), 1)],
+                ["peak memory (MB)", fmt(cost.get("peak_memory_mb"), 0)]]
+        blocks += [Heading(2, "Cost"), Table(["item", "value"], rows, "cost")]
+
+    blocks += list(extra)
+    blocks += [Heading(2, "Figures"), Image("accuracy matrix heatmap", heatmap_png, "heatmap")]
+    if loss_png is not None:
+        blocks += [Image("training loss per stage", loss_png, "loss"),
+                   Para("Training loss per optimiser step (faint) and smoothed, the stages one after another; "
+                        "dashed lines mark where a stage begins. TensorBoard shows the same curves from logs/.")]
+    blocks += [Image("forgetting curves", forgetting_png, "forgetting")]
+    return blocks
+
+
+def _env_blocks(run_dir: Path) -> list[Block]:
+    """The environment the run recorded (``env.json``): versions, device, seed, coin's commit."""
+    path = run_dir / "env.json"
+    if not path.is_file():
+        return []
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return [Heading(2, "Environment"), Para(f"{path.name} is not valid JSON.")]
+    rows = [[str(k), BLANK if v is None else str(v)] for k, v in env.items()]
+    return [Heading(2, "Environment"), Table(["item", "value"], rows, "environment")]
+
+
+def write_report(run_dir: str | os.PathLike) -> Path:
+    """Write ``report.md``, ``report.html``, ``heatmap.png``, ``forgetting.png`` and ``loss.png`` into a run folder.
+
+    Returns the path of ``report.md``.
+    """
+    run_dir = Path(run_dir)
+    mj, config = load_run(run_dir)
+    name = mj.get("run_name") or run_dir.name
+    title = name + (" (paper protocol)" if isinstance(mj.get("strict"), dict) else "")
+    hm = heatmap(mj["matrix"], mj["tasks"], run_dir / "heatmap.png", title=title, zero_shot=mj.get("zero_shot"))
+    fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
+    curves = loss_curves(run_dir)
+    lc = loss_curves_figure({name: curves}, run_dir / "loss.png") if curves else None
+    extra = judge_blocks(run_dir, mj) + _env_blocks(run_dir)
+    blocks = _run_blocks(mj, upgraded(config), hm, fc, extra=extra, loss_png=lc)
+    md = atomic_write_text(run_dir / "report.md", to_markdown(blocks, run_dir))
+    atomic_write_text(run_dir / "report.html", to_html(blocks, f"CoIN report: {name}"))
+    return md
