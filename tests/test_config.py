@@ -112,7 +112,7 @@ def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
     import yaml
 
     from coin.configure import from_dict, upgrade
-    from coin.engine.run import RunFolderError, prepare_run_dir
+    from coin.engine.run_folder import RunFolderError, prepare_run_dir
 
     full = from_dict({}).to_dict()
     old = yaml.safe_load(yaml.safe_dump(full))
@@ -131,7 +131,7 @@ def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
 
 def test_a_damaged_run_folder_config_is_named(tmp_path):
     from coin.configure import from_dict
-    from coin.engine.run import prepare_run_dir
+    from coin.engine.run_folder import prepare_run_dir
 
     (tmp_path / "config.yaml").write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match=r"config.yaml.*\n.*top level must be a mapping"):

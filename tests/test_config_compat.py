@@ -12,7 +12,7 @@ import pytest
 
 from coin.config import read_yaml_mapping
 from coin.configure import from_dict, upgrade
-from coin.engine.run import RunFolderError, _diff_keys, prepare_run_dir
+from coin.engine.run_folder import RunFolderError, _diff_keys, prepare_run_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "run_924ee27"
 

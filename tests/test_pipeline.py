@@ -9,7 +9,8 @@ import yaml
 
 from coin.cli import main
 from coin.configure import from_dict
-from coin.engine.run import RunFolderError, run
+from coin.engine.run import run
+from coin.engine.run_folder import RunFolderError
 
 pytestmark = pytest.mark.slow
 
@@ -261,7 +262,7 @@ def test_a_folder_in_use_is_refused(micro_config, tmp_path):
 
     out = tmp_path / "busy"
     cfg = from_dict(micro_config)
-    from coin.engine.run import prepare_run_dir
+    from coin.engine.run_folder import prepare_run_dir
 
     prepare_run_dir(out, cfg)
     with open(out / ".lock", "a") as held:

@@ -267,7 +267,7 @@ def test_old_run_folder_is_rescored_into_both_protocols(tmp_path: Path) -> None:
 
 
 def test_a_folder_continues_when_only_its_scoring_changes(tmp_path: Path) -> None:
-    from coin.engine.run import RunFolderError, prepare_run_dir
+    from coin.engine.run_folder import RunFolderError, prepare_run_dir
 
     out = tmp_path / "run"
     prepare_run_dir(out, RunConfig())

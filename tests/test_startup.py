@@ -87,7 +87,7 @@ def test_images_are_stat_ed_by_default_and_opened_on_request(tmp_path, micro_con
 def test_a_folder_continues_under_another_operational_setting(tmp_path, micro_config):
     """``data.check_images`` and ``train.num_workers`` change how a run works, not its numbers:
     a folder written with ``open`` (the old default) continues under ``exists``."""
-    from coin.engine.run import RunFolderError, prepare_run_dir
+    from coin.engine.run_folder import RunFolderError, prepare_run_dir
 
     old = dict(micro_config, data={**micro_config["data"], "check_images": "open"})
     prepare_run_dir(tmp_path, from_dict(old))

@@ -18,7 +18,6 @@ it and continues with the next one.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource
@@ -31,12 +30,12 @@ import torch
 
 from coin import metrics
 from coin.adapters import attach_adapter, load_adapter, trainable_parameters
-from coin.config import RunConfig, dump_config, read_yaml_mapping
-from coin.configure import upgrade
+from coin.config import RunConfig
 from coin.data.benchmark import Benchmark, load_benchmark, verify_data
 from coin.engine import dist
 from coin.engine.evaluate import evaluate_task, rescore_stage, task_entry
 from coin.engine.limits import answer_limits, count_at_limit
+from coin.engine.run_folder import FolderLock, prepare_run_dir, write_environment
 from coin.engine.tracking import STEP_LOG, RunTracker, StepLog
 from coin.engine.train import train_stage
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
@@ -47,87 +46,10 @@ from coin.tasks.orders import resolve_order
 from coin.tasks import get_task
 
 
-class RunFolderError(RuntimeError):
-    """The output folder holds a run with a different config."""
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            keys += _diff_keys(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            keys.append(f"{prefix}{k}: {va!r} -> {vb!r}")
-    return keys
-
-
-# keys that change how a run works, never its numbers: a folder continues under another value
-OPERATIONAL_KEYS = ("data.check_images", "train.num_workers", "log.trackers", "log.project",
-                    "eval.share_prefix", "eval.cache_vision")
-# keys that change only how stored answers are scored: every stage is rescored from its outputs when
-# the run assembles (assemble), so a folder continues under new values and records them in config.yaml
-SCORING_KEYS = ("data.answers", "eval.protocol")
-
-
-def _is_scoring_key(diff: str) -> bool:
-    key = diff.split(":", 1)[0]
-    return any(key == k or key.startswith(k + ".") for k in SCORING_KEYS)
-
-
-def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
-    """Create ``out`` with the config, or check an existing run there has the same config."""
-    cfg_path = out / "config.yaml"
-    if cfg_path.is_file():
-        old = upgrade(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
-        diff = [d for d in _diff_keys(old, cfg.to_dict()) if d.split(":", 1)[0] not in OPERATIONAL_KEYS]
-        if any(not _is_scoring_key(d) for d in diff):
-            raise RunFolderError(
-                f"{out} holds a run with a different config; changed keys:\n  " + "\n  ".join(diff)
-                + "\nUse another --out, or --fresh to start this folder over.")
-        if diff and dist.is_main():  # only the scoring changed: the folder now reports under the new keys
-            atomic_write_text(cfg_path, dump_config(cfg))
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg_path, dump_config(cfg))
-
-
-def environment(cfg: RunConfig) -> dict:
-    """Versions, device, seed and coin's git commit: what a reader needs to trust the numbers."""
-    import platform
-    import subprocess
-
-    import accelerate
-    import peft
-    import transformers
-
-    import coin
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(coin.__file__).parent, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "accelerate": accelerate.__version__, "coin": coin.__version__,
-            "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "seed": cfg.seed,
-            "platform": platform.platform()}
-
-
-def write_environment(out: Path, cfg: RunConfig) -> None:
-    """Record the environment in ``env.json`` (each restart appends to ``env-history.jsonl``)."""
-    env = environment(cfg)
-    if not (out / "env.json").is_file():
-        atomic_write_json(out / "env.json", env)
-    with open(out / "env-history.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **env}) + "\n")
 
 
 def _peak_memory_mb() -> float:
@@ -235,30 +157,6 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
     return result
 
 
-class _FolderLock:
-    """An exclusive lock on ``out/.lock`` while a run works there (the kernel drops it if the process dies)."""
-
-    def __init__(self) -> None:
-        self._file = None
-
-    def acquire(self, out: Path) -> None:
-        import fcntl
-
-        f = open(out / ".lock", "a")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise RunFolderError(f"{out} is in use by another coin process; wait for it to finish "
-                                 "or use another --out") from None
-        self._file = f
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print, echo=None) -> dict:
     """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content.
 
@@ -266,7 +164,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
     ``log`` takes progress messages; ``echo`` (default ``log``) the one result line per stage.
     Steps and stage scores go to the trackers of ``cfg.log`` (coin.engine.tracking).
     """
-    lock = _FolderLock()
+    lock = FolderLock()
     tracker = RunTracker(cfg.log.trackers, Path(out), cfg.name or Path(out).name, cfg.log.project)
     try:
         return _run(cfg, Path(out), progress, log, lock, tracker, echo or log)
@@ -275,7 +173,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
         lock.release()
 
 
-def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock, tracker: RunTracker, echo) -> dict:
+def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, tracker: RunTracker, echo) -> dict:
     order = resolve_order(cfg.tasks.order)
     # every file, image and answer source is checked before any model loads, by the main process
     # alone and before the process group exists: the others wait to join it (no collective
@@ -374,7 +272,10 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: _FolderLock, trac
         if reused:
             log(f"stage {j + 1}/{len(order)} {task}: nothing trained; reusing the answers of the same weights "
                 f"for {', '.join(reused)}")
-        scores = evaluate_stage(vlm, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress, limits)
+        evaluator = vlm
+        for m in methods:  # a method that routes test inputs to its adapters wraps the model (Method.eval_model)
+            evaluator = m.eval_model(ctx, evaluator)
+        scores = evaluate_stage(evaluator, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress, limits)
         t_eval += time.time() - t
         global_step += _steps(stage_dir)
         if dist.is_main():
@@ -471,6 +372,7 @@ def _load_stage(vlm: VLM, methods, stage_dir: Path) -> None:
     load_adapter(vlm, stage_dir / "adapter")
     for m in methods:
         m.load_state_dict(_load_state(stage_dir / f"method-{m.name}.safetensors"))
+        m.restore(vlm)  # e.g. LoRA updates merged into the base weights go back on the model
 
 
 def _save_adapter(vlm: VLM, path: Path) -> None:

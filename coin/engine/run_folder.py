@@ -1,0 +1,123 @@
+"""The run folder: its config (and whether a run there may continue), its environment record, its lock.
+
+A run continues in a folder only under the same config. ``prepare_run_dir`` compares the
+folder's stored ``config.yaml`` (upgraded: keys added since filled in, see
+``coin.configure.upgrade``) with today's, apart from keys that never change a number
+(``OPERATIONAL_KEYS``) or that only change how stored answers are scored (``SCORING_KEYS``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from coin.config import RunConfig, dump_config, read_yaml_mapping
+from coin.configure import upgrade
+from coin.engine import dist
+from coin.io import atomic_write_json, atomic_write_text
+
+__all__ = ["OPERATIONAL_KEYS", "SCORING_KEYS", "FolderLock", "RunFolderError", "environment", "prepare_run_dir",
+           "write_environment"]
+
+
+class RunFolderError(RuntimeError):
+    """The output folder holds a run with a different config."""
+
+
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff_keys(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return keys
+
+
+# keys that change how a run works, never its numbers: a folder continues under another value
+OPERATIONAL_KEYS = ("data.check_images", "train.num_workers", "log.trackers", "log.project",
+                    "eval.share_prefix", "eval.cache_vision")
+# keys that change only how stored answers are scored: every stage is rescored from its outputs when
+# the run assembles (assemble), so a folder continues under new values and records them in config.yaml
+SCORING_KEYS = ("data.answers", "eval.protocol")
+
+
+def _is_scoring_key(diff: str) -> bool:
+    key = diff.split(":", 1)[0]
+    return any(key == k or key.startswith(k + ".") for k in SCORING_KEYS)
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
+    """Create ``out`` with the config, or check an existing run there has the same config."""
+    cfg_path = out / "config.yaml"
+    if cfg_path.is_file():
+        old = upgrade(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
+        diff = [d for d in _diff_keys(old, cfg.to_dict()) if d.split(":", 1)[0] not in OPERATIONAL_KEYS]
+        if any(not _is_scoring_key(d) for d in diff):
+            raise RunFolderError(
+                f"{out} holds a run with a different config; changed keys:\n  " + "\n  ".join(diff)
+                + "\nUse another --out, or --fresh to start this folder over.")
+        if diff and dist.is_main():  # only the scoring changed: the folder now reports under the new keys
+            atomic_write_text(cfg_path, dump_config(cfg))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_path, dump_config(cfg))
+
+
+def environment(cfg: RunConfig) -> dict:
+    """Versions, device, seed and coin's git commit: what a reader needs to trust the numbers."""
+    import platform
+    import subprocess
+
+    import accelerate
+    import peft
+    import torch
+    import transformers
+
+    import coin
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(coin.__file__).parent, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "accelerate": accelerate.__version__, "coin": coin.__version__,
+            "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "seed": cfg.seed,
+            "platform": platform.platform()}
+
+
+def write_environment(out: Path, cfg: RunConfig) -> None:
+    """Record the environment in ``env.json`` (each restart appends to ``env-history.jsonl``)."""
+    env = environment(cfg)
+    if not (out / "env.json").is_file():
+        atomic_write_json(out / "env.json", env)
+    with open(out / "env-history.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **env}) + "\n")
+
+
+class FolderLock:
+    """An exclusive lock on ``out/.lock`` while a run works there (the kernel drops it if the process dies)."""
+
+    def __init__(self) -> None:
+        self._file = None
+
+    def acquire(self, out: Path) -> None:
+        import fcntl
+
+        f = open(out / ".lock", "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise RunFolderError(f"{out} is in use by another coin process; wait for it to finish "
+                                 "or use another --out") from None
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
