@@ -4,6 +4,7 @@ Usage: python bench/bench_gpu.py [--batch-size 16] [--text-tokens 64] [--answer-
                                  [--rank 128] [--experts 8] [--gen-batch-sizes 1 32] [--new-tokens 16]
                                  [--no-gradient-checkpointing] [--attn sdpa] [--variants lora moelora]
        python bench/bench_gpu.py --small --device cpu     # the same code path on a shrunken model
+       torchrun --nproc-per-node N bench/bench_gpu.py --fsdp   # LLaVA-1.5-13B, LoRA r 128, sharded (bench_fsdp.py)
 
 The model is a randomly initialised ``LlavaForConditionalGeneration`` built from a config written
 out here: CLIP ViT-L/14 at 336 px (24 layers, width 1024, 576 image tokens, features of the
@@ -337,6 +338,11 @@ def bench_frozen_tower(config, args, device, dtype) -> str:
 
 
 def main() -> int:
+    if "--fsdp" in sys.argv[1:]:  # the sharded 13B case, under torchrun (bench_fsdp.py)
+        import bench_fsdp
+
+        with torch.enable_grad():  # main() runs under no_grad; training needs autograd
+            return bench_fsdp.main(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu only with --small)")
     ap.add_argument("--small", action="store_true", help="shrink the architecture (exercise the script on a CPU)")

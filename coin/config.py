@@ -56,7 +56,7 @@ class SynthConfig:
 class DataConfig:
     """Where the tasks' files are. ``benchmark: synth`` generates them into the cache."""
 
-    benchmark: str = "synth"  # "synth" | "coin"
+    benchmark: str = "synth"  # a registered benchmark (coin ls benchmarks): synth, coin, ucit, mllm-dcl, mllm-acl
     root: str | None = None  # CoIN data root (the folder holding Instructions_Original/)
     image_root: str | None = None  # folder the records' image paths are relative to
     instructions: str = "original"  # instruction family: "original" (Type1), "diverse" (Type2), "10type"
@@ -72,11 +72,9 @@ class DataConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def check(self) -> list[str]:
-        problems = _one_of(self, "benchmark", ("synth", "coin"))
+        problems = []  # data.benchmark and what it requires are checked by its registry (coin.data.layout)
         if not 0 < self.volume <= 1:
             problems.append(f"volume must be in (0, 1], got {self.volume}")
-        if self.benchmark == "coin" and not self.root:
-            problems.append("root is required when data.benchmark is 'coin'")
         return problems
 
 
@@ -201,6 +199,19 @@ class LogConfig:
 
 
 @dataclass
+class DistConfig:
+    """How several processes share the model (docs/distributed.md); one process ignores it."""
+
+    # "ddp": every process holds the whole model (data parallel); "fsdp": the frozen base is sharded over
+    # the processes with FSDP2, the adapter replicated (coin.engine.fsdp). The launch (accelerate or
+    # torchrun) sets the number of processes either way
+    strategy: str = "ddp"
+
+    def check(self) -> list[str]:
+        return _one_of(self, "strategy", ("ddp", "fsdp"))
+
+
+@dataclass
 class RunConfig:
     """One continual instruction-tuning experiment."""
 
@@ -216,6 +227,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     def to_dict(self) -> dict:
         """The config as plain data, the open sections' own keys beside their common ones (as users write them)."""

@@ -64,6 +64,7 @@ def section_entries() -> dict[str, tuple[Any, str]]:
 def validate(cfg: RunConfig, problems: list[str]) -> None:
     """Append every registry-dependent problem of ``cfg``; fills the open sections' parsed Options."""
     import_plugins(cfg.plugins, problems)
+    from coin.benchmarks import bind_order
     from coin.data.layout import config_problems
     from coin.engine.tracking import tracker_problems
     from coin.eval.protocols import choice_problems
@@ -79,12 +80,14 @@ def validate(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"eval.max_new_tokens: {TASKS.unknown_message(task)}")
     problems += choice_problems(cfg.eval.protocol, "eval.protocol")
     problems += tracker_problems(cfg.log.trackers)
+    problems += bind_order(cfg)  # data.benchmark's own orders and tasks (coin.benchmarks), before the order check
     problems += order_problems(cfg.tasks.order)
     problems += config_problems(cfg.data)
     if cfg.method not in METHODS:
         problems.append(f"method: {METHODS.unknown_message(cfg.method)}")
     else:
         problems += METHODS.get(cfg.method).validate(cfg.method_options)
+        problems += METHODS.get(cfg.method).check_run(cfg)  # e.g. an adapter the method cannot work with
     for key, (registry, selector) in section_entries().items():
         parsed, found = parse_section(getattr(cfg, key), key, selector, registry)
         setattr(cfg, key, parsed)

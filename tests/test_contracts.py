@@ -111,10 +111,23 @@ def _llava_pretrain(tmp: Path) -> dict:
             "projector_path": str(parts["projector"]), "dtype": "fp32"}
 
 
+def _minigpt_v2(tmp: Path) -> dict:
+    import tinyminigpt
+
+    return tinyminigpt.model_section(tinyminigpt.write_pieces(tmp / "minigpt-v2"))
+
+
+def _qwen_vl_chat(tmp: Path) -> dict:
+    import tinyqwenvl
+
+    return tinyqwenvl.model_section(tinyqwenvl.build(tmp / "qwen-vl-chat"))
+
+
 # name -> (the model section of a tiny instance, the optional capabilities its wrapper has)
 LLAVA_CAPS = {SharesPrefix, CachesVision, CountsTruncation}
 OFFLINE = {"tiny": (_tiny, LLAVA_CAPS), "llava": (_llava, LLAVA_CAPS), "llava-pretrain": (_llava_pretrain, LLAVA_CAPS),
-           "qwen2-vl": (_qwen2_vl, set()), "hf": (_hf, set())}
+           "qwen2-vl": (_qwen2_vl, set()), "hf": (_hf, set()), "minigpt-v2": (_minigpt_v2, {CountsTruncation}),
+           "qwen-vl-chat": (_qwen_vl_chat, {CountsTruncation})}
 
 
 def test_every_built_in_backbone_can_be_built_offline_here():
@@ -229,3 +242,19 @@ def test_an_adapter_section_built_by_hand_is_checked_before_it_is_built():
 
     with pytest.raises(OptionsError, match=r"adapter.r \(6\) must be divisible by adapter.experts \(4\)"):
         attach_adapter(tiny_vlm(seed=0), AdapterConfig(type="moelora", r=6, options={"experts": 4}))
+
+
+def test_backbone_deviations_reach_the_protocol_card():
+    """A backbone's fixes of the original code (MiniGPT-v2's lora_alpha, Qwen-VL's first character) are listed."""
+    from coin.models import BACKBONES
+    from coin.report.document import to_markdown
+    from coin.report.run_report import _model_card
+
+    for name in BACKBONES.names():
+        assert all(isinstance(d, str) and d for d in BACKBONES.get(name).deviations), name
+    assert any("lora_alpha" in d for d in BACKBONES.get("minigpt-v2").deviations)
+    assert any("first character" in d for d in BACKBONES.get("qwen-vl-chat").deviations)
+    card = {"backbone": "qwen-vl-chat", "deviations": list(BACKBONES.get("qwen-vl-chat").deviations)}
+    md = to_markdown(_model_card({"model_card": card}), None)
+    assert "Backbone qwen-vl-chat" in md and "first character" in md
+    assert _model_card({"model_card": {"backbone": "tiny", "deviations": []}}) == []

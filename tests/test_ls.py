@@ -158,5 +158,6 @@ def test_the_readme_tables_match_what_is_registered():
         for key, default in options.items():
             assert key in registered[method], f"README lists {method}.{key}, which {method} does not take"
             assert default.strip() == registered[method][key], f"README: {method}.{key} defaults to {default}"
-    tasks = [row[0] for row in _readme_table("| task | CoIN-Synth analogue |")]
+    tasks = [row[0] for header in ("| task | CoIN-Synth analogue |", "| UCIT task |", "| MLLM-CL task |")
+             for row in _readme_table(header)]
     assert sorted(tasks) == sorted(e["name"] for e in data["tasks"]["entries"])

@@ -272,3 +272,25 @@ def test_a_folder_in_use_is_refused(micro_config, tmp_path):
     assert not (out / "stages").exists()  # nothing was written
     run(cfg, out, progress=False, log=lambda *a: None)  # released: it runs
     assert (out / "matrix.json").is_file()
+
+
+def test_knowledge_matrix_is_in_matrix_json_report_and_metrics(micro_run, capsys):
+    """The knowledge column (coin.eval.knowledge): content in any format, never below the paper score."""
+    import json
+
+    from coin.cli import main
+
+    out, result = micro_run
+    k = result["knowledge"]
+    assert k is not None and len(k["matrix"]) == len(result["matrix"])
+    for krow, prow in zip(k["matrix"], result["matrix"]):
+        for kv, pv in zip(krow, prow):
+            assert (kv is None) == (pv is None)
+            assert kv is None or kv >= pv - 1e-9  # a credited answer has the right content
+    assert set(k["metrics"]) >= {"maa", "bwt", "acc"}
+    assert set(result["knowledge_tags"]) == {"ImageNet", "Grounding"}
+    assert sum(result["knowledge_tags"]["ImageNet"].values()) == 8  # every test answer tagged
+    assert "Knowledge matrix (content, any format)" in (out / "report.md").read_text()
+    assert main(["metrics", str(out / "matrix.json"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["knowledge"]["acc"] == pytest.approx(k["metrics"]["acc"])

@@ -21,7 +21,9 @@ from coin.registry import UnknownNameError
 
 
 def test_registered_names() -> None:
-    assert set(SCORERS.names()) == {"vqa", "exact", "substring", "letter", "classification", "grounding"}
+    builtin = {"vqa", "exact", "substring", "letter", "classification", "grounding"}
+    benchmarks = {"caption", "submission", "ai2d", "contains", "sci", "fin", "ocrbench", "mathvista"}  # UCIT, MLLM-CL
+    assert set(SCORERS.names()) == builtin | benchmarks
 
 
 def test_unknown_scorer_suggests_the_nearest_name() -> None:

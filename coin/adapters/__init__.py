@@ -97,6 +97,10 @@ def load_adapter(vlm: VLM, path: Path) -> Any:
     bad = [k for k in result.unexpected_keys if "lora_" in k or "modules_to_save" in k]
     if bad:
         raise ValueError(f"{path}: adapter does not fit the model (unexpected keys, e.g. {bad[:3]})")
+    if any((p / "adapter_model.safetensors").is_file() for p in path.iterdir()):
+        from coin.adapters.bank import restore_saved
+
+        restore_saved(vlm.model, path)  # the other named adapters save_pretrained wrote (an adapter bank's), frozen
     return vlm.model
 
 

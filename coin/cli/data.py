@@ -26,8 +26,8 @@ def _data_target(args: argparse.Namespace) -> tuple:
     from coin.tasks.orders import resolve_order
 
     tasks, protocol = None, {}
-    if args.config or args.set:
-        cfg = load_config(args.config, args.set)
+    if args.config or args.set:  # --root joins the overrides, so a benchmark that requires data.root validates
+        cfg = load_config(args.config, list(args.set or []) + ([f"data.root={args.root}"] if args.root else []))
         data, tasks, protocol = cfg.data, resolve_order(cfg.tasks.order), cfg.eval.protocol
     elif args.root:
         data = DataConfig(benchmark="coin", root=args.root)
@@ -35,7 +35,7 @@ def _data_target(args: argparse.Namespace) -> tuple:
         raise SystemExit(f"coin data {args.data_command}: give --config FILE or --root DIR")
     over = {k: v for k, v in (("root", args.root), ("image_root", args.image_root),
                               ("instructions", args.instructions)) if v is not None}
-    if args.root:
+    if args.root and data.benchmark == "synth":  # --root alone means CoIN; --set data.benchmark=ucit keeps UCIT
         over["benchmark"] = "coin"
     data = dataclasses.replace(data, **over)
     if args.tasks:

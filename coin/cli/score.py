@@ -54,7 +54,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"scored_by": label, "score": result.score, "n": result.n, **result.tags}))
     else:
-        print(f"{label}\nscore {result.score:.2f} over {result.n} samples")
+        shown = "none (no public answers: unscored)" if result.score is None else f"{result.score:.2f}"
+        print(f"{label}\nscore {shown} over {result.n} samples")
         for tag, n in sorted(result.tags.items()):
             print(f"  {tag:14s} {n}")
     return 0
@@ -67,11 +68,21 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     data = read_json(args.matrix)
     matrix, zero = (data.get("matrix"), data.get("zero_shot")) if isinstance(data, dict) else (data, None)
     summary = metrics.summarize(matrix, zero_shot=zero, bwt_denominator=args.bwt_denominator)
+    others = {}  # a run's matrix.json also holds the strict and knowledge matrices
+    for column in ("strict", "knowledge"):
+        part = data.get(column) if isinstance(data, dict) else None
+        if isinstance(part, dict) and part.get("matrix") is not None:
+            others[column] = metrics.summarize(part["matrix"], zero_shot=part.get("zero_shot"),
+                                               bwt_denominator=args.bwt_denominator)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({**summary, **others} if others else summary))
     else:
         for k, v in summary.items():
             print(f"{k:16s} {v}")
+        for column, part in others.items():
+            print(f"\n{column}:")
+            for k, v in part.items():
+                print(f"{k:16s} {v}")
     return 0
 
 

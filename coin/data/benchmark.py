@@ -3,7 +3,8 @@
 Every file and every image the run will touch is checked first (``coin.data.check``, the
 same check as ``coin data check``), before any model loads, and a problem stops the run
 with a list. Where the files are (``data.root``, ``data.paths``, the instruction family's
-folder, CoIN-Synth in the cache) is ``coin.data.layout``.
+folder, CoIN-Synth in the cache) and how the benchmark prepares their records (``data.benchmark``:
+``coin.benchmarks``) is ``coin.data.layout``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from coin.data import check as data_check
 from coin.data.coin_json import DataError, load_test, load_train
-from coin.data.layout import TaskSource, config_problems, data_roots, locate, task_image_root
+from coin.data.layout import TaskSource, config_problems, data_roots, locate, prepare, read_rows, task_image_root
 from coin.data.sample import Sample
 from coin.tasks import get_task
 from coin.tasks.instructions import apply_family
@@ -90,10 +91,12 @@ def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int, protocols: dict
         spec = get_task(task)
         images = task_image_root(root, image_root, cfg, task)
         src = locate(root, cfg.instructions, task, "train", cfg)
-        samples = sample_volume(load_train(src.path, images, task), cfg.volume, seed)
+        samples = load_train(src.path, images, task, read_rows(src.path, cfg, task, "train", images))
+        samples = sample_volume(prepare(samples, cfg, task, "train", root), cfg.volume, seed)
         train[task] = _derive(samples, src, seed)
         src = locate(root, cfg.instructions, task, "test", cfg)
-        records = load_test(src.path, images, task, spec.answer_form)
+        records = load_test(src.path, images, task, spec.answer_form, read_rows(src.path, cfg, task, "test", images))
+        records = prepare(records, cfg, task, "test", root)  # e.g. caption references joined (coin.benchmarks)
         if (answers := answer_source(root, getattr(cfg, "answers", None), task)) is not None:
             try:  # checked by check_data already; a process that skipped the check still names the file
                 records, _ = join_answers(records, read_answer_file(answers))

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coin.data.coin_json import DataError
-from coin.data.layout import config_problems, data_roots, locate, task_image_root
+from coin.data.layout import benchmark_tasks, config_problems, data_roots, locate, notes, prepare_rows, task_image_root
 from coin.data.records import TrainRecord, check_records
 from coin.io import read_json
-from coin.tasks import TASKS, get_task
+from coin.tasks import get_task
 from coin.tasks.instructions import split_prompt
 
 if TYPE_CHECKING:
@@ -121,11 +121,15 @@ def human_bytes(n: int) -> str:
     return str(n)
 
 
-def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict, derive: str | None) -> None:
-    """Validate every record of one file (``coin.data.records``, the loader's own validator);
-    record images into ``images`` (rel -> first user)."""
+def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict, derive: str | None,
+                cfg: DataConfig | None = None, image_root: Path | None = None) -> None:
+    """Validate every record of one file (``coin.data.records``, the loader's own validator), read as
+    the benchmark prepares it for the loader (``coin.data.layout.read_rows``); record images into
+    ``images`` (rel -> first user)."""
     try:
         rows = read_json(path)
+        if isinstance(rows, list) and image_root is not None:
+            rows = prepare_rows(rows, path, cfg, task, split, image_root)
     except (ValueError, FileNotFoundError) as e:
         m.malformed.append(str(e))
         return
@@ -198,10 +202,22 @@ def check_task(root: Path, image_root: Path, family: str, task: str, cfg: DataCo
             m.missing_files.append(str(e))
             continue
         m.files[split] = str(src.path)
-        _check_file(src.path, split, task, m, images, src.derive)
+        _check_file(src.path, split, task, m, images, src.derive, cfg, image_root)
     _check_images(image_root, images, m, open_images)
     _check_answers(root, task, cfg, m, needs_ten)
+    _check_benchmark(root, task, cfg, m)
     return m
+
+
+def _check_benchmark(root: Path, task: str, cfg: DataConfig | None, m: TaskManifest) -> None:
+    """What the benchmark itself finds about the task (e.g. a caption reference file whose ids do not match)."""
+    try:
+        rows = read_json(m.files["test"]) if "test" in m.files else None
+    except (ValueError, FileNotFoundError):
+        rows = None  # reported as malformed already
+    problems, found = notes(root, cfg, task, rows if isinstance(rows, list) else None)
+    m.answer_problems += problems
+    m.answer_notes += found
 
 
 def _check_answers(root: Path, task: str, cfg: DataConfig | None, m: TaskManifest, needs_ten: bool) -> None:
@@ -220,14 +236,14 @@ def _check_answers(root: Path, task: str, cfg: DataConfig | None, m: TaskManifes
 
 def check_data(cfg: DataConfig, tasks: list[str] | None = None, open_images: bool | None = None,
                protocols: dict | None = None) -> Manifest:
-    """Check every file and image ``cfg`` points at, for ``tasks`` (default: all eight).
+    """Check every file and image ``cfg`` points at, for ``tasks`` (default: every task of its benchmark).
 
     ``open_images`` defaults to ``data.check_images == "open"`` (a run's default, ``exists``,
     only stats each image: reading millions of headers from network storage takes far longer). ``protocols`` is the
     ``eval.protocol`` choice; given (even empty), a task whose protocol needs ten answers
     and has no source for them is a problem.
     """
-    tasks = list(tasks or TASKS.names())
+    tasks = list(tasks or benchmark_tasks(cfg))
     if open_images is None:
         open_images = getattr(cfg, "check_images", "exists") == "open"
     problems = config_problems(cfg)
@@ -258,7 +274,7 @@ def _answer_lengths(rows: list, split: str) -> list[str]:
 
 def stats(cfg: DataConfig, tasks: list[str] | None = None) -> list[dict]:
     """Per task: counts, answer length in words (mean, median, p90, max), distinct answers."""
-    tasks = list(tasks or TASKS.names())
+    tasks = list(tasks or benchmark_tasks(cfg))
     root, _ = data_roots(cfg, tasks)
     table = []
     for task in tasks:

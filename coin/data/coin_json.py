@@ -38,20 +38,22 @@ def read_records(path: str | Path) -> list:
     return data
 
 
-def _valid(path: Path, split: str, box: bool = False) -> list[Checked]:
-    """Every record of ``path`` checked; ``DataError`` naming every bad one."""
-    checked = list(check_records(read_records(path), split, str(path), box))
+def _valid(path: Path, split: str, box: bool = False, rows: list | None = None) -> list[Checked]:
+    """Every record of ``path`` (or its ``rows`` as already read) checked; ``DataError`` naming every bad one."""
+    checked = list(check_records(read_records(path) if rows is None else rows, split, str(path), box))
     problems = [c.message for c in checked if c.problem is not None]
     if problems:
         raise DataError(problems_message(problems, str(path)))
     return checked
 
 
-def load_train(path: str | Path, image_root: str | Path, task: str) -> list[Sample]:
-    """Training samples from a LLaVA-conversation file (every human/gpt turn pair of each record)."""
+def load_train(path: str | Path, image_root: str | Path, task: str, rows: list | None = None) -> list[Sample]:
+    """Training samples from a LLaVA-conversation file (every human/gpt turn pair of each record).
+
+    ``rows``: the file's records as a benchmark prepared them (``coin.data.layout.read_rows``)."""
     path, root = Path(path), str(Path(image_root).resolve())
     out = []
-    for c in _valid(path, "train"):
+    for c in _valid(path, "train", rows=rows):
         rec = c.record
         (prompt, answer), rest = rec.turns[0], rec.turns[1:]
         out.append(Sample(id=rec.id, task=task, image=os.path.join(root, rec.image), prompt=prompt, answer=answer,
@@ -59,11 +61,12 @@ def load_train(path: str | Path, image_root: str | Path, task: str) -> list[Samp
     return out
 
 
-def load_test(path: str | Path, image_root: str | Path, task: str, answer_form: str | None = None) -> list[dict]:
-    """Test records, validated; each gets ``image_path`` (absolute) and ``task`` added."""
+def load_test(path: str | Path, image_root: str | Path, task: str, answer_form: str | None = None,
+              rows: list | None = None) -> list[dict]:
+    """Test records, validated; each gets ``image_path`` (absolute) and ``task`` added (``rows``: as for ``load_train``)."""
     path, root = Path(path), str(Path(image_root).resolve())
     return [{**c.raw, "question_id": c.record.question_id, "task": task, "image_path": os.path.join(root, c.record.image)}
-            for c in _valid(path, "test", box=answer_form == "box")]
+            for c in _valid(path, "test", box=answer_form == "box", rows=rows)]
 
 
 def eval_samples(records: list[dict]) -> list[Sample]:

@@ -1,52 +1,58 @@
-"""Where a run's data is: the roots, each task's files, and the data section's own checks.
+"""Where a run's data is: the benchmark ``data.benchmark`` names answers, and the data section's own checks.
 
-CoIN-Synth is generated into the cache on first use (keyed by its sizes and seed); real
-CoIN data is read from ``data.root``. Where a task's files are: ``data.paths.<Task>.{train,
-test,image_root}`` when set (used as they are), else ``<root>/Instructions_<Family>/<Task>/
-<split>.json`` in either released spelling. A family with no folder of its own (``10type``,
-or ``diverse`` when only the Original files are there) is derived from the Original files
-by replacing each prompt's format-instruction line (``coin.tasks.instructions``).
+A benchmark (``coin.benchmarks``: ``coin``, ``synth``, ``ucit``, ``mllm-dcl``, ``mllm-acl``)
+knows its released layout: the roots of a config, each task's files (``data.paths.<Task>.
+{train,test,image_root,references}`` override it, used as they are), how a file's rows are
+prepared before and after the shared record validator. CoIN-Synth is generated into the
+cache on first use; the others are read from ``data.root``. CoIN's families with no folder of
+their own are derived from the Original files (``coin.benchmarks.coin``).
 
 Both the loader (``coin.data.benchmark``) and the check (``coin.data.check``) build on this
-module, so neither imports the other to find a file.
+module, so neither imports the other to find a file, and both read a file's rows through
+``read_rows`` so that they see the same records.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from coin.data.coin_json import DataError
-from coin.data.synth import fingerprint, generate
-from coin.io import cache_dir
-from coin.tasks import TASKS, get_task
+from coin.benchmarks import BENCHMARKS, BenchmarkSpec, TaskSource, get_benchmark
+from coin.benchmarks.coin import FAMILY_DIRS
+from coin.benchmarks.spec import PATH_KEYS, path_override
+from coin.benchmarks.synth import synth_root
+from coin.data.coin_json import read_records
+from coin.tasks import TASKS
 from coin.tasks.instructions import get_family
 
 if TYPE_CHECKING:
     from coin.config import DataConfig
 
-FAMILY_DIRS = {
-    "original": ("Instructions_Original", "Instruction_Original"),
-    "diverse": ("Instructions_Type2", "Instruction_Type2"),
-    "10type": ("Instructions_10Type", "Instruction_10Type"),
-}
-PATH_KEYS = ("train", "test", "image_root")
+__all__ = ["CHECK_IMAGES", "FAMILY_DIRS", "PATH_KEYS", "TaskSource", "benchmark_of", "benchmark_tasks",
+           "config_problems", "data_roots", "expected_file", "locate", "notes", "path_override", "prepare",
+           "prepare_rows", "read_rows", "synth_root", "task_image_root"]
+
 CHECK_IMAGES = ("open", "exists")
 
 
-@dataclass(frozen=True)
-class TaskSource:
-    """A task split's file, and the family still to apply to it (None: use it as it is)."""
+def benchmark_of(cfg: DataConfig | None) -> BenchmarkSpec:
+    """The benchmark ``cfg.data.benchmark`` names (CoIN when there is no config)."""
+    return get_benchmark(getattr(cfg, "benchmark", None) or "coin")
 
-    path: Path
-    derive: str | None = None
+
+def benchmark_tasks(cfg: DataConfig | None) -> list[str]:
+    """Every task of the config's benchmark, in its default order (what a check without a task list covers)."""
+    return list(benchmark_of(cfg).tasks)
 
 
 def config_problems(cfg: DataConfig) -> list[str]:
-    """Problems with ``data.instructions``, ``data.paths``, ``data.check_images`` and
+    """Problems with ``data.benchmark``, ``data.instructions``, ``data.paths``, ``data.check_images`` and
     ``data.answers``, each naming its key (the run config's validation calls it)."""
     problems = []
+    if cfg.benchmark not in BENCHMARKS:
+        problems.append(f"data.benchmark: {BENCHMARKS.unknown_message(cfg.benchmark)}")
+    else:
+        problems += get_benchmark(cfg.benchmark).config_problems(cfg)
     try:
         get_family(cfg.instructions)
     except KeyError as e:
@@ -76,60 +82,41 @@ def config_problems(cfg: DataConfig) -> list[str]:
     return problems
 
 
-def synth_root(cfg: DataConfig, tasks: list[str]) -> Path:
-    """The cached CoIN-Synth folder for these sizes, generated when missing."""
-    s = cfg.synth
-    root = cache_dir() / "synth" / fingerprint(s.seed, s.n_train, s.n_test, 0, sorted(tasks))
-    if not (root / "MANIFEST.json").is_file():
-        generate(root, seed=s.seed, n_train=s.n_train, n_test=s.n_test, n_pretrain=0, tasks=sorted(tasks))
-    return root
-
-
-def path_override(root: Path, cfg: DataConfig | None, task: str, key: str) -> Path | None:
-    """``data.paths.<task>.<key>`` as a path (relative ones under ``root``), or None when unset."""
-    value = ((getattr(cfg, "paths", None) or {}).get(task) or {}).get(key) if cfg is not None else None
-    if not value:
-        return None
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else root / p
-
-
 def locate(root: Path, family: str, task: str, split: str, cfg: DataConfig | None = None) -> TaskSource:
-    """Where ``task``'s ``split`` comes from: an override, the family's folder, or Original + derive."""
-    try:
-        fam = get_family(family).name
-    except KeyError as e:
-        raise DataError(f"data.instructions: {e}") from None
-    if (p := path_override(root, cfg, task, split)) is not None:
-        if not p.is_file():
-            raise DataError(f"task {task}: data.paths.{task}.{split} {p} does not exist")
-        return TaskSource(p)
-    spec = get_task(task)
-    folders = dict.fromkeys((spec.folder, spec.name))
-    looked = []
-    for fam_try, derive in ((fam, None), ("original", fam if fam != "original" else None)):
-        for d in FAMILY_DIRS[fam_try]:
-            for folder in folders:
-                c = root / d / folder / f"{split}.json"
-                if c.is_file():
-                    return TaskSource(c, derive)
-                looked.append(str(c))
-        if fam == "original":
-            break
-    raise DataError(f"task {task}: {split} file not found; looked for {', '.join(dict.fromkeys(looked))}")
+    """Where ``task``'s ``split`` comes from, in the layout of the config's benchmark (``DataError`` if nowhere)."""
+    return benchmark_of(cfg).locate(root, family, task, split, cfg)
+
+
+def expected_file(root: Path, cfg: DataConfig | None, task: str, split: str) -> Path:
+    """The file to provide for ``task``'s ``split`` when ``locate`` finds none (a dry run lists it)."""
+    return benchmark_of(cfg).expected(root, cfg, task, split)
 
 
 def data_roots(cfg: DataConfig, tasks: list[str]) -> tuple[Path, Path]:
     """(data root, image root) of a config; generates CoIN-Synth when that is the benchmark."""
-    if cfg.benchmark == "synth":
-        root = synth_root(cfg, tasks)
-        return root, root / "images"
-    root = Path(cfg.root or ".").expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.root {root} is not a folder")
-    return root, Path(cfg.image_root).expanduser() if cfg.image_root else root
+    return benchmark_of(cfg).roots(cfg, tasks)
 
 
 def task_image_root(root: Path, image_root: Path, cfg: DataConfig, task: str) -> Path:
-    """``data.paths.<Task>.image_root`` when set, else the shared image root."""
-    return path_override(root, cfg, task, "image_root") or image_root
+    """``data.paths.<Task>.image_root`` when set, else the benchmark's image root for the task."""
+    return benchmark_of(cfg).image_root(root, image_root, cfg, task)
+
+
+def read_rows(path: Path, cfg: DataConfig | None, task: str, split: str, image_root: Path) -> list:
+    """A data file's rows as the benchmark prepares them for the shared validator (``DataError`` if not a list)."""
+    return prepare_rows(read_records(path), path, cfg, task, split, image_root)
+
+
+def prepare_rows(rows: list, path: Path, cfg: DataConfig | None, task: str, split: str, image_root: Path) -> list:
+    """Rows already read from ``path``, prepared by the benchmark (image paths rooted, absent answers marked)."""
+    return benchmark_of(cfg).prepare_rows(task, split, rows, Path(path), Path(image_root))
+
+
+def prepare(items: list, cfg: DataConfig | None, task: str, split: str, root: Path) -> list:
+    """Loaded samples or test records after the benchmark's own step (a prompt fix, joined references)."""
+    return benchmark_of(cfg).prepare(task, split, items, root, cfg)
+
+
+def notes(root: Path, cfg: DataConfig | None, task: str, test_rows: list | None) -> tuple[list[str], list[str]]:
+    """(problems, notes) the benchmark finds about ``task`` beyond its records (e.g. a reference file)."""
+    return benchmark_of(cfg).notes(task, root, cfg, test_rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Callable
 
 import torch
 
@@ -72,10 +73,24 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+_drain: Callable[[], None] | None = None
+
+
+def set_drain(fn: Callable[[], None] | None) -> Callable[[], None] | None:
+    """Install what ``barrier`` runs first (returns the previous one). A sharded model's evaluation sets it
+    (``coin.engine.fsdp.lockstep``): a process that reaches a barrier has no forward left, and serves
+    the others' until they have none either, since each forward of a sharded model is a collective."""
+    global _drain
+    previous, _drain = _drain, fn
+    return previous
+
+
 def barrier() -> None:
     import torch.distributed as dist
 
     if world() > 1 and dist.is_available() and dist.is_initialized():
+        if _drain is not None:
+            _drain()
         dist.barrier()
 
 
@@ -118,12 +133,19 @@ class UnsupportedLaunch(RuntimeError):
     """A launcher setting coin's training loop does not support (the message says what to use)."""
 
 
+_REFUSED = {
+    "FSDP": ("accelerate's FSDP plugin, which coin does not use: coin shards the model itself. Launch with "
+             "configs/accelerate/fsdp.yaml (or ddp.yaml, or torchrun) and set dist.strategy: fsdp in the run config"),
+    "DEEPSPEED": ("DeepSpeed, which coin does not support: to shard the model over GPUs set dist.strategy: fsdp "
+                  "and launch with configs/accelerate/fsdp.yaml (FSDP2: the frozen base sharded, the adapter "
+                  "replicated); for data parallel use configs/accelerate/ddp.yaml"),
+}
+
+
 def check_supported(distributed_type) -> None:
-    """Refuse FSDP and DeepSpeed launches until they are verified (see docs/distributed.md)."""
+    """Refuse accelerate's FSDP plugin and DeepSpeed launches, naming what to use (docs/distributed.md)."""
     name = getattr(distributed_type, "name", str(distributed_type))
     if name not in SUPPORTED:
-        raise UnsupportedLaunch(
-            f"this launch uses {name}, which coin's training loop does not support yet; launch with "
-            "configs/accelerate/ddp.yaml (data parallel; LoRA r 128 on LLaVA-1.5-7B with "
-            "model.gradient_checkpointing needs about 19 GB plus 0.46 GB per sample per GPU, computed) or a "
-            "single process. See docs/distributed.md.")
+        what = _REFUSED.get(name, "a launch coin's training loop does not support; use configs/accelerate/ddp.yaml "
+                                  "or configs/accelerate/fsdp.yaml with dist.strategy: fsdp")
+        raise UnsupportedLaunch(f"this launch uses {name}: {what}. See docs/distributed.md.")

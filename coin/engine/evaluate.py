@@ -17,13 +17,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Mapping
 
 from coin.data.coin_json import eval_samples
 from coin.engine.dist import barrier, rank as _rank, world as _world
+from coin.eval.knowledge import knowledge_share, score_knowledge
 from coin.eval.protocols import resolve, score_protocols
 from coin.eval.scorers import TaskScore, format_error_share
+from coin.eval.submission import is_unscored, submission_rows
 from coin.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from coin.models.backbone import VLM, SharesPrefix
+from coin.tasks import get_task
 
 
 def _read_partial(path: Path) -> dict[str, str]:
@@ -90,10 +94,18 @@ def generate_answers(vlm: VLM, records: list[dict], max_new_tokens: int, batch_s
     return out
 
 
-def score_rows(task: str, outputs: dict, records: list[dict], protocol: dict | None = None
-               ) -> tuple[dict[str, TaskScore], list[dict]]:
-    """Scores by protocol column and the prediction rows to store (``score`` = paper, ``scores`` by column)."""
+def score_rows(task: str, outputs: dict, records: list[dict], protocol: dict | None = None,
+               spaces: Mapping[str, frozenset[str]] | None = None) -> tuple[dict[str, TaskScore], list[dict]]:
+    """Scores by protocol column and the prediction rows to store (``score`` = paper, ``scores`` by column).
+
+    With ``spaces`` (every task's answer space, ``coin.eval.knowledge.answer_spaces``) a
+    ``knowledge`` column is added: each answer scored by its content, whatever its format.
+    """
     results = score_protocols(task, outputs, records, protocol)
+    if spaces is not None:
+        known = score_knowledge(task, get_task(task).answer_form, outputs, records, results["paper"], spaces)
+        if known is not None:
+            results["knowledge"] = known
     rows = [{"task": task, **s, "scores": {c: r.samples[k]["score"] for c, r in results.items()},
              "tags": {c: r.samples[k]["tag"] for c, r in results.items()}}
             for k, s in enumerate(results["paper"].samples)]
@@ -104,15 +116,17 @@ def task_entry(task: str, results: dict[str, TaskScore], protocol: dict | None =
     """A task's ``scores.json`` entry: the paper protocol's fields at the top, every column under ``protocols``."""
     names = {c: p.name for c, p in resolve(task, protocol).items()}
     paper = results["paper"]
+    share = {c: knowledge_share if c == "knowledge" else format_error_share for c in results}
     return {"score": paper.score, "n": paper.n, "tags": dict(paper.tags), "format_share": format_error_share(paper.tags),
-            "protocols": {c: {"protocol": names[c], "score": r.score, "tags": dict(r.tags),
-                              "format_share": format_error_share(r.tags)} for c, r in results.items()}}
+            "protocols": {c: {"protocol": names.get(c, c), "score": r.score, "tags": dict(r.tags),
+                              "format_share": share[c](r.tags)} for c, r in results.items()}}
 
 
-def _rescore(final: Path, task: str, records: list[dict], protocol: dict | None, write: bool) -> dict[str, TaskScore]:
+def _rescore(final: Path, task: str, records: list[dict], protocol: dict | None, write: bool,
+             spaces: Mapping[str, frozenset[str]] | None = None) -> dict[str, TaskScore]:
     """Rescore stored outputs; the file is rewritten (atomically) only when its rows change."""
     old = read_jsonl(final)
-    results, rows = score_rows(task, {r["question_id"]: r["output"] for r in old}, records, protocol)
+    results, rows = score_rows(task, {r["question_id"]: r["output"] for r in old}, records, protocol, spaces)
     extra = {str(r["question_id"]): r for r in old}  # keys another writer added to a row are kept
     rows = [{**extra.get(str(r["question_id"]), {}), **r} for r in rows]
     if write and rows != old:
@@ -120,7 +134,8 @@ def _rescore(final: Path, task: str, records: list[dict], protocol: dict | None,
     return results
 
 
-def rescore_stage(stage_dir: Path, tests: dict[str, list[dict]], protocol: dict | None = None) -> dict | None:
+def rescore_stage(stage_dir: Path, tests: dict[str, list[dict]], protocol: dict | None = None,
+                  spaces: Mapping[str, frozenset[str]] | None = None) -> dict | None:
     """Rescore a finished stage's predictions under today's protocols; update ``scores.json`` if it changed.
 
     Only the score fields of each task's entry are replaced (other keys are kept). Returns
@@ -136,23 +151,34 @@ def rescore_stage(stage_dir: Path, tests: dict[str, list[dict]], protocol: dict 
         if task not in tests or not final.is_file():
             new[task] = entry
             continue
-        results = _rescore(final, task, tests[task], protocol, write=True)
+        results = _rescore(final, task, tests[task], protocol, write=True, spaces=spaces)
         new[task] = {**entry, **task_entry(task, results, protocol)}
     if new != old:
         atomic_write_json(path, new)
     return new
 
 
+def _write_submission(pred_dir: Path, task: str, protocol: dict | None, rows) -> None:
+    """A task without public answers (``coin.eval.submission``): ``<task>.submission.json``, the file to send."""
+    path = pred_dir / f"{task}.submission.json"
+    if is_unscored(resolve(task, protocol)["paper"]) and not path.is_file():
+        atomic_write_json(path, submission_rows(rows()))
+
+
 def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int, batch_size: int,
-                  pred_dir: Path, progress: bool = True, protocol: dict | None = None) -> dict[str, TaskScore] | None:
+                  pred_dir: Path, progress: bool = True, protocol: dict | None = None,
+                  spaces: Mapping[str, frozenset[str]] | None = None) -> dict[str, TaskScore] | None:
     """Evaluate one task into ``pred_dir/<task>.jsonl`` (resumable, sharded); rank 0 returns its scores.
 
     The scores are by protocol column (``paper``, ``strict``); ``protocol`` is the run's
     ``eval.protocol`` choice.
     """
     final = pred_dir / f"{task}.jsonl"
-    if final.is_file():  # finished earlier: rescore from the stored outputs
-        return _rescore(final, task, records, protocol, write=_rank() == 0)
+    if final.is_file():  # finished earlier (or reused from identical weights): rescore from the stored outputs
+        result = _rescore(final, task, records, protocol, write=_rank() == 0, spaces=spaces)
+        if _rank() == 0:
+            _write_submission(pred_dir, task, protocol, lambda: read_jsonl(final))
+        return result
     rank, world = _rank(), _world()
     shard = records[rank::world]
     generate_answers(vlm, shard, max_new_tokens, batch_size, progress, desc=f"eval {task}",
@@ -171,8 +197,9 @@ def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int,
     missing = [r["question_id"] for r in records if r["question_id"] not in outputs]
     if missing:
         raise RuntimeError(f"{pred_dir}: {len(missing)} question ids have no answer after merging, e.g. {missing[:5]}")
-    result, rows = score_rows(task, outputs, records, protocol)
+    result, rows = score_rows(task, outputs, records, protocol, spaces)
     atomic_write_jsonl(final, rows)
+    _write_submission(pred_dir, task, protocol, lambda: rows)
     for r in range(world):
         (pred_dir / f"{task}.rank{r}.partial.jsonl").unlink(missing_ok=True)
     barrier()

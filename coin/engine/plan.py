@@ -18,7 +18,6 @@ from coin.config import ModelConfig, RunConfig
 from coin.models import BACKBONES
 from coin.models.backbone import parsed_section
 from coin.tasks.orders import resolve_order
-from coin.tasks import get_task
 
 
 def _count(path: Path) -> int | None:
@@ -58,17 +57,16 @@ def model_files(model: ModelConfig) -> tuple[list[str], list[str]]:
 
 def _task_file(root: Path, cfg: RunConfig, task: str, split: str) -> tuple[Path, str | None]:
     """The file a run reads for ``task``'s ``split`` and the family derived from it (the run's own
-    lookup, ``coin.data.benchmark.locate``); when nothing is there, the file to provide: the
-    override, else the Original file (every family can be derived from it)."""
-    from coin.data.layout import FAMILY_DIRS, locate, path_override as _override
+    lookup, ``coin.data.benchmark.locate``); when nothing is there, the file to provide, as the
+    benchmark's layout names it (CoIN: the override, else the Original file)."""
+    from coin.data.layout import expected_file, locate
     from coin.data.coin_json import DataError
 
     try:
         src = locate(root, cfg.data.instructions, task, split, cfg.data)
         return src.path, src.derive
-    except DataError:
-        p = _override(root, cfg.data, task, split)
-        return p or root / FAMILY_DIRS["original"][0] / get_task(task).folder / f"{split}.json", None
+    except DataError:  # the benchmark's own layout says which file to provide (coin.benchmarks)
+        return expected_file(root, cfg.data, task, split), None
 
 
 def scoring_plan(cfg: RunConfig, order: list[str], files: dict) -> tuple[list[str], list[str]]:
@@ -107,6 +105,21 @@ def _records(path: Path) -> list[dict] | None:
     except (OSError, ValueError):
         return None
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else None
+
+
+def strategy_lines(cfg: RunConfig, world: int) -> list[str]:
+    """How the processes share the model (``dist.strategy``), whether the method runs so, and the per-GPU
+    memory estimate under DDP and FSDP (``coin.engine.memory``)."""
+    from coin.engine.fsdp import refusal
+    from coin.engine.memory import plan_lines
+    from coin.methods import METHODS
+
+    line = f"dist.strategy: {cfg.dist.strategy}"
+    if cfg.dist.strategy == "fsdp":
+        why = refusal(METHODS.get(cfg.method), cfg.method)
+        line += (" (frozen base sharded, adapter replicated" + ("; one process: nothing to shard)" if world == 1 else ")")
+                 + (f"; REFUSED: {why}" if why else ""))
+    return [line, *plan_lines(cfg, world)]
 
 
 def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
@@ -164,6 +177,7 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     score_lines, score_missing = scoring_plan(cfg, order, files)
     lines += ["", "scoring (reports lead with paper; strict beside it):"] + score_lines
     missing += score_missing
+    lines += ["", *strategy_lines(cfg, world)]
     model_lines, model_missing = model_files(cfg.model)
     if model_lines:
         lines += ["", "model files:"] + model_lines

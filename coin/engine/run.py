@@ -7,6 +7,7 @@ A run is a folder::
     stages/NN-<task>/adapter/        the adapter after stage NN (safetensors)
     stages/NN-<task>/predictions/    <task>.jsonl per evaluated task: output, parsed, score, tag
     stages/NN-<task>/scores.json     per-task scores and tag counts of this stage
+    stages/NN-<task>/cost.json       the stage's train and eval seconds, peak memory (coin.engine.cost)
     stages/NN-<task>/DONE            written last: the stage is complete
     stages/NN-<task>/train_log.jsonl one line per optimiser step: loss, lr, gradient norm (coin.engine.tracking)
     logs/                            TensorBoard event files (log.trackers)
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import os
 import random
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -29,18 +29,20 @@ import numpy as np
 import torch
 
 from coin import metrics
-from coin.adapters import attach_adapter, load_adapter, trainable_parameters
+from coin.adapters import attach_adapter, load_adapter
 from coin.config import RunConfig
 from coin.data.benchmark import Benchmark, load_benchmark, verify_data
-from coin.engine import dist
+from coin.engine import dist, fsdp
+from coin.engine.cost import peak_memory_mb, record_stage, run_cost
 from coin.engine.evaluate import evaluate_task, rescore_stage, task_entry
 from coin.engine.limits import answer_limits, count_at_limit
+from coin.eval.knowledge import answer_spaces
 from coin.engine.run_folder import FolderLock, prepare_run_dir, write_environment
 from coin.engine.tracking import STEP_LOG, RunTracker, StepLog
 from coin.engine.train import train_stage
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
-from coin.models import VLM, load_model
+from coin.models import BACKBONES, VLM, load_model
 from coin.models.backbone import CachesVision, SharesPrefix
 from coin.tasks.orders import resolve_order
 from coin.tasks import get_task
@@ -52,10 +54,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _peak_memory_mb() -> float:
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def answer_spaces_of(bench: Benchmark) -> dict[str, frozenset[str]] | None:
+    """Every task's answer space, from its training answers (for the knowledge column); None without them."""
+    train = getattr(bench, "train", None)
+    if not train:
+        return None
+    return answer_spaces({t: [s.answer for s in samples] for t, samples in train.items()})
 
 
 def evaluate_stage(vlm: VLM, bench: Benchmark, tasks: list[str], stage_dir: Path, batch_size: int,
@@ -66,10 +70,11 @@ def evaluate_stage(vlm: VLM, bench: Benchmark, tasks: list[str], stage_dir: Path
     task's entry records its limit and how many answers reached it (``at_limit``).
     """
     scores = {}
+    spaces = answer_spaces_of(bench)
     for task in tasks:
         limit = (limits or {}).get(task, get_task(task).max_new_tokens)
         result = evaluate_task(vlm, task, bench.test[task], limit, batch_size,
-                               stage_dir / "predictions", progress, protocol=bench.protocol)
+                               stage_dir / "predictions", progress, protocol=bench.protocol, spaces=spaces)
         if result is not None:
             scores[task] = task_entry(task, result, bench.protocol)
             outputs = [s["output"] for s in result["paper"].samples]
@@ -90,8 +95,8 @@ def _per_sample(stage_dir: Path, task: str, column: str = "paper") -> list[float
 
 def _entry(entry: dict, column: str, key: str):
     """``key`` of a scores.json entry under ``column``; an entry without protocols is the paper column."""
-    if "protocols" in entry:
-        return entry["protocols"][column][key]
+    if "protocols" in entry:  # a column the task has no entry in (knowledge of a caption task) is None
+        return entry["protocols"].get(column, {}).get(key)
     return entry[key] if column == "paper" else None
 
 
@@ -126,6 +131,17 @@ def _column(cfg: RunConfig, order: list[str], stages: list[tuple[Path, dict]], z
     return {"matrix": matrix, "zero_shot": zero_row, "metrics": summary, "ci": ci, "format_share": fmt}
 
 
+def _last_tags(stages: list[tuple[Path, dict]], order: list[str], column: str) -> dict:
+    """Each task's tag counts under ``column`` at the last stage that evaluated it."""
+    out: dict = {}
+    for _, scores in stages:
+        for task in order:
+            tags = scores.get(task, {}).get("protocols", {}).get(column, {}).get("tags")
+            if tags is not None:
+                out[task] = tags
+    return out
+
+
 CI_KIND = "test-set bootstrap of one run"  # what the intervals are: not seeds, not training randomness
 
 
@@ -140,17 +156,22 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
     so a folder resumed after a scoring change reports today's rules.
     """
     if bench is not None:
+        spaces = answer_spaces_of(bench)
         for d in [zero_dir, *stage_dirs] if zero_dir is not None else stage_dirs:
-            rescore_stage(d, bench.test, bench.protocol)
+            rescore_stage(d, bench.test, bench.protocol, spaces)
     stages = [(d, read_json(d / "scores.json")) for d in stage_dirs]
     zero = read_json(zero_dir / "scores.json") if zero_dir is not None else None
     from coin.eval.protocols import protocol_card
 
     paper = _column(cfg, order, stages, zero, "paper")
     strict = _column(cfg, order, stages, zero, "strict")
+    has_knowledge = any("knowledge" in e.get("protocols", {}) for _, sc in stages for e in sc.values())
     result = {
         "tasks": order, **paper, "protocol": "paper", "ci_kind": CI_KIND,
         "strict": strict, "protocol_card": protocol_card(order, cfg.eval.protocol),
+        "model_card": {"backbone": cfg.model.name, "deviations": list(BACKBONES.get(cfg.model.name).deviations)},
+        "knowledge": _column(cfg, order, stages, zero, "knowledge") if has_knowledge else None,
+        "knowledge_tags": _last_tags(stages, order, "knowledge") if has_knowledge else None,
         "seed": cfg.seed, "method": cfg.method, "run_name": cfg.name or out.name, "cost": cost,
     }
     atomic_write_json(out / "matrix.json", result)
@@ -175,6 +196,9 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
 
 def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, tracker: RunTracker, echo) -> dict:
     order = resolve_order(cfg.tasks.order)
+    sharded = fsdp.active(cfg.dist.strategy)
+    if sharded:  # a method that cannot run sharded is refused by name before anything loads
+        fsdp.check_method(cfg.method)
     # every file, image and answer source is checked before any model loads, by the main process
     # alone and before the process group exists: the others wait to join it (no collective
     # timeout runs while it reads a large tree); it also generates CoIN-Synth into the cache
@@ -195,35 +219,31 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
     seed_everything(cfg.seed)
     with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
         vlm = load_model(cfg.model, log, progress)
-    vlm.model.to(dist.device())
+    if not sharded:  # under FSDP each process moves only its shards to its device (fsdp.shard)
+        vlm.model.to(dist.device())
     if isinstance(vlm, SharesPrefix):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
         vlm.share_prefix = cfg.eval.share_prefix
     dist.end_startup()  # from here on every process works in step: a stuck collective is a bug
     limits = answer_limits(vlm.tokenizer, bench.train, order, cfg.eval.max_new_tokens)
     log("new tokens per answer: " + ", ".join(f"{t} {limits[t]}" for t in order))
-    t_train = t_eval = 0.0
+    if sharded:  # the adapter goes on before the base is sharded; a fresh one adds exactly 0 (B = 0)
+        _attach(vlm, cfg, log, sharded)
 
     zero_dir = None
     if cfg.eval.zero_shot:
         zero_dir = out / "stages" / "00-zeroshot"
         if not (zero_dir / "DONE").is_file():
             t = time.time()
-            zs = evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress, limits)
-            t_eval += time.time() - t
+            with fsdp.evaluating(vlm, sharded):
+                zs = evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress, limits)
             if dist.is_main():
-                tracker.stage(0, {f"zeroshot/{k}": v["score"] for k, v in zs.items()})
+                record_stage(zero_dir, time.time() - t)
+                tracker.stage(0, {f"zeroshot/{k}": v["score"] for k, v in zs.items() if v["score"] is not None})
             _mark_done(zero_dir)
         echo(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
 
-    seed_everything(cfg.seed)  # the adapter's init must not depend on what ran before (e.g. a pretraining)
-    attach_adapter(vlm, cfg.adapter)
-    if cfg.eval.cache_vision and isinstance(vlm, CachesVision):  # the tower is frozen from here on
-        from coin.models.vision_cache import VisionCacheRefused
-
-        try:
-            vlm.enable_vision_cache()
-        except VisionCacheRefused as e:
-            log(str(e))
+    if not sharded:
+        _attach(vlm, cfg, log, sharded)
     methods = [build_method(cfg.method, cfg.method_options)]
     stage_dirs: list[Path] = []
     # folders whose predictions came from weights identical to the current ones: a stage that
@@ -256,9 +276,9 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
             stats = train_stage(ctx, data, cfg.train, methods, seed=cfg.seed * 1000 + j, progress=progress,
                                 checkpoint_dir=stage_dir / "checkpoints", log=log,
                                 on_step=_step_logger(tracker, stage_dir, global_step))
-            t_train += stats.seconds
             for m in methods:
                 m.after_task(ctx)
+            fsdp.reshard(vlm.model)  # every process alike, before the main one alone reads the model
             if dist.is_main():
                 for m in methods:
                     _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
@@ -275,10 +295,11 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         evaluator = vlm
         for m in methods:  # a method that routes test inputs to its adapters wraps the model (Method.eval_model)
             evaluator = m.eval_model(ctx, evaluator)
-        scores = evaluate_stage(evaluator, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress, limits)
-        t_eval += time.time() - t
+        with fsdp.evaluating(vlm, sharded):
+            scores = evaluate_stage(evaluator, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress, limits)
         global_step += _steps(stage_dir)
         if dist.is_main():
+            record_stage(stage_dir, time.time() - t)  # cost.json: this stage's seconds and peak memory
             tracker.stage(global_step, _stage_values(stage_dirs, order, scores, stats))
         _mark_done(stage_dir)
         if dist.is_main():
@@ -288,8 +309,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
             head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats.steps else ""
         echo(f"stage {j + 1}/{len(order)} {task}: {head}{_fmt_scores(scores, order)}")
 
-    cost = {"trainable_params": trainable_parameters(vlm.model), "train_seconds": round(t_train, 1),
-            "eval_seconds": round(t_eval, 1), "peak_memory_mb": round(_peak_memory_mb(), 1)}
+    cost = run_cost(vlm, methods, [zero_dir, *stage_dirs])  # summed over the stages' cost.json, resumes included
     result = None
     if dist.is_main():
         result = assemble(out, cfg, order, stage_dirs, zero_dir, cost, bench=bench)
@@ -298,6 +318,22 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         write_report(out)
     dist.barrier()
     return result if result is not None else read_json(out / "matrix.json")
+
+
+def _attach(vlm: VLM, cfg: RunConfig, log, sharded: bool) -> None:
+    """Attach the adapter, seeded alike whatever ran before (e.g. a pretraining); then shard the frozen base
+    (``dist.strategy: fsdp``) or turn on the vision cache (a sharded tower runs only inside a forward)."""
+    seed_everything(cfg.seed)
+    attach_adapter(vlm, cfg.adapter)
+    if sharded:
+        fsdp.shard(vlm.model, dist.device(), log)
+    elif cfg.eval.cache_vision and isinstance(vlm, CachesVision):  # the tower is frozen from here on
+        from coin.models.vision_cache import VisionCacheRefused
+
+        try:
+            vlm.enable_vision_cache()
+        except VisionCacheRefused as e:
+            log(str(e))
 
 
 def _steps(stage_dir: Path) -> int:
@@ -319,7 +355,7 @@ def _step_logger(tracker: RunTracker, stage_dir: Path, offset: int):
 
 def _stage_values(stage_dirs: list[Path], order: list[str], scores: dict, stats) -> dict:
     """What the trackers get at a stage's end: its scores per task, MAA/BWT so far, step time, memory."""
-    values = {f"eval/{t}": scores[t]["score"] for t in order if t in scores}
+    values = {f"eval/{t}": scores[t]["score"] for t in order if t in scores and scores[t]["score"] is not None}
     n = len(stage_dirs)
     rows = [read_json(d / "scores.json") if d != stage_dirs[-1] else scores for d in stage_dirs]
     matrix = [[rows[r][t]["score"] if t in rows[r] else None for t in order[:n]] for r in range(n)]
@@ -328,7 +364,7 @@ def _stage_values(stage_dirs: list[Path], order: list[str], scores: dict, stats)
             values[f"metrics/{key}"] = v
     if stats is not None and stats.steps > stats.resumed_from:
         values["stage/step_seconds"] = stats.seconds / (stats.steps - stats.resumed_from)
-    values["stage/peak_memory_mb"] = _peak_memory_mb()
+    values["stage/peak_memory_mb"] = peak_memory_mb()
     return values
 
 
@@ -364,8 +400,8 @@ def _mark_done(stage_dir: Path) -> None:
 
 def _fmt_scores(scores: dict, order: list[str]) -> str:
     """``Task score`` per task; ``(N at limit)`` after a task with answers that reached its token limit."""
-    return " ".join(f"{t} {scores[t]['score']:.1f}" + (f" ({n} at limit)" if (n := scores[t].get("at_limit")) else "")
-                    for t in order if t in scores)
+    return " ".join(f"{t} {'unscored' if scores[t]['score'] is None else format(scores[t]['score'], '.1f')}"
+                    + (f" ({n} at limit)" if (n := scores[t].get("at_limit")) else "") for t in order if t in scores)
 
 
 def _load_stage(vlm: VLM, methods, stage_dir: Path) -> None:

@@ -55,15 +55,28 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     if cfg_path.is_file():
         old = upgrade(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
         diff = [d for d in _diff_keys(old, cfg.to_dict()) if d.split(":", 1)[0] not in OPERATIONAL_KEYS]
-        if any(not _is_scoring_key(d) for d in diff):
+        numbers = [d for d in diff if not _is_scoring_key(d)]
+        if numbers and not _same_effective_batch(out, old, cfg, numbers):
             raise RunFolderError(
                 f"{out} holds a run with a different config; changed keys:\n  " + "\n  ".join(diff)
                 + "\nUse another --out, or --fresh to start this folder over.")
-        if diff and dist.is_main():  # only the scoring changed: the folder now reports under the new keys
+        if diff and dist.is_main():  # the scoring changed, or the process count with the effective batch kept
             atomic_write_text(cfg_path, dump_config(cfg))
         return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_path, dump_config(cfg))
+
+
+def _same_effective_batch(out: Path, old: dict, cfg: RunConfig, numbers: list[str]) -> bool:
+    """Whether the one number-changing difference is ``train.grad_accum``, with batch x accumulation x
+    processes what the folder's last launch had: a run moved to another number of GPUs keeps its
+    seeded plan of optimiser steps, so it continues (docs/distributed.md)."""
+    if [d.split(":", 1)[0] for d in numbers] != ["train.grad_accum"]:
+        return False
+    history = out / "env-history.jsonl"
+    lines = history.read_text(encoding="utf-8").splitlines() if history.is_file() else []
+    before = json.loads(lines[-1]).get("processes") if lines else None  # older folders did not record it
+    return before is not None and old["train"]["grad_accum"] * before == cfg.train.grad_accum * dist.world()
 
 
 def environment(cfg: RunConfig) -> dict:
@@ -86,7 +99,8 @@ def environment(cfg: RunConfig) -> dict:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "accelerate": accelerate.__version__, "coin": coin.__version__,
-            "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "seed": cfg.seed,
+            "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "processes": dist.world(),
+            "seed": cfg.seed,
             "platform": platform.platform()}
 
 

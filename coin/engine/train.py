@@ -18,7 +18,7 @@ import torch
 
 from coin.config import TrainConfig
 from coin.engine import checkpoint as ckpt
-from coin.engine import dist
+from coin.engine import dist, fsdp
 from coin.engine.loader import default_workers, load_batches, micro_batches
 from coin.methods import Method, StageContext
 from coin.models.backbone import CountsTruncation
@@ -136,12 +136,16 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
             start = ckpt.restore(*found, named, opt, sched)
             if dist.is_main():
                 log(f"stage {ctx.stage + 1} ({ctx.task}): resuming training at step {start}/{len(plan)}")
-    # accelerate wraps the model as the launch says (DDP under several processes). Precision is
-    # coin's (train.precision: autocast below), not the launcher's; the scheduler stays ours
-    # (accelerate's would step once per process).
-    acc = Accelerator(mixed_precision="no", cpu=dist.device().type == "cpu")
-    dist.check_supported(acc.distributed_type)
-    engine, opt = acc.prepare(model, opt)
+    # accelerate wraps the model as the launch says (DDP under several processes); a model sharded by
+    # dist.strategy fsdp runs as it is, its replicated weights' gradients averaged below
+    # (fsdp.reduce_gradients). Precision is coin's (train.precision: autocast below), not the
+    # launcher's; the scheduler stays ours (accelerate's would step once per process).
+    acc, engine, sharded = None, model, fsdp.is_sharded(model)
+    if not sharded:
+        acc = Accelerator(mixed_precision="no", cpu=dist.device().type == "cpu")
+        dist.check_supported(acc.distributed_type)
+        engine, opt = acc.prepare(model, opt)
+    inner = getattr(opt, "optimizer", opt)  # accelerate's wrapper steps once per call; the loop steps the optimizer
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
     device = next(model.parameters()).device
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # fp16 needs loss scaling
@@ -201,12 +205,14 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                 skipped += 1
             else:
                 total = dist.sum_over_processes(total)
-                scaler.unscale_(opt.optimizer)
+                if sharded:
+                    fsdp.reduce_gradients(params)
+                scaler.unscale_(inner)
                 if cfg.max_grad_norm > 0:
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 else:  # logged even without clipping
                     grad_norm = _grad_norm(params)
-                scaler.step(opt.optimizer)
+                scaler.step(inner)
                 scaler.update()
                 opt.zero_grad(set_to_none=True)
                 losses.append(total)
@@ -230,7 +236,8 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                 raise Interrupted(f"interrupted by signal {stop.signal} at step {done} of stage {ctx.stage + 1} "
                                   f"({ctx.task}); a checkpoint was written")
     bar.close()
-    acc.free_memory()  # drop the DDP wrapper; ``model`` itself is unchanged
+    if acc is not None:
+        acc.free_memory()  # drop the DDP wrapper; ``model`` itself is unchanged
     del engine
     model.eval()
     return StageStats(len(plan), len(samples), time.time() - t0, losses[-1] if losses else float("nan"),
@@ -247,4 +254,4 @@ def _no_sync(acc, engine, skip: bool):
     """Skip DDP's gradient all-reduce on all but a step's last micro-batch."""
     from contextlib import nullcontext
 
-    return acc.no_sync(engine) if skip and dist.world() > 1 else nullcontext()
+    return acc.no_sync(engine) if skip and acc is not None and dist.world() > 1 else nullcontext()

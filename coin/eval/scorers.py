@@ -271,6 +271,8 @@ def score_task(scorer: str | Callable[[str, Mapping], Scored], outputs: Mapping,
 
     ``scorer`` is a registered scorer's name (with its default normaliser) or any
     ``(output, record) -> Scored`` function, e.g. a protocol's (``Protocol.scorer_fn``).
+    A scorer with a ``score_task(outputs, records)`` method (``coin.eval.captions``,
+    ``coin.eval.submission``) scores the whole task itself, after the id checks below.
 
     Ids are compared as strings, so an int id in the test file matches its string key
     after a JSON round trip. A record without an output scores 0 with tag ``missing``;
@@ -287,6 +289,8 @@ def score_task(scorer: str | Callable[[str, Mapping], Scored], outputs: Mapping,
         first = sorted(unknown)[0]
         more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
         raise ValueError(f"output for question_id {first!r}{more} matches no test record")
+    if hasattr(fn, "score_task"):  # a corpus scorer (captions: BLEU, CIDEr) or an unscored task scores as a whole
+        return fn.score_task(by_id, records)
     tags = dict.fromkeys(_TASK_TAGS, 0)
     samples: list[dict] = []
     total = 0.0

@@ -1,9 +1,14 @@
 """Continual-learning methods as plugins: one file each, registered by name."""
 
 from coin.methods.base import Method, StageContext
+from coin.methods.disco import Disco
 from coin.methods.ewc import EWC
+from coin.methods.hide import HiDe
+from coin.methods.keeplora import KeepLoRA
 from coin.methods.lwf import LwF
 from coin.methods.multitask import MultiTask
+from coin.methods.olora import OLoRA
+from coin.methods.reglora import RegLoRA
 from coin.methods.replay import Replay
 from coin.methods.zeroshot import ZeroShot
 from coin.registry import Registry
@@ -15,6 +20,11 @@ METHODS.register("lwf", LwF)
 METHODS.register("replay", Replay)
 METHODS.register("multitask", MultiTask)
 METHODS.register("zeroshot", ZeroShot)
+METHODS.register("keeplora", KeepLoRA)
+METHODS.register("reglora", RegLoRA)
+METHODS.register("olora", OLoRA)
+METHODS.register("hide", HiDe)
+METHODS.register("disco", Disco)
 
 
 def build_method(name: str, options: dict | None = None) -> Method:

@@ -81,12 +81,48 @@ class Method:
     def after_task(self, ctx: StageContext) -> None:
         """Called after training ``ctx.task``, before its evaluation."""
 
+    def eval_model(self, ctx: StageContext, vlm: VLM) -> VLM:
+        """The model to evaluate stage ``ctx.stage`` with: ``vlm`` itself, or a wrapper around it.
+
+        A method that routes each test input to its own adapters without a task id (DISCO,
+        HiDe-LLaVA) returns a wrapper whose ``generate`` sets the routing for the batch
+        (``coin.adapters.routing``). Called before every evaluation, also when a resumed run
+        evaluates a stage trained earlier.
+        """
+        return vlm
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors to save with the stage (safetensors), restored by ``load_state_dict``."""
+        """Tensors to save with the stage (safetensors), restored by ``load_state_dict``.
+
+        A resumed run loads the state of every finished stage, in order, so a method whose state
+        is large may save only what the stage added and accumulate it in ``load_state_dict``.
+        """
         return {}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what ``state_dict`` returned."""
+
+    def restore(self, vlm: VLM) -> None:
+        """Put back on the model what the loaded state holds beyond the adapter's own weights.
+
+        A resumed run loads every finished stage in order (its adapter, then each method's
+        ``load_state_dict``) and calls this after each; e.g. a method that merged its LoRA into
+        the base weights writes the merged weights back here. Must give the same model however
+        many times it is called. Default: nothing (the adapter is all there is).
+        """
+
+    @classmethod
+    def check_run(cls, cfg: Any) -> list[str]:
+        """Problems running this method under ``cfg`` (a whole ``RunConfig``), each naming its key.
+
+        Checked with the config, before any data or weights load (``coin run --dry-run`` too):
+        e.g. a method that merges LoRA into the base weights refuses ``adapter.type: moelora``.
+        """
+        return []
+
+    def params_added_per_task(self, vlm: VLM) -> int:
+        """Parameters the model gains per task (the cost table): 0 for methods that reuse one adapter."""
+        return 0
 
 
 def sample_indices(n: int, k: int, seed: int, *tags: object) -> list[int]:

@@ -78,6 +78,9 @@ class EWC(Method):
 
     name = "ewc"
     Options = EWCOptions
+    # under dist.strategy fsdp the trainable weights stay whole on every process (coin.engine.fsdp), and every
+    # process runs the same seeded Fisher samples, so the Fisher, the anchor and the penalty are unchanged
+    supports_fsdp = True
 
     def __init__(self, options: dict | None = None) -> None:
         super().__init__(options)
@@ -180,7 +183,9 @@ def estimate_fisher(vlm: VLM, samples: list, batch_size: int = 1, form: str = "s
     ``sum`` this is the empirical Fisher diagonal. Dropout is off (eval mode) so the estimate
     is deterministic; ``torch.autograd.grad`` leaves the parameters' ``.grad`` untouched, so the
     next stage's optimiser starts clean. Every process of a distributed run computes the same
-    estimate from the same seeded samples on its own (no gradient is synchronised here).
+    estimate from the same seeded samples on its own (no gradient is synchronised here); under
+    ``dist.strategy: fsdp`` too, since the trainable weights stay whole on every process and each
+    forward gathers the sharded blocks in the same order everywhere.
     """
     reduce = FISHER_LOSSES[form]
     model = vlm.model

@@ -94,6 +94,9 @@ class LwF(Method):
 
     name = "lwf"
     Options = LwFOptions
+    # every process computes the teacher outputs of the same stored samples and distils on every micro-batch
+    # alike, so under dist.strategy fsdp each runs the same forwards (each one gathers the sharded blocks)
+    supports_fsdp = True
 
     def __init__(self, options: dict | None = None) -> None:
         super().__init__(options)

@@ -34,6 +34,7 @@ class Replay(Method):
 
     name = "replay"
     Options = ReplayOptions
+    supports_fsdp = True  # it only chooses data; its after_task never touches the model
 
     def __init__(self, options: dict | None = None) -> None:
         super().__init__(options)

@@ -138,11 +138,20 @@ class Backbone:
     """
 
     Options: type = NoOptions
+    # where this backbone's training or evaluation deliberately differs from the code CoIN ran it with
+    # (bugs fixed), one line each; every report's protocol card lists them
+    deviations: tuple[str, ...] = ()
 
     @staticmethod
     def load(cfg: ModelConfig, log: Callable[[str], None] = print, progress: bool = True) -> VLM:
         """The wrapper for ``cfg`` (``load_model`` adds gradient checkpointing on request)."""
         raise NotImplementedError
+
+    @classmethod
+    def size_config(cls, cfg: ModelConfig) -> tuple[dict, str] | None:
+        """A transformers-style config (``text_config`` + ``vision_config``) giving the model's sizes, and
+        where it came from, for the dry run's memory estimate; None: read the ``config.json`` of its folder."""
+        return None
 
     @staticmethod
     def check_section(cfg: ModelConfig) -> list[str]:

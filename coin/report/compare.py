@@ -17,16 +17,23 @@ from typing import Any, Sequence
 from coin.engine.tracking import loss_curves
 from coin.io import atomic_write_text
 from coin.metrics import seed_summary
+from coin.report.cost import cost_table
 from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
 from coin.report.format import BLANK, adapter_label, fmt, fmt_ci, order_label
 from coin.report.load import config_value, load_run, run_metrics, upgraded
 from coin.report.plots import comparison_bar, heatmap, loss_curves_figure
+from coin.report.study import study_blocks
 
 __all__ = ["write_comparison"]
 
 # Config keys that name or place a run rather than define it: runs differing only in these
 # (and in any ``seed``, at any depth) are repetitions of one configuration.
 _RUN_IDENTITY_KEYS = {"name", "run_name", "out_dir", "output_dir", "run_dir", "resume", "log"}  # log: telemetry
+
+_COST_NOTE = ("Per configuration, the mean (± std over seeds) of each run's cost: parameters that train, "
+              "parameters the model gains per task (0 for methods that reuse one adapter), training and "
+              "evaluation seconds summed over the stages, the main process's peak memory, and the size of the "
+              "method's saved state (Fisher, subspaces, merged factors...) over all stages.")
 
 # The paper calls its default order (``tasks.order: paper``) its random one; the table says "paper".
 _PAPER_ORDER_NOTE = "Order \"paper\" is the paper's default task order (the paper calls it its random order)."
@@ -121,6 +128,12 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     bar = comparison_bar([c[0] for _, _, c in rows], [m for m, _, _ in rows], out_dir / "comparison.png",
                          errors=[s for _, s, _ in rows], label="MAA (mean ± std over seeds)")
     blocks += [Image("MAA per configuration", bar, "comparison-bar")]
+    configs = [_without_identity(upgraded(load_run(g[0]["dir"])[1])) for g in groups.values()]
+    blocks += study_blocks(list(groups.values()), configs, out_dir)
+    members = {", ".join(r["run"] for r in group): group for group in groups.values()}  # _rows sorted each group
+    blocks += [Heading(2, "Cost"), Para(_COST_NOTE),
+               cost_table([c[0] for _, _, c in rows], [[r["mj"].get("cost") or {} for r in members[c[0]]]
+                                                       for _, _, c in rows])]
     curves = {r["run"]: c for r in sorted(runs, key=lambda r: r["run"]) if (c := loss_curves(r["dir"]))}
     if curves:
         png = loss_curves_figure(curves, out_dir / "loss.png", title="Training loss (smoothed) of each run")

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from coin.engine.tracking import loss_curves
 from coin.io import atomic_write_text
+from coin.report.cost import cost_rows
 from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
 from coin.report.format import (BLANK, CI_LABEL, CI_NOTE, adapter_label, fmt, fmt_ci, matrix_table,
                                 metrics_table)
@@ -54,6 +55,10 @@ def summary_table(matrix_json: dict) -> str:
     if isinstance(matrix_json.get("strict"), dict):
         sm = run_metrics({"tasks": tasks, **matrix_json["strict"]})
         lines.append("strict protocol: " + "  ".join(f"{k.upper()} {fmt(sm.get(k))}" for k in ("maa", "bwt", "acc")))
+    if isinstance(matrix_json.get("knowledge"), dict):
+        km = run_metrics({"tasks": tasks, **matrix_json["knowledge"]})
+        lines.append("knowledge (content, any format): "
+                     + "  ".join(f"{k.upper()} {fmt(km.get(k))}" for k in ("maa", "bwt", "acc")))
     return "\n".join(lines)
 
 
@@ -68,7 +73,16 @@ def _card_blocks(mj: dict) -> list[Block]:
             Para("How each task was scored in each table: the scorer, the answer normaliser, where the "
                  "answers come from and each deliberate difference from the original CoIN code."),
             Table(["task", "table", "protocol", "scorer", "normaliser", "answers", "rule",
-                   "differences from the original"], card_rows(card), "protocol-card")]
+                   "differences from the original"], card_rows(card), "protocol-card")] + _model_card(mj)
+
+
+def _model_card(mj: dict) -> list[Block]:
+    """The backbone's own differences from the code CoIN ran it with (none: nothing)."""
+    card = mj.get("model_card") or {}
+    if not card.get("deviations"):
+        return []
+    return [Para(f"Backbone {card.get('backbone')}: differences from the original code:"),
+            Table(["difference"], [[d] for d in card["deviations"]], "model-card")]
 
 
 def _prompt_blocks(tasks: Sequence[str], family: str | None) -> list[Block]:
@@ -97,6 +111,30 @@ def _format_blocks(tasks: Sequence[str], a: list, share: list) -> list[Block]:
                    "format share %"], rows, "format"),
             Para("Share of errors that are format errors (%), per stage:"),
             matrix_table(tasks, share, None, "format-share", scale=100.0)]
+
+
+def _knowledge_blocks(mj: dict) -> list[Block]:
+    """The knowledge matrix (content scored in any format) and its error tags after the last stage."""
+    k = mj.get("knowledge")
+    if not isinstance(k, dict):
+        return []
+    tasks = mj["tasks"]
+    km = run_metrics({"tasks": tasks, **k})
+    blocks: list[Block] = [
+        Heading(2, "Knowledge matrix (content, any format)"),
+        Para("Each answer scored by whether its content is right in any wording or format (coin.eval.knowledge): "
+             "the gap to the accuracy matrix is instruction following lost while the knowledge was kept."),
+        matrix_table(tasks, k["matrix"], k.get("zero_shot"), "matrix-knowledge"),
+        metrics_table(km, k.get("ci") or {}, "metrics-knowledge")]
+    tags = mj.get("knowledge_tags")
+    if isinstance(tags, dict) and tags:
+        names = ("correct", "format", "confusion", "content", "other")
+        rows = [[task] + [str(tags.get(task, {}).get(n, BLANK)) for n in names] for task in tasks if task in tags]
+        blocks += [Para("Answers after the last stage by tag: right in the task's format (correct); right content "
+                        "in another format (format); an answer of another task (confusion); a well-formed wrong "
+                        "answer (content); none of these (other)."),
+                   Table(["task", *names], rows, "knowledge-tags")]
+    return blocks
 
 
 def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
@@ -134,6 +172,7 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
                         "(tasks without a strict rule repeat their paper score); see the protocol card."),
                    matrix_table(tasks, strict["matrix"], strict.get("zero_shot"), "matrix-strict"),
                    metrics_table(sm, strict.get("ci") or {}, "metrics-strict")]
+    blocks += _knowledge_blocks(mj)
     blocks += _card_blocks(mj) + _prompt_blocks(tasks, config_value(config, "data.instructions"))
 
     forgetting = m.get("forgetting") or [None] * t
@@ -148,12 +187,7 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
 
     cost = mj.get("cost")
     if cost:
-        params = cost.get("trainable_params")
-        rows = [["trainable parameters", BLANK if params is None else f"{params:,}"],
-                ["train time (s)", fmt(cost.get("train_seconds"), 1)],
-                ["eval time (s)", fmt(cost.get("eval_seconds"), 1)],
-                ["peak memory (MB)", fmt(cost.get("peak_memory_mb"), 0)]]
-        blocks += [Heading(2, "Cost"), Table(["item", "value"], rows, "cost")]
+        blocks += [Heading(2, "Cost"), Table(["item", "value"], cost_rows(cost), "cost")]
 
     blocks += list(extra)
     blocks += [Heading(2, "Figures"), Image("accuracy matrix heatmap", heatmap_png, "heatmap")]

@@ -7,6 +7,7 @@ its folder, answer form, scorer, protocols, abbreviation and instruction lines, 
 
 from coin.tasks.spec import TASKS, TaskSpec, Template, get_task, register_task
 from coin.tasks import gqa, grounding, imagenet, ocrvqa, scienceqa, textvqa, vizwiz, vqav2  # noqa: F401  (register)
+from coin.tasks import mllm_cl, ucit  # noqa: F401  (the other benchmarks' tasks: coin.benchmarks)
 from coin.tasks.orders import ORDERS, order_name, resolve_order
 
 __all__ = ["ORDERS", "TASKS", "TaskSpec", "Template", "get_task", "order_name", "register_task", "resolve_order"]

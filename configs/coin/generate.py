@@ -34,6 +34,7 @@ DATA = {
     "answers": {"TextVQA": "TextVQA_0.5.1_val.json"},
 }
 TASKS = {"order": "paper", "eval": "seen"}
+PAPER_ORDER = ["ScienceQA", "TextVQA", "ImageNet", "GQA", "VizWiz", "Grounding", "VQAv2", "OCR-VQA"]
 ADAPTER = {"type": "lora", "r": 128, "alpha": 256, "dropout": 0.05, "train_projector": True}
 TRAIN = {
     "lr": 2.0e-4,
@@ -83,12 +84,80 @@ BACKBONES = {
         },
         "eval": EVAL,
     },
+    # the paper's other two MLLMs, each with the recipe CoIN ran it with (SPEC section 10); keys a
+    # backbone sets under "adapter", "train" and "comments" replace the LLaVA recipe's
+    "minigpt-v2": {
+        "title": "MiniGPT-v2 (EVA-CLIP ViT-g/14 at 448 + Llama-2-7B-chat, from its stage-2 checkpoint), as CoIN ran it",
+        "model": {
+            "name": "minigpt-v2",
+            "lm_path": "checkpoints/Llama-2-7b-chat-hf",
+            "vit_path": "checkpoints/eva_vit_g.pth",
+            "checkpoint_path": "checkpoints/minigptv2/checkpoint_stage2.pth",
+            "prompt": "coin",
+            "dtype": "bf16",
+            "gradient_checkpointing": True,
+        },
+        "adapter": {"r": 64, "alpha": 256, "dropout": 0.05, "train_projector": True},
+        "train": {"lr": 1.0e-5, "weight_decay": 0.05},
+        "eval": {**EVAL, "max_new_tokens": dict.fromkeys(PAPER_ORDER, 100)},
+        "comments": {
+            "model.name": "MiniGPT-v2 assembled from its three released files",
+            "model.lm_path": "PLACEHOLDER: a local copy of meta-llama/Llama-2-7b-chat-hf",
+            "model.vit_path": "PLACEHOLDER: EVA-CLIP ViT-g's eva_vit_g.pth (as MiniGPT-v2 downloads it)",
+            "model.checkpoint_path": "PLACEHOLDER: MiniGPT-v2's stage-2 checkpoint, CoIN's starting point",
+            "model.prompt": "coin: no task identifiers, CoIN's box strings (native: MiniGPT-v2's own)",
+            "model.gradient_checkpointing": "saves memory; the numbers do not change",
+            "adapter.r": "LoRA on the LM's q_proj and v_proj, as MiniGPT-v2",
+            "adapter.alpha": "CoIN's training alpha, also at evaluation (its eval fell back to 16: a bug)",
+            "adapter.dropout": "MiniGPT-v2's LoRA dropout",
+            "adapter.train_projector": "llama_proj trained fully; the ViT and the LM frozen",
+            "train.lr": "CoIN's MiniGPT-v2 script",
+            "train.weight_decay": "CoIN's MiniGPT-v2 script",
+            "train.batch_size": "per GPU: 16 x grad_accum 1 x 8 GPUs, CoIN's MiniGPT-v2 batch",
+            "train.grad_accum": "keep 128 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
+            "train.projector_lr": "null: llama_proj at train.lr",
+            "train.max_grad_norm": "coin's default; whether CoIN's MiniGPT-v2 runner clipped was not confirmed",
+            "eval.max_new_tokens": "CoIN's MiniGPT-v2 evaluation: greedy, 100 new tokens for every task",
+        },
+    },
+    "qwen-vl-chat": {
+        "title": "Qwen-VL-Chat (the 2023 model, its own code from a local folder), as CoIN trained it",
+        "model": {
+            "name": "qwen-vl-chat",
+            "path": "checkpoints/Qwen-VL-Chat",
+            "prompt": "chatml",
+            "trust_remote_code": True,
+            "dtype": "bf16",
+            "gradient_checkpointing": True,
+        },
+        "adapter": {"r": 64, "alpha": 16, "dropout": 0.05, "train_projector": False},
+        "train": {"lr": 1.0e-5, "batch_size": 5},
+        "eval": {**EVAL, "max_new_tokens": dict.fromkeys(PAPER_ORDER, 30)},
+        "comments": {
+            "model.name": "Qwen-VL-Chat through its own remote code",
+            "model.path": "PLACEHOLDER: a local copy of Qwen/Qwen-VL-Chat (with its .py files and qwen.tiktoken)",
+            "model.prompt": "chatml for training and evaluation (coin-eval: CoIN's evaluation string for both)",
+            "model.trust_remote_code": "required: the folder's modeling_qwen.py runs; only for a folder you trust",
+            "model.gradient_checkpointing": "saves memory; the numbers do not change",
+            "adapter.r": "LoRA on the LM's c_attn, attn.c_proj, w1, w2, as Qwen-VL's fine-tuning script",
+            "adapter.alpha": "Qwen-VL's LoRA alpha",
+            "adapter.dropout": "Qwen-VL's LoRA dropout",
+            "adapter.train_projector": "nothing trained fully: the ViT and the resampler stay frozen",
+            "train.lr": "CoIN's Qwen-VL script",
+            "train.batch_size": "per GPU: 5 x grad_accum 1 x 8 GPUs, CoIN's Qwen-VL batch",
+            "train.grad_accum": "keep 40 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
+            "train.projector_lr": "unused: nothing is trained fully",
+            "train.warmup_ratio": "cosine with 3% warm-up (CoIN's Qwen-VL warm-up was not confirmed)",
+            "train.weight_decay": "none (CoIN's Qwen-VL weight decay was not confirmed)",
+            "eval.max_new_tokens": "CoIN's Qwen-VL evaluation: greedy, 30 new tokens for every task",
+        },
+    },
 }
 
 # per-key comments, by dotted key (a key may also have a per-backbone comment below)
 COMMENTS = {
     "name": "the run folder is runs/<name> unless --out says otherwise",
-    "method": "sequential | ewc | lwf | replay | multitask | zeroshot",
+    "method": "a registered method; `coin ls methods` lists them with their options",
     "data.root": "PLACEHOLDER: holds Instructions_Original/ (CoIN's JSON)",
     "data.image_root": "PLACEHOLDER: image paths are relative to it (COCO2014/, GQA/...)",
     "data.instructions": "original (Type1) | diverse (Type2) | 10type",
@@ -134,6 +203,24 @@ ORDER_COMMENTS = {
 
 EWC = {"samples": 1000, "lambda_": 0.1}
 LWF = {"samples": 100, "lambda_": 0.1}
+KEEPLORA = {"init_energy": 0.6, "task_energy": 0.99, "grad_samples": 64}
+REGLORA = {"lambda_": 2500.0, "top": 0.02}
+OLORA = {"lambda_1": 0.5, "lambda_2": 0.0}
+HIDE = {"temperature": 0.1, "samples": 1000}
+DISCO = {"samples": 1000}
+# method_options comments of the methods beyond the paper (by method, then key)
+OPTION_COMMENTS = {
+    "keeplora": {"init_energy": "protect W's principal subspace up to 60% of its spectral energy (KeepLoRA's)",
+                 "task_energy": "then each task's update directions up to 99% of their energy (KeepLoRA's)",
+                 "grad_samples": "samples whose loss gradient of W sets the frozen A (ours)"},
+    "reglora": {"lambda_": "weight of the penalty at earlier tasks' key entries (SEFE's 2.5e3)",
+                "top": "share of |BA| entries recorded per layer after each task (SEFE's 2%)"},
+    "olora": {"lambda_1": "weight of the cross-Gram L1 penalty (O-LoRA's released code; MCITlib uses 0.05)",
+              "lambda_2": "squared L2 norm of the new LoRA (O-LoRA's default: off)"},
+    "hide": {"temperature": "softmax temperature over the similarities to each task's anchors (HiDe-LLaVA's)",
+             "samples": "training inputs per task whose mean features are its anchors (ours)"},
+    "disco": {"samples": "training inputs per task whose mean instruction feature represents it (ours)"},
+}
 NO_ZS = {"zero_shot": False}  # zeroshot runs: every stage already evaluates the base model
 
 
@@ -167,6 +254,25 @@ SEVEN_B = [
        method="ewc", options=EWC, data={"volume": 0.4}),
     _v("lwf-vol0.4", "LwF: outputs of 100 samples per earlier task kept, lambda 0.1, at 40% volume (table 9)",
        method="lwf", options=LWF, data={"volume": 0.4}),
+    _v("keeplora", "KeepLoRA (Luo et al., ICLR 2026): each task's A frozen from its gradient outside a protected "
+       "subspace, only B trains, merged into W after the task; rank 32 and alpha r/4 as the paper's scripts. Before "
+       "each task the gradient of every adapted W is summed in fp32 on the GPU (26 GB for the 7B LM, plus 13 GB "
+       "for one batch's bf16 gradients)",
+       method="keeplora", options=KEEPLORA, adapter={"r": 32, "alpha": 8}),
+    _v("reglora", "SEFE's RegLoRA (Chen et al., ICML 2025): the LoRA merged after each task, later tasks penalised "
+       "at earlier tasks' top-2% entries of BA; CoIN's LoRA (r 128). The records take one byte per adapted "
+       "weight on the GPU (6.5 GB for the 7B LM)", method="reglora", options=REGLORA),
+    # the adapter-bank methods keep one LoRA per task: with CoIN's LoRA (r 128) each stored one is 1.3 GB in fp32
+    _v("olora", "O-LoRA (Wang et al., 2023): a fresh LoRA per task (CoIN's r 128), earlier ones frozen and summed "
+       "in, the new A pushed orthogonal to the old ones. Every stored LoRA stays on the GPU (1.3 GB each in fp32) "
+       "and in every later stage's adapter folder", method="olora", options=OLORA),
+    _v("hide", "HiDe-LLaVA (Guo et al., ACL 2025): a LoRA expert per task (CoIN's r 128); the lower layers add all "
+       "of them, the last layer mixes them by the input's similarity to each task's anchors. Every stored expert "
+       "stays on the GPU (1.3 GB each in fp32); evaluation keeps batch rows in place (model.generate)",
+       method="hide", options=HIDE),
+    _v("disco", "DISCO-style task adapters: one LoRA per task (CoIN's r 128), trained alone; each test input is "
+       "answered by the LoRA of the task its instruction is closest to (no task id). Every stored LoRA stays on "
+       "the GPU (1.3 GB each in fp32)", method="disco", options=DISCO),
     _v("multitask", "Multi-task: one training on all eight tasks' data (the upper reference; only its last row "
        "is this method's result)", method="multitask"),
     _v("zeroshot", "Zero-shot: the pretrain-only model, never trained (every run's zero-shot row gives the same "
@@ -180,6 +286,18 @@ RUNS = {
         _v("multitask", "Multi-task on the 13B model (only its last row is this method's result)",
            method="multitask"),
         _v("zeroshot", "Zero-shot: the 13B pretrain-only model, never trained", method="zeroshot", eval_=NO_ZS),
+    ],
+    "minigpt-v2": [
+        _v("lora", "Sequential LoRA (r 64, alpha 256, on q and v) on MiniGPT-v2 as CoIN ran it (table 2's MiniGPT-v2 "
+           "row)"),
+        _v("multitask", "Multi-task on MiniGPT-v2 (only its last row is this method's result)", method="multitask"),
+        _v("zeroshot", "Zero-shot: MiniGPT-v2's stage-2 checkpoint, never trained", method="zeroshot", eval_=NO_ZS),
+    ],
+    "qwen-vl-chat": [
+        _v("lora", "Sequential LoRA (r 64, alpha 16) on Qwen-VL-Chat, trained and evaluated in ChatML (table 2's "
+           "Qwen-VL row)"),
+        _v("multitask", "Multi-task on Qwen-VL-Chat (only its last row is this method's result)", method="multitask"),
+        _v("zeroshot", "Zero-shot: Qwen-VL-Chat as released, never trained", method="zeroshot", eval_=NO_ZS),
     ],
     "qwen2-vl-7b": [
         _v("lora", "Sequential LoRA (r 128) on Qwen2-VL-7B-Instruct with the paper's recipe"),
@@ -205,10 +323,10 @@ def build(backbone: str, run: dict) -> dict:
     cfg["data"] = {**DATA, **run["data"]}
     cfg["tasks"] = {**TASKS, **run["tasks"]}
     cfg["model"] = dict(b["model"])
-    adapter = {**ADAPTER, **run["adapter"]}
+    adapter = {**ADAPTER, **b.get("adapter", {}), **run["adapter"]}
     order = ["type", "r", "alpha", "experts", "dropout", "train_projector"]
     cfg["adapter"] = {k: adapter[k] for k in order if k in adapter}
-    cfg["train"] = dict(TRAIN)
+    cfg["train"] = {**TRAIN, **b.get("train", {})}
     cfg["eval"] = {**b["eval"], **run["eval"]}
     return cfg
 
@@ -222,6 +340,8 @@ def _scalar(value) -> str:
 
 def _comment(key: str, cfg: dict, backbone: str) -> str | None:
     size = "13b" if "13b" in backbone else "7b"
+    if key in BACKBONES[backbone].get("comments", {}):
+        return BACKBONES[backbone]["comments"][key]
     if key == "tasks.order":
         return ORDER_COMMENTS.get(cfg["tasks"]["order"])
     if key == "eval.zero_shot" and cfg["method"] == "zeroshot":
@@ -235,6 +355,10 @@ def _comment(key: str, cfg: dict, backbone: str) -> str | None:
             if a["type"] == "moelora" else "LoRA on every linear layer of the LM (not lm_head)"
     if key == "adapter.experts":
         return "MoELoRA: N experts share the rank r"
+    if key == "adapter.alpha" and cfg["method"] == "keeplora":
+        return "alpha = r / 4, as KeepLoRA's scripts"
+    if key.startswith("method_options.") and cfg["method"] in OPTION_COMMENTS:
+        return OPTION_COMMENTS[cfg["method"]].get(key.split(".", 1)[1])
     if key.startswith("method_options."):
         samples = {"ewc": "K: samples per task for the Fisher (the paper's 1,000)",
                    "lwf": "M: samples per earlier task whose outputs are kept (the paper's 100)"}
@@ -260,7 +384,7 @@ def render(backbone: str, run: dict) -> str:
         for key, value in node.items():
             full = f"{prefix}{key}"
             if isinstance(value, dict):
-                body.append(("  " * indent + f"{key}:", None))
+                body.append(("  " * indent + f"{key}:", _comment(full, cfg, backbone)))
                 walk(value, full + ".", indent + 1)
             else:
                 body.append(("  " * indent + f"{key}: {_scalar(value)}", _comment(full, cfg, backbone)))

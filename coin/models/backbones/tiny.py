@@ -50,6 +50,18 @@ class Tiny(Backbone):
         return vlm
 
     @classmethod
+    def size_config(cls, cfg) -> tuple[dict, str]:
+        """The sizes of ``model.tiny`` in a transformers config's terms (no folder to read)."""
+        from coin.models.tiny import TinyConfig
+
+        t = TinyConfig(**(cfg.options.tiny or {}))
+        text = {"hidden_size": t.lm_width, "intermediate_size": t.lm_ffn, "num_hidden_layers": t.lm_layers,
+                "num_attention_heads": t.lm_heads, "num_key_value_heads": t.lm_heads, "vocab_size": t.vocab_size}
+        vision = {"hidden_size": t.vision_width, "intermediate_size": 4 * t.vision_width,
+                  "num_hidden_layers": t.vision_layers, "image_size": t.image_size, "patch_size": t.patch_size}
+        return {"text_config": text, "vision_config": vision}, "model.tiny"
+
+    @classmethod
     def prepare(cls, cfg, log=print) -> None:
         """Pretrain (or find) the cached base once, before parallel runs would each start it."""
         from coin.models.backbone import load_model

@@ -1,0 +1,182 @@
+"""What a benchmark is: its tasks, its orders, where its released files are, how its records are prepared.
+
+A benchmark is one file (``coin/benchmarks/<name>.py``) holding a ``BenchmarkSpec`` subclass
+and one ``register_benchmark`` call. The spec answers every question the loader
+(``coin.data.benchmark``), the check (``coin.data.check``) and the dry run ask about data,
+through ``coin.data.layout``, which picks the spec that ``data.benchmark`` names:
+
+- ``tasks`` and ``orders``: the task names (``TaskSpec``\\ s registered in ``coin.tasks``)
+  and the named orders, the first being the default (``tasks.order: paper``);
+- ``roots``: the data root and the image root of a config;
+- ``locate``: the file of a task's split in the benchmark's released layout (a
+  ``data.paths.<Task>.<split>`` override wins, as for CoIN);
+- ``image_root``: the folder a task's image paths are relative to;
+- ``prepare_rows`` (before the shared record validator), ``prepare`` (after loading: a
+  prompt fix, answers joined from a reference file) and ``notes`` (what ``coin data check``
+  reports about a task beyond its records, e.g. a reference file whose ids do not match).
+
+Each benchmark's task names are its own, so a task belongs to at most one benchmark
+(``owner``); CoIN and CoIN-Synth claim every registered task no other benchmark lists (so a
+plugin task runs on them as before). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from coin.data.coin_json import DataError
+from coin.registry import Registry
+
+if TYPE_CHECKING:
+    from coin.config import DataConfig
+
+__all__ = ["BENCHMARKS", "BenchmarkSpec", "TaskSource", "get_benchmark", "owner", "path_override",
+           "register_benchmark"]
+
+PATH_KEYS = ("train", "test", "image_root", "references")
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """A task split's file, and the instruction family still to apply to it (None: use it as it is)."""
+
+    path: Path
+    derive: str | None = None
+
+
+def path_override(root: Path, cfg: DataConfig | None, task: str, key: str) -> Path | None:
+    """``data.paths.<task>.<key>`` as a path (relative ones under ``root``), or None when unset."""
+    value = ((getattr(cfg, "paths", None) or {}).get(task) or {}).get(key) if cfg is not None else None
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def first_file(candidates: list[Path], task: str, split: str) -> Path:
+    """The first existing file of ``candidates``; ``DataError`` listing every one looked at."""
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise DataError(f"task {task}: {split} file not found; looked for {', '.join(map(str, dict.fromkeys(candidates)))}")
+
+
+class BenchmarkSpec:
+    """A benchmark: override ``tasks``, ``orders`` and the layout methods a released tree needs.
+
+    ``families``: instruction families (``data.instructions``) apply to its tasks (CoIN's
+    tasks only: the other benchmarks' prompts carry their own instructions). ``open_tasks``:
+    it also runs the registered tasks no other benchmark lists (a plugin task on CoIN).
+    ``sources``: where the data comes from, one line for ``coin ls benchmarks``.
+    """
+
+    name: str = ""
+    doc: str = ""
+    sources: str = ""
+    families: bool = False
+    open_tasks: bool = False  # also runs every registered task no other benchmark lists (CoIN, CoIN-Synth)
+    orders: Mapping[str, tuple[str, ...]] = {}
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The benchmark's tasks (default: those of its first order)."""
+        return tuple(next(iter(self.orders.values()), ()))
+
+    def default_order(self) -> str:
+        return next(iter(self.orders))
+
+    # ---------------------------------------------------------------- layout
+    def config_problems(self, cfg: DataConfig) -> list[str]:
+        """Problems of ``cfg``'s data section that only this benchmark can see, each naming its key."""
+        problems = []
+        if not cfg.root:
+            problems.append(f"data.root is required when data.benchmark is {self.name!r}")
+        if not self.families and str(cfg.instructions).lower() not in ("original", "type1"):
+            problems.append(f"data.instructions: {self.name} prompts carry their own instructions; only 'original' "
+                            f"applies, got {cfg.instructions!r}")
+        return problems
+
+    def roots(self, cfg: DataConfig, tasks: list[str]) -> tuple[Path, Path]:
+        """(data root, image root): ``data.root`` and ``data.image_root`` (default: the data root)."""
+        root = Path(cfg.root or ".").expanduser()
+        if not root.is_dir():
+            raise DataError(f"data.root {root} is not a folder")
+        return root, Path(cfg.image_root).expanduser() if cfg.image_root else root
+
+    def candidates(self, root: Path, task: str, split: str) -> list[Path]:
+        """Where the released layout may hold ``task``'s ``split``, most likely first."""
+        raise NotImplementedError
+
+    def locate(self, root: Path, family: str, task: str, split: str, cfg: DataConfig | None = None) -> TaskSource:
+        """``data.paths.<task>.<split>`` when set, else the first of ``candidates`` that exists."""
+        if (p := path_override(root, cfg, task, split)) is not None:
+            if not p.is_file():
+                raise DataError(f"task {task}: data.paths.{task}.{split} {p} does not exist")
+            return TaskSource(p)
+        return TaskSource(first_file(self.candidates(root, task, split), task, split))
+
+    def expected(self, root: Path, cfg: DataConfig | None, task: str, split: str) -> Path:
+        """The file to provide when ``locate`` finds none (what a dry run lists as missing)."""
+        return path_override(root, cfg, task, split) or self.candidates(root, task, split)[0]
+
+    def image_root(self, root: Path, image_root: Path, cfg: DataConfig | None, task: str) -> Path:
+        """``data.paths.<task>.image_root`` when set, else the shared image root."""
+        return path_override(root, cfg, task, "image_root") or image_root
+
+    # ---------------------------------------------------------------- records
+    def prepare_rows(self, task: str, split: str, rows: list, path: Path | None = None,
+                     image_root: Path | None = None) -> list:
+        """A file's raw rows (read from ``path``, images under ``image_root``) before the shared
+        validator (``coin.data.records``) sees them."""
+        return rows
+
+    def prepare(self, task: str, split: str, items: list, root: Path, cfg: DataConfig | None) -> list:
+        """Loaded samples (train) or test records (test) after validation: prompt fixes, joined answers."""
+        return items
+
+    def notes(self, task: str, root: Path, cfg: DataConfig | None,
+              test_rows: list | None) -> tuple[list[str], list[str]]:
+        """(problems that stop a run, notes that do not) about ``task`` beyond its records."""
+        return [], []
+
+    def describe(self) -> dict[str, Any]:
+        """Key facts for ``coin ls benchmarks``: tasks, orders, sources."""
+        facts = {"tasks": ", ".join(self.tasks)}
+        facts.update({f"order {k}": " → ".join(v) for k, v in self.orders.items()})
+        if self.sources:
+            facts["sources"] = self.sources
+        return facts
+
+
+BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
+
+
+def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
+    """Register ``spec`` under its name (the one call a benchmark file makes); its tasks must be registered."""
+    from coin.tasks import TASKS
+
+    missing = [t for t in spec.tasks if t not in TASKS]
+    if missing or not spec.name:
+        raise ValueError(f"benchmark {spec.name!r}: tasks not registered: {', '.join(missing)}" if missing
+                         else "a benchmark needs a name")
+    for name, order in spec.orders.items():
+        if set(order) - set(spec.tasks):
+            raise ValueError(f"benchmark {spec.name!r}: order {name!r} lists tasks not of this benchmark")
+    BENCHMARKS.register(spec.name, spec)
+    return spec
+
+
+def get_benchmark(name: str) -> BenchmarkSpec:
+    """The benchmark registered as ``name`` (an unknown name lists the choices)."""
+    return BENCHMARKS.get(name)
+
+
+def owner(task: str) -> str | None:
+    """The benchmark that lists ``task`` among its own tasks (None: a CoIN or plugin task)."""
+    for name in BENCHMARKS:
+        spec = BENCHMARKS.get(name)
+        if not spec.open_tasks and task in spec.tasks:
+            return name
+    return None

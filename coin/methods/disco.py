@@ -1,0 +1,97 @@
+"""DISCO-style task adapters: one LoRA per task, chosen per test input by its instruction, no task id.
+
+Each task trains its own fresh LoRA alone (the adapter bank's current slot,
+``coin.adapters.bank``; the earlier tasks' LoRAs are stored, frozen, and left out of its
+forward). After the task, its LoRA is stored and the task's mean instruction feature is kept:
+the mean, over ``samples`` of its training inputs, of the LM's mean input embedding of the
+prompt's tokens (``coin.adapters.routing.instruction_features``: the question and the task's
+instruction line, without chat template or image). At test time each input goes to the one
+stored LoRA whose task mean is the most cosine-similar to its own feature; inputs routed to the
+same LoRA are answered together with that LoRA alone (coin's batched decoding is kept).
+
+This is the task-specific-adapter design that the field's DISCO (subspace selection by
+instruction similarity) builds on, the near-upper bound methods are compared against: a test
+input routed to the right task meets exactly the LoRA its task trained. What still forgets is
+what all tasks share: the projector, when ``adapter.train_projector`` is on (set it off for
+fully separate tasks). The embedding table it routes by never trains, so a task's mean stays valid.
+
+Defaults: ``samples`` (1000) is ours. Parameters added per task: one LoRA. Works with every
+backbone (``tiny``, ``llava``, ``llava-pretrain``, ``qwen2-vl``, ``hf``) and under DDP; needs
+``adapter.type: lora``; refused under ``dist.strategy: fsdp``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from coin.adapters.bank import AdapterBank, bank_problems, begin_task, current_size, end_task
+from coin.adapters.routing import GroupedVLM, check_routable, cosine, instruction_features
+from coin.methods.base import Method, StageContext, sample_indices
+
+if TYPE_CHECKING:
+    from coin.models.backbone import VLM
+
+
+@dataclass
+class DiscoOptions:
+    """``method_options`` of the DISCO-style task adapters."""
+
+    samples: int = 1000  # training inputs per task whose mean instruction feature represents it (ours)
+
+    def check(self) -> list[str]:
+        return [] if self.samples >= 1 else [f"samples must be >= 1, got {self.samples}"]
+
+
+class Disco(Method):
+    """One LoRA per task, picked per test input by instruction similarity to each task's mean."""
+
+    name = "disco"
+    Options = DiscoOptions
+    supports_fsdp = "its adapter bank reads stored adapters outside the sharded forward (not verified)"
+
+    def __init__(self, options: dict | None = None) -> None:
+        super().__init__(options)
+        self.means = torch.zeros(0)  # (tasks, hidden): each stored LoRA's task mean instruction feature
+
+    @classmethod
+    def check_run(cls, cfg: Any) -> list[str]:
+        return bank_problems(cfg, cls.name)
+
+    def before_task(self, ctx: StageContext) -> None:
+        """A fresh LoRA for this task, trained alone (the stored ones add nothing while it trains)."""
+        if ctx.stage == 0:
+            check_routable(ctx.vlm, vision=False)
+        begin_task(ctx.vlm.model, ctx.stage, ctx.seed).set_mix(0.0)
+
+    def after_task(self, ctx: StageContext) -> None:
+        """Store the task's LoRA and its mean instruction feature."""
+        samples = ctx.train_data[ctx.task]
+        picked = [samples[i] for i in sample_indices(len(samples), self.opts.samples, ctx.seed, "disco", ctx.task)]
+        mean = instruction_features(ctx.vlm, picked).mean(0, keepdim=True)
+        end_task(ctx.vlm.model, ctx.stage).set_mix(0.0)
+        self.means = torch.cat([self.means.view(-1, mean.shape[1]), mean])
+
+    # ------------------------------------------------------------------ test time
+    def route(self, vlm: VLM, samples: list) -> list[int]:
+        """Each input's stored LoRA (index in the bank's order): the task mean most similar to its instruction."""
+        n = len(AdapterBank.of(vlm.model).names)
+        if n != self.means.shape[0]:
+            raise RuntimeError(f"disco: {n} stored LoRAs but {self.means.shape[0]} task means (the method state "
+                               "does not belong to this adapter)")
+        return cosine(instruction_features(vlm, samples), self.means).argmax(dim=-1).tolist()
+
+    def eval_model(self, ctx: StageContext, vlm: VLM) -> VLM:
+        return GroupedVLM(vlm, lambda samples: self.route(vlm, samples))
+
+    def params_added_per_task(self, vlm: VLM) -> int:
+        return current_size(vlm.model)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"means": self.means} if self.means.numel() else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.means = state.get("means", torch.zeros(0)).float()

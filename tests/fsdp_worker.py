@@ -1,0 +1,192 @@
+"""What tests/test_fsdp.py launches: one process, or several under torchrun (gloo on the CPU).
+
+``runs ROOT SPEC.json``: one ``coin run`` (in process) per variant of SPEC (``{"base": config,
+"variants": {name: overrides}}``) into ROOT/<name>; a variant refused before training writes
+ROOT/<name>.refused with the message. Running them all in one process pays the imports and the
+process group once.
+
+``units OUT``: the sharded model against the unsharded one, in process: batched answers with
+processes holding different numbers of questions (lockstep) and EWC's Fisher (OUT/units-rank<r>.json);
+then the peak tensor bytes of a training step under DDP and FSDP, to set beside
+``coin.engine.memory``'s estimate (OUT/memory-rank<r>.json).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def runs(root: Path, spec: dict) -> None:
+    from coin.config import ConfigError, merge
+    from coin.configure import from_dict
+    from coin.engine import dist
+    from coin.engine.run import run
+
+    for name, over in spec["variants"].items():
+        try:
+            run(from_dict(merge(spec["base"], over)), root / name, progress=False, log=lambda m: None)
+        except (dist.UnsupportedLaunch, ConfigError) as e:  # refused by the engine, or by the method's check_run
+            if dist.is_main():
+                (root / f"{name}.refused").write_text(str(e))
+
+
+def units(out: Path) -> None:
+    import torch
+    import torch.distributed as tdist
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tinyvlm import sharp_vlm_and_samples
+
+    from coin.adapters import attach_adapter
+    from coin.configure import section
+    from coin.engine import dist, fsdp
+    from coin.methods.ewc import estimate_fisher
+
+    world, rank = dist.world(), dist.rank()
+    if world > 1:
+        tdist.init_process_group("gloo")
+    prompts = ["What colour is the large shape?", "Name the shape.", "Where is the small square?",
+               "What is written?", "Is there a circle?", "How many shapes are there?", "What colour is it?"]
+    vlm, samples = sharp_vlm_and_samples(out / "images", prompts, data_seed=1, model_seed=2)
+    torch.manual_seed(0)
+    attach_adapter(vlm, section("adapter", type="moelora", r=4, alpha=8, experts=2))
+    with torch.no_grad():  # a trained-looking adapter: B = 0 would add nothing to compare
+        for n, p in vlm.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    reference = vlm.generate(samples, 12)  # every process, unsharded, one batch
+    fisher_ref = estimate_fisher(vlm, samples[:3])
+    result = {"reference": reference}
+    if world > 1:
+        fsdp.shard(vlm.model, torch.device("cpu"), log=lambda m: None)
+        # rank 0 answers 5 questions in batches of 2 (3 prefills), rank 1 two in one batch: different
+        # numbers of forwards, which lockstep pairs
+        mine = list(range(5)) if rank == 0 else list(range(5, 7))
+        with fsdp.lockstep(vlm.model):
+            answers = {i: a for k in range(0, len(mine), 2)
+                       for i, a in zip(mine[k : k + 2], vlm.generate([samples[i] for i in mine[k : k + 2]], 12))}
+            dist.barrier()
+        result["answers"] = answers
+        fisher = estimate_fisher(vlm, samples[:3])
+        result["fisher_diff"] = max((fisher[n] - fisher_ref[n]).abs().max().item() for n in fisher_ref)
+        result["fisher_max"] = max(f.abs().max().item() for f in fisher_ref.values())
+    (out / f"units-rank{rank}.json").write_text(json.dumps(result))
+    if world > 1:
+        memory(out)  # in the same launch: one start of the process group
+        tdist.destroy_process_group()
+
+
+class _PeakBytes:
+    """The peak of live tensor storage bytes on this process while the block runs: ``held`` (the weights,
+    buffers and optimiser state there before) plus every storage an operation creates, counted at its
+    size after each operation (FSDP frees and refills its gather buffers by resizing them) until it is
+    freed. (torch's MemTracker cannot follow the frozen vision tower, which runs without autograd.)"""
+
+    def __init__(self, held: list) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        self.live: dict = {}
+        self.peak = 0
+        for t in held:
+            self._add(t)
+        tracker = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for t in tree_flatten((out, args))[0]:
+                    tracker._add(t)
+                tracker.peak = max(tracker.peak, tracker.now())
+                return out
+
+        self.mode = Mode()
+        self.peak = self.now()
+
+    def _add(self, t) -> None:
+        import torch
+        from torch.distributed.tensor import DTensor
+        from torch.multiprocessing.reductions import StorageWeakRef
+
+        if isinstance(t, DTensor):
+            t = t._local_tensor
+        if isinstance(t, torch.Tensor) and t.device.type != "meta":
+            ref = StorageWeakRef(t.untyped_storage())
+            self.live.setdefault(ref.cdata, ref)
+
+    def now(self) -> int:
+        import torch
+
+        for key in [k for k, ref in self.live.items() if ref.expired()]:
+            del self.live[key]
+        return sum(torch.UntypedStorage._new_with_weak_ptr(k).nbytes() for k in self.live)
+
+    def __enter__(self) -> "_PeakBytes":
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.mode.__exit__(*exc)
+
+
+def memory(out: Path) -> None:
+    """Peak tensor bytes of one training step (after a first one made AdamW's state) of a small LLaVA with
+    LoRA, under DDP and under FSDP, measured by ``_PeakBytes`` on this process's tensors."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tinyvlm import tiny_samples, tokenizer
+
+    from coin.adapters import attach_adapter
+    from coin.configure import section
+    from coin.engine import dist, fsdp
+    from coin.models.tiny import TinyConfig, build_model, build_processor
+    from coin.models.vlm import LlavaVLM
+
+    cfg = TinyConfig(vocab_size=300, vision_width=32, vision_layers=1, vision_heads=2, lm_width=128, lm_layers=4,
+                     lm_heads=4, lm_ffn=512)
+    samples = tiny_samples(out / "images", "TaskA", 8)
+    result = {}
+    for name in ("ddp", "fsdp", "fsdp-checkpointing"):
+        strategy = name.split("-")[0]
+        vlm = LlavaVLM(build_model(cfg, tokenizer(), seed=0), build_processor(tokenizer(), cfg))
+        if name.endswith("checkpointing"):  # as coin.models.backbone.load_model does for model.gradient_checkpointing
+            vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            vlm.model.enable_input_require_grads()
+        torch.manual_seed(0)
+        attach_adapter(vlm, section("adapter", r=8, alpha=16))
+        model = vlm.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        if strategy == "fsdp":
+            fsdp.shard(model, torch.device("cpu"), log=lambda m: None)
+            engine = model
+        else:
+            engine = torch.nn.parallel.DistributedDataParallel(model)
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        batch = vlm.train_batch(samples[dist.rank() * 4 : dist.rank() * 4 + 4])
+
+        def step():
+            engine(**batch).loss.backward()
+            if strategy == "fsdp":
+                fsdp.reduce_gradients(params)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        step()
+        held = [*model.parameters(), *model.buffers(), *(v for st in opt.state.values() for v in st.values())]
+        with _PeakBytes(held) as tracker:
+            step()
+        result[name] = tracker.peak
+        del engine, model, opt
+    result.update(config=vlm.model.config.to_dict(), batch=4, tokens=int(batch["input_ids"].shape[1]))
+    (out / f"memory-rank{dist.rank()}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    mode, target = sys.argv[1], Path(sys.argv[2])
+    if mode == "runs":
+        runs(target, json.loads(Path(sys.argv[3]).read_text()))
+    else:
+        units(target)
