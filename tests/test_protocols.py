@@ -232,7 +232,7 @@ def _old_run(tmp_path: Path) -> tuple[Path, list[Path], dict]:
 
 
 def test_old_run_folder_is_rescored_into_both_protocols(tmp_path: Path) -> None:
-    from coin.engine.run import assemble
+    from coin.engine.assemble import assemble
     from coin.report import write_report
 
     out, stages, tests = _old_run(tmp_path)
