@@ -289,6 +289,8 @@ def parse_section(section: Any, key: str, selector: str, registry: Any) -> tuple
             if problem.startswith(f"unknown key '{key}.{k}'") and owners:
                 problems[i] = (f"unknown key '{key}.{k}' for {key}.{selector} {name!r}: it is an option of "
                                f"{', '.join(repr(o) for o in owners)}")
+    takes = f"; {options_cls.__name__} takes"  # say it of the entry users name, not of its options class
+    problems = [p.replace(takes, f"; {registry.kind} {name!r} takes") for p in problems]
     out = dataclasses.replace(section, options=options)
     check = getattr(registry.get(name), "check_section", None)
     if not problems and callable(check):

@@ -139,3 +139,15 @@ def test_a_damaged_run_folder_config_is_named(tmp_path):
     (tmp_path / "config.yaml").write_text("train: {lr: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         prepare_run_dir(tmp_path, from_dict({}))
+
+
+def test_an_unknown_option_is_said_of_the_entry_users_named():
+    """Errors name the method, adapter or backbone the user wrote, not the options class behind it."""
+    with pytest.raises(ConfigError) as e:
+        from_dict({"adapter": {"type": "moelora", "expertz": 4}, "method": "ewc", "method_options": {"lamda_": 1.0},
+                   "model": {"widht": 3}})
+    msg = str(e.value)
+    assert "(did you mean 'adapter.experts'?); adapter 'moelora' takes: experts" in msg
+    assert "(did you mean 'method_options.lambda_'?); method 'ewc' takes: samples, lambda_" in msg
+    assert "unknown key 'model.widht'; backbone 'tiny' takes: tiny, pretrain, image_cache_mb" in msg
+    assert "Options takes" not in msg

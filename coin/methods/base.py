@@ -58,7 +58,9 @@ class Method:
 
         ``coin.options`` builds ``Options`` and runs its ``check()``, as for every other entry's options.
         """
-        return option_problems(cls.Options, options, prefix)
+        name = cls.__dict__.get("name") or cls.__name__  # its own name, not one inherited from a base method
+        takes = f"; {cls.Options.__name__} takes"  # said of the method users name, not of its options class
+        return [p.replace(takes, f"; method {name!r} takes") for p in option_problems(cls.Options, options, prefix)]
 
     def before_task(self, ctx: StageContext) -> None:
         """Called before training ``ctx.task``."""
