@@ -290,7 +290,8 @@ def test_knowledge_matrix_is_in_matrix_json_report_and_metrics(micro_run, capsys
     assert set(k["metrics"]) >= {"maa", "bwt", "acc"}
     assert set(result["knowledge_tags"]) == {"ImageNet", "Grounding"}
     assert sum(result["knowledge_tags"]["ImageNet"].values()) == 8  # every test answer tagged
-    assert "Knowledge matrix (content, any format)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Knowledge matrix (content, any format)" in report and report.startswith("# CoIN-Synth report: micro")
     assert main(["metrics", str(out / "matrix.json"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["knowledge"]["acc"] == pytest.approx(k["metrics"]["acc"])

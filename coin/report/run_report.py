@@ -113,6 +113,16 @@ def _format_blocks(tasks: Sequence[str], a: list, share: list) -> list[Block]:
             matrix_table(tasks, share, None, "format-share", scale=100.0)]
 
 
+def benchmark_title(config: dict) -> str:
+    """The run's benchmark as a title: the first words of its registry doc ("UCIT", "MLLM-CL domain stream")."""
+    from coin.benchmarks import BENCHMARKS
+
+    name = config_value(config, "data.benchmark") or "coin"
+    if name not in BENCHMARKS:
+        return str(name)
+    return BENCHMARKS.doc(name).split(":")[0].split(" (")[0] or str(name)
+
+
 def _knowledge_blocks(mj: dict) -> list[Block]:
     """The knowledge matrix (content scored in any format) and its error tags after the last stage."""
     k = mj.get("knowledge")
@@ -155,7 +165,9 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
         ["data volume", str(config_value(config, "data.volume") or BLANK)],
         ["adapter", adapter_label(config.get("adapter"))],
     ]
-    blocks: list[Block] = [Heading(1, f"CoIN report: {name}"), Table(["field", "value"], info, "run-info")]
+    info.insert(1, ["benchmark", str(config_value(config, "data.benchmark") or BLANK)])
+    blocks: list[Block] = [Heading(1, f"{benchmark_title(config)} report: {name}"),
+                           Table(["field", "value"], info, "run-info")]
 
     strict = mj.get("strict") if isinstance(mj.get("strict"), dict) else None
     which = " (paper protocol)" if strict is not None else ""
@@ -228,5 +240,5 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     extra = judge_blocks(run_dir, mj) + _env_blocks(run_dir)
     blocks = _run_blocks(mj, upgraded(config), hm, fc, extra=extra, loss_png=lc)
     md = atomic_write_text(run_dir / "report.md", to_markdown(blocks, run_dir))
-    atomic_write_text(run_dir / "report.html", to_html(blocks, f"CoIN report: {name}"))
+    atomic_write_text(run_dir / "report.html", to_html(blocks, f"{benchmark_title(upgraded(config))} report: {name}"))
     return md
