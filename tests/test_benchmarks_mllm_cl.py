@@ -279,3 +279,29 @@ def test_a_two_task_domain_run_scores_both_tasks_by_their_rules(dcl, tmp_path, m
     n_fin = len(load_benchmark(from_dict(micro_config).data, ["Fin"], 0).test["Fin"])
     assert scores["Fin"]["n"] == n_fin > 0 and isinstance(scores["Fin"]["score"], float)
     assert (out / "report.md").read_text().startswith("# MLLM-CL domain stream report: run")
+
+
+def test_coin_judge_extract_rescores_a_run_folder_from_its_own_config(extractor, acl, tmp_path, capsys):
+    """``coin judge RUN --extract Math``: the run's own test records, the LLM step, a table per stage."""
+    import yaml
+
+    from coin.cli import main
+
+    cfg = from_dict({"data": {"benchmark": "mllm-acl", "root": str(acl)}, "tasks": {"order": ["Math"]}})
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    records = load_benchmark(cfg.data, ["Math"], cfg.seed).test["Math"]
+    outputs = {str(r["question_id"]): f"I think it is {r['answer']}" for r in records}  # no rule reads this
+    pred = run / "stages" / "01-Math" / "predictions" / "Math.jsonl"
+    pred.parent.mkdir(parents=True)
+    rows = score_protocols("Math", outputs, records)["paper"].samples
+    pred.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["judge", str(run), "--extract", "Math", "--backend", "openai", "--model", "extractor",
+                 "--base-url", extractor.url, "--timeout", "5", "--retries", "0", "--name", "ex"]) == 0
+    out = capsys.readouterr().out
+    assert "01-Math" in out and (run / "extract" / "ex" / "Math.json").is_file()
+    table = json.loads((run / "extract" / "ex" / "Math.json").read_text())
+    assert len(extractor.prompts) == len(records) and table["stages"]["01-Math"]["rules"] == 0.0
+    assert main(["judge", str(run), "--extract", "VP", "--backend", "openai", "--model", "x",
+                 "--base-url", extractor.url]) == 2  # only a task scored by MathVista's rules

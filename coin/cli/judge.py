@@ -15,6 +15,8 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in _JUDGE_FLAGS}
     cfg = judge_config(path=args.config, **flags)
     threads(args.threads)
+    if args.extract:
+        return _extract(args, cfg)
     try:
         result = judge_run(args.run, cfg, stages=args.stages, tasks=args.tasks, report=not args.no_report,
                            progress=not args.quiet)
@@ -25,6 +27,33 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     print(f"Reasoning Capability ({result['judge']['name']}): MAA {fmt(m['maa'])}  BWT {fmt(m['bwt'])}  "
           f"ACC {fmt(m['acc'])}")
+    return 0
+
+
+def _extract(args: argparse.Namespace, cfg) -> int:
+    """``--extract TASK``: rescore a task's stored answers with its LLM extraction step (MathVista's)."""
+    from pathlib import Path
+
+    from coin.eval import mathvista
+    from coin.eval.judge.run import _test_records
+
+    from coin.tasks import TASKS
+
+    run = Path(args.run)
+    extractable = [t for t in TASKS.names() if TASKS.get(t).scorer == "mathvista"]
+    if args.extract not in extractable:
+        print(f"coin: error: --extract takes a task scored by MathVista's rules ({', '.join(extractable)}), "
+              f"got {args.extract!r}", file=sys.stderr)
+        return 2
+    if not list(run.glob(f"stages/*/predictions/{args.extract}.jsonl")):
+        print(f"coin: error: {run} has no predictions of task {args.extract!r}", file=sys.stderr)
+        return 2
+    records = list(_test_records(run, [args.extract])[args.extract].values())
+    table = mathvista.llm_rescore_run(run, args.extract, cfg, records)
+    fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    for stage, row in table["stages"].items():
+        print(f"{stage:<16} rules {fmt(row['rules']):>7}   with the LLM step {fmt(row['llm']):>7}")
+    print(f"written to {run / 'extract' / cfg.folder_name / (args.extract + '.json')}")
     return 0
 
 
@@ -58,6 +87,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         j.add_argument("--" + key.replace("_", "-"), dest=key, type=tp, default=None, help=text)
     j.add_argument("--stages", nargs="+", help="stages to judge: 0/zeroshot, a stage number, a task name")
     j.add_argument("--tasks", nargs="+", help="tasks (columns) to judge")
+    j.add_argument("--extract", metavar="TASK",
+                   help="instead of judging: rescore TASK's answers with its LLM extraction step (MLLM-CL's Math, "
+                        "MathVista's protocol) on this judge backend; writes RUN/extract/<name>/TASK.json")
     j.add_argument("--no-report", action="store_true", help="do not rewrite the run's report")
     j.add_argument("--threads", type=int, default=None, help="CPU threads for torch (hf backend)")
     j.add_argument("--quiet", action="store_true", help="no progress bar")
