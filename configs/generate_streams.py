@@ -41,6 +41,17 @@ METHODS = {  # stem -> (comment, method, method_options, adapter overrides)
     "multitask": ("Multi-task: one training on every task's data (the upper reference; only its last row counts).",
                   "multitask", {}, {}),
     "zeroshot": ("Zero-shot: the starting model on every task, nothing trained.", "zeroshot", {}, {}),
+    "olora": ("O-LoRA: a fresh LoRA per task, pushed orthogonal to the earlier ones (lambda_1 0.5, its released "
+              "code's).", "olora", {"lambda_1": 0.5, "lambda_2": 0.0}, {}),
+    "keeplora": ("KeepLoRA: A from the task's gradient outside W's protected subspace, frozen; B trains; merged "
+                 "after each task (r 32, alpha r/4 as its scripts).", "keeplora",
+                 {"init_energy": 0.6, "task_energy": 0.99}, {"r": 32, "alpha": 8}),
+    "reglora": ("SEFE's RegLoRA: merged after each task; the top 2% of |BA| positions kept off by a 2.5e3 "
+                "penalty.", "reglora", {"lambda_": 2500.0, "top": 0.02}, {}),
+    "hide": ("HiDe-LLaVA: one LoRA expert per task, summed below the last layer, mixed by similarity there.",
+             "hide", {"temperature": 0.1}, {}),
+    "disco": ("DISCO-style task adapters: one LoRA per task, picked at test time by instruction similarity.",
+              "disco", {}, {}),
 }
 
 
@@ -72,9 +83,9 @@ def render(stream: str, stem: str) -> str:
               "model:", "  name: llava  # llava-hf LlavaForConditionalGeneration, vicuna_v1 conversation",
               "  path: checkpoints/llava-1.5-7b-hf  # PLACEHOLDER: a local copy of llava-hf/llava-1.5-7b-hf",
               "  dtype: bf16", "  gradient_checkpointing: true", "  attn_implementation: sdpa",
-              "adapter:", f"  type: {adapter.get('type', 'lora')}", "  r: 128", "  alpha: 256", "  dropout: 0.05",
-              "  train_projector: true"]
-    lines += [f"  {k}: {_yaml(v)}" for k, v in adapter.items() if k != "type"]
+              "adapter:"]
+    base = {"type": "lora", "r": 128, "alpha": 256, "dropout": 0.05, "train_projector": True}
+    lines += [f"  {k}: {_yaml(v)}" for k, v in {**base, **adapter}.items()]  # a method's own rank replaces 128
     lines += ["train:", "  lr: 2.0e-04", "  batch_size: 16  # per GPU: 16 x 8 GPUs = 128; raise grad_accum on fewer",
               "  grad_accum: 1", "  epochs: 1", "  warmup_ratio: 0.03", "  weight_decay: 0.0", "  precision: bf16",
               "eval:", "  batch_size: 64", "  zero_shot: true", "  bootstrap: 1000"]
