@@ -282,13 +282,20 @@ def parse_section(section: Any, key: str, selector: str, registry: Any) -> tuple
     raw = section.options if isinstance(section.options, dict) else flat_dict(section.options)
     problems: list[str] = []
     options = build(options_cls, raw, f"{key}.", problems)
-    for i, problem in enumerate(problems):  # a key of another entry: say which one takes it
+    common = [f.name for f in dataclasses.fields(section) if f.name != open_field(type(section))]
+    own = [f.name for f in dataclasses.fields(options_cls)] if dataclasses.is_dataclass(options_cls) else []
+    for i, problem in enumerate(problems):
         for k in raw:
+            if not problem.startswith(f"unknown key '{key}.{k}'"):
+                continue
             owners = [n for n in registry.names()
                       if n != name and k in getattr(registry.options_of(n), "__dataclass_fields__", {})]
-            if problem.startswith(f"unknown key '{key}.{k}'") and owners:
+            if owners:  # a key of another entry: say which one takes it
                 problems[i] = (f"unknown key '{key}.{k}' for {key}.{selector} {name!r}: it is an option of "
                                f"{', '.join(repr(o) for o in owners)}")
+            elif "(did you mean" not in problem and (near := closest(k, common)):  # a typo of a common key
+                problems[i] = problem.replace(f"unknown key '{key}.{k}'",
+                                              f"unknown key '{key}.{k}' (did you mean '{key}.{near}'?)", 1)
     takes = f"; {options_cls.__name__} takes"  # say it of the entry users name, not of its options class
     problems = [p.replace(takes, f"; {registry.kind} {name!r} takes") for p in problems]
     out = dataclasses.replace(section, options=options)

@@ -151,3 +151,12 @@ def test_an_unknown_option_is_said_of_the_entry_users_named():
     assert "(did you mean 'method_options.lambda_'?); method 'ewc' takes: samples, lambda_" in msg
     assert "unknown key 'model.widht'; backbone 'tiny' takes: tiny, pretrain, image_cache_mb" in msg
     assert "Options takes" not in msg
+
+
+def test_a_typo_of_a_common_key_in_an_open_section_is_still_suggested():
+    """``model.dtyp`` is collected as the backbone's own key, yet the hint names the common ``model.dtype``."""
+    with pytest.raises(ConfigError) as e:
+        from_dict({"model": {"dtyp": "bf16"}, "adapter": {"type": "moelora", "dropuot": 0.1}})
+    msg = str(e.value)
+    assert "unknown key 'model.dtyp' (did you mean 'model.dtype'?)" in msg
+    assert "unknown key 'adapter.dropuot' (did you mean 'adapter.dropout'?)" in msg
