@@ -57,3 +57,31 @@ def test_a_failed_run_is_named_with_its_log(configs, tmp_path):
     with pytest.raises(SweepError, match=r"1 run\(s\) failed: broken-s0; logs in"):
         sweep([str(path)], [0], tmp_path / "sw2", progress=False, log=lambda *a: None, jobs=2, threads=1)
     assert "loss is" in (tmp_path / "sw2" / "logs" / "broken-s0.log").read_text()
+
+
+def test_reuse_takes_a_finished_twin_and_only_a_twin(configs, tmp_path):
+    base = yaml.safe_load(configs[0].read_text())
+    sweep([str(configs[0])], [0], tmp_path / "methods", progress=False, log=lambda *a: None, jobs=2, threads=1)
+    twin, other = dict(base, name="rank-32"), dict(base, name="rank-64")
+    other["train"] = dict(base["train"], lr=base["train"]["lr"] / 2)
+    (tmp_path / "r32.yaml").write_text(yaml.safe_dump(twin))
+    (tmp_path / "r64.yaml").write_text(yaml.safe_dump(other))
+    logs: list[str] = []
+    sweep([str(tmp_path / "r32.yaml"), str(tmp_path / "r64.yaml")], [0], tmp_path / "study", progress=False,
+          log=logs.append, jobs=2, threads=1, reuse=[tmp_path / "methods"])
+    assert [m for m in logs if m.startswith("reused")] == [f"reused   r32-s0 from {tmp_path / 'methods' / 'lora-s0'}"]
+    src = json.loads((tmp_path / "methods" / "lora-s0" / "matrix.json").read_text())
+    got = json.loads((tmp_path / "study" / "r32-s0" / "matrix.json").read_text())
+    assert got["matrix"] == src["matrix"] and got["knowledge"] == src["knowledge"] and got["run_name"] == "rank-32"
+    assert load_config(tmp_path / "study" / "r32-s0" / "config.yaml").name == "rank-32"
+    assert json.loads((tmp_path / "study" / "r32-s0" / "reused-from.json").read_text())["source"].endswith("lora-s0")
+    # the twin assembled from the copied stages: no stage trained again
+    assert "steps in" not in (tmp_path / "study" / "logs" / "r32-s0.log").read_text()
+    assert "steps in" in (tmp_path / "study" / "logs" / "r64-s0.log").read_text()
+    theirs = json.loads((tmp_path / "study" / "r64-s0" / "matrix.json").read_text())
+    assert theirs["run_name"] == "rank-64" and not (tmp_path / "study" / "r64-s0" / "reused-from.json").exists()
+    # another thread count gives other float sums: not a twin
+    logs.clear()
+    sweep([str(tmp_path / "r32.yaml")], [0], tmp_path / "study2", progress=False, log=logs.append, jobs=2,
+          threads=2, reuse=[tmp_path / "methods"])
+    assert not any(m.startswith("reused") for m in logs) and (tmp_path / "study2" / "r32-s0" / "matrix.json").is_file()

@@ -61,7 +61,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError([f"--jobs must be >= 1, got {args.jobs}"])
     threads(args.threads)
     path = sweep(args.configs, args.seeds, args.out, args.set, progress=not args.quiet, jobs=args.jobs,
-                 threads=args.threads)
+                 threads=args.threads, reuse=args.reuse)
     print(f"comparison report: {path} (and {Path(path).with_suffix('.html')})")
     return 0
 
@@ -94,6 +94,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_set(sw, "override a key in every config")
     sw.add_argument("--threads", type=int, default=None, help="torch threads per run (with --jobs: default cores / jobs)")
     sw.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
+    sw.add_argument("--reuse", nargs="+", default=None, metavar="DIR",
+                    help="sweep folders whose finished runs may stand in for a run here when the configs differ "
+                         "only in name (same thread count, one process); copied, then assembled under the new name")
     sw.add_argument("--quiet", action="store_true")
     sw.set_defaults(func=_cmd_sweep)
 

@@ -9,11 +9,20 @@ seeds) sorted by MAA.
 (its output in ``runs/sweep/logs/<run>.log``). Small models use a many-core CPU better that
 way than with all threads on one run. The caches (CoIN-Synth, the tiny base) are filled
 first, once, so the processes do not each build them.
+
+``--reuse runs/methods`` lets a sweep take a finished run from another sweep instead of running
+it again, when the two differ only in what names a run (``name``, telemetry, the operational keys)
+and were made with the same thread count and one process: a study's baseline point (rank 32,
+volume 1.0, the paper order...) is the method table's sequential-LoRA run. The folder is copied,
+its config rewritten under the new name, and the run then assembles its matrix and report from
+the copied stages (no training, no generation); ``reused-from.json`` names the source.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -30,8 +39,79 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "matrix.json").is_file() and (run_dir / "report.md").is_file()
 
 
+def _per_run_threads(jobs: int, threads: int | None) -> int:
+    if jobs > 1:
+        return threads or max(1, (os.cpu_count() or 1) // jobs)
+    import torch  # one at a time, the runs are in this process: its thread count (the CLI sets --threads)
+
+    return torch.get_num_threads()
+
+
+def _same_run(old: dict, new: dict) -> bool:
+    """Whether two resolved configs give the same numbers: equal apart from naming, telemetry and
+    the operational keys."""
+    from coin.engine.run_folder import OPERATIONAL_KEYS, _diff_keys
+
+    keys = [d.split(":", 1)[0] for d in _diff_keys(old, new)]
+    return all(k in OPERATIONAL_KEYS or k == "name" or k.startswith("log.") for k in keys)
+
+
+def _launches(run_dir: Path) -> list[dict]:
+    path = run_dir / "env-history.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def find_reusable(cfg, threads: int, sources: list[Path]) -> Path | None:
+    """A finished run folder under ``sources`` made from the same config (bar its name) with
+    ``threads`` threads in one process at every launch, or None."""
+    from coin.configure import upgrade
+    from coin.config import read_yaml_mapping
+
+    want = cfg.to_dict()
+    for root in sources:
+        for cand in sorted(p for p in Path(root).iterdir() if p.is_dir()) if Path(root).is_dir() else []:
+            if not (_finished(cand) and (cand / "config.yaml").is_file()):
+                continue
+            launches = _launches(cand)
+            if not launches or any(e.get("threads") != threads or e.get("processes", 1) != 1 for e in launches):
+                continue
+            try:
+                old = upgrade(read_yaml_mapping(cand / "config.yaml", "run folder config"))
+            except Exception:  # a damaged folder is not a source; its own run names the damage
+                continue
+            if _same_run(old, want):
+                return cand
+    return None
+
+
+def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
+    """Copy each not-yet-started plan's twin from ``reuse`` into its folder, ready to assemble."""
+    from coin.config import dump_config
+    from coin.io import atomic_write_json, atomic_write_text
+
+    for _, _, cfg, run_dir in plans:
+        if run_dir.exists():
+            continue  # finished or started here: it continues as it is
+        src = find_reusable(cfg, threads, reuse)
+        if src is None:
+            continue
+        tmp = run_dir.with_name(run_dir.name + ".reusing")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.lock", "lock"))
+        for name in ("matrix.json", "report.md", "report.html"):  # rebuilt under this run's name
+            (tmp / name).unlink(missing_ok=True)
+        atomic_write_text(tmp / "config.yaml", dump_config(cfg))
+        env = _launches(src)
+        atomic_write_json(tmp / "reused-from.json", {"source": str(src.resolve()),
+                                                     "source_commit": env[0].get("coin_commit") if env else None})
+        tmp.rename(run_dir)
+        log(f"reused   {run_dir.name} from {src}")
+
+
 def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list[str] | None = None,
-          progress: bool = True, log=print, jobs: int = 1, threads: int | None = None) -> Path:
+          progress: bool = True, log=print, jobs: int = 1, threads: int | None = None,
+          reuse: list[str | Path] | None = None) -> Path:
     """Run every (config, seed) pair and write the comparison report; returns its path."""
     from coin.report import write_comparison
 
@@ -42,6 +122,8 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
         for seed in seeds:
             cfg = load_config(path, overrides + [f"seed={seed}"])
             plans.append((path, seed, cfg, out / f"{Path(path).stem}-s{seed}"))
+    if reuse:
+        _reuse(plans, [Path(r) for r in reuse], _per_run_threads(jobs, threads), log)
     if jobs > 1:
         _parallel(plans, out, overrides, jobs, threads, log)
     else:
@@ -81,7 +163,7 @@ def _parallel(plans: list, out: Path, overrides: list[str], jobs: int, threads: 
     if not todo:
         return
     _warm_caches(todo, log)
-    per = threads or max(1, (os.cpu_count() or 1) // jobs)
+    per = _per_run_threads(jobs, threads)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(per)}
