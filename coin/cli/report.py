@@ -1,4 +1,4 @@
-"""``coin report``: one run's report, or a comparison of several runs."""
+"""``coin report``: one run's report, or a comparison of several runs; ``coin findings``: CoIN's findings measured."""
 
 from __future__ import annotations
 
@@ -17,9 +17,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_findings(args: argparse.Namespace) -> int:
+    from coin.io import atomic_write_text
+    from coin.report.findings import findings, findings_markdown
+
+    text = findings_markdown(findings(args.methods, args.studies, alpha=args.alpha))
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"findings written: {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """``report``."""
+    """``report`` and ``findings``."""
     rep = sub.add_parser("report", help="write the report of one run, or a comparison of several")
     rep.add_argument("runs", nargs="+")
     rep.add_argument("--out", help="folder for a comparison report")
     rep.set_defaults(func=_cmd_report)
+
+    fd = sub.add_parser("findings", help="CoIN's findings measured on the method and study sweeps: paper, ours, test, verdict")
+    fd.add_argument("--methods", default="runs/methods", help="the method sweep's folder (its lora-s* runs)")
+    fd.add_argument("--studies", default="runs/studies", help="the folder holding one sweep folder per study")
+    fd.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdicts (default 0.05)")
+    fd.add_argument("--out", help="write the Markdown table here instead of printing it")
+    fd.set_defaults(func=_cmd_findings)

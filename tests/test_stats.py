@@ -1,0 +1,62 @@
+"""coin.stats: the tests of a difference over seeds, against closed forms and hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from coin.stats import anova, betainc, f_sf, one_sample, t_sf2, welch
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 1.0, 2.5, 12.0])
+def test_t_tails_match_the_closed_forms_for_one_and_two_degrees_of_freedom(t):
+    assert t_sf2(t, 1) == pytest.approx(1 - 2 / math.pi * math.atan(t), abs=1e-12)  # Cauchy
+    assert t_sf2(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
+    assert t_sf2(-t, 2) == pytest.approx(t_sf2(t, 2))
+
+
+def test_betainc_closed_forms_and_symmetry():
+    assert betainc(1, 1, 0.37) == pytest.approx(0.37)
+    assert betainc(2, 1, 0.6) == pytest.approx(0.36)  # x^a when b = 1
+    assert betainc(2.5, 3.5, 0.8) == pytest.approx(1 - betainc(3.5, 2.5, 0.2), abs=1e-13)
+    with pytest.raises(ValueError, match="0 <= x <= 1"):
+        betainc(1, 1, 1.5)
+
+
+def test_f_with_one_numerator_degree_is_t_squared():
+    for t, df in [(0.7, 3), (2.1, 4.6), (5.0, 10)]:
+        assert f_sf(t * t, 1, df) == pytest.approx(t_sf2(t, df), rel=1e-10)
+
+
+def test_welch_by_hand():
+    # means 2 and 5, variances 1 and 4 over three values each: se² = 1/3 + 4/3 = 5/3
+    got = welch([1, 2, 3], [3, 5, 7])
+    assert got.statistic == pytest.approx(-3 / math.sqrt(5 / 3))
+    assert got.df == pytest.approx((5 / 3) ** 2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2))  # 2.94
+    assert got.difference == -3
+    assert got.p == pytest.approx(0.104479, abs=1e-6)  # SciPy 1.17 ttest_ind(equal_var=False) gives 0.1044789
+
+
+def test_one_sample_and_pairs():
+    got = one_sample([-50, -45, -55], 0.0)  # mean −50, s = 5, se = 5/√3
+    assert got.statistic == pytest.approx(-50 / (5 / math.sqrt(3))) and got.df == 2
+    assert got.p == pytest.approx(1 - abs(got.statistic) / math.sqrt(2 + got.statistic ** 2))
+    assert got.p < 0.01
+
+
+def test_anova_of_two_groups_is_the_pooled_t_test():
+    a, b = [1.0, 2.0, 4.0], [3.0, 5.0, 6.5]
+    pooled = ((2 * (7 / 3)) + (2 * ((3 - 14.5 / 3) ** 2 + (5 - 14.5 / 3) ** 2 + (6.5 - 14.5 / 3) ** 2) / 2)) / 4
+    t = (7 / 3 - 14.5 / 3) / math.sqrt(pooled * (2 / 3))
+    got = anova([a, b])
+    assert got.statistic == pytest.approx(t * t) and got.df == (1, 4)
+    assert got.p == pytest.approx(t_sf2(t, 4)) and got.difference == pytest.approx(14.5 / 3 - 7 / 3)
+
+
+def test_degenerate_groups():
+    assert welch([1, 1], [1, 1]).p == 1.0 and welch([1, 1], [2, 2]).p == 0.0
+    assert one_sample([3, 3, 3], 0).p == 0.0 and anova([[1, 1], [1, 1]]).p == 1.0
+    assert welch([1, None, 3], [2, 4]).difference == 2 - 3  # an undefined seed is dropped
+    with pytest.raises(ValueError, match="at least two values"):
+        welch([1.0], [2.0, 3.0])
