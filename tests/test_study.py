@@ -49,3 +49,15 @@ def test_no_study_section_for_a_comparison_of_unrelated_configs(tmp_path):
     (b / "config.yaml").write_text(yaml.safe_dump(cfg))
     md = write_comparison([a, b], tmp_path / "report").read_text()
     assert "## Study" not in md
+
+
+def test_two_methods_with_their_own_option_are_not_a_study(tmp_path):
+    # method and method_options.lambda_ vary together: two sections, so no "Study: method + ..." table
+    a = _fake_run(tmp_path, "disco", 0, 8, 0.0)
+    b = _fake_run(tmp_path, "ewc", 0, 8, 1.0)
+    for d, extra in ((a, {"method": "disco"}), (b, {"method": "ewc", "method_options": {"lambda_": 0.1}})):
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        cfg.update(extra)
+        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    md = write_comparison([a, b], tmp_path / "report").read_text()
+    assert "## Study" not in md

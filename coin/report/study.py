@@ -106,8 +106,8 @@ def study_blocks(groups: Sequence[list[dict]], configs: Sequence[dict], out_dir:
     ``mj``) whose configs (seed and naming keys removed) are ``configs``; empty unless they differ."""
     keys = varying_keys(configs)
     parents = {k.rsplit(".", 1)[0] for k in keys}
-    if len(groups) < 2 or not keys or (len(keys) > 2 and len(parents) > 1):
-        return []  # not one studied variable (e.g. a comparison of methods with their own options)
+    if len(groups) < 2 or not keys or len(parents) > 1:
+        return []  # not one studied variable (e.g. methods with their own options: method + method_options.*)
     if len(keys) <= 2:
         variable, labels = " + ".join(keys), [_value(c, keys) for c in configs]
     else:  # several keys of one section (the model's sizes): the configurations by name
