@@ -334,6 +334,23 @@ def test_comparison_overlays_the_runs_loss_curves(tmp_path: Path, t8_runs: list[
     assert '<img id="loss"' in (tmp_path / "cmp" / "report.html").read_text()
 
 
+def test_comparison_plots_one_curve_per_configuration_the_mean_over_its_seeds(tmp_path: Path) -> None:
+    from coin.engine.tracking import StepLog
+    from coin.report.compare import config_curves
+
+    runs = []
+    for name, seed, scale in (("lora", 0, 1.0), ("lora", 1, 3.0), ("olora", 0, 100.0)):
+        d = tmp_path / f"{name}-s{seed}"
+        log = StepLog(d / "stages" / "01-GQA" / "train_log.jsonl")
+        for k in range(1, 4):
+            log.append({"step": k, "of": 3, "global_step": k, "loss": scale * k})
+        runs.append({"run": d.name, "dir": d})
+    curves = config_curves([runs[:2], runs[2:]])
+    assert list(curves) == ["lora", "olora"]
+    assert curves["lora"][0]["loss"] == [2.0, 4.0, 6.0] and curves["lora"][0]["steps"] == [1, 2, 3]
+    assert curves["olora"][0]["loss"] == [100.0, 200.0, 300.0]
+
+
 def test_smoothing_is_a_debiased_moving_average() -> None:
     from coin.report.plots import smooth
 

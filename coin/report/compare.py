@@ -99,6 +99,33 @@ def _rows(groups: dict[str, list[dict]]) -> list[tuple[float | None, float | Non
     return rows
 
 
+def _label(group: list[dict]) -> str:
+    """A configuration's name for a legend: its runs' common name without the seed suffix."""
+    names = {re.sub(r"-s\d+$", "", r["run"]) for r in group}
+    return names.pop() if len(names) == 1 else ", ".join(r["run"] for r in group)
+
+
+def config_curves(groups: Sequence[list[dict]]) -> dict[str, list[dict]]:
+    """One loss curve per configuration: per stage and step, the mean over its seeds' logged losses.
+
+    Seeds of one configuration take the same steps; a group whose runs do not (one still
+    running) shows its first run's curve. Forty runs as forty lines would hide every one of them.
+    """
+    out: dict[str, list[dict]] = {}
+    for group in sorted(groups, key=_label):
+        per_run = [c for r in sorted(group, key=lambda r: r["run"]) if (c := loss_curves(r["dir"]))]
+        if not per_run:
+            continue
+        first = per_run[0]
+        aligned = all(len(c) == len(first) and all(a["steps"] == b["steps"] for a, b in zip(c, first))
+                      for c in per_run)
+        if aligned and len(per_run) > 1:
+            first = [{**st, "loss": [sum(c[k]["loss"][i] for c in per_run) / len(per_run)
+                                     for i in range(len(st["loss"]))]} for k, st in enumerate(first)]
+        out[_label(group)] = first
+    return out
+
+
 def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
     """Compare runs in ``out_dir/report.md`` + ``report.html``; runs differing only by seed share a row.
 
@@ -134,10 +161,11 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     blocks += [Heading(2, "Cost"), Para(_COST_NOTE),
                cost_table([c[0] for _, _, c in rows], [[r["mj"].get("cost") or {} for r in members[c[0]]]
                                                        for _, _, c in rows])]
-    curves = {r["run"]: c for r in sorted(runs, key=lambda r: r["run"]) if (c := loss_curves(r["dir"]))}
+    curves = config_curves(list(groups.values()))
     if curves:
-        png = loss_curves_figure(curves, out_dir / "loss.png", title="Training loss (smoothed) of each run")
-        blocks += [Heading(2, "Training loss"), Image("training loss of each run", png, "loss")]
+        png = loss_curves_figure(curves, out_dir / "loss.png",
+                                 title="Training loss (smoothed; mean over seeds) per configuration")
+        blocks += [Heading(2, "Training loss"), Image("training loss per configuration", png, "loss")]
     blocks += [Heading(2, "Accuracy matrices")]
     for k, r in enumerate(sorted(runs, key=lambda r: r["run"])):
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", r["run"])

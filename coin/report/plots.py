@@ -183,15 +183,16 @@ def loss_curves_figure(runs: dict[str, list[dict]], path: str | os.PathLike, tit
     ``runs`` maps a run's name to its stages' curves (``coin.engine.tracking.loss_curves``:
     ``task``, ``steps``, ``loss`` per stage). One run: each stage in its own colour, the raw
     loss faint under the smoothed one. Several runs (a comparison): one colour per run,
-    smoothed, the boundaries of the first run.
+    smoothed, the boundaries of the first run. The loss is what the run optimised, a method's
+    penalty included; when the curves span more than two decades the axis is logarithmic.
     """
     fig = Figure(figsize=(7.5, 3.6), layout="constrained")
     ax = fig.subplots()
-    cmap = colormaps["tab10"]
     single = len(runs) == 1
+    cmap = colormaps["tab10" if single or len(runs) <= 10 else "tab20"]
     for r, (name, stages) in enumerate(runs.items()):
         for s, st in enumerate(stages):
-            color = cmap((s if single else r) % 10)
+            color = cmap((s if single else r) % cmap.N)
             if single:
                 ax.plot(st["steps"], st["loss"], color=color, alpha=0.25, linewidth=1)
             ax.plot(st["steps"], smooth(st["loss"]), color=color, linewidth=1.8,
@@ -205,7 +206,11 @@ def loss_curves_figure(runs: dict[str, list[dict]], path: str | os.PathLike, tit
     if not any(runs.values()):
         ax.text(0.5, 0.5, "no training steps logged", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("optimiser step (all stages)", fontsize=_FONT)
-    ax.set_ylabel("loss", fontsize=_FONT)
+    values = [v for stages in runs.values() for st in stages for v in st["loss"] if v == v]
+    log = bool(values) and min(values) > 0 and max(values) / min(values) > 100
+    if log:  # a method's penalty (O-LoRA's starts in the hundreds) next to task losses near 0.01
+        ax.set_yscale("log")
+    ax.set_ylabel("loss (log scale)" if log else "loss", fontsize=_FONT)
     ax.set_title(title, fontsize=_FONT + 1)
     ax.grid(True, alpha=0.3)
     if any(runs.values()):
