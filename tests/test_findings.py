@@ -25,7 +25,7 @@ def _group(root, name, diag, last_first, knowledge=None):
 
 def test_findings_give_the_verdict_the_runs_support(tmp_path):
     methods, studies = tmp_path / "methods", tmp_path / "studies"
-    _group(methods, "lora", 80, 20, knowledge=70)  # forgets 60 points of format, 10 of knowledge
+    _group(methods, "lora", 80, 20, knowledge=70)  # forgets 60 points of format, 10 of knowledge: share 1/6
     for n, d in ((1, 50), (2, 52), (4, 56), (8, 60)):
         _group(studies / "experts", f"e{n}", d, d - 30)
     _group(studies / "family", "original", 60, 30)
@@ -36,9 +36,9 @@ def test_findings_give_the_verdict_the_runs_support(tmp_path):
     rows = {r.finding.split(")")[0][1:]: r for r in findings(methods, studies)}
     assert set(rows) == {f.key for f in FINDINGS}
     assert rows["a"].verdict == "reproduced" and "one-sample t" in rows["a"].test
-    assert rows["b"].verdict == "reproduced"
+    assert rows["b"].verdict == "reproduced" and "share of the forgetting 0.17 ± 0.00" in rows["b"].ours
     assert rows["c"].verdict == "reproduced" and rows["c"].ours.startswith("42.67 ± 1.26")  # e1: MAA 41.5, 42.5, 44
-    assert rows["d1"].verdict == "opposite"
+    assert rows["d1"].verdict == "not reproduced: the opposite holds at p < 0.05"
     assert rows["d2"].verdict == "consistent: no difference at p < 0.05 (3 seeds)"
     assert rows["e1"].verdict == "not reproduced: MAA peaks at 1.0, an end of the range"
     assert rows["e2"].verdict.startswith("inconclusive")  # BWT is −15 at every volume
