@@ -37,6 +37,7 @@ def test_findings_give_the_verdict_the_runs_support(tmp_path):
     assert set(rows) == {f.key for f in FINDINGS}
     assert rows["a"].verdict == "reproduced" and "one-sample t" in rows["a"].test
     assert rows["b"].verdict == "reproduced" and "share of the forgetting 0.17 ± 0.00" in rows["b"].ours
+    assert rows["b2"].verdict == "not run"  # these runs carry no knowledge_tags
     assert rows["c"].verdict == "reproduced" and rows["c"].ours.startswith("42.67 ± 1.26")  # e1: MAA 41.5, 42.5, 44
     assert rows["d1"].verdict == "not reproduced: the opposite holds at p < 0.05"
     assert rows["d2"].verdict == "consistent: no difference at p < 0.05 (3 seeds)"
@@ -46,6 +47,16 @@ def test_findings_give_the_verdict_the_runs_support(tmp_path):
         assert rows[key].verdict == "not run" and rows[key].test == "–"
     text = findings_markdown(list(rows.values()))
     assert "| (a) Sequential LoRA forgets heavily |" in text and "runs/" not in text.split("Run folders")[0]
+
+
+def test_content_share_counts_the_earlier_tasks_wrong_answers():
+    from coin.report.findings import content_share
+
+    tags = {"A": {"correct": 10, "content": 30, "confusion": 50, "format": 10, "other": 0},
+            "B": {"correct": 20, "content": 0, "confusion": 80, "format": 0, "other": 0},
+            "C": {"correct": 0, "content": 100}}  # the last task: not an earlier one, not counted
+    assert content_share({"tasks": ["A", "B", "C"], "knowledge_tags": tags}) == 100.0 * 30 / (90 + 80)
+    assert content_share({"tasks": ["A", "B"]}) is None
 
 
 def test_metric_reads_the_paper_and_the_knowledge_matrix(tmp_path):

@@ -158,6 +158,30 @@ def _knowledge(runs: Runs):
     return Measured(ours, test, -1.0, how, runs.folders("methods", "lora"))
 
 
+def content_share(mj: dict) -> float | None:
+    """Of the wrong answers on the earlier tasks after the last stage, the share that are a wrong answer
+    of the right kind (``content``), not right content in another format or another task's answer
+    (``format``, ``confusion``, ``other``): the tags of ``coin.eval.knowledge``."""
+    tags = mj.get("knowledge_tags")
+    if not isinstance(tags, dict):
+        return None
+    wrong = content = 0
+    for task in mj["tasks"][:-1]:
+        t = tags.get(task) or {}
+        wrong += sum(v for k, v in t.items() if k != "correct")
+        content += t.get("content", 0)
+    return None if not wrong else 100.0 * content / wrong
+
+
+def _error_kinds(runs: Runs):
+    lora = runs("methods", "lora")
+    share = [content_share(r) for r in lora]
+    test = stats.one_sample(share, 50.0) if _enough(share) else None
+    ours = f"{ms(share)}% of the wrong answers on earlier tasks are wrong content of the right kind; the rest format or task confusion"
+    how = f"one-sample t of the share against 50%: {_t(test)}" if test else "–"
+    return Measured(ours, test, -1.0, how, runs.folders("methods", "lora"))
+
+
 def _experts(runs: Runs):
     groups = {n: runs("experts", f"e{n}") for n in (1, 2, 4, 8)}
     maa = {n: values(g, "maa") for n, g in groups.items()}
@@ -251,6 +275,8 @@ FINDINGS: tuple[Finding, ...] = (
     Finding("b", "Forgetting is mostly lost format (instruction following), not lost knowledge",
             "judge BWT −10.88 vs truth BWT −32.62, a share of 0.33 (v2 tables 2, 3; v1: −11.75 with a LLaVA judge)",
             _knowledge),
+    Finding("b2", "… as the kinds of the wrong answers say",
+            "not measured by the paper: its judge scores each answer, it does not tag errors", _error_kinds),
     Finding("c", "More MoELoRA experts forget less",
             "MAA 32.97 → 35.75 → 40.24 → 42.76 for 1, 2, 4, 8 experts; BWT −32.62 → −25.91 (v1 table 5, v2 table 8)",
             _experts),
