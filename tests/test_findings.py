@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from coin.cli import main
-from coin.report.findings import FINDINGS, findings, findings_markdown, metric
+from coin.findings import FINDINGS, findings, findings_markdown, metric
 
 
 def _write(folder, diag: float, last_first: float, knowledge_last_first: float | None = None):
@@ -50,7 +50,7 @@ def test_findings_give_the_verdict_the_runs_support(tmp_path):
 
 
 def test_content_share_counts_the_earlier_tasks_wrong_answers():
-    from coin.report.findings import content_share
+    from coin.findings import content_share
 
     tags = {"A": {"correct": 10, "content": 30, "confusion": 50, "format": 10, "other": 0},
             "B": {"correct": 20, "content": 0, "confusion": 80, "format": 0, "other": 0},

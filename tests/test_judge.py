@@ -662,6 +662,11 @@ def test_killed_judge_resumes_without_asking_again(server, fake_run):
         judge_run(fake_run, cfg, backend=lambda: KilledAfter(5), report=False, log=lambda *a: None)
     assert not (fake_run / "judge" / "judge-a" / "rc_matrix.json").exists()
     assert len(JudgeCache(fake_run / "judge" / "cache.sqlite")) == 5
+    # the kill leaves the request in flight to finish in its thread (not waited for): let it land
+    # before counting, or on a loaded machine it lands inside the second run's count
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith("judge") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
     logs: list[str] = []
     before = server.count()
     rc = judge_run(fake_run, cfg, report=False, log=logs.append)

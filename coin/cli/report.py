@@ -19,7 +19,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_findings(args: argparse.Namespace) -> int:
     from coin.io import atomic_write_text
-    from coin.report.findings import findings, findings_markdown
+    from coin.findings import findings, findings_markdown
 
     text = findings_markdown(findings(args.methods, args.studies, alpha=args.alpha))
     if args.out:
