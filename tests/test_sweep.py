@@ -85,3 +85,17 @@ def test_reuse_takes_a_finished_twin_and_only_a_twin(configs, tmp_path):
     sweep([str(tmp_path / "r32.yaml")], [0], tmp_path / "study2", progress=False, log=logs.append, jobs=2,
           threads=2, reuse=[tmp_path / "methods"])
     assert not any(m.startswith("reused") for m in logs) and (tmp_path / "study2" / "r32-s0" / "matrix.json").is_file()
+
+
+def test_reuse_names_a_damaged_source_and_passes_it_over(configs, tmp_path):
+    from coin.engine.sweep import find_reusable
+
+    src = tmp_path / "methods" / "lora-s0"
+    src.mkdir(parents=True)
+    for name in ("matrix.json", "report.md"):
+        (src / name).write_text("{}")
+    (src / "env-history.jsonl").write_text(json.dumps({"threads": 1, "processes": 1}) + "\n")
+    (src / "config.yaml").write_text("method: [unclosed\n")
+    logs: list[str] = []
+    assert find_reusable(load_config(configs[0], ["seed=0"]), 1, [tmp_path / "methods"], logs.append) is None
+    assert len(logs) == 1 and logs[0].startswith(f"  not reusable: {src} (")

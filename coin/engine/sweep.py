@@ -62,7 +62,7 @@ def _launches(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def find_reusable(cfg, threads: int, sources: list[Path]) -> Path | None:
+def find_reusable(cfg, threads: int, sources: list[Path], log=print) -> Path | None:
     """A finished run folder under ``sources`` made from the same config (bar its name) with
     ``threads`` threads in one process at every launch, or None."""
     from coin.configure import upgrade
@@ -78,7 +78,8 @@ def find_reusable(cfg, threads: int, sources: list[Path]) -> Path | None:
                 continue
             try:
                 old = upgrade(read_yaml_mapping(cand / "config.yaml", "run folder config"))
-            except Exception:  # a damaged folder is not a source; its own run names the damage
+            except Exception as e:  # a damaged folder is not a source: say so, and look further
+                log(f"  not reusable: {cand} ({e})")
                 continue
             if _same_run(old, want):
                 return cand
@@ -93,7 +94,7 @@ def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
     for _, _, cfg, run_dir in plans:
         if run_dir.exists():
             continue  # finished or started here: it continues as it is
-        src = find_reusable(cfg, threads, reuse)
+        src = find_reusable(cfg, threads, reuse, log)
         if src is None:
             continue
         tmp = run_dir.with_name(run_dir.name + ".reusing")
