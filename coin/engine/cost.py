@@ -3,7 +3,8 @@
 Each finished stage (the zero-shot one included) writes ``cost.json``: its training seconds (from
 ``train.json``), its evaluation seconds and the process's peak memory so far. ``run_cost`` sums
 and maxes them into ``matrix.json``'s ``cost``, beside what only the model and the methods know:
-trainable parameters, parameters added per task (``Method.params_added_per_task``: 0 for methods
+trainable parameters (0 when no stage took a training step: the zero-shot method has an adapter
+that never trains), parameters added per task (``Method.params_added_per_task``: 0 for methods
 that reuse one adapter) and the size on disk of the methods' saved state (Fisher, subspaces,
 merged factors...), summed over the stages.
 
@@ -50,8 +51,10 @@ def run_cost(vlm, methods: list, stage_dirs: Iterable[Path]) -> dict:
     dirs = [d for d in stage_dirs if d is not None]
     rows = [read_json(d / COST_FILE) for d in dirs if (d / COST_FILE).is_file()]
     state = sum(p.stat().st_size for d in dirs for p in d.glob("method-*.safetensors"))
+    steps = [int(read_json(d / "train.json").get("steps", 0)) for d in dirs if (d / "train.json").is_file()]
+    trained = not steps or any(s > 0 for s in steps)  # no train.json at all: nothing says it did not train
     return {
-        "trainable_params": trainable_parameters(vlm.model),
+        "trainable_params": trainable_parameters(vlm.model) if trained else 0,
         "params_added_per_task": sum(int(m.params_added_per_task(vlm)) for m in methods),
         "train_seconds": round(sum(r.get("train_seconds", 0.0) for r in rows), 1),
         "eval_seconds": round(sum(r.get("eval_seconds", 0.0) for r in rows), 1),
