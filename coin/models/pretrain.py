@@ -9,6 +9,7 @@ the tasks mostly teach formats and the zero-shot row is near zero, as in the pap
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -16,6 +17,8 @@ import os
 import shutil
 import time
 from pathlib import Path
+
+import torch
 
 from coin.config import ModelConfig
 from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
@@ -64,36 +67,96 @@ def _corpus(data_root: Path, caps: list[dict]) -> list[str]:
 def pretrain(cfg: ModelConfig, out: Path, log=print, progress: bool = True) -> None:
     """Train the tokenizer, then the vision tower on labels, then the model on conversations.
 
-    Writes ``out`` atomically (built aside, then renamed).
+    Writes ``out`` atomically: built in ``<out>.partial``, then renamed. A pretraining killed
+    part-way resumes from there (the tokenizer, the finished vision tower, each stage's last
+    checkpoint) and ends with the weights an uninterrupted one reaches; a second process asking
+    for the same base waits for the first instead of training it again.
     """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out.with_name(out.name + ".lock"), log):
+        if (out / "COMPLETE").is_file():  # another process built it while this one waited
+            log(f"the tiny base was pretrained by another process meanwhile: {out}")
+            return
+        work = out.with_name(out.name + ".partial")
+        _pretrain(cfg, work, log, progress)
+        publish_dir(work, out, "COMPLETE")
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path, log):
+    import fcntl
+
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another process is pretraining this base ({lock}); waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+TOWER_FILE = "vision-tower.safetensors"  # the pretrained tower, kept in the work folder until the base is done
+RNG_KEY = "__torch_rng__"
+
+
+def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
+    from safetensors.torch import load_file, save_file
+    from transformers import LlavaProcessor
+
     p = cfg.options.pretrain
     tiny = TinyConfig(**cfg.options.tiny)
-    work = out.with_name(out.name + f".partial-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
+    if (work / "processor").is_dir():
+        log(f"resuming the interrupted pretraining in {work}")
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "data", ignore_errors=True)  # regenerated: the same seed writes the same files
     data = generate(work / "data", seed=p.seed, n_train=40, n_test=0, n_pretrain=p.samples)  # the paper's eight tasks
     caps = json.loads((data / "pretrain" / "train.json").read_text())
-    tokenizer = train_tokenizer(_corpus(data, caps), tiny.vocab_size)
-    processor = build_processor(tokenizer, tiny)
+    if (work / "processor").is_dir():
+        processor = LlavaProcessor.from_pretrained(work / "processor")
+        tokenizer = processor.tokenizer
+    else:
+        tokenizer = train_tokenizer(_corpus(data, caps), tiny.vocab_size)
+        processor = build_processor(tokenizer, tiny)
+        aside = work / f"processor.partial-{os.getpid()}"
+        processor.save_pretrained(aside)
+        os.replace(aside, work / "processor")
     model = build_model(tiny, tokenizer, seed=p.seed)
     vlm = LlavaVLM(model, processor)
     samples = load_train(data / "pretrain" / "train.json", data / "images", "pretrain")
     if p.vision_steps > 0:
         from coin.models.vision_pretrain import pretrain_vision
 
-        t1 = time.time()
-        vloss = pretrain_vision(vlm, samples, [c["labels"] for c in caps], p.vision_steps, p.vision_batch_size,
-                                p.vision_lr, p.seed, progress)
-        log(f"vision tower pretrained in {time.time() - t1:.0f}s, final loss {vloss:.3f}")
-        model.model.vision_tower.requires_grad_(False)  # then frozen, as LLaVA keeps its CLIP tower
+        tower = model.model.vision_tower
+        if (work / TOWER_FILE).is_file():
+            state = load_file(work / TOWER_FILE)
+            torch.set_rng_state(state.pop(RNG_KEY))
+            tower.load_state_dict(state)
+            log("vision tower: pretrained before the interruption, loaded")
+        else:
+            t1 = time.time()
+            vloss = pretrain_vision(vlm, samples, [c["labels"] for c in caps], p.vision_steps, p.vision_batch_size,
+                                    p.vision_lr, p.seed, progress, checkpoint=work / "vision.ckpt")
+            log(f"vision tower pretrained in {time.time() - t1:.0f}s, final loss {vloss:.3f}")
+            state = {k: v.detach().contiguous() for k, v in tower.state_dict().items()}
+            save_file({**state, RNG_KEY: torch.get_rng_state()}, work / f"{TOWER_FILE}.partial")
+            os.replace(work / f"{TOWER_FILE}.partial", work / TOWER_FILE)
+            (work / "vision.ckpt").unlink(missing_ok=True)
+        tower.requires_grad_(False)  # then frozen, as LLaVA keeps its CLIP tower
     params = [q for q in model.parameters() if q.requires_grad]
     model.train()
     t0 = time.time()
     final = fit(params, lambda idx: model(**vlm.train_batch([samples[i] for i in idx])).loss, len(samples),
                 steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=int(p.warmup_ratio * p.steps), seed=p.seed,
-                desc="pretrain base", progress=progress, betas=(0.9, 0.98))
+                desc="pretrain base", progress=progress, betas=(0.9, 0.98), checkpoint=work / "lm.ckpt")
     log(f"pretrained in {time.time() - t0:.0f}s, final loss {final:.3f}")
     model.requires_grad_(True)
     vlm.save_base(work)
-    shutil.rmtree(work / "data")
+    for leftover in ("data", "processor"):
+        shutil.rmtree(work / leftover)
+    for leftover in ("lm.ckpt", TOWER_FILE):
+        (work / leftover).unlink(missing_ok=True)
     (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": final}))
-    publish_dir(work, out, "COMPLETE")  # another process's identical base, if first, is kept
