@@ -112,6 +112,8 @@ def test_a_killed_pretraining_resumes_to_the_same_base(tmp_path, monkeypatch, mi
     _patched_fit(monkeypatch)
     pretrain_mod.pretrain(cfg, out, logs.append, progress=False)
     assert any("resuming the interrupted pretraining" in m for m in logs)
+    assert any(m.startswith(f"{stage}: resumed at step 2/") for m in logs)  # the last checkpoint before the kill
+    assert any(m.startswith("pretrain base: step 4/12, loss ") for m in logs)  # no progress bar: a line per checkpoint
     assert (out / "COMPLETE").is_file() and not work.exists()
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "ref").iterdir())
     ref, got = load_file(tmp_path / "ref" / "model.safetensors"), load_file(out / "model.safetensors")

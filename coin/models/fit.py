@@ -44,10 +44,11 @@ def batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
 def fit(params: list, loss_of: Callable[[list[int]], torch.Tensor], n: int, *, steps: int, batch_size: int,
         lr: float, warmup: int, seed: int, desc: str, progress: bool = True,
         betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.01,
-        checkpoint: Path | None = None, every: int = 50) -> float:
+        checkpoint: Path | None = None, every: int = 50, log: Callable[[str], None] | None = None) -> float:
     """Minimise ``loss_of(indices)`` over batches of ``range(n)`` for ``steps``; returns the last loss.
 
     ``checkpoint``: a file to save the loop's state to every ``every`` steps and to resume from.
+    ``log``: told the step and loss every ``every`` steps (where no progress bar shows).
     """
     from tqdm.auto import tqdm
 
@@ -56,6 +57,8 @@ def fit(params: list, loss_of: Callable[[list[int]], torch.Tensor], n: int, *, s
     start, last = 0, float("nan")
     if checkpoint is not None and Path(checkpoint).is_file():
         start, last = _load(Path(checkpoint), params, opt, sched, steps)
+        if log is not None:
+            log(f"{desc}: resumed at step {start}/{steps} from {checkpoint}")
     stream = batches(n, batch_size, seed)
     for _ in range(start):  # the batches the saved steps took
         next(stream)
@@ -70,8 +73,11 @@ def fit(params: list, loss_of: Callable[[list[int]], torch.Tensor], n: int, *, s
         opt.zero_grad(set_to_none=True)
         last = loss.item()
         bar.set_postfix(loss=f"{last:.3f}")
-        if checkpoint is not None and (step + 1) % every == 0 and step + 1 < steps:
-            _save(Path(checkpoint), step + 1, last, params, opt, sched)
+        if (step + 1) % every == 0 and step + 1 < steps:
+            if checkpoint is not None:
+                _save(Path(checkpoint), step + 1, last, params, opt, sched)
+            if log is not None:
+                log(f"{desc}: step {step + 1}/{steps}, loss {last:.3f}")
     return last
 
 

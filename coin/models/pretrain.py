@@ -139,7 +139,8 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
         else:
             t1 = time.time()
             vloss = pretrain_vision(vlm, samples, [c["labels"] for c in caps], p.vision_steps, p.vision_batch_size,
-                                    p.vision_lr, p.seed, progress, checkpoint=work / "vision.ckpt")
+                                    p.vision_lr, p.seed, progress, checkpoint=work / "vision.ckpt",
+                                    log=None if progress else log)
             log(f"vision tower pretrained in {time.time() - t1:.0f}s, final loss {vloss:.3f}")
             state = {k: v.detach().contiguous() for k, v in tower.state_dict().items()}
             save_file({**state, RNG_KEY: torch.get_rng_state()}, work / f"{TOWER_FILE}.partial")
@@ -151,7 +152,8 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
     t0 = time.time()
     final = fit(params, lambda idx: model(**vlm.train_batch([samples[i] for i in idx])).loss, len(samples),
                 steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=int(p.warmup_ratio * p.steps), seed=p.seed,
-                desc="pretrain base", progress=progress, betas=(0.9, 0.98), checkpoint=work / "lm.ckpt")
+                desc="pretrain base", progress=progress, betas=(0.9, 0.98), checkpoint=work / "lm.ckpt",
+                log=None if progress else log)
     log(f"pretrained in {time.time() - t0:.0f}s, final loss {final:.3f}")
     model.requires_grad_(True)
     vlm.save_base(work)

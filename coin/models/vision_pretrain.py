@@ -38,7 +38,7 @@ class _Heads(nn.Module):
 
 
 def pretrain_vision(vlm: LlavaVLM, samples: list, labels: list[dict], steps: int, batch_size: int, lr: float, seed: int,
-                    progress: bool = True, checkpoint: Path | None = None) -> float:
+                    progress: bool = True, checkpoint: Path | None = None, log=None) -> float:
     """Train ``vlm``'s vision tower on scene labels for ``steps``; returns the final loss."""
     tower = vlm.model.model.vision_tower
     cfg = vlm.model.config.vision_config
@@ -56,4 +56,4 @@ def pretrain_vision(vlm: LlavaVLM, samples: list, labels: list[dict], steps: int
     tower.train()
     return fit(list(tower.parameters()) + list(heads.parameters()), loss_of, len(samples), steps=steps,
                batch_size=batch_size, lr=lr, warmup=steps // 20, seed=seed, desc="pretrain vision", progress=progress,
-               checkpoint=checkpoint)
+               checkpoint=checkpoint, log=log)
