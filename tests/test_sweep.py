@@ -43,6 +43,32 @@ def test_parallel_sweep_equals_runs_made_one_by_one(configs, tmp_path):
     assert again[0].startswith("2 of 2 runs finished earlier")
 
 
+def test_caches_fill_with_all_the_threads_the_parallel_runs_will_share(configs, tmp_path, monkeypatch):
+    # `coin sweep --jobs 2 --threads 1` pretrained the tiny base (tens of minutes) on one thread
+    # while the second core idled: the CLI's --threads is per run, and it set the main process's.
+    import coin.engine.sweep as sweep_mod
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def warm(plans, log):
+        seen.append(torch.get_num_threads())
+        raise Stop
+
+    monkeypatch.setattr(sweep_mod, "_warm_caches", warm)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(Stop):
+            sweep([str(c) for c in configs], [0], tmp_path / "sw", progress=False, log=lambda *a: None,
+                  jobs=2, threads=1)
+        assert seen == [2] and torch.get_num_threads() == 1  # and the thread count is restored
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_a_failed_run_is_named_with_its_log(configs, tmp_path):
     bad = yaml.safe_load(configs[0].read_text())
     good_data = bad["data"]

@@ -163,8 +163,15 @@ def _parallel(plans: list, out: Path, overrides: list[str], jobs: int, threads: 
     log(f"{len(plans) - len(todo)} of {len(plans)} runs finished earlier; {len(todo)} to run, {jobs} at a time")
     if not todo:
         return
-    _warm_caches(todo, log)
     per = _per_run_threads(jobs, threads)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(jobs * per)  # no run has started: the caches get the sweep's whole CPU budget
+    try:
+        _warm_caches(todo, log)
+    finally:
+        torch.set_num_threads(before)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(per)}
