@@ -120,3 +120,20 @@ def test_a_killed_pretraining_resumes_to_the_same_base(tmp_path, monkeypatch, mi
     assert ref.keys() == got.keys()
     assert all(torch.equal(ref[k], got[k]) for k in ref)
     assert (out / "tokenizer.json").read_text() == (tmp_path / "ref" / "tokenizer.json").read_text()
+
+
+def test_model_prepare_pretrains_the_base_ahead_and_then_finds_it(tmp_path, monkeypatch, micro_config, capsys):
+    import yaml
+
+    from coin.cli import main
+    from coin.models.pretrain import base_key
+
+    monkeypatch.setenv("COIN_CACHE", str(tmp_path / "cache"))
+    cfg_file = tmp_path / "micro.yaml"
+    cfg_file.write_text(yaml.safe_dump(micro_config))
+    assert main(["model", "prepare", "--config", str(cfg_file), "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    base = tmp_path / "cache" / "base" / f"tiny-{base_key(from_dict(micro_config).model)}"
+    assert "pretraining the tiny base model" in err and (base / "COMPLETE").is_file()
+    assert main(["model", "prepare", "--config", str(cfg_file)]) == 0
+    assert "using the cached tiny base" in capsys.readouterr().err

@@ -11,6 +11,7 @@
     coin metrics MATRIX.json [--json]
     coin judge RUN [--config JUDGE.yaml] [--model M --base-url URL ...] [--stages S ...] [--tasks T ...]
     coin model assemble --lm DIR --vision DIR --projector FILE --out DIR [--dtype fp16]
+    coin model prepare [--config RUN.yaml] [--set K=V ...] [--threads N]
     coin ls [KIND ...] [--plugin FILE] [--json]
 
 A command module has ``add_commands(sub)``, which adds its subcommands with their handlers;

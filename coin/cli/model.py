@@ -1,9 +1,12 @@
-"""``coin model``: model tools (assemble the pretrain-only LLaVA-1.5 from its released parts)."""
+"""``coin model``: model tools (assemble the pretrain-only LLaVA-1.5 from its released parts; prepare
+a config's model ahead of its runs, e.g. pretrain the tiny base at a chosen thread count)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from coin.cli.common import add_set
 
 
 def _cmd_model_assemble(args: argparse.Namespace) -> int:
@@ -19,8 +22,21 @@ def _cmd_model_assemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_model_prepare(args: argparse.Namespace) -> int:
+    from coin.cli.common import threads
+    from coin.configure import load_config
+    from coin.models import BACKBONES
+
+    cfg = load_config(args.config, args.set)
+    threads(args.threads)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    BACKBONES.get(cfg.model.name).prepare(cfg.model, log=log)
+    print(f"model '{cfg.model.name}' ready for {args.config or 'the default config'}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """``model assemble``."""
+    """``model assemble``, ``model prepare``."""
     mo = sub.add_parser("model", help="model tools").add_subparsers(dest="model_command", required=True)
     a = mo.add_parser("assemble", help="build the pretrain-only LLaVA-1.5 from its parts as a llava-hf folder")
     a.add_argument("--lm", required=True, help="the LM folder with its tokenizer (e.g. vicuna-7b-v1.5)")
@@ -31,3 +47,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="weights' dtype (default fp16, the parts' own precision)")
     a.add_argument("--trust-remote-code", action="store_true", help="only when you trust the LM's own code")
     a.set_defaults(func=_cmd_model_assemble)
+    pr = mo.add_parser("prepare", help="do a config's once-only model work now (the tiny backbone: pretrain and "
+                                       "cache its base; resumable), before runs or a sweep use it")
+    pr.add_argument("--config", help="YAML config (default: the embedded CoIN-Synth config)")
+    add_set(pr, "override a config key, e.g. model.tiny.lm_width=512")
+    pr.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch (the base's weights depend on it, as a run's do)")
+    pr.set_defaults(func=_cmd_model_prepare)
