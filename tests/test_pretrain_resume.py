@@ -6,6 +6,7 @@ about four times that); a kill used to throw all of it away.
 
 from __future__ import annotations
 
+import json
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -131,9 +132,15 @@ def test_model_prepare_pretrains_the_base_ahead_and_then_finds_it(tmp_path, monk
     monkeypatch.setenv("COIN_CACHE", str(tmp_path / "cache"))
     cfg_file = tmp_path / "micro.yaml"
     cfg_file.write_text(yaml.safe_dump(micro_config))
-    assert main(["model", "prepare", "--config", str(cfg_file), "--threads", "1"]) == 0
+    before = torch.get_num_threads()
+    try:
+        assert main(["model", "prepare", "--config", str(cfg_file), "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(before)  # --threads sets the whole process's count
     err = capsys.readouterr().err
     base = tmp_path / "cache" / "base" / f"tiny-{base_key(from_dict(micro_config).model)}"
     assert "pretraining the tiny base model" in err and (base / "COMPLETE").is_file()
+    assert json.loads((base / "COMPLETE").read_text())["threads"] == 1
     assert main(["model", "prepare", "--config", str(cfg_file)]) == 0
-    assert "using the cached tiny base" in capsys.readouterr().err
+    assert "using the cached tiny base" in (err := capsys.readouterr().err) and "(pretrained at 1 torch threads)" in err
+

@@ -48,7 +48,8 @@ def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True) -> tupl
         log(f"pretraining the tiny base model (cached afterwards in {path})")
         pretrain(cfg, path, log, progress)
     else:
-        log(f"using the cached tiny base {path}")
+        threads = json.loads((path / "COMPLETE").read_text() or "{}").get("threads")
+        log(f"using the cached tiny base {path}" + (f" (pretrained at {threads} torch threads)" if threads else ""))
     model = LlavaForConditionalGeneration.from_pretrained(path)
     processor = LlavaProcessor.from_pretrained(path)
     vlm = LlavaVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer),
@@ -161,4 +162,5 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
         shutil.rmtree(work / leftover)
     for leftover in ("lm.ckpt", TOWER_FILE):
         (work / leftover).unlink(missing_ok=True)
-    (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": final}))
+    (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": final,
+                                              "threads": torch.get_num_threads()}))  # its bits may depend on it
