@@ -70,6 +70,9 @@ def test_a_checkpoint_of_other_weights_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="toy.ckpt.*do not match"):
         fit(other, lambda idx: other[0].sum(), 10, steps=20, batch_size=2, lr=0.1, warmup=1, seed=0, desc="x",
             progress=False, checkpoint=ckpt)
+    ckpt.write_bytes(b"not a checkpoint")  # a damaged file is named, not trained over
+    with pytest.raises(ValueError, match="toy.ckpt: not a readable checkpoint"):
+        _fit(params, x, y, checkpoint=ckpt)
 
 
 def _patched_fit(monkeypatch, kill_desc=None, kill_at=None):

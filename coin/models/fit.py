@@ -89,7 +89,10 @@ def _save(path: Path, step: int, loss: float, params: list, opt, sched) -> None:
 
 
 def _load(path: Path, params: list, opt, sched, steps: int) -> tuple[int, float]:
-    state = torch.load(path, weights_only=True)
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:  # not a checkpoint of this loop (a foreign or damaged file)
+        raise ValueError(f"{path}: not a readable checkpoint ({e}); delete it to start over") from e
     saved = state["params"]
     if len(saved) != len(params) or any(a.shape != b.shape for a, b in zip(saved, params)):
         raise ValueError(f"{path}: the checkpoint's {len(saved)} weights do not match the {len(params)} being "

@@ -110,13 +110,14 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
 
     p = cfg.options.pretrain
     tiny = TinyConfig(**cfg.options.tiny)
-    if (work / "processor").is_dir():
+    resuming = (work / "processor").is_dir()  # written first: an earlier attempt got past the tokenizer
+    if resuming:
         log(f"resuming the interrupted pretraining in {work}")
     work.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "data", ignore_errors=True)  # regenerated: the same seed writes the same files
     data = generate(work / "data", seed=p.seed, n_train=40, n_test=0, n_pretrain=p.samples)  # the paper's eight tasks
     caps = json.loads((data / "pretrain" / "train.json").read_text())
-    if (work / "processor").is_dir():
+    if resuming:
         processor = LlavaProcessor.from_pretrained(work / "processor")
         tokenizer = processor.tokenizer
     else:
