@@ -88,6 +88,8 @@ KINDS: dict[str, Kind] = {
                      options=_builder_options),
     "judge-backends": Kind("coin.eval.judge.backends", "BACKENDS", "LLM-judge backends (`coin judge --backend`)"),
     "judge-prompts": Kind("coin.eval.judge.prompt", "PROMPTS", "judge prompt versions (`coin judge --prompt-version`)"),
+    "judge-protocols": Kind("coin.eval.judge.protocols", "JUDGE_PROTOCOLS",
+                            "how the judge is asked and read (`coin judge --protocol`)"),
     "trackers": Kind("coin.engine.tracking", "TRACKERS", "experiment trackers (`log.trackers:`)"),
     "conversations": Kind("coin.models.conversation", "CONVERSATIONS", "chat templates of the LLaVA backbones"),
 }

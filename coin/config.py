@@ -15,7 +15,8 @@ of the backbone (``model.name``) or adapter (``adapter.type``) they select, e.g.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,20 @@ def _one_of(obj: Any, key: str, choices: tuple[str, ...]) -> list[str]:
         return []
     listed = " or ".join(repr(c) for c in choices) if len(choices) == 2 else "one of " + ", ".join(choices)
     return [f"{key} must be {listed}, got {value!r}"]
+
+
+def _plain_name(name: str) -> bool:
+    """A name that stays one folder below its parent: ``runs/<name>`` can never point elsewhere."""
+    return bool(name) and name.strip() == name and not any(c in name for c in "/\\\0:") and not name.startswith(".")
+
+
+def _real(value: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite(obj: Any, *keys: str) -> list[str]:
+    return [f"{k} must be a finite number, got {getattr(obj, k)}" for k in keys if not math.isfinite(getattr(obj, k))]
 
 
 @dataclass
@@ -133,13 +148,35 @@ class AdapterConfig:
 
 
 @dataclass
+class TaskTrainConfig:
+    """One task's training overrides (``train.per_task.<Task>``); a key left out keeps ``train``'s value."""
+
+    batch_size: int | None = None  # per process, as train.batch_size
+    grad_accum: int | None = None
+    epochs: float | None = None
+    lr: float | None = None
+
+    def check(self) -> list[str]:
+        problems = [f"{k} must be >= 1, got {getattr(self, k)}" for k in ("batch_size", "grad_accum")
+                    if getattr(self, k) is not None and getattr(self, k) < 1]
+        problems += [f"{k} must be a finite number > 0, got {getattr(self, k)}" for k in ("epochs", "lr")
+                     if getattr(self, k) is not None and not (math.isfinite(getattr(self, k)) and getattr(self, k) > 0)]
+        return problems
+
+
+@dataclass
 class TrainConfig:
     lr: float = 2e-3
     projector_lr: float | None = None  # lr of the fully trained projector; None: train.lr (LLaVA's LoRA recipe: 2e-5)
     batch_size: int = 16
     epochs: float = 1.0
     warmup_ratio: float = 0.03
+    # the lr schedule by name (coin.engine.schedule): "cosine" (linear warm-up, cosine to 0), "constant"
+    # (linear warm-up, then constant) or "warmup_lr" (DeepSpeed's WarmupLR, as CoIN's scripts ran it)
+    schedule: str = "cosine"
     weight_decay: float = 0.0
+    adam_betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW's (beta1, beta2); torch's default
+    adam_eps: float = 1e-8  # AdamW's eps; torch's default
     max_grad_norm: float = 1.0
     grad_accum: int = 1
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
@@ -148,9 +185,26 @@ class TrainConfig:
     # processes that build batches (decode, preprocess, tokenise) ahead of the step; the batches are
     # the same for any value. None: 4 on a GPU, 0 on a CPU (coin.engine.loader.default_workers)
     num_workers: int | None = None
+    # one task's stage trained with other values of batch_size, grad_accum, epochs or lr, e.g.
+    # {GQA: {batch_size: 6, grad_accum: 8}}; a key left out keeps the value above (for_task)
+    per_task: dict[str, TaskTrainConfig] = field(default_factory=dict)
+
+    def for_task(self, task: str) -> TrainConfig:
+        """The training config of ``task``'s stage: ``per_task[task]``'s keys in place (itself when it has none)."""
+        over = self.per_task.get(task)
+        if over is None:
+            return self
+        changes = {k: v for k, v in (over if isinstance(over, dict) else flat_dict(over)).items() if v is not None}
+        return replace(self, **changes) if changes else self
 
     def check(self) -> list[str]:
         problems = _positive(self, "lr", "batch_size", "epochs", "grad_accum")
+        problems += _finite(self, "lr", "epochs", "weight_decay", "max_grad_norm")
+        if not (isinstance(self.adam_betas, list) and len(self.adam_betas) == 2
+                and all(_real(b) and 0 <= b < 1 for b in self.adam_betas)):
+            problems.append(f"adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999], got {self.adam_betas!r}")
+        if not (math.isfinite(self.adam_eps) and self.adam_eps > 0):
+            problems.append(f"adam_eps must be a finite number > 0, got {self.adam_eps}")
         if self.projector_lr is not None and self.projector_lr < 0:
             problems.append(f"projector_lr must be >= 0, got {self.projector_lr}")
         if not 0 <= self.warmup_ratio < 1:
@@ -228,6 +282,13 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.name is not None and not _plain_name(self.name):
+            problems.append(f"name must be a plain folder name (no '/', '\\', '..' or leading '.'; it names "
+                            f"runs/<name>), got {self.name!r}")
+        return problems
 
     def to_dict(self) -> dict:
         """The config as plain data, the open sections' own keys beside their common ones (as users write them)."""

@@ -3,8 +3,8 @@
 ``coin.config`` holds the dataclasses and checks what each section can check alone; this
 module imports the plugins a config names, then checks everything that needs a registry:
 the method and its ``method_options``, the backbone ``model.name`` and its own keys, the
-adapter ``adapter.type`` and its own keys, task names, orders, scoring protocols, trackers
-and the data layout. Every problem is listed at once, each with its full key.
+adapter ``adapter.type`` and its own keys, task names (``train.per_task`` too), orders, the lr
+schedule, scoring protocols, trackers and the data layout. Every problem is listed at once, each with its full key.
 
 ``upgrade`` makes a stored config (a run folder's ``config.yaml``, written by this or an
 older coin) comparable with today's: absent keys take today's defaults, and keys an older
@@ -25,7 +25,8 @@ from typing import Any
 from coin.config import ConfigError, RunConfig, merge, parse_overrides, read_yaml_mapping
 from coin.options import build, flat_dict, parse_section
 
-__all__ = ["from_dict", "import_plugins", "load_config", "section", "section_entries", "upgrade", "validate"]
+__all__ = ["UntrustedPlugins", "from_dict", "import_plugins", "load_config", "section", "section_entries",
+           "trusted_plugins", "upgrade", "validate"]
 
 
 def import_plugins(plugins: list, problems: list[str]) -> None:
@@ -53,6 +54,29 @@ def import_plugins(plugins: list, problems: list[str]) -> None:
             problems.append(f"plugins[{k}] ({name}): cannot import: {e}")
 
 
+class UntrustedPlugins(RuntimeError):
+    """A run folder's config names plugins, and the user did not ask for its code to run."""
+
+
+def trusted_plugins(stored: dict, source: str | Path, trust: bool) -> None:
+    """Import a stored config's ``plugins`` only when the user asked (``--trust-plugins``).
+
+    A run folder may come from anyone (a shared drive, a download): opening it must not run
+    its code. Without ``trust``, a config that names plugins raises ``UntrustedPlugins`` listing
+    the files and modules that would run.
+    """
+    plugins = [str(p) for p in stored.get("plugins") or []]
+    if not plugins:
+        return
+    if not trust:
+        raise UntrustedPlugins(f"{source} names plugins that would run as code: {', '.join(plugins)}. Read them, "
+                               "then pass --trust-plugins to import them")
+    problems: list[str] = []
+    import_plugins(plugins, problems)
+    if problems:
+        raise ConfigError(problems, str(source))
+
+
 def section_entries() -> dict[str, tuple[Any, str]]:
     """The open sections: section name -> (the registry its selector names, the selector key)."""
     from coin.adapters import ADAPTERS
@@ -66,6 +90,7 @@ def validate(cfg: RunConfig, problems: list[str]) -> None:
     import_plugins(cfg.plugins, problems)
     from coin.benchmarks import bind_order
     from coin.data.layout import config_problems
+    from coin.engine.schedule import schedule_problems
     from coin.engine.tracking import tracker_problems
     from coin.eval.protocols import choice_problems
     from coin.methods import METHODS
@@ -78,6 +103,10 @@ def validate(cfg: RunConfig, problems: list[str]) -> None:
     for task in cfg.eval.max_new_tokens or {}:
         if task not in TASKS:
             problems.append(f"eval.max_new_tokens: {TASKS.unknown_message(task)}")
+    problems += schedule_problems(cfg.train.schedule, "train.schedule")
+    for task in cfg.train.per_task or {}:
+        if task not in TASKS:
+            problems.append(f"train.per_task.{task}: {TASKS.unknown_message(task)}")
     problems += choice_problems(cfg.eval.protocol, "eval.protocol")
     problems += tracker_problems(cfg.log.trackers)
     problems += bind_order(cfg)  # data.benchmark's own orders and tasks (coin.benchmarks), before the order check
@@ -145,8 +174,9 @@ def upgrade(stored: dict) -> dict:
 
     Keys the stored config has keep their values, unknown ones included; only absent keys take
     today's defaults, so an upgrade alone neither splits a comparison nor blocks a resume.
+    The stored config's ``plugins`` are not imported: reading a run folder runs no code from it
+    (``trusted_plugins``); an entry only a plugin registers is kept as it was written.
     """
-    import_plugins(stored.get("plugins") or [], [])
 
     def fill(default: Any, value: Any) -> Any:
         if isinstance(default, dict) and isinstance(value, dict):

@@ -10,7 +10,8 @@ builder, so they all say the same things the same way, before any weights load:
 
 A dataclass may define ``check(self) -> list[str]``: value problems, each starting with a key
 relative to the dataclass (``"lr must be > 0, got -1"``); the builder adds the prefix. Nested
-dataclasses are built and checked recursively. A dataclass whose class attribute ``__open__``
+dataclasses are built and checked recursively, and so is each value of a field annotated
+``dict[str, Sub]`` (``train.per_task.GQA.batch_size``). A dataclass whose class attribute ``__open__``
 names one of its dict fields is an *open section*: keys that are not its fields are collected
 there instead of reported, for the layer above to check against the registry entry the
 section selects (``adapter.type`` picks the adapter, whose own ``Options`` take ``experts``).
@@ -132,6 +133,12 @@ def _dataclass_of(tp: Any, value: Any) -> type | None:
     return None
 
 
+def _mapping_entry(tp: Any) -> type | None:
+    """The dataclass ``Sub`` of an annotation ``dict[str, Sub]`` (a mapping of named sections), else None."""
+    args = typing.get_args(tp) if typing.get_origin(tp) is dict else ()
+    return args[1] if len(args) == 2 and dataclasses.is_dataclass(args[1]) else None
+
+
 def _make(cls: type, kwargs: dict[str, Any], prefix: str, problems: list[str]) -> Any:
     """``cls(**kwargs)``; a field without a default that ``kwargs`` lacks is a problem, not a ``TypeError``."""
     missing = [f for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
@@ -211,7 +218,13 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> tuple[Any,
         tp = hints[key]
         value = _coerce(value, tp)
         sub = tp if dataclasses.is_dataclass(tp) and not isinstance(value, tp) else _dataclass_of(tp, value)
-        if sub is not None:  # a nested section (``Sub`` or ``Sub | None`` given a mapping)
+        entry = _mapping_entry(tp)
+        if entry is not None and isinstance(value, dict):  # ``dict[str, Sub]``: each value a nested section
+            kwargs[key] = {}
+            for name, item in value.items():
+                kwargs[key][name], fit = _build(entry, item, f"{full}.{name}.", problems)
+                bad_values += not fit
+        elif sub is not None:  # a nested section (``Sub`` or ``Sub | None`` given a mapping)
             kwargs[key], fit = _build(sub, value, full + ".", problems)
             bad_values += not fit
         elif check_type(value, tp):

@@ -247,6 +247,10 @@ def test_run_two_stages_then_resume_gives_the_same_matrix(pieces, micro_config, 
     first = run(from_dict(cfg), out, progress=False, log=QUIET)
     assert first["matrix"][1][0] is not None and first["matrix"][1][1] is not None
     assert first["cost"]["trainable_params"] > 0
+    # Grounding's paper column is MiniGPT-v2's own script (issue 28.11), in the card and in the scores
+    assert first["protocol_card"]["Grounding"]["paper"]["protocol"] == "minigpt"
+    scores = json.loads((out / "stages" / "02-Grounding" / "scores.json").read_text())
+    assert scores["Grounding"]["protocols"]["paper"]["protocol"] == "minigpt"
     stage2 = out / "stages" / "02-Grounding"
     before = {p.name: p.read_text() for p in (stage2 / "predictions").glob("*.jsonl")}
     zero = (out / "stages" / "00-zeroshot" / "predictions" / "ImageNet.jsonl").read_text()

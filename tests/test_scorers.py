@@ -21,7 +21,7 @@ from coin.registry import UnknownNameError
 
 
 def test_registered_names() -> None:
-    builtin = {"vqa", "exact", "substring", "letter", "classification", "grounding"}
+    builtin = {"vqa", "exact", "substring", "letter", "classification", "grounding", "grounding_minigpt"}
     benchmarks = {"caption", "submission", "ai2d", "contains", "sci", "fin", "ocrbench", "mathvista"}  # UCIT, MLLM-CL
     assert set(SCORERS.names()) == builtin | benchmarks
 

@@ -36,6 +36,7 @@ EXIT_CODES: dict[tuple[str, str], int] = {
     ("coin.options", "OptionsError"): 2,
     ("coin.data.coin_json", "DataError"): 2,
     ("coin.engine.run_folder", "RunFolderError"): 2,
+    ("coin.configure", "UntrustedPlugins"): 2,
     ("coin.models.vlm", "ImageError"): 2,
     ("coin.registry", "UnknownNameError"): 2,
     ("builtins", "FileNotFoundError"): 2,

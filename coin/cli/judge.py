@@ -19,7 +19,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
         return _extract(args, cfg)
     try:
         result = judge_run(args.run, cfg, stages=args.stages, tasks=args.tasks, report=not args.no_report,
-                           progress=not args.quiet)
+                           progress=not args.quiet, trust_plugins=args.trust_plugins)
     except JudgeError as e:
         print(f"coin: error: {e}", file=sys.stderr)
         return 2
@@ -48,7 +48,7 @@ def _extract(args: argparse.Namespace, cfg) -> int:
     if not list(run.glob(f"stages/*/predictions/{args.extract}.jsonl")):
         print(f"coin: error: {run} has no predictions of task {args.extract!r}", file=sys.stderr)
         return 2
-    records = list(_test_records(run, [args.extract])[args.extract].values())
+    records = list(_test_records(run, [args.extract], args.trust_plugins)[args.extract].values())
     table = mathvista.llm_rescore_run(run, args.extract, cfg, records)
     fmt = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     for stage, row in table["stages"].items():
@@ -67,7 +67,9 @@ _JUDGE_FLAGS = {
     "timeout": (float, "openai: seconds per request (default 60)"),
     "retries": (int, "openai: retries after a failed request (default 3)"),
     "backoff": (float, "openai: first retry delay in seconds, doubling (default 1)"),
-    "max_tokens": (int, "reply length limit (default 16)"),
+    "protocol": (str, "coin (default: greedy, strict parsing, reproducible) or paper (the original as run: "
+                      "sampled at temperature 0.7, loose parsing, rounded task scores)"),
+    "max_tokens": (int, "reply length limit of the coin protocol (default 16; paper sends 20)"),
     "prompt_version": (str, "judge prompt version (default coin-v1)"),
     "batch_size": (int, "hf: prompts per generate call (default 8)"),
     "device": (str, "hf: auto, cpu, cuda, cuda:N"),
@@ -93,4 +95,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--no-report", action="store_true", help="do not rewrite the run's report")
     j.add_argument("--threads", type=int, default=None, help="CPU threads for torch (hf backend)")
     j.add_argument("--quiet", action="store_true", help="no progress bar")
+    j.add_argument("--trust-plugins", action="store_true",
+                   help="import the plugins the run's config.yaml names (their code runs; never done without this)")
     j.set_defaults(func=_cmd_judge)

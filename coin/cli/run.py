@@ -25,12 +25,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1 if missing else 0
     from coin.engine import dist
 
-    # no collective here: the run checks its data before joining the process group; the other
-    # processes touch ``out`` only after the main process's first barrier, past this removal
-    if args.fresh and out.exists() and dist.is_main():
-        import shutil
-
-        shutil.rmtree(out)
     threads(args.threads)
     # progress (bars, messages) goes to stderr, results (a line per stage, the summary) to stdout; bars only
     # on a terminal, so a batch job's log holds no carriage-return lines; --quiet keeps one line per stage
@@ -44,7 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not args.quiet or message.startswith("warning"):
             print(message, file=sys.stderr, flush=True)
 
-    result = run(cfg, out, progress=progress, log=log, echo=lambda m: print(m, flush=True))
+    result = run(cfg, out, progress=progress, log=log, echo=lambda m: print(m, flush=True), fresh=args.fresh)
     if not dist.is_main():
         return 0
     if not args.quiet:
@@ -80,7 +74,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--config", help="YAML config (default: the embedded CoIN-Synth config)")
     r.add_argument("--out", help="run folder (default: runs/<name>); an existing run there is continued")
     add_set(r, "override a config key, e.g. train.lr=1e-4")
-    r.add_argument("--fresh", action="store_true", help="delete the run folder first and start over")
+    r.add_argument("--fresh", action="store_true", help="empty the run folder first and start over (only a coin run folder, once no other run holds it)")
     r.add_argument("--dry-run", action="store_true", help="print the plan and the files it reads (missing ones marked); load nothing")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     r.add_argument("--quiet", action="store_true",

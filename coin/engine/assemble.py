@@ -13,6 +13,7 @@ from coin import metrics
 from coin.config import RunConfig
 from coin.data.benchmark import Benchmark
 from coin.engine.evaluate import rescore_stage
+from coin.engine.limits import limit_card
 from coin.eval.knowledge import answer_spaces
 from coin.io import atomic_write_json, read_json
 from coin.models import BACKBONES
@@ -85,6 +86,14 @@ def _last_tags(stages: list[tuple[Path, dict]], order: list[str], column: str) -
     return out
 
 
+def _latest_entries(zero: dict | None, stages: list[tuple[Path, dict]]) -> dict:
+    """Each task's scores.json entry from the last stage that evaluated it (the zero-shot row first)."""
+    out: dict = dict(zero or {})
+    for _, scores in stages:
+        out.update(scores)
+    return out
+
+
 CI_KIND = "test-set bootstrap of one run"  # what the intervals are: not seeds, not training randomness
 
 
@@ -104,15 +113,18 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
             rescore_stage(d, bench.test, bench.protocol, spaces)
     stages = [(d, read_json(d / "scores.json")) for d in stage_dirs]
     zero = read_json(zero_dir / "scores.json") if zero_dir is not None else None
-    from coin.eval.protocols import protocol_card
+    from coin.eval.protocols import protocol_card, with_backbone
 
+    backbone = BACKBONES.get(cfg.model.name)
     paper = _column(cfg, order, stages, zero, "paper")
     strict = _column(cfg, order, stages, zero, "strict")
     has_knowledge = any("knowledge" in e.get("protocols", {}) for _, sc in stages for e in sc.values())
     result = {
         "tasks": order, **paper, "protocol": "paper", "ci_kind": CI_KIND,
-        "strict": strict, "protocol_card": protocol_card(order, cfg.eval.protocol),
-        "model_card": {"backbone": cfg.model.name, "deviations": list(BACKBONES.get(cfg.model.name).deviations)},
+        "strict": strict,
+        "protocol_card": protocol_card(order, with_backbone(cfg.eval.protocol, backbone.protocols)),
+        "generation_card": limit_card(order, cfg.eval.max_new_tokens, _latest_entries(zero, stages)),
+        "model_card": {"backbone": cfg.model.name, "deviations": list(backbone.deviations)},
         "knowledge": _column(cfg, order, stages, zero, "knowledge") if has_knowledge else None,
         "knowledge_tags": _last_tags(stages, order, "knowledge") if has_knowledge else None,
         "seed": cfg.seed, "method": cfg.method, "run_name": cfg.name or out.name, "cost": cost,

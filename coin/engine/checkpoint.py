@@ -50,8 +50,11 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(folder: Path, step: int, named_params: dict[str, torch.Tensor], opt, sched,
-                    free_space_check: bool = True) -> Path:
-    """Write ``folder/step-NNNNNN`` atomically and return its path."""
+                    free_space_check: bool = True, plan: dict | None = None) -> Path:
+    """Write ``folder/step-NNNNNN`` atomically and return its path.
+
+    ``plan``: what the step counter means (the stage's steps and samples per step), checked on restore.
+    """
     from safetensors.torch import save
 
     tensors = {f"param.{k}": v.detach().cpu().contiguous() for k, v in named_params.items()}
@@ -70,7 +73,7 @@ def save_checkpoint(folder: Path, step: int, named_params: dict[str, torch.Tenso
     atomic_write_bytes(tmp / "state.safetensors", blob)
     rng = {"torch": torch.get_rng_state().tolist()}
     meta = {"step": step, "sha256": hashlib.sha256(blob).hexdigest(), "scheduler": sched.state_dict(),
-            "optimizer": opt_meta, "rng": rng}
+            "optimizer": opt_meta, "rng": rng, "plan": plan}
     atomic_write_json(tmp / "meta.json", meta, indent=None)
     if final.exists():
         shutil.rmtree(final)
@@ -104,8 +107,19 @@ def latest_good(folder: Path, log: Callable[[str], None] = print) -> tuple[dict,
     return None
 
 
-def restore(meta: dict, tensors: dict[str, torch.Tensor], named_params: dict[str, torch.nn.Parameter], opt, sched) -> int:
-    """Load weights, optimizer, scheduler and RNG from a checkpoint; returns the step to continue at."""
+def restore(meta: dict, tensors: dict[str, torch.Tensor], named_params: dict[str, torch.nn.Parameter], opt, sched,
+            plan: dict | None = None) -> int:
+    """Load weights, optimizer, scheduler and RNG from a checkpoint; returns the step to continue at.
+
+    ``plan``: today's stage plan; a checkpoint written under another one (another effective batch,
+    so another count of steps) is refused rather than restored into a plan it does not belong to.
+    """
+    saved = meta.get("plan")
+    if plan is not None and saved is not None and saved != plan:
+        changed = ", ".join(f"{k} {saved.get(k)} -> {plan.get(k)}" for k in sorted(set(saved) | set(plan))
+                            if saved.get(k) != plan.get(k))
+        raise CheckpointError(f"checkpoint at step {meta.get('step')} was written for another stage plan ({changed}); "
+                              "resume with the batch size, grad_accum and process count it was written with")
     with torch.no_grad():
         for k, p in named_params.items():
             p.copy_(tensors[f"param.{k}"])

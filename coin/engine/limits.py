@@ -5,8 +5,12 @@ phrases often pass 8 Llama tokens ("J. R. R. Tolkien" is 9), and a cut answer sc
 exact match. So each task's limit is sized from its own training answers, in the model's own
 tokens: the longest answer plus a margin (``margin``), never below the task's registry
 value (``TaskSpec.max_new_tokens``, e.g. a letter's 4). ``eval.max_new_tokens: {Task: N}``
-overrides a task's limit. The count of answers that reached the limit is stored with the
-task's scores, so a limit that is still too small shows.
+overrides a task's limit: the shipped paper recipes (configs/coin/) set the original code's
+limits that way (LLaVA 128 new tokens for TextVQA, GQA, VizWiz and OCR-VQA and 1024 for the
+others, Qwen-VL 30, MiniGPT-v2 100). Either way a row stops at its end-of-sequence token. The
+count of answers that reached the limit is stored with the task's scores, so a limit that is
+still too small shows; which rule set each task's limit is on the run's protocol card
+(``limit_card``) and in the dry run (``limit_line``).
 """
 
 from __future__ import annotations
@@ -61,3 +65,29 @@ def count_at_limit(tokenizer, outputs: list[str | None], limit: int) -> int:
     limit may have cut. Outputs are stored as text, so this also works on a resumed folder."""
     texts = [o for o in outputs if o]
     return sum(n >= limit for n in answer_lengths(tokenizer, texts))
+
+
+SIZED = "sized from the training answers"
+SET = "eval.max_new_tokens"
+
+
+def limit_line(tasks: list[str], overrides: Mapping[str, int] | None) -> str:
+    """The dry run's line: which rule sets each task's generation limit (the sizes need the tokenizer)."""
+    given = [f"{t} {overrides[t]}" for t in tasks if overrides and t in overrides]
+    sized = [t for t in tasks if not overrides or t not in overrides]
+    parts = [f"{SET}: " + ", ".join(given)] if given else []
+    parts += [f"{SIZED} (coin's default): " + ", ".join(sized)] if sized else []
+    return "new tokens per answer (rows stop at end-of-sequence): " + "; ".join(parts)
+
+
+def limit_card(tasks: list[str], overrides: Mapping[str, int] | None, used: Mapping[str, dict]) -> dict[str, dict]:
+    """Per task: the generation limit a run used, the rule behind it and the answers that reached it.
+
+    ``used``: a scores.json entry per task (``max_new_tokens``, ``at_limit``), e.g. the last stage's.
+    """
+    card = {}
+    for t in tasks:
+        entry = used.get(t) or {}
+        card[t] = {"max_new_tokens": entry.get("max_new_tokens"), "at_limit": entry.get("at_limit"),
+                   "rule": SET if overrides and t in overrides else SIZED}
+    return card

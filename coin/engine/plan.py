@@ -15,6 +15,8 @@ from pathlib import Path
 
 from coin.adapters import describe as adapter_line
 from coin.config import ModelConfig, RunConfig
+from coin.engine.limits import limit_line
+from coin.engine.schedule import SCHEDULES
 from coin.models import BACKBONES
 from coin.models.backbone import parsed_section
 from coin.tasks.orders import resolve_order
@@ -76,13 +78,13 @@ def scoring_plan(cfg: RunConfig, order: list[str], files: dict) -> tuple[list[st
     protocol needs ten answers and has none is named here, with the option that fixes it.
     """
     from coin.data.answers import answer_problems, answer_source
-    from coin.eval.protocols import needs_ten_answers, resolve
+    from coin.eval.protocols import needs_ten_answers, resolve, with_backbone
 
     lines: list[str] = []
     problems: list[str] = []
     root = Path(cfg.data.root or ".").expanduser()
     for t in order:
-        cols = resolve(t, cfg.eval.protocol)
+        cols = resolve(t, with_backbone(cfg.eval.protocol, BACKBONES.get(cfg.model.name).protocols))
         names = cols["paper"].name + ("" if cols["strict"] is cols["paper"] else f", strict {cols['strict'].name}")
         source = answer_source(root, cfg.data.answers, t) if cfg.data.benchmark == "coin" else None
         where = ""
@@ -105,6 +107,18 @@ def _records(path: Path) -> list[dict] | None:
     except (OSError, ValueError):
         return None
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else None
+
+
+def per_task_lines(cfg: RunConfig, order: list[str], world: int) -> list[str]:
+    """The tasks trained with their own batch, grad_accum, epochs or lr (``train.per_task``), one line each."""
+    lines = []
+    for t in order:
+        own = cfg.train.for_task(t)
+        if own is cfg.train:
+            continue
+        lines.append(f"  {t:<10} {own.batch_size * own.grad_accum * world} = {own.batch_size} x grad_accum "
+                     f"{own.grad_accum} x {world} process(es); lr {own.lr:g}; {own.epochs:g} epoch(s)")
+    return ["", "per-task training (train.per_task; the steps above use it):", *lines] if lines else []
 
 
 def strategy_lines(cfg: RunConfig, world: int) -> list[str]:
@@ -130,12 +144,17 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     a = cfg.adapter
     adapter = adapter_line(cfg.to_dict()["adapter"])
     model = BACKBONES.get(cfg.model.name).summary(cfg.model)
+    tr = cfg.train
+    betas = ", ".join(f"{b:g}" for b in tr.adam_betas)
     lines = [f"run folder: {out}", f"model: {model}", f"method: {cfg.method} {cfg.method_options or ''}".rstrip(),
              f"adapter: {adapter}; projector trained: {a.train_projector}",
              f"effective batch: {eff} = {cfg.train.batch_size} x grad_accum {cfg.train.grad_accum} x {world} process(es)"
-             + ("" if world > 1 else " (accelerate launch multiplies it by its number of processes)"),
-             f"schedule: lr {cfg.train.lr:g}, cosine, warm-up {cfg.train.warmup_ratio:.0%}, {cfg.train.epochs:g} epoch(s), "
-             f"{cfg.train.precision}", f"instructions: {cfg.data.instructions}; volume {cfg.data.volume:g}", ""]
+             + ("" if world > 1 else " (accelerate launch multiplies it by its number of processes)")
+             + (f"; {len(tr.per_task)} task(s) set their own (train.per_task, below)" if tr.per_task else ""),
+             f"schedule: lr {tr.lr:g}, {tr.schedule} ({SCHEDULES[tr.schedule].summary}), warm-up "
+             f"{tr.warmup_ratio:.0%}, {tr.epochs:g} epoch(s), {tr.precision}",
+             f"optimizer: AdamW, weight decay {tr.weight_decay:g}, betas ({betas}), eps {tr.adam_eps:g}",
+             f"instructions: {cfg.data.instructions}; volume {cfg.data.volume:g}", ""]
     missing: list[str] = []
     if cfg.data.benchmark == "synth":
         s = cfg.data.synth
@@ -165,15 +184,18 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
         n_train, n_test = counts[t]
         if n_train is not None:
             n_train = max(1, round(n_train * cfg.data.volume))
-        steps = math.ceil(n_train * cfg.train.epochs / eff) if n_train else None
+        own = cfg.train.for_task(t)  # train.per_task: the task's own batch, grad_accum, epochs
+        steps = math.ceil(n_train * own.epochs / (own.batch_size * own.grad_accum * world)) if n_train else None
         where = ""
         if files:
             where = "  ".join(f"{files[(t, sp)]}{'' if files[(t, sp)].is_file() else ' (MISSING)'}"
                               f"{f' (-> {derived[(t, sp)]})' if derived[(t, sp)] else ''}" for sp in ("train", "test"))
         fmt = lambda v: "?" if v is None else str(v)  # noqa: E731
         lines.append(f"{j:<6}{t:<11}{fmt(n_train):>8}{fmt(steps):>7}{fmt(n_test):>7}  {where}")
+    lines += per_task_lines(cfg, order, world)
     evals = "the tasks seen so far" if cfg.tasks.eval == "seen" else "every task"
     lines.append(f"\nafter each stage: evaluate {evals}" + ("; zero-shot row first" if cfg.eval.zero_shot else ""))
+    lines.append(limit_line(order, cfg.eval.max_new_tokens))
     score_lines, score_missing = scoring_plan(cfg, order, files)
     lines += ["", "scoring (reports lead with paper; strict beside it):"] + score_lines
     missing += score_missing

@@ -37,12 +37,13 @@ from coin.engine.assemble import answer_spaces_of, assemble
 from coin.engine.cost import peak_memory_mb, record_stage, run_cost
 from coin.engine.evaluate import evaluate_task, task_entry
 from coin.engine.limits import answer_limits, count_at_limit
-from coin.engine.run_folder import FolderLock, prepare_run_dir, write_environment
+from coin.engine.run_folder import FolderLock, clear_run_folder, prepare_run_dir, write_environment
 from coin.engine.tracking import STEP_LOG, RunTracker, StepLog
 from coin.engine.train import train_stage
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
-from coin.models import VLM, load_model
+from coin.eval.protocols import with_backbone
+from coin.models import BACKBONES, VLM, load_model
 from coin.models.backbone import CachesVision, SharesPrefix
 from coin.tasks.orders import resolve_order
 from coin.tasks import get_task
@@ -77,23 +78,27 @@ def evaluate_stage(vlm: VLM, bench: Benchmark, tasks: list[str], stage_dir: Path
     return scores
 
 
-def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print, echo=None) -> dict:
+def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print, echo=None,
+        fresh: bool = False) -> dict:
     """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content.
 
     Two processes never work in one folder at once: the second is refused with a message.
     ``log`` takes progress messages; ``echo`` (default ``log``) the one result line per stage.
     Steps and stage scores go to the trackers of ``cfg.log`` (coin.engine.tracking).
+    ``fresh``: empty the folder first (``--fresh``): only a coin run folder, only once its lock is held,
+    so a live run's folder is never deleted under it.
     """
     lock = FolderLock()
     tracker = RunTracker(cfg.log.trackers, Path(out), cfg.name or Path(out).name, cfg.log.project)
     try:
-        return _run(cfg, Path(out), progress, log, lock, tracker, echo or log)
+        return _run(cfg, Path(out), progress, log, lock, tracker, echo or log, fresh)
     finally:
         tracker.close()
         lock.release()
 
 
-def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, tracker: RunTracker, echo) -> dict:
+def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, tracker: RunTracker, echo,
+         fresh: bool) -> dict:
     order = resolve_order(cfg.tasks.order)
     sharded = fsdp.active(cfg.dist.strategy)
     if sharded:  # a method that cannot run sharded is refused by name before anything loads
@@ -107,12 +112,19 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         progress, log = False, (lambda m: None)
         echo = log
     with dist.main_first():
-        bench = load_benchmark(cfg.data, order, cfg.seed, protocols=cfg.eval.protocol, manifest=manifest,
-                               check=False)
-    with dist.main_first():  # the main process creates the folder; the others then check its config
+        # eval.protocol, with the backbone's own paper protocols (MiniGPT-v2's Grounding) where it names none
+        scoring = with_backbone(cfg.eval.protocol, BACKBONES.get(cfg.model.name).protocols)
+        bench = load_benchmark(cfg.data, order, cfg.seed, protocols=scoring, manifest=manifest, check=False)
+    with dist.main_first():  # the main process creates and locks the folder; the others then check its config
+        if dist.is_main():
+            if fresh:
+                clear_run_folder(out, check_only=True)  # not a run folder: refused before anything is written
+            out.mkdir(parents=True, exist_ok=True)
+            lock.acquire(out)  # before --fresh deletes anything: a live run's folder is refused, not emptied
+            if fresh:
+                clear_run_folder(out)
         prepare_run_dir(out, cfg)
         if dist.is_main():
-            lock.acquire(out)
             write_environment(out, cfg)
     log(f"run folder: {out}" + (f" ({dist.world()} processes)" if dist.world() > 1 else ""))
     seed_everything(cfg.seed)
@@ -172,8 +184,8 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
             data = bench.train[task]
             for m in methods:
                 data = m.train_data(ctx, data)
-            stats = train_stage(ctx, data, cfg.train, methods, seed=cfg.seed * 1000 + j, progress=progress,
-                                checkpoint_dir=stage_dir / "checkpoints", log=log,
+            stats = train_stage(ctx, data, cfg.train.for_task(task), methods, seed=cfg.seed * 1000 + j,
+                                progress=progress, checkpoint_dir=stage_dir / "checkpoints", log=log,
                                 on_step=_step_logger(tracker, stage_dir, global_step))
             for m in methods:
                 m.after_task(ctx)

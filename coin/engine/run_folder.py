@@ -17,8 +17,8 @@ from coin.configure import upgrade
 from coin.engine import dist
 from coin.io import atomic_write_json, atomic_write_text
 
-__all__ = ["OPERATIONAL_KEYS", "SCORING_KEYS", "FolderLock", "RunFolderError", "environment", "prepare_run_dir",
-           "write_environment"]
+__all__ = ["OPERATIONAL_KEYS", "SCORING_KEYS", "FolderLock", "RunFolderError", "clear_run_folder", "environment",
+           "prepare_run_dir", "write_environment"]
 
 
 class RunFolderError(RuntimeError):
@@ -56,6 +56,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
         old = upgrade(read_yaml_mapping(cfg_path, "run folder config"))  # a damaged one is named
         diff = [d for d in _diff_keys(old, cfg.to_dict()) if d.split(":", 1)[0] not in OPERATIONAL_KEYS]
         numbers = [d for d in diff if not _is_scoring_key(d)]
+        _check_effective_batch(out, old, cfg)
         if numbers and not _same_effective_batch(out, old, cfg, numbers):
             raise RunFolderError(
                 f"{out} holds a run with a different config; changed keys:\n  " + "\n  ".join(diff)
@@ -67,15 +68,66 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     atomic_write_text(cfg_path, dump_config(cfg))
 
 
+def _last_processes(out: Path) -> int | None:
+    """The process count of the folder's last launch (``env-history.jsonl``); None when not recorded."""
+    history = out / "env-history.jsonl"
+    lines = history.read_text(encoding="utf-8").splitlines() if history.is_file() else []
+    try:
+        return json.loads(lines[-1]).get("processes") if lines else None  # older folders did not record it
+    except json.JSONDecodeError:  # a line cut by a kill mid-append
+        return None
+
+
+def _training_state(out: Path, stages: int) -> tuple[bool, bool]:
+    """(some training happened, every stage is trained) in the run folder ``out`` of ``stages`` tasks."""
+    folders = [d for d in (out / "stages").glob("[0-9][0-9]-*") if not d.name.startswith("00-")]
+    trained = sum((d / "adapter" / "adapter_model.safetensors").is_file() for d in folders)
+    started = trained > 0 or any(d.glob("checkpoints/step-*") for d in folders)
+    return started, trained >= stages
+
+
+def _check_effective_batch(out: Path, old: dict, cfg: RunConfig) -> None:
+    """Refuse to continue training under another effective batch (batch x grad_accum x processes).
+
+    Each stage's plan of optimiser steps is drawn for the effective batch: a checkpoint restored
+    into another plan, or a later stage trained at another batch, would give numbers that belong
+    to no config. Checked on every resume, whether or not a config key changed. A folder that
+    has not trained yet, or whose every stage is trained (evaluation left), continues freely.
+    """
+    from coin.tasks.orders import resolve_order
+
+    before = _last_processes(out)
+    try:
+        was = int(old["train"]["batch_size"]) * int(old["train"]["grad_accum"])
+    except (KeyError, TypeError, ValueError):
+        return
+    now = cfg.train.batch_size * cfg.train.grad_accum
+    if before is None or was * before == now * dist.world():
+        return
+    started, finished = _training_state(out, len(resolve_order(cfg.tasks.order)))
+    if not started or finished:
+        return
+    hint = f"launch {before} process(es) again"
+    if (was * before) % (cfg.train.batch_size * dist.world()) == 0:
+        hint += f", or keep {dist.world()} with --set train.grad_accum={was * before // (cfg.train.batch_size * dist.world())}"
+    raise RunFolderError(
+        f"{out} was trained at {before} process(es) x batch {old['train']['batch_size']} x grad_accum "
+        f"{old['train']['grad_accum']} = {was * before} samples per optimiser step; this launch gives "
+        f"{dist.world()} x {cfg.train.batch_size} x {cfg.train.grad_accum} = {now * dist.world()}. A resumed run "
+        f"keeps its effective batch (its steps were planned for it): {hint}; or use another --out.")
+
+
 def _same_effective_batch(out: Path, old: dict, cfg: RunConfig, numbers: list[str]) -> bool:
     """Whether the one number-changing difference is ``train.grad_accum``, with batch x accumulation x
     processes what the folder's last launch had: a run moved to another number of GPUs keeps its
     seeded plan of optimiser steps, so it continues (docs/distributed.md)."""
     if [d.split(":", 1)[0] for d in numbers] != ["train.grad_accum"]:
         return False
-    history = out / "env-history.jsonl"
-    lines = history.read_text(encoding="utf-8").splitlines() if history.is_file() else []
-    before = json.loads(lines[-1]).get("processes") if lines else None  # older folders did not record it
+    t = cfg.train  # a task with its own batch or grad_accum (train.per_task) would change its effective batch
+    if any((t.for_task(task).batch_size, t.for_task(task).grad_accum) != (t.batch_size, t.grad_accum)
+           for task in t.per_task):
+        return False
+    before = _last_processes(out)
     return before is not None and old["train"]["grad_accum"] * before == cfg.train.grad_accum * dist.world()
 
 
@@ -111,6 +163,32 @@ def write_environment(out: Path, cfg: RunConfig) -> None:
         atomic_write_json(out / "env.json", env)
     with open(out / "env-history.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **env}) + "\n")
+
+
+def clear_run_folder(out: Path, check_only: bool = False) -> None:
+    """Empty the run folder ``out`` for ``--fresh``; the caller holds its lock, which stays in place.
+
+    Only a coin run folder (one holding ``config.yaml``) or an empty one is emptied: ``--fresh
+    --out DIR`` on any other folder is refused with what it holds, so a mistyped path never
+    deletes a user's files. ``check_only``: refuse such a folder, delete nothing (before the lock is taken,
+    so a refused folder does not even get a lock file).
+    """
+    import shutil
+
+    if not out.is_dir():
+        return
+    entries = [p for p in out.iterdir() if p.name != ".lock"]
+    if entries and not (out / "config.yaml").is_file():
+        shown = ", ".join(sorted(p.name for p in entries)[:5]) + (", ..." if len(entries) > 5 else "")
+        raise RunFolderError(f"{out} is not a coin run folder (no config.yaml; it holds {shown}); --fresh "
+                             "deletes only run folders: choose another --out")
+    if check_only:
+        return
+    for p in entries:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 class FolderLock:

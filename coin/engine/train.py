@@ -1,7 +1,8 @@
 """One training stage: the loop, readable top to bottom.
 
-AdamW without weight decay, cosine schedule with linear warm-up (the paper's recipe),
-gradient clipping and accumulation; methods contribute through their hooks only.
+AdamW (``train.weight_decay``, ``adam_betas``, ``adam_eps``), the lr schedule ``train.schedule``
+(coin.engine.schedule; by default the paper's cosine with linear warm-up), gradient clipping and
+accumulation; methods contribute through their hooks only.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from coin.config import TrainConfig
 from coin.engine import checkpoint as ckpt
 from coin.engine import dist, fsdp
 from coin.engine.loader import default_workers, load_batches, micro_batches
+from coin.engine.schedule import factors
 from coin.methods import Method, StageContext
 from coin.models.backbone import CountsTruncation
 
@@ -69,17 +71,6 @@ class StageStats:
     truncated: int = 0  # training samples cut to the model's max_length (LlavaVLM.truncated_ids)
 
 
-def cosine_with_warmup(total: int, warmup: int):
-    """Multiplier for step ``s``: linear warm-up to 1, then a cosine down to 0 at ``total``."""
-
-    def f(s: int) -> float:
-        if s < warmup:
-            return (s + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * min((s - warmup) / max(total - warmup, 1), 1.0)))
-
-    return f
-
-
 def batches(n: int, batch_size: int, epochs: float, seed: int) -> list[list[int]]:
     """Seeded shuffled index batches covering ``epochs`` passes (a fraction takes a prefix)."""
     rng = random.Random(seed)
@@ -124,16 +115,17 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     rank, world = dist.rank(), dist.world()
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     params = list(named.values())
-    opt = torch.optim.AdamW(param_groups(named, vlm.full_train, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(named, vlm.full_train, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
     per_rank = cfg.batch_size * cfg.grad_accum
     plan = batches(len(samples), per_rank * world, cfg.epochs, seed)
-    warmup = max(1, math.ceil(cfg.warmup_ratio * len(plan)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(len(plan), warmup))
+    # step k runs at lr x factor(k - 1): LambdaLR applies factor(0) now and steps after each optimiser step
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factors(cfg.schedule, len(plan), cfg.warmup_ratio))
     start = 0
     if checkpoint_dir is not None:
         found = ckpt.latest_good(checkpoint_dir, log)
         if found is not None:
-            start = ckpt.restore(*found, named, opt, sched)
+            start = ckpt.restore(*found, named, opt, sched, plan=_plan_meta(plan, per_rank * world))
             if dist.is_main():
                 log(f"stage {ctx.stage + 1} ({ctx.task}): resuming training at step {start}/{len(plan)}")
     # accelerate wraps the model as the launch says (DDP under several processes); a model sharded by
@@ -227,7 +219,8 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
             periodic = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < len(plan)
             if checkpoint_dir is not None and (periodic or stop.signal is not None):
                 if dist.is_main():
-                    ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched)
+                    ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched,
+                                         plan=_plan_meta(plan, per_rank * world))
                     ckpt.prune(checkpoint_dir)
                 if stop.signal is None:
                     dist.barrier()
@@ -242,6 +235,11 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     model.eval()
     return StageStats(len(plan), len(samples), time.time() - t0, losses[-1] if losses else float("nan"),
                       sum(losses) / max(len(losses), 1), skipped, start, truncated)
+
+
+def _plan_meta(plan: list[list[int]], per_step: int) -> dict:
+    """What a checkpoint's step counter means: the stage's optimiser steps and samples per step."""
+    return {"steps": len(plan), "samples_per_step": per_step}
 
 
 def _grad_norm(params: list) -> torch.Tensor:

@@ -25,6 +25,7 @@ ANSWER_SOURCES = {
     "ten_or_one": "ten answers where the record has `answers`, else the one `answer`",
     "letter": "one option letter (`answer`), options read from the prompt",
     "box": "a box (`answer_bbox`)",
+    "origin_box": "a box on the image itself (`origin_answer_bbox`; `answer_bbox` where the image is square)",
 }
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "task_protocols",
     "protocol_names",
     "resolve",
+    "with_backbone",
     "choice_problems",
     "needs_ten_answers",
     "score_protocols",
@@ -81,19 +82,31 @@ def protocol_names(task: str) -> list[str]:
     return task_protocols(task).names()
 
 
-def resolve(task: str, choice: Mapping[str, str] | None = None) -> dict[str, Protocol]:
+def resolve(task: str, choice: Mapping[str, str | Mapping[str, str]] | None = None) -> dict[str, Protocol]:
     """The protocol behind each column (``paper``, ``strict``) for ``task``.
 
     ``strict`` falls back to ``paper`` where the task has none; a name chosen in
-    ``choice`` (``eval.protocol``) replaces both.
+    ``choice`` (``eval.protocol``) replaces both. A ``{"paper": name}`` entry (a backbone's
+    own, ``with_backbone``) makes ``name`` the task's paper protocol: the ``paper`` column,
+    and ``strict`` where the task has no strict protocol.
     """
     tp = task_protocols(task)
     chosen = (choice or {}).get(task)
-    if chosen is not None:
+    if isinstance(chosen, str):
         p = tp.get(chosen)
         return {c: p for c in COLUMNS}
-    paper = tp.get("paper")
+    paper = tp.get((chosen or {}).get("paper", "paper"))
     return {"paper": paper, "strict": tp.get("strict") if "strict" in tp.names() else paper}
+
+
+def with_backbone(choice: Mapping[str, str] | None, paper: Mapping[str, str]) -> dict:
+    """``eval.protocol`` (``choice``) completed with a backbone's own paper protocols (``Backbone.protocols``).
+
+    Where the code CoIN ran a backbone with scored a task by a rule of its own (MiniGPT-v2's
+    Grounding script), that protocol is the task's paper protocol for the backbone's runs; a task
+    the user chose in ``eval.protocol`` keeps the user's choice.
+    """
+    return {**{task: {"paper": name} for task, name in paper.items()}, **dict(choice or {})}
 
 
 def choice_problems(choice: object, key: str = "eval.protocol") -> list[str]:
@@ -150,7 +163,7 @@ def protocol_card(tasks: Sequence[str], choice: Mapping[str, str] | None = None)
         cols = resolve(task, choice)
         card[task] = {c: {"protocol": p.name, "scorer": p.scorer, "normalizer": p.normalizer or "–",
                           "answers": ANSWER_SOURCES[p.answers], "rule": p.rule, "deviations": list(p.deviations),
-                          "chosen": (choice or {}).get(task) is not None}
+                          "chosen": isinstance((choice or {}).get(task), str)}
                       for c, p in cols.items()}
     return card
 

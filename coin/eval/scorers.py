@@ -21,6 +21,7 @@ is scored with is declared once per task and protocol in ``coin.eval.protocols``
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
@@ -248,6 +249,52 @@ def score_grounding(output: str, record: Mapping, norm: Normalizer | None = None
     if box_iou(box, truth) > 0.5:
         return Scored(parsed, 1.0, "correct")
     if min(box) < 0.0 or max(box) > 1.0:
+        return Scored(parsed, 0.0, "wrong_format")
+    return Scored(parsed, 0.0, "wrong_content")
+
+
+# MiniGPT-v2's grounding script's number pattern: a number needs a decimal point, and 0, 0.0, 0.00
+# and 1 are not numbers to it (a zero fraction must be followed by a digit 1-9)
+_MINIGPT_NUMBER = re.compile(r"[1-9]\d*\.\d*|0\.\d*[1-9]\d*")
+
+
+def _origin_box(record: Mapping) -> tuple[float, float, float, float] | None:
+    """The truth box normalised to the image itself: ``origin_answer_bbox``; for a square image (``size``,
+    or none given: CoIN-Synth) ``answer_bbox`` is that box too, since padding a square changes nothing."""
+    if record.get("origin_answer_bbox") is not None:
+        return parse_box(str(record["origin_answer_bbox"]))
+    size = record.get("size")
+    if size is not None and not (len(size) == 2 and size[0] == size[1]):
+        raise ValueError(f"record {record.get('question_id')!r} has no origin_answer_bbox, which MiniGPT-v2's "
+                         f"grounding protocol scores against; its image is {size}, not square, so answer_bbox "
+                         "(normalised to the padded square) is another box")
+    return parse_box(str(record.get("answer_bbox") or record["answer"]))
+
+
+@SCORERS.register("grounding_minigpt")
+def score_grounding_minigpt(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+    r"""MiniGPT-v2's grounding, as CoIN's ``ETrain/Eval/MiniGPT/eval_grounding.py`` scored it: IoU with
+    ``origin_answer_bbox`` above 0.5.
+
+    The truth is the box normalised to the image itself (MiniGPT-v2 resizes images without
+    padding them), not ``answer_bbox`` (normalised to the padded square LLaVA sees); without it,
+    a square image's ``answer_bbox`` is the same box (``_origin_box``). The prediction is the
+    first four matches of the script's pattern ``[1-9]\d*\.\d*|0\.\d*[1-9]\d*``, kept as it is:
+    ``0``, ``0.00`` and ``1`` do not match, so a box with such a coordinate is read from the numbers
+    after it, or not at all. Fewer than four: unparsable, score 0, counted (the script skipped
+    it and kept it in its denominator). ``norm`` is unused.
+    """
+    numbers = _MINIGPT_NUMBER.findall(output)
+    if len(numbers) < 4:
+        return _UNPARSABLE
+    box = tuple(float(x) for x in numbers[:4])
+    parsed = "[" + ", ".join(f"{v:.2f}" for v in box) + "]"
+    truth = _origin_box(record)
+    if truth is None:
+        raise ValueError(f"record {record.get('question_id')!r} has no readable answer box")
+    if box_iou(box, truth) > 0.5:
+        return Scored(parsed, 1.0, "correct")
+    if box[2] < box[0] or box[3] < box[1] or max(box) > 1.0:
         return Scored(parsed, 0.0, "wrong_format")
     return Scored(parsed, 0.0, "wrong_content")
 

@@ -19,7 +19,8 @@ This module imports no torch; the wrappers it describes do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from coin.options import NoOptions, OptionsError, parse_section
 from coin.registry import Registry
@@ -141,6 +142,10 @@ class Backbone:
     # where this backbone's training or evaluation deliberately differs from the code CoIN ran it with
     # (bugs fixed), one line each; every report's protocol card lists them
     deviations: tuple[str, ...] = ()
+    # per task, the scoring protocol the code CoIN ran this backbone with used for its paper numbers,
+    # where that is not the task's own `paper` (MiniGPT-v2's Grounding script): the task's paper
+    # protocol in this backbone's runs (coin.eval.protocols.with_backbone)
+    protocols: Mapping[str, str] = MappingProxyType({})
 
     @staticmethod
     def load(cfg: ModelConfig, log: Callable[[str], None] = print, progress: bool = True) -> VLM:

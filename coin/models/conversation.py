@@ -9,10 +9,12 @@ the generation prompt ends at ``ASSISTANT:``). A model answers best in the forma
 tuned with, so the ``llava`` and ``llava-pretrain`` backbones use it; the built-in tiny model
 was pretrained without a system line (``plain``) and keeps that, so its results do not move.
 
-``LlavaVLM`` tokenises the pieces separately (prompt, `` {answer}`` + EOS, next user turn) and
-joins them, so the labels cover exactly the assistant turns and their ``</s>``, and generation
-sees exactly the training prompt. ``VICUNA_V1_TEMPLATE`` is the same format as a chat template,
-for processors that format text themselves (``model.name: hf`` on an assembled LLaVA folder).
+``vicuna_v1`` is tokenised whole, as LLaVA's ``preprocess_v1`` does (``coin.models.llava_v1``:
+the same ids and labels, the assistant turns and their ``</s>``); ``plain`` keeps the tiny
+model's piecewise tokenisation (prompt, `` {answer}`` + EOS, next user turn, joined), so its
+results do not move. Either way generation sees exactly the training prompt.
+``VICUNA_V1_TEMPLATE`` is the same format as a chat template, for processors that format text
+themselves (``model.name: hf`` on an assembled LLaVA folder).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Conversation:
     user: str = "USER"
     assistant: str = "ASSISTANT"
     sep: str = " "  # after the system line and after each user turn
+    # tokenised as one string, as LLaVA's preprocess_v1 (coin.models.llava_v1); False: prompt and
+    # answers apart (the tiny model's, which its pretrained base and CoIN-Synth results depend on)
+    whole: bool = False
 
     def first_prompt(self, text: str) -> str:
         """The opening of a conversation up to the generation prompt (``text`` holds the image)."""
@@ -63,7 +68,7 @@ class Conversation:
 
 
 CONVERSATIONS: Registry[Conversation] = Registry("conversation")
-CONVERSATIONS.register("vicuna_v1", Conversation("vicuna_v1", system=VICUNA_V1_SYSTEM))
+CONVERSATIONS.register("vicuna_v1", Conversation("vicuna_v1", system=VICUNA_V1_SYSTEM, whole=True))
 CONVERSATIONS.register("plain", Conversation("plain"))  # the tiny model's: vicuna_v1 without the system line
 
 # vicuna_v1 as a Jinja chat template (an explicit system message replaces the default line)

@@ -4,10 +4,11 @@
 ``CachesVision``) for the LLaVA family: llava-hf's ``LlavaForConditionalGeneration``, which
 the built-in tiny model also is. The text follows a ``coin.models.conversation``
 format: ``vicuna_v1`` for LLaVA-1.5 (``{system} USER: <image>\\n{text} ASSISTANT:``, the answer
-`` {answer}</s>``), ``plain`` (no system line) for the tiny model. Prompt and answers are
-tokenised separately and joined, so the labels cover exactly the answer tokens and generation
-sees exactly the training prompt. A training sequence longer than ``max_length`` is cut at
-the end, as LLaVA cuts at its ``model_max_length``, and counted in ``truncated``.
+`` {answer}</s>``), tokenised whole as LLaVA's ``preprocess_v1`` does (``coin.models.llava_v1``);
+``plain`` (no system line) for the tiny model, whose prompt and answers are tokenised
+separately and joined. Either way the labels cover exactly the answer tokens and each EOS, and
+generation sees exactly the training prompt. A training sequence longer than ``max_length`` is
+cut at the end, as LLaVA cuts at its ``model_max_length``, and counted in ``truncated``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from PIL import Image
 
 from coin.data.sample import Sample  # its home is coin.data; `from coin.models.vlm import Sample` keeps working
+from coin.models.llava_v1 import encode_conversation, encode_with_image
 
 
 class ImageError(ValueError):
@@ -226,8 +228,15 @@ class LlavaVLM:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def _image_ids(self) -> list[int]:
+        return [self.tokenizer.convert_tokens_to_ids(self.image_token)] * self.num_image_tokens
+
     def _sequences(self, samples: list[Sample]) -> list[tuple[list[int], list[int], int]]:
         """Each sample's uncut (token ids, labels, prompt length): labels only on the answers and each EOS."""
+        if self.conversation.whole:  # LLaVA's preprocess_v1: the conversation tokenised as one string
+            return [encode_conversation(self.tokenizer, self.conversation,
+                                        [(f"{self.image_token}\n{s.prompt}", s.answer or ""), *s.turns],
+                                        self._image_ids(), self.image_token, s.id) for s in samples]
         eos = self.tokenizer.eos_token_id
         conv = self.conversation
         prompts = self.tokenizer([self.prompt_text(s.prompt) for s in samples], add_special_tokens=False)["input_ids"]
@@ -275,6 +284,9 @@ class LlavaVLM:
         return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples), "labels": lab}
 
     def _prompt_ids(self, samples: list[Sample]) -> list[list[int]]:
+        if self.conversation.whole:  # as the start of the training sequence (coin.models.llava_v1)
+            texts = [self.conversation.first_prompt(f"{self.image_token}\n{s.prompt}") for s in samples]
+            return encode_with_image(self.tokenizer, texts, self._image_ids(), self.image_token)
         texts = [self.prompt_text(s.prompt) for s in samples]  # one call: the fast tokenizer batches in Rust
         return [[self.tokenizer.bos_token_id] + x for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 

@@ -17,6 +17,20 @@ from coin.report.load import run_metrics
 __all__ = ["judge_blocks"]
 
 
+def _decoding(judge: dict) -> str:
+    """How the judge decoded: greedy (coin's protocol; files written before protocols existed) or sampled."""
+    sampling = judge.get("sampling") or {}
+    if not sampling.get("temperature"):
+        return "temperature 0"
+    settings = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sampling.items())
+    return (f"the original's protocol ({judge.get('protocol')}): sampled at {settings}, so a second grading "
+            "gives other scores")
+
+
+def _rounding(judge: dict) -> str:
+    return ", rounded to an integer as the original did" if judge.get("protocol") == "paper" else ""
+
+
 def judge_blocks(run_dir: Path, mj: dict) -> list[Block]:
     """The judges' sections of the report of the run in ``run_dir`` (``mj``: its ``matrix.json``)."""
     blocks: list[Block] = []
@@ -27,8 +41,9 @@ def judge_blocks(run_dir: Path, mj: dict) -> list[Block]:
         n = sum(tot.values())
         blocks += [
             Heading(2, f"Reasoning Capability: {judge['name']}"),
-            Para(f"Judge {judge['id']}, prompt {judge['prompt_version']}, temperature 0. Task score = sum of "
-                 f"judge scores (0–10) / (10 N) × 100. Of {n} answers: {tot['ok']} scored, {tot['unparsable']} "
+            Para(f"Judge {judge['id']}, prompt {judge['prompt_version']}, {_decoding(judge)}. Task score = sum of "
+                 f"judge scores (0–10) / (10 N) × 100{_rounding(judge)}. Of {n} answers: {tot['ok']} scored, "
+                 f"{tot['unparsable']} "
                  f"unparsable and {tot['out_of_range']} out of range (both score 0), {tot['missing']} missing "
                  f"predictions (0), {tot['failed']} failed and {tot['pending']} not yet judged ({BLANK} cells)."),
             matrix_table(rc["tasks"], rc["matrix"], rc.get("zero_shot"), f"rc-matrix-{k}"),

@@ -73,7 +73,21 @@ def _card_blocks(mj: dict) -> list[Block]:
             Para("How each task was scored in each table: the scorer, the answer normaliser, where the "
                  "answers come from and each deliberate difference from the original CoIN code."),
             Table(["task", "table", "protocol", "scorer", "normaliser", "answers", "rule",
-                   "differences from the original"], card_rows(card), "protocol-card")] + _model_card(mj)
+                   "differences from the original"], card_rows(card), "protocol-card"),
+            *_limit_blocks(mj), *_model_card(mj)]
+
+
+def _limit_blocks(mj: dict) -> list[Block]:
+    """Each task's generation limit and the rule behind it (``generation_card``; older files: nothing)."""
+    card = mj.get("generation_card")
+    if not isinstance(card, dict) or not card:
+        return []
+    rows = [[t, fmt(e.get("max_new_tokens"), 0), e.get("rule", ""), fmt(e.get("at_limit"), 0)]
+            for t, e in card.items() if isinstance(e, dict)]
+    return [Para("New tokens per answer at evaluation (every row stops at its end-of-sequence token). The "
+                 "original code's limits: LLaVA 128 (TextVQA, GQA, VizWiz, OCR-VQA) or 1024 (the others), Qwen-VL "
+                 "30, MiniGPT-v2 100; the shipped paper configs set them in eval.max_new_tokens."),
+            Table(["task", "max new tokens", "set by", "answers at the limit (last stage)"], rows, "generation-card")]
 
 
 def _model_card(mj: dict) -> list[Block]:

@@ -8,8 +8,11 @@ experiment in one place; this script keeps the two dozen of them consistent: one
 section per backbone, and per file only what that run changes. Edit the script, not the files.
 
 Sources for the values: the paper (``seeds/`` of the project: tables 5-9 and 12 and their text),
-LLaVA-1.5's LoRA script (per-device batch 16, 8 GPUs, lr 2e-4, cosine, 3% warm-up, 1 epoch,
-bf16, gradient checkpointing, LoRA dropout 0.05) and CoIN's released training scripts.
+LLaVA-1.5's LoRA script (per-device batch 16, 8 GPUs, lr 2e-4, 3% warm-up, 1 epoch, bf16,
+gradient checkpointing, LoRA dropout 0.05) and CoIN's released training and evaluation scripts:
+every one of them passes ``--deepspeed scripts/zero3_offload.json``, whose ``WarmupLR`` scheduler
+replaces ``--lr_scheduler_type cosine`` (``train.schedule: warmup_lr``), and evaluates with the
+original's generation limits (``eval.max_new_tokens``).
 """
 
 from __future__ import annotations
@@ -42,12 +45,23 @@ TRAIN = {
     "batch_size": 16,
     "grad_accum": 1,
     "epochs": 1,
+    "schedule": "warmup_lr",
     "warmup_ratio": 0.03,
     "weight_decay": 0.0,
+    "adam_betas": [0.9, 0.999],
+    "adam_eps": 1.0e-8,
     "max_grad_norm": 1.0,
     "precision": "bf16",
 }
 EVAL = {"batch_size": 64, "zero_shot": True, "bootstrap": 1000}
+# the original's generation limits (CoIN's LLaVA evaluation scripts, greedy): 128 new tokens for the
+# short-answer VQA tasks, 1024 for the others
+LLAVA_LIMITS = {"ScienceQA": 1024, "TextVQA": 128, "ImageNet": 1024, "GQA": 128, "VizWiz": 128, "Grounding": 1024,
+                "VQAv2": 1024, "OCR-VQA": 128}
+LLAVA_EVAL = {**EVAL, "max_new_tokens": LLAVA_LIMITS}
+# CoIN's LLaVA scripts (scripts/LLaVA/Train/*.sh): per-device batch per task, grad_accum 8, 8 GPUs
+SCRIPTS_BATCH = {"ScienceQA": 14, "TextVQA": 14, "ImageNet": 16, "GQA": 6, "VizWiz": 14, "Grounding": 6, "VQAv2": 8,
+                 "OCR-VQA": 10}
 
 
 def _llava_pretrain(size: str) -> dict:
@@ -66,12 +80,12 @@ BACKBONES = {
     "llava-1.5-7b": {
         "title": "LLaVA-1.5-7B (Vicuna-7B v1.5 + CLIP ViT-L/14-336 + the stage-1 projector)",
         "model": _llava_pretrain("7b"),
-        "eval": EVAL,
+        "eval": LLAVA_EVAL,
     },
     "llava-1.5-13b": {
         "title": "LLaVA-1.5-13B (Vicuna-13B v1.5 + CLIP ViT-L/14-336 + the stage-1 projector)",
         "model": _llava_pretrain("13b"),
-        "eval": {**EVAL, "batch_size": 32},
+        "eval": {**LLAVA_EVAL, "batch_size": 32},
     },
     "qwen2-vl-7b": {
         "title": "Qwen2-VL-7B-Instruct (beyond the paper: a modern backbone on the same benchmark)",
@@ -116,6 +130,8 @@ BACKBONES = {
             "train.batch_size": "per GPU: 16 x grad_accum 1 x 8 GPUs, CoIN's MiniGPT-v2 batch",
             "train.grad_accum": "keep 128 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
             "train.projector_lr": "null: llama_proj at train.lr",
+            "train.schedule": "DeepSpeed WarmupLR: CoIN's MiniGPT-v2 script passes the same zero3_offload.json "
+                              "(its LAVIS yaml's linear_warmup_cosine_lr is not what the Trainer ran)",
             "train.max_grad_norm": "coin's default; whether CoIN's MiniGPT-v2 runner clipped was not confirmed",
             "eval.max_new_tokens": "CoIN's MiniGPT-v2 evaluation: greedy, 100 new tokens for every task",
         },
@@ -131,7 +147,7 @@ BACKBONES = {
             "gradient_checkpointing": True,
         },
         "adapter": {"r": 64, "alpha": 16, "dropout": 0.05, "train_projector": False},
-        "train": {"lr": 1.0e-5, "batch_size": 5},
+        "train": {"lr": 1.0e-5, "batch_size": 5, "warmup_ratio": 0.01, "weight_decay": 0.1, "adam_betas": [0.9, 0.95]},
         "eval": {**EVAL, "max_new_tokens": dict.fromkeys(PAPER_ORDER, 30)},
         "comments": {
             "model.name": "Qwen-VL-Chat through its own remote code",
@@ -147,8 +163,9 @@ BACKBONES = {
             "train.batch_size": "per GPU: 5 x grad_accum 1 x 8 GPUs, CoIN's Qwen-VL batch",
             "train.grad_accum": "keep 40 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
             "train.projector_lr": "unused: nothing is trained fully",
-            "train.warmup_ratio": "cosine with 3% warm-up (CoIN's Qwen-VL warm-up was not confirmed)",
-            "train.weight_decay": "none (CoIN's Qwen-VL weight decay was not confirmed)",
+            "train.warmup_ratio": "CoIN's Qwen-VL script (--warmup_ratio 0.01): ceil(1% of a stage's steps)",
+            "train.weight_decay": "CoIN's Qwen-VL script (--weight_decay 0.1)",
+            "train.adam_betas": "CoIN's Qwen-VL script (--adam_beta2 0.95; beta1 the Trainer's 0.9)",
             "eval.max_new_tokens": "CoIN's Qwen-VL evaluation: greedy, 30 new tokens for every task",
         },
     },
@@ -185,8 +202,15 @@ COMMENTS = {
     "train.batch_size": "per GPU: 16 x grad_accum 1 x 8 GPUs = 128, LLaVA-1.5's LoRA batch (see the README)",
     "train.grad_accum": "keep 128 on fewer GPUs: 2 on 4 GPUs, 4 on 2, 8 on one",
     "train.epochs": "one epoch per task",
-    "train.warmup_ratio": "cosine schedule with 3% linear warm-up",
+    "train.schedule": "DeepSpeed WarmupLR, as CoIN's scripts ran (their zero3_offload.json's scheduler replaces "
+                      "--lr_scheduler_type cosine): log warm-up from 0, then constant; cosine: the paper's text",
+    "train.warmup_ratio": "warm-up over ceil(3% of a stage's steps), as the HF Trainer counts them",
     "train.weight_decay": "AdamW without weight decay",
+    "train.adam_betas": "AdamW's betas: the HF Trainer's defaults, which the DeepSpeed config's 'auto' takes",
+    "train.adam_eps": "AdamW's eps: the HF Trainer's default",
+    "train.per_task": "each task's per-GPU batch in CoIN's LLaVA scripts (x grad_accum 8 x 8 GPUs)",
+    "eval.max_new_tokens": "the original's LLaVA evaluation: 128 new tokens (TextVQA, GQA, VizWiz, OCR-VQA) or "
+                           "1024 (the others); every row stops at its </s>",
     "train.max_grad_norm": "gradient clipping, as the HF Trainer behind LLaVA's scripts",
     "train.precision": "bf16 autocast",
     "eval.batch_size": "batched greedy decoding (answers equal batch-size-1 answers)",
@@ -225,15 +249,20 @@ NO_ZS = {"zero_shot": False}  # zeroshot runs: every stage already evaluates the
 
 
 def _v(stem: str, what: str, method: str = "sequential", options: dict | None = None, data: dict | None = None,
-       tasks: dict | None = None, adapter: dict | None = None, eval_: dict | None = None) -> dict:
+       tasks: dict | None = None, adapter: dict | None = None, eval_: dict | None = None,
+       train: dict | None = None) -> dict:
     return {"stem": stem, "what": what, "method": method, "options": options or {}, "data": data or {},
-            "tasks": tasks or {}, "adapter": adapter or {}, "eval": eval_ or {}}
+            "tasks": tasks or {}, "adapter": adapter or {}, "eval": eval_ or {}, "train": train or {}}
 
 
 MOE = lambda n: {"type": "moelora", "experts": n}  # noqa: E731
 SEVEN_B = [
     _v("lora", "Sequential LoRA (r 128), the paper's main row (tables 2, 5-8: LLaVA, random order, Original "
        "instructions, volume 1.0)"),
+    _v("lora-scripts-batch", "Sequential LoRA at the per-task batches of CoIN's LLaVA scripts: 8 GPUs x per-device "
+       "{ScienceQA 14, TextVQA 14, ImageNet 16, GQA 6, VizWiz 14, Grounding 6, VQAv2 8, OCR-VQA 10} x grad_accum 8 = "
+       "896/896/1024/384/896/384/512/640 samples per step (lora.yaml keeps LLaVA-1.5's 128 for every task)",
+       train={"grad_accum": 8, "per_task": {t: {"batch_size": b} for t, b in SCRIPTS_BATCH.items()}}),
     _v("lora-alphabet", "Sequential LoRA in the alphabetical order (table 5, task-order study)",
        tasks={"order": "alphabet"}),
     _v("lora-diverse", "Sequential LoRA with the Diverse (Type2) instructions (table 6, instruction study)",
@@ -326,7 +355,7 @@ def build(backbone: str, run: dict) -> dict:
     adapter = {**ADAPTER, **b.get("adapter", {}), **run["adapter"]}
     order = ["type", "r", "alpha", "experts", "dropout", "train_projector"]
     cfg["adapter"] = {k: adapter[k] for k in order if k in adapter}
-    cfg["train"] = {**TRAIN, **b.get("train", {})}
+    cfg["train"] = {**TRAIN, **b.get("train", {}), **run["train"]}
     cfg["eval"] = {**b["eval"], **run["eval"]}
     return cfg
 
@@ -344,6 +373,14 @@ def _comment(key: str, cfg: dict, backbone: str) -> str | None:
         return BACKBONES[backbone]["comments"][key]
     if key == "tasks.order":
         return ORDER_COMMENTS.get(cfg["tasks"]["order"])
+    if cfg["train"].get("per_task") and key in ("train.batch_size", "train.grad_accum"):
+        return {"train.batch_size": "per GPU; each task sets its own below (16, ImageNet's, is the largest: "
+                                    "the dry run's memory estimate reads it)",
+                "train.grad_accum": "every task's, as the scripts: 8 on 8 GPUs; 16 on 4, 64 on one keep each "
+                                    "task's batch"}[key]
+    if key.startswith("train.per_task.") and key.endswith(".batch_size"):
+        n = cfg["train"]["per_task"][key.split(".")[2]]["batch_size"]
+        return f"8 GPUs x {n} x grad_accum 8 = {8 * n * cfg['train']['grad_accum']}"
     if key == "eval.zero_shot" and cfg["method"] == "zeroshot":
         return "no separate zero-shot stage: every stage already is the base model"
     if key == "model.name":

@@ -2,6 +2,8 @@
 
     prompt.py     the CoIN prompt (SPEC section 6), versioned
     parse.py      strict 0-10 score parsing; unparsable replies are counted, never guessed
+    protocols.py  ``judge.protocol``: coin (default: greedy, strict, reproducible) or paper (the
+                  original as run: sampled, loosely parsed, rounded)
     config.py     ``JudgeConfig``: the keys every backend reads (a backend's own keys sit beside them)
     backends.py   the ``BACKENDS`` registry: ``openai`` (any OpenAI-compatible endpoint) and ``hf``
                   (local causal LM), each with the ``Options`` it takes
@@ -18,10 +20,12 @@ from coin.eval.judge.config import JudgeConfig
 from coin.eval.judge.configure import judge_config
 from coin.eval.judge.parse import ParsedScore, parse_score
 from coin.eval.judge.prompt import PROMPT_VERSION, build_messages, prompt_sha
+from coin.eval.judge.protocols import JUDGE_PROTOCOLS, get_protocol
 from coin.eval.judge.run import judge_run, write_agreement
 
 __all__ = [
-    "BACKENDS", "JudgeCache", "JudgeConfig", "PROMPT_VERSION", "ParsedScore", "Reply", "agreement",
-    "build_backend", "build_messages", "cache_id", "judge_config", "judge_run", "parse_score", "prompt_sha",
+    "BACKENDS", "JUDGE_PROTOCOLS", "JudgeCache", "JudgeConfig", "PROMPT_VERSION", "ParsedScore", "Reply", "agreement",
+    "build_backend", "build_messages", "cache_id", "get_protocol", "judge_config", "judge_run", "parse_score",
+    "prompt_sha",
     "spearman", "truth_agreement", "write_agreement",
 ]

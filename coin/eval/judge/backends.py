@@ -2,7 +2,8 @@
 
 - ``openai``: any OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, OpenAI...)
   through the ``openai`` client (``pip install coin[judge]``): bounded concurrency in
-  threads, a per-request timeout, retries with exponential backoff, temperature 0.
+  threads, a per-request timeout, retries with exponential backoff, temperature 0
+  (the ``paper`` protocol's sampling settings instead under ``judge.protocol: paper``).
 - ``hf``: a local Hugging Face causal LM, batched greedy generation with left padding.
 
 Each backend declares the ``judge:`` keys it takes beside the common ones (``JudgeConfig``)
@@ -15,8 +16,9 @@ A backend's ``ask(prompts)`` yields ``(index, Reply)`` as answers arrive, in any
 so the caller can cache each one at once and a kill loses almost nothing. A request
 that still fails after its retries yields a ``Reply`` with ``error`` set instead of
 raising: one bad sample must not stop ten thousand good ones, and the caller counts it.
-Decoding is greedy everywhere (the original sampled at temperature 0.7, so its scores
-changed from one run to the next).
+Decoding is greedy under the default ``coin`` protocol (the original sampled at temperature
+0.7, so its scores changed from one run to the next); ``judge.protocol: paper`` sends the
+original's sampling settings (``coin.eval.judge.protocols``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
 from coin.eval.judge.config import JudgeConfig
 from coin.eval.judge.prompt import Messages
+from coin.eval.judge.protocols import DEFAULT_PROTOCOL, get_protocol
 from coin.options import flat_dict, parse
 from coin.registry import Registry
 
@@ -80,11 +83,32 @@ def cache_id(cfg: JudgeConfig) -> str:
     The backend says what that is (``identity``): e.g. the endpoint for ``openai``, the
     revision and the dtype actually loaded for ``hf``. A backend without ``identity`` keys on
     the model, the revision and all of its own options. JSON, so no two configs share a string.
+    A protocol other than the default (its sampling) is part of it; the default's keys stay as
+    they were before protocols existed, so caches already on disk keep their replies.
     """
     identity = getattr(BACKENDS.get(cfg.backend), "identity", None)
     fields = identity(cfg) if identity is not None else {
         "model": cfg.model, "revision": cfg.revision, **(flat_dict(cfg.options) or {})}
+    if cfg.protocol != DEFAULT_PROTOCOL:
+        fields["protocol"] = cfg.protocol
     return json.dumps({"backend": cfg.backend, **fields}, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _openai_sampling(cfg: JudgeConfig) -> dict:
+    """The request's decoding arguments under ``cfg.protocol``; vLLM reads ``repetition_penalty`` from the body."""
+    p = get_protocol(cfg.protocol)
+    out: dict = {"temperature": 0.0, "max_tokens": p.reply_tokens(cfg.max_tokens)}
+    out.update({k: v for k, v in p.sampling.items() if k != "repetition_penalty"})
+    if "repetition_penalty" in p.sampling:
+        out["extra_body"] = {"repetition_penalty": p.sampling["repetition_penalty"]}
+    return out
+
+
+def _hf_sampling(cfg: JudgeConfig) -> dict:
+    """``generate``'s decoding arguments under ``cfg.protocol``: greedy, or the protocol's sampling."""
+    p = get_protocol(cfg.protocol)
+    tokens = {"max_new_tokens": p.reply_tokens(cfg.max_tokens)}
+    return {**tokens, "do_sample": False} if p.greedy else {**tokens, "do_sample": True, **p.sampling}
 
 
 def _short(e: BaseException) -> str:
@@ -157,7 +181,7 @@ class OpenAIJudge:
                 time.sleep(opts.backoff * 2 ** (attempt - 1))
             try:
                 r = self.client.chat.completions.create(
-                    model=cfg.model, messages=messages, temperature=0.0, max_tokens=cfg.max_tokens)
+                    model=cfg.model, messages=messages, **_openai_sampling(cfg))
                 text = r.choices[0].message.content
                 if not isinstance(text, str):
                     raise ValueError(f"response has no message content: {str(r)[:200]}")
@@ -269,7 +293,7 @@ class HFJudge:
 
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not templated).to(self.device)
         with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.cfg.max_tokens, do_sample=False,
+            out = self.model.generate(**enc, **_hf_sampling(self.cfg),
                                       pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 

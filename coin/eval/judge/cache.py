@@ -3,7 +3,8 @@
 The key is (judge, prompt version, SHA-256 of the prompt's messages, max_tokens), where
 "judge" is ``backends.cache_id(cfg)``: the backend, the model and whatever else the backend
 says changes a reply (the endpoint for ``openai``; the revision and the dtype actually loaded
-for ``hf``). So
+for ``hf``), and the judge protocol when it is not the default (``paper`` samples; its
+``max_tokens`` slot holds the 20 tokens it sends). So
 
 - a killed ``coin judge`` resumes without asking again what was already answered;
 - a second judge model, the same name served elsewhere or loaded in another dtype, or a
@@ -15,7 +16,8 @@ for ``hf``). So
 Storage is sqlite in WAL mode: each reply is committed as it arrives, a kill loses at
 most the reply in flight, and several processes may share one file. Only replies are
 stored (unparsable ones included, since at temperature 0 asking again gives the same
-text); failed requests are not, so the next run retries them.
+text; under the sampled ``paper`` protocol the stored reply is the one draw the run keeps);
+failed requests are not, so the next run retries them.
 """
 
 from __future__ import annotations

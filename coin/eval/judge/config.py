@@ -31,14 +31,18 @@ class JudgeConfig:
     own keys. ``model``: the served model name, or the local folder / hub id for ``hf``.
     ``name``: the folder under ``<run>/judge/`` (default: derived from the model). ``cache``:
     the sqlite cache file (default ``<run>/judge/cache.sqlite``; point several runs at one
-    file to share answers such as identical zero-shot predictions).
+    file to share answers such as identical zero-shot predictions). ``protocol``: ``coin``
+    (default, reproducible) or ``paper`` (the original as run), see ``coin.eval.judge.protocols``.
     """
 
     __open__ = "options"  # the backend's own keys are collected into ``options``
 
     backend: str = "openai"  # who answers: a name in coin.eval.judge.backends.BACKENDS
     model: str = ""  # the served model name, or a local folder / hub id for hf
-    max_tokens: int = 16  # reply length limit
+    # how the judge is asked and read (coin.eval.judge.protocols): coin (default: greedy, strict parsing,
+    # reproducible) or paper (the original as run: sampled at temperature 0.7, loose parsing, rounded)
+    protocol: str = "coin"
+    max_tokens: int = 16  # reply length limit (the coin protocol's; paper sends the original's 20)
     prompt_version: str = PROMPT_VERSION  # the judge prompt's wording (coin.eval.judge.prompt.PROMPTS)
     # the judge weights' version: hf loads this hub revision (branch, tag or commit); for a local
     # folder or a served model it is a label of your choosing. Part of the cache key either way,
@@ -68,11 +72,14 @@ class JudgeConfig:
 
     @property
     def folder_name(self) -> str:
-        """``name``, else the model with path separators made safe, plus a non-default prompt version."""
+        """``name``, else the model with path separators made safe, plus a non-default prompt version
+        and protocol (so the two protocols' matrices of one judge sit side by side)."""
         if self.name:
             return self.name
         base = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model.rstrip("/")).strip("_.") or "judge"
-        return base if self.prompt_version == PROMPT_VERSION else f"{base}@{self.prompt_version}"
+        suffixes = [s for s, default in ((self.prompt_version, PROMPT_VERSION), (self.protocol, "coin"))
+                    if s != default]
+        return "@".join([base, *suffixes])
 
     def public_dict(self) -> dict:
         """The config as written into the run folder, flat as users write it (no secret: only the variable's name)."""

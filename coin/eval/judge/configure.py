@@ -18,7 +18,8 @@ from typing import Any, Mapping
 from coin.config import ConfigError, read_yaml_mapping
 from coin.eval.judge.backends import BACKENDS
 from coin.eval.judge.config import JudgeConfig
-from coin.eval.judge.prompt import PROMPTS
+from coin.eval.judge.prompt import PROMPT_VERSION, PROMPTS
+from coin.eval.judge.protocols import JUDGE_PROTOCOLS
 from coin.options import build, closest, flat_dict, suggest
 
 __all__ = ["judge_config", "judge_problems"]
@@ -70,6 +71,16 @@ def judge_problems(cfg: JudgeConfig) -> list[str]:
         problems.append(f"{PREFIX}backend: {BACKENDS.unknown_message(cfg.backend)}")
     if cfg.prompt_version not in PROMPTS:
         problems.append(f"{PREFIX}prompt_version: {PROMPTS.unknown_message(cfg.prompt_version)}")
+    if cfg.protocol not in JUDGE_PROTOCOLS:
+        problems.append(f"{PREFIX}protocol: {JUDGE_PROTOCOLS.unknown_message(cfg.protocol)}")
+    elif cfg.protocol == "paper":  # the original as run: its wording and its length, nothing else
+        default_tokens = JudgeConfig.__dataclass_fields__["max_tokens"].default
+        if cfg.prompt_version != PROMPT_VERSION:
+            problems.append(f"{PREFIX}prompt_version: the paper protocol sends the original's wording "
+                            f"({PROMPT_VERSION}), got {cfg.prompt_version!r}")
+        if cfg.max_tokens != default_tokens:
+            problems.append(f"{PREFIX}max_tokens: the paper protocol sends the original's 20 tokens; "
+                            f"max_tokens sets the coin protocol's limit, got {cfg.max_tokens}")
     _backend_options(cfg, problems)
     return problems
 

@@ -1,10 +1,15 @@
 """The CoIN judge prompt (SPEC section 6), versioned so that a cached score never outlives its wording.
 
-The wording is the original CoIN code's (``rule.json``, rules ``CoIN`` and ``CoIN_Grounding``),
-kept character for character, grammar slips and trailing blank line included: a judge
-score is only comparable to the paper's when the judge read the same text. Any change of
-wording is a new entry in ``PROMPTS`` under a new version, and the version is part of the
-judge cache key, so scores of two wordings are never mixed.
+The wording and layout are the original CoIN code's: ``rule.json`` (rules ``CoIN`` and
+``CoIN_Grounding``), grammar slips included, laid out as ``create_prompt.py`` wrote
+``prompt_to_eval.json`` (system line, then context, ground truth, answer and rule). The
+question differs in one place: ``<image>`` is removed with its line break, where
+``create_prompt.py`` kept it and the judge script later removed the tag alone. Nor is this
+exactly what the original judge read: its script (``eval_GenealKnowledge.py``) discarded
+this system line and sent "You are a helpful assistant." instead; that request is the
+judge's ``paper`` protocol (``coin.eval.judge.protocols``), and ``original_content`` builds
+its user text. Any change of wording is a new entry in ``PROMPTS`` under a new version, and
+the version is part of the judge cache key, so scores of two wordings are never mixed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Callable, Mapping
 
 from coin.registry import Registry
 
-__all__ = ["PROMPT_VERSION", "PROMPTS", "SYSTEM", "RULE", "RULE_GROUNDING", "build_messages", "prompt_sha"]
+__all__ = ["PROMPT_VERSION", "PROMPTS", "SYSTEM", "RULE", "RULE_GROUNDING", "build_messages", "original_content",
+           "prompt_sha"]
 
 Messages = list[dict[str, str]]
 
@@ -63,18 +69,28 @@ def _question(text: str, grounding: bool) -> str:
     return "\n".join(text.split("\n")[:-1])
 
 
-@PROMPTS.register(PROMPT_VERSION)
-def _coin_v1(record: Mapping, output: str, grounding: bool) -> Messages:
-    """The original CoIN prompt: system line, then context, ground truth, answer and rule."""
+def _content(question: str, record: Mapping, output: str, grounding: bool) -> str:
+    """The user turn: context, ground truth (grounding: ``answer_bbox``), the answer, the rule."""
     truth = record["answer_bbox"] if grounding and "answer_bbox" in record else record["answer"]
     rule = RULE_GROUNDING if grounding else RULE
-    content = (
-        "[Context]\n"
-        f"[Question]\n{_question(record['text'], grounding)}\n\n"
-        f"[Ground truth answer]\n{truth}\n\n[End of ground truth answer]\n\n"
-        f"[Assistant]\n{output}\n\n[End of Assistant]\n\n"
-        f"[System]\n{rule}\n\n"
-    )
+    return ("[Context]\n"
+            f"[Question]\n{question}\n\n"
+            f"[Ground truth answer]\n{truth}\n\n[End of ground truth answer]\n\n"
+            f"[Assistant]\n{output}\n\n[End of Assistant]\n\n"
+            f"[System]\n{rule}\n\n")
+
+
+def original_content(record: Mapping, output: str, grounding: bool) -> str:
+    """The user text exactly as ``create_prompt.py`` wrote it: the question is the record's text
+    as it is (``<image>`` included, nothing stripped) without its last line; grounding: all of it."""
+    text = str(record["text"])
+    return _content(text if grounding else "\n".join(text.split("\n")[:-1]), record, output, grounding)
+
+
+@PROMPTS.register(PROMPT_VERSION)
+def _coin_v1(record: Mapping, output: str, grounding: bool) -> Messages:
+    """The CoIN prompt as ``create_prompt.py`` wrote it (``<image>`` removed): system line, then the user turn."""
+    content = _content(_question(record["text"], grounding), record, output, grounding)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
 
 

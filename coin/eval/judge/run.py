@@ -2,10 +2,12 @@
 
 For each finished stage (``stages/00-zeroshot``, ``stages/NN-<task>``, those with ``DONE``)
 and each task's ``predictions/<task>.jsonl``, the CoIN prompt is built from the test
-record and the model's output, looked up in the judge cache, and only the missing ones
-are sent to the judge. Results go to ``<run>/judge/<judge-name>/``::
+record and the model's output as ``judge.protocol`` sends it (``coin.eval.judge.protocols``:
+``coin`` by default, ``paper`` for the original as run), looked up in the judge cache, and
+only the missing ones are sent to the judge. Results go to ``<run>/judge/<judge-name>/``::
 
-    rc_matrix.json    the Reasoning-Capability matrix (task score = sum / (10 N) * 100),
+    rc_matrix.json    the Reasoning-Capability matrix (task score = sum / (10 N) * 100; an integer
+                      under the paper protocol),
                       zero-shot row, MAA/BWT/... via coin.metrics, per-cell counts, and
                       agreement with truth alignment per task
     samples.jsonl     one row per answer: output, judge reply, judge score, status, TA score
@@ -32,8 +34,9 @@ from coin.eval.judge.agreement import agreement, truth_agreement
 from coin.eval.judge.backends import JudgeBackend, build_backend, cache_id
 from coin.eval.judge.cache import CacheKey, JudgeCache
 from coin.eval.judge.config import JudgeConfig
-from coin.eval.judge.parse import OK, STATUSES, parse_score
-from coin.eval.judge.prompt import build_messages, prompt_sha
+from coin.eval.judge.parse import OK, STATUSES
+from coin.eval.judge.prompt import prompt_sha
+from coin.eval.judge.protocols import JudgeProtocol, get_protocol
 from coin.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from coin.tasks import get_task
 
@@ -84,28 +87,32 @@ def select_stages(available: Sequence[str], wanted: Sequence[str | int] | None) 
     return out
 
 
-def _test_records(run_dir: Path, order: list[str]) -> dict[str, dict[str, dict]]:
+def _test_records(run_dir: Path, order: list[str], trust_plugins: bool = False) -> dict[str, dict[str, dict]]:
     """The run's test records by task and question id, loaded as the run loaded them.
 
     Needed because prediction rows hold the output but not the question or the truth.
     Going through ``load_benchmark`` with the run's own ``config.yaml`` gives exactly
     the records the run evaluated (instruction family, per-task paths, seeds).
     """
-    from coin.configure import load_config
+    from coin.config import read_yaml_mapping
+    from coin.configure import load_config, trusted_plugins
     from coin.data.benchmark import load_benchmark
 
+    # the folder's plugins run only when the user asked (--trust-plugins): opening a run runs none of its code
+    trusted_plugins(read_yaml_mapping(run_dir / "config.yaml", "run folder config"), run_dir / "config.yaml",
+                    trust_plugins)
     cfg = load_config(run_dir / "config.yaml")
     test = load_benchmark(cfg.data, order, cfg.seed).test
     return {task: {str(r["question_id"]): r for r in test[task]} for task in order}
 
 
 def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None]], cfg: JudgeConfig,
-             selected: set[tuple[str, str]]) -> tuple[list[_Item], dict[CacheKey, list]]:
+             selected: set[tuple[str, str]], trust_plugins: bool = False) -> tuple[list[_Item], dict[CacheKey, list]]:
     """Every prediction as an ``_Item``, and the prompts of the selected ones by cache key."""
     items: list[_Item] = []
     prompts: dict[CacheKey, list] = {}
     records: dict[str, dict[str, dict]] | None = None
-    judge = cache_id(cfg)
+    judge, protocol = cache_id(cfg), get_protocol(cfg.protocol)
     for stage, _ in stages:
         for task in order:
             path = run_dir / "stages" / stage / "predictions" / f"{task}.jsonl"
@@ -123,12 +130,12 @@ def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None
                 record = row  # a row that carries its question and truth needs no test file
                 if not all(k in row for k in (("text", "answer", "answer_bbox") if grounding else ("text", "answer"))):
                     if records is None:
-                        records = _test_records(run_dir, order)
+                        records = _test_records(run_dir, order, trust_plugins)
                     record = records[task].get(qid)
                     if record is None:
                         raise JudgeError(f"{path}: question_id {qid!r} matches no test record of {task}")
-                messages = build_messages(record, str(output), grounding, cfg.prompt_version)
-                item.key = (judge, cfg.prompt_version, prompt_sha(messages), cfg.max_tokens)
+                messages = protocol.messages(record, str(output), grounding, cfg.prompt_version)
+                item.key = (judge, cfg.prompt_version, prompt_sha(messages), protocol.reply_tokens(cfg.max_tokens))
                 if (stage, task) in selected:
                     prompts.setdefault(item.key, messages)
     return items, prompts
@@ -162,16 +169,18 @@ def _ask(backend_factory: Callable[[], JudgeBackend], prompts: dict[CacheKey, li
     return failures
 
 
-def _cell(counts: Counter, total: float, n: int) -> float | None:
-    """The task score of one cell, or None while any of its answers lacks a judge reply."""
+def _cell(counts: Counter, total: float, n: int, protocol: JudgeProtocol) -> float | None:
+    """The task score of one cell (the protocol's: sum / (10 N) x 100, rounded under ``paper``), or None
+    while any of its answers lacks a judge reply."""
     if n == 0 or counts["failed"] or counts["pending"]:
         return None
-    return 100.0 * total / (10.0 * n)
+    return protocol.task_score(total, n)
 
 
-def _grade(items: list[_Item], replies: dict[CacheKey, str], failures: dict[CacheKey, str]
+def _grade(items: list[_Item], replies: dict[CacheKey, str], failures: dict[CacheKey, str], protocol: JudgeProtocol
            ) -> tuple[list[dict], dict[tuple[str, str], tuple[Counter, float, int]]]:
-    """Per-answer rows (for ``samples.jsonl``) and per-cell (status counts, score sum, N)."""
+    """Per-answer rows (for ``samples.jsonl``) and per-cell (status counts, score sum, N), replies read
+    by the protocol's parser."""
     rows: list[dict] = []
     cells: dict[tuple[str, str], tuple[Counter, float, int]] = {}
     for it in items:
@@ -180,7 +189,7 @@ def _grade(items: list[_Item], replies: dict[CacheKey, str], failures: dict[Cach
             status = "missing"
         elif it.key in replies:
             reply = replies[it.key]
-            parsed = parse_score(reply)
+            parsed = protocol.parse(reply)
             status, score = parsed.status, parsed.score
         elif it.key in failures:
             status = "failed"
@@ -196,7 +205,8 @@ def _grade(items: list[_Item], replies: dict[CacheKey, str], failures: dict[Cach
 
 
 def _matrices(order: list[str], stages: list[tuple[str, int | None]],
-              cells: dict[tuple[str, str], tuple[Counter, float, int]]) -> tuple[list, list | None, dict]:
+              cells: dict[tuple[str, str], tuple[Counter, float, int]], protocol: JudgeProtocol
+              ) -> tuple[list, list | None, dict]:
     """The RC matrix, its zero-shot row (None without that stage) and the status counts of each cell."""
     T = len(order)
     matrix: list[list] = [[None] * T for _ in range(T)]
@@ -211,9 +221,9 @@ def _matrices(order: list[str], stages: list[tuple[str, int | None]],
             if j is None:
                 zero = zero or [None] * T
                 counts["zero_shot"] = counts["zero_shot"] or [None] * T
-                zero[i], counts["zero_shot"][i] = _cell(c, total, n), entry
+                zero[i], counts["zero_shot"][i] = _cell(c, total, n, protocol), entry
             else:
-                matrix[j][i], counts["matrix"][j][i] = _cell(c, total, n), entry
+                matrix[j][i], counts["matrix"][j][i] = _cell(c, total, n, protocol), entry
     return matrix, zero, counts
 
 
@@ -228,14 +238,16 @@ def _summary(matrix: list, zero: list | None, method: str | None) -> dict:
 
 def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequence[str | int] | None = None,
               tasks: Sequence[str] | None = None, *, backend: Callable[[], JudgeBackend] | None = None,
-              report: bool = True, progress: bool = False, log: Callable[[str], None] = print) -> dict:
+              report: bool = True, progress: bool = False, log: Callable[[str], None] = print,
+              trust_plugins: bool = False) -> dict:
     """Grade the predictions of ``run_dir`` with the judge ``judge_cfg``; returns ``rc_matrix.json``.
 
     ``stages`` and ``tasks`` limit what is sent to the judge (default: everything); cells
     outside them are still filled from the cache when all their answers are there.
     ``backend`` builds the backend (default: from the config); it is only built when
     something is not cached, so a finished judge reruns offline. ``report`` rewrites the
-    run's report with the judge sections.
+    run's report with the judge sections. ``trust_plugins``: import the plugins the run's config
+    names when its test records must be read (never without it: a run folder's code does not run).
     """
     run_dir = Path(run_dir)
     if not (run_dir / "matrix.json").is_file():
@@ -249,7 +261,7 @@ def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequen
     chosen = select_stages([s for s, _ in stage_list], stages)
     selected = {(s, t) for s in chosen for t in (tasks or order)}
 
-    items, prompts = _collect(run_dir, order, stage_list, judge_cfg, selected)
+    items, prompts = _collect(run_dir, order, stage_list, judge_cfg, selected, trust_plugins)
     cache_path = Path(judge_cfg.cache) if judge_cfg.cache else run_dir / "judge" / "cache.sqlite"
     with JudgeCache(cache_path) as cache:
         cached = cache.get_many(k for k in (i.key for i in items) if k is not None)
@@ -260,8 +272,9 @@ def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequen
         replies = cache.get_many(todo)
     replies.update(cached)
 
-    rows, cells = _grade(items, replies, failures)
-    matrix, zero, counts = _matrices(order, stage_list, cells)
+    protocol = get_protocol(judge_cfg.protocol)
+    rows, cells = _grade(items, replies, failures, protocol)
+    matrix, zero, counts = _matrices(order, stage_list, cells, protocol)
     ta_by_task = {}
     for task in order + ["all"]:
         sub = [r for r in rows if r["status"] == OK and (task == "all" or r["task"] == task)]
@@ -272,7 +285,8 @@ def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequen
         "judge": {"name": judge_cfg.folder_name, "id": judge_cfg.judge_id, "cache_id": cache_id(judge_cfg),
                   "model": judge_cfg.model,
                   "backend": judge_cfg.backend, "prompt_version": judge_cfg.prompt_version,
-                  "max_tokens": judge_cfg.max_tokens},
+                  "protocol": protocol.name, "sampling": dict(protocol.sampling),
+                  "max_tokens": protocol.reply_tokens(judge_cfg.max_tokens)},
         "tasks": order, "matrix": matrix, "zero_shot": zero,
         "metrics": _summary(matrix, zero, run_matrix.get("method")),
         "counts": {**counts, "total": {k: totals[k] for k in COUNT_KEYS}},

@@ -7,6 +7,7 @@ The model is assembled by ``coin.models.minigpt_v2_parts`` and wrapped by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from coin.models.backbone import BACKBONES, Backbone, WeightPath
 from coin.models.backbones.llava import image_cache_problems
@@ -69,6 +70,9 @@ class MiniGPTv2(Backbone):
     deviations = (
         "CoIN's evaluation built the model without lora_alpha, so PEFT's default 16 scaled the trained LoRA 16x "
         "smaller than in training (alpha 256); here evaluation uses the training alpha",)
+    # CoIN scored MiniGPT-v2's Grounding with its own script (ETrain/Eval/MiniGPT/eval_grounding.py):
+    # against origin_answer_bbox, the box on the unpadded image MiniGPT-v2 sees
+    protocols = MappingProxyType({"Grounding": "minigpt"})
 
     Options = MiniGPTv2Options
 
