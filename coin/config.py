@@ -8,6 +8,13 @@ config is loaded (``load_config``, ``from_dict``). Every problem is collected an
 at once with the key's full dotted name (``train.lr must be > 0, got -1``; ``unknown key
 'train.lrr' (did you mean 'train.lr'?)``) before any data is generated or any weights load.
 
+Every number is finite (``coin.options`` refuses NaN and infinities at any key) and in a range
+a run can use: besides each key's own lower bound, the ``MAX_*`` constants below cap the values
+that would validate and then fail or exhaust memory (``eval.max_new_tokens`` <= 8192, ``seed`` in
+[0, 4294966], ``train.epochs`` <= 1000...). A config file is UTF-8 (a BOM is accepted); an
+unreadable one, or a ``--set`` value that is not YAML, is a one-line ``ConfigError`` naming the
+file or the key.
+
 ``model`` and ``adapter`` are open sections: besides their common keys they take the keys
 of the backbone (``model.name``) or adapter (``adapter.type``) they select, e.g.
 ``model.path`` or ``adapter.experts``, declared and checked by that registry entry.
@@ -26,10 +33,38 @@ from coin.options import OptionsError, flat_dict
 
 
 class ConfigError(OptionsError):
-    """A config that cannot run; ``problems`` lists every issue found."""
+    """A config that cannot run; ``problems`` lists every issue found.
 
-    def __init__(self, problems: list[str], source: str | None = None) -> None:
+    ``line``: the whole message, on one line, for an error about the file itself rather than its
+    keys (``FILE: not valid UTF-8 at byte 12``; ``--set train.batch_size: ... not valid YAML``).
+    """
+
+    def __init__(self, problems: list[str], source: str | None = None, line: str | None = None) -> None:
         super().__init__(problems, source, "config")
+        if line is not None:
+            self.args = (line,)
+
+
+# Upper bounds of values that would validate but could never run (a 204 GB allocation, a list of
+# a trillion batch indices, a numpy seed past 2**32); each is documented where its key is declared.
+MAX_NEW_TOKENS = 8192  # eval.max_new_tokens: longer than any answer CoIN's tasks ask for
+MAX_SEED = (2**32 - 1) // 1000 - 1  # seed * 1000 + stage seeds numpy, which takes 0 .. 2**32 - 1
+MAX_EPOCHS = 1000.0  # train.epochs: the step plan lists every batch of every epoch
+MAX_RANK = 8192  # adapter.r: the rank of a full-width update of the widest backbones
+MAX_WORKERS = 256  # train.num_workers: processes, each holding a copy of the loader's state
+IMAGE_MODES = ("pad", "paper", "crop")  # eval.image_mode (coin.eval.images)
+MAX_BOOTSTRAP = 100_000  # eval.bootstrap: resamples held at once (resamples x tasks x tasks floats)
+MAX_SYNTH = 1_000_000  # data.synth.n_train / n_test: generated images per task and split
+
+
+def _within(obj: Any, key: str, lo: float, hi: float | None = None, null: str = "") -> list[str]:
+    """``key must be in [lo, hi]`` (or ``>= lo`` without ``hi``) when its value is outside; None passes."""
+    value = getattr(obj, key)
+    if value is None or (lo <= value and (hi is None or value <= hi)):
+        return []
+    fmt = (lambda v: f"{v:g}") if isinstance(lo, float) else str
+    bound = f">= {fmt(lo)}" if hi is None else f"in [{fmt(lo)}, {fmt(hi)}]"
+    return [f"{key} must be {bound}{null}, got {value!r}"]
 
 
 def _positive(obj: Any, *keys: str) -> list[str]:
@@ -63,8 +98,11 @@ class SynthConfig:
     """CoIN-Synth sizes: samples per task (the base model's captions are set in model.pretrain)."""
 
     seed: int = 0
-    n_train: int = 1500
-    n_test: int = 100
+    n_train: int = 1500  # 1 .. MAX_SYNTH
+    n_test: int = 100  # 1 .. MAX_SYNTH
+
+    def check(self) -> list[str]:
+        return _within(self, "n_train", 1, MAX_SYNTH) + _within(self, "n_test", 1, MAX_SYNTH)
 
 
 @dataclass
@@ -75,21 +113,33 @@ class DataConfig:
     root: str | None = None  # CoIN data root (the folder holding Instructions_Original/)
     image_root: str | None = None  # folder the records' image paths are relative to
     instructions: str = "original"  # instruction family: "original" (Type1), "diverse" (Type2), "10type"
+    # which of CoIN's released file sets the training prompts come from: "llava" (Instructions_<Family>/),
+    # "qwen" (Instructions_Qwen/, Qwen-VL's conversations, where it holds the task) or "auto": the
+    # backbone's (qwen for qwen-vl-chat, written into the config; coin.benchmarks.coin.bind_file_set)
+    file_set: str = "auto"
     volume: float = 1.0  # fraction of each training set, seeded
-    max_test: int | None = None  # evaluate on the first N test records of each task
+    max_test: int | None = None  # evaluate on the first N (>= 1) test records of each task; null: all
     # per-task overrides, relative to root: {GQA: {train: ..., test: ..., image_root: ...}}
     paths: dict = field(default_factory=dict)
     # per-task answer files joined into the test records by question id, relative to root:
     # {TextVQA: TextVQA_0.5.1_val.json} (the official ten answers; coin.data.answers)
     answers: dict = field(default_factory=dict)
-    # before a run: "exists" (stat each image: quick on network storage) or "open" (also read its header)
+    # how far each distinct image is checked before anything loads (coin.data.check): "exists" stats it
+    # (quick on network storage), then reads its header while the model loads, before the first step;
+    # "open" reads every header first; "decode" also decodes every image first (finds truncated bodies)
     check_images: str = "exists"
+    # an image whose header declares more pixels is refused by name, before its pixels are allocated
+    # (a decompression bomb); the default is PIL's own error threshold (coin.data.images)
+    max_image_pixels: int = 178_956_970
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def check(self) -> list[str]:
         problems = []  # data.benchmark and what it requires are checked by its registry (coin.data.layout)
         if not 0 < self.volume <= 1:
             problems.append(f"volume must be in (0, 1], got {self.volume}")
+        if self.max_image_pixels < 1:
+            problems.append(f"max_image_pixels must be >= 1, got {self.max_image_pixels}")
+        problems += _within(self, "max_test", 1, null=" (or null for every record)")
         return problems
 
 
@@ -134,7 +184,7 @@ class AdapterConfig:
     __open__ = "options"
 
     type: str = "lora"  # a registered adapter (coin ls adapters): lora, moelora
-    r: int = 32  # rank
+    r: int = 32  # rank, 1 .. MAX_RANK (8192)
     alpha: float = 64.0  # scaling numerator (the update is scaled by alpha / r)
     dropout: float = 0.0  # dropout on the adapter's input
     train_projector: bool = True  # also train the backbone's fully trained modules (LLaVA's projector)
@@ -142,6 +192,8 @@ class AdapterConfig:
 
     def check(self) -> list[str]:
         problems = _positive(self, "r", "alpha")
+        if self.r > MAX_RANK:
+            problems.append(f"r must be <= {MAX_RANK}, got {self.r}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         return problems
@@ -153,7 +205,7 @@ class TaskTrainConfig:
 
     batch_size: int | None = None  # per process, as train.batch_size
     grad_accum: int | None = None
-    epochs: float | None = None
+    epochs: float | None = None  # (0, MAX_EPOCHS], as train.epochs
     lr: float | None = None
 
     def check(self) -> list[str]:
@@ -161,6 +213,8 @@ class TaskTrainConfig:
                     if getattr(self, k) is not None and getattr(self, k) < 1]
         problems += [f"{k} must be a finite number > 0, got {getattr(self, k)}" for k in ("epochs", "lr")
                      if getattr(self, k) is not None and not (math.isfinite(getattr(self, k)) and getattr(self, k) > 0)]
+        if self.epochs is not None and math.isfinite(self.epochs) and self.epochs > MAX_EPOCHS:
+            problems.append(f"epochs must be <= {MAX_EPOCHS:g}, got {self.epochs}")
         return problems
 
 
@@ -169,12 +223,12 @@ class TrainConfig:
     lr: float = 2e-3
     projector_lr: float | None = None  # lr of the fully trained projector; None: train.lr (LLaVA's LoRA recipe: 2e-5)
     batch_size: int = 16
-    epochs: float = 1.0
+    epochs: float = 1.0  # (0, MAX_EPOCHS]: 1000
     warmup_ratio: float = 0.03
     # the lr schedule by name (coin.engine.schedule): "cosine" (linear warm-up, cosine to 0), "constant"
     # (linear warm-up, then constant) or "warmup_lr" (DeepSpeed's WarmupLR, as CoIN's scripts ran it)
     schedule: str = "cosine"
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # >= 0 (torch's AdamW refuses a negative one)
     adam_betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW's (beta1, beta2); torch's default
     adam_eps: float = 1e-8  # AdamW's eps; torch's default
     max_grad_norm: float = 1.0
@@ -183,7 +237,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # in-stage checkpoint interval in optimizer steps; 0: only on SIGINT/SIGTERM
     on_nonfinite: str = "stop"  # "stop": a NaN/inf loss stops the stage; "skip": skip the batch and count it
     # processes that build batches (decode, preprocess, tokenise) ahead of the step; the batches are
-    # the same for any value. None: 4 on a GPU, 0 on a CPU (coin.engine.loader.default_workers)
+    # the same for any value, 0 .. MAX_WORKERS (256). None: 4 on a GPU, 0 on a CPU (coin.engine.loader.default_workers)
     num_workers: int | None = None
     # one task's stage trained with other values of batch_size, grad_accum, epochs or lr, e.g.
     # {GQA: {batch_size: 6, grad_accum: 8}}; a key left out keeps the value above (for_task)
@@ -200,6 +254,10 @@ class TrainConfig:
     def check(self) -> list[str]:
         problems = _positive(self, "lr", "batch_size", "epochs", "grad_accum")
         problems += _finite(self, "lr", "epochs", "weight_decay", "max_grad_norm")
+        if math.isfinite(self.epochs) and self.epochs > MAX_EPOCHS:
+            problems.append(f"epochs must be <= {MAX_EPOCHS:g}, got {self.epochs}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not (isinstance(self.adam_betas, list) and len(self.adam_betas) == 2
                 and all(_real(b) and 0 <= b < 1 for b in self.adam_betas)):
             problems.append(f"adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.999], got {self.adam_betas!r}")
@@ -211,8 +269,8 @@ class TrainConfig:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         problems += _one_of(self, "precision", ("fp32", "bf16", "fp16"))
         problems += _one_of(self, "on_nonfinite", ("stop", "skip"))
-        if self.num_workers is not None and self.num_workers < 0:
-            problems.append(f"num_workers must be >= 0 or null, got {self.num_workers}")
+        if self.num_workers is not None and not 0 <= self.num_workers <= MAX_WORKERS:
+            problems.append(f"num_workers must be in [0, {MAX_WORKERS}] or null, got {self.num_workers}")
         if self.checkpoint_every < 0:
             problems.append(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         return problems
@@ -222,9 +280,9 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 64
     zero_shot: bool = True
-    bootstrap: int = 1000  # resamples for confidence intervals; 0 turns them off
-    # generation limit per task, e.g. {OCR-VQA: 64}; a task not named gets its longest training
-    # answer in the model's tokens plus a margin (coin.engine.limits)
+    bootstrap: int = 1000  # resamples for confidence intervals, 0 .. MAX_BOOTSTRAP (100000); 0 turns them off
+    # generation limit per task, e.g. {OCR-VQA: 64}, each 1 .. MAX_NEW_TOKENS (8192); a task not named
+    # gets its longest training answer in the model's tokens plus a margin (coin.engine.limits)
     max_new_tokens: dict = field(default_factory=dict)
     # per-task scoring protocol by name, replacing the task's paper and strict protocols in both
     # tables, e.g. {TextVQA: single} for released files without the ten answers (coin.eval.protocols)
@@ -234,12 +292,18 @@ class EvalConfig:
     # the frozen vision tower runs once per test image per run, not per question and stage
     # (LLaVA models; refused for a trainable tower; coin.models.vision_cache)
     cache_vision: bool = True
+    # test images: pad (to a square, as in training; coin's default), paper (the original's: centre crop for
+    # ScienceQA, ImageNet, Grounding and VQAv2, pad for the others) or crop (all); LLaVA backbones (coin.eval.images)
+    image_mode: str = "pad"
 
     def check(self) -> list[str]:
-        problems = _positive(self, "batch_size")
+        problems = _positive(self, "batch_size") + _within(self, "bootstrap", 0, MAX_BOOTSTRAP)
+        problems += _one_of(self, "image_mode", IMAGE_MODES)
         for task, n in (self.max_new_tokens or {}).items():
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 problems.append(f"max_new_tokens.{task} must be a positive integer, got {n!r}")
+            elif n > MAX_NEW_TOKENS:
+                problems.append(f"max_new_tokens.{task} must be <= {MAX_NEW_TOKENS}, got {n}")
         return problems
 
 
@@ -270,7 +334,7 @@ class RunConfig:
     """One continual instruction-tuning experiment."""
 
     name: str | None = None
-    seed: int = 0
+    seed: int = 0  # 0 .. MAX_SEED (4294966): stage j seeds numpy with seed * 1000 + j
     plugins: list = field(default_factory=list)  # modules or .py files imported first (they register methods, tasks...)
     method: str = "sequential"
     method_options: dict = field(default_factory=dict)  # the method's own options (see its Options dataclass)
@@ -288,6 +352,7 @@ class RunConfig:
         if self.name is not None and not _plain_name(self.name):
             problems.append(f"name must be a plain folder name (no '/', '\\', '..' or leading '.'; it names "
                             f"runs/<name>), got {self.name!r}")
+        problems += _within(self, "seed", 0, MAX_SEED)
         return problems
 
     def to_dict(self) -> dict:
@@ -295,18 +360,48 @@ class RunConfig:
         return flat_dict(self)
 
 
+def _yaml_problem(e: BaseException) -> str:
+    """A YAML error on one line: ``expected ',' or ']', but got '<stream end>' at line 1, column 3``."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem:
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        context = getattr(e, "context", None)
+        return f"{problem}{where}" + (f" ({context})" if context else "")
+    return " ".join(str(e).split())
+
+
+def _set_error(problem: str) -> ConfigError:
+    return ConfigError([problem], line=f"invalid config: {problem}")
+
+
 def parse_overrides(items: list[str]) -> dict:
-    """``["train.lr=1e-4", "tasks.order=[GQA, VQAv2]"]`` -> a nested dict (values parsed as YAML)."""
+    """``["train.lr=1e-4", "tasks.order=[GQA, VizWiz]"]`` -> a nested dict (values parsed as YAML).
+
+    A malformed item is a one-line ``ConfigError`` naming its key: no ``=``, an empty key part, a
+    value that is not valid YAML, or a key below one another ``--set`` gave a plain value.
+    """
     out: dict = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError([f"--set {item!r} must look like key=value"])
+            raise _set_error(f"--set {item!r} must look like key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        key = key.strip()
+        parts = key.split(".")
+        if not all(parts):
+            raise _set_error(f"--set {item!r}: the key {key!r} has an empty part")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except (yaml.YAMLError, RecursionError) as e:
+            shown = raw if len(raw) <= 60 else raw[:57] + "..."
+            raise _set_error(f"--set {key}: the value {shown!r} is not valid YAML: {_yaml_problem(e)}") from None
         node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for k, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                above = ".".join(parts[: k + 1])
+                raise _set_error(f"--set {key}: another --set gave {above} a value ({node!r}), not a mapping")
         node[parts[-1]] = value
     return out
 
@@ -319,15 +414,41 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _read_text(p: Path) -> str:
+    """A UTF-8 config file (a UTF-8 BOM accepted); a one-line ``ConfigError`` naming the file otherwise.
+
+    The YAML twin of ``coin.io.read_text`` (this module imports nothing of coin but the options builder).
+    """
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigError([f"cannot read: {e.strerror}"], str(p), line=f"{p}: cannot read ({e.strerror})") from None
+    head = data[:4096]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (b"\0" in head and head.count(b"\0") * 4 >= len(head)):
+        problem = "not UTF-8 (looks like UTF-16); re-save as UTF-8"
+    else:
+        skip = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        try:
+            return data[skip:].decode("utf-8")
+        except UnicodeDecodeError as e:
+            problem = f"not valid UTF-8 at byte {e.start + skip}; re-save as UTF-8"
+    raise ConfigError([problem], str(p), line=f"{p}: {problem}")
+
+
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict:
-    """A YAML file whose top level is a mapping (empty file: {}); ``ConfigError`` naming the file otherwise."""
+    """A YAML file whose top level is a mapping (empty file: {}); ``ConfigError`` naming the file otherwise.
+
+    UTF-8 only (a BOM is accepted); an encoding or YAML error is one line naming the file.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError([f"{what} {p} does not exist"], str(path))
+    text = _read_text(p)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError([f"not valid YAML: {e}"], str(path)) from None
+        data = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, RecursionError) as e:
+        problem = f"not valid YAML: {_yaml_problem(e)}"
+        raise ConfigError([problem], str(path), line=f"{path}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(["the top level must be a mapping"], str(path))
     return data

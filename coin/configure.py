@@ -89,6 +89,7 @@ def validate(cfg: RunConfig, problems: list[str]) -> None:
     """Append every registry-dependent problem of ``cfg``; fills the open sections' parsed Options."""
     import_plugins(cfg.plugins, problems)
     from coin.benchmarks import bind_order
+    from coin.benchmarks.coin import bind_file_set
     from coin.data.layout import config_problems
     from coin.engine.schedule import schedule_problems
     from coin.engine.tracking import tracker_problems
@@ -110,6 +111,7 @@ def validate(cfg: RunConfig, problems: list[str]) -> None:
     problems += choice_problems(cfg.eval.protocol, "eval.protocol")
     problems += tracker_problems(cfg.log.trackers)
     problems += bind_order(cfg)  # data.benchmark's own orders and tasks (coin.benchmarks), before the order check
+    problems += bind_file_set(cfg)  # data.file_set: auto -> the backbone's file set (Instructions_Qwen for Qwen-VL)
     problems += order_problems(cfg.tasks.order)
     problems += config_problems(cfg.data)
     if cfg.method not in METHODS:
@@ -121,6 +123,18 @@ def validate(cfg: RunConfig, problems: list[str]) -> None:
         parsed, found = parse_section(getattr(cfg, key), key, selector, registry)
         setattr(cfg, key, parsed)
         problems += found
+    problems += image_mode_problems(cfg)
+
+
+def image_mode_problems(cfg: RunConfig) -> list[str]:
+    """``eval.image_mode`` other than ``pad`` under a backbone that preprocesses its own way (not LLaVA)."""
+    from coin.models import BACKBONES
+
+    name = getattr(cfg.model, "name", None)
+    if cfg.eval.image_mode == "pad" or name not in BACKBONES or BACKBONES.get(name).image_modes:
+        return []
+    return [f"eval.image_mode: {cfg.eval.image_mode!r} applies to the LLaVA backbones (llava, llava-pretrain, tiny); "
+            f"model.name {name} preprocesses test images with its own processor: leave eval.image_mode at pad"]
 
 
 def from_dict(data: dict, source: str | None = None) -> RunConfig:
@@ -128,8 +142,8 @@ def from_dict(data: dict, source: str | None = None) -> RunConfig:
     problems: list[str] = []
     cfg = build(RunConfig, data, "", problems)
     validate(cfg, problems)  # a key with a bad type kept its default, so the registries' checks still apply
-    if problems:
-        raise ConfigError(problems, source)
+    if problems:  # once each: method_options' NaN is said by the run config and by the method's Options alike
+        raise ConfigError(list(dict.fromkeys(problems)), source)
     return cfg
 
 

@@ -7,6 +7,13 @@ builder, so they all say the same things the same way, before any weights load:
 - ``unknown key 'train.lrr' (did you mean 'train.lr'?)``
 - ``train.batch_size must be int, got 'big'``
 - ``train.lr must be > 0, got -1`` (from the dataclass's own ``check()``)
+- ``train.lr must be a finite number, got nan`` (every key: see below)
+
+No key anywhere accepts NaN or an infinity (``.nan``, ``.inf``, ``1e999``): a number that is not
+finite, at any depth of a value (a ``dict[str, float]`` map, a list), is a problem naming its full
+key (``eval.max_new_tokens.GQA``, ``train.adam_betas[1]``), unless the section's own ``check()``
+already reported that key in its own words; so a ``check()`` comparing ``lr <= 0`` need not
+remember that NaN compares false, and a value with a NaN never reaches a run.
 
 A dataclass may define ``check(self) -> list[str]``: value problems, each starting with a key
 relative to the dataclass (``"lr must be > 0, got -1"``); the builder adds the prefix. Nested
@@ -25,6 +32,7 @@ import dataclasses
 import difflib
 import inspect
 import io
+import math
 import re
 import textwrap
 import tokenize
@@ -35,7 +43,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 __all__ = ["NoOptions", "OptionDoc", "OptionsError", "build", "check_type", "closest", "describe", "flat_dict", "parse_section",
-           "open_field", "option_problems", "parse", "suggest", "type_name"]
+           "nonfinite", "open_field", "option_problems", "parse", "suggest", "type_name"]
 
 
 @dataclass
@@ -117,6 +125,17 @@ def _coerce(value: Any, tp: Any) -> Any:
     if isinstance(value, str) and _SCI.match(value.strip()) and not check_type(value, tp) and check_type(1.0, tp):
         return float(value)
     return value
+
+
+def nonfinite(value: Any, key: str = "") -> list[tuple[str, float]]:
+    """(key, number) of every non-finite float in ``value``, at any depth (``key``, ``key.name``, ``key[2]``)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(key, value)]
+    if isinstance(value, dict):
+        return [f for name, v in value.items() for f in nonfinite(v, f"{key}.{name}" if key else str(name))]
+    if isinstance(value, (list, tuple)):
+        return [f for i, v in enumerate(value) for f in nonfinite(v, f"{key}[{i}]")]
+    return []
 
 
 def _dataclass_of(tp: Any, value: Any) -> type | None:
@@ -203,6 +222,7 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> tuple[Any,
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     bad_values = 0  # a value that did not fit kept its default: checking values then would mislead
+    unfinite: dict[str, list[tuple[str, float]]] = {}  # field -> its non-finite numbers (key, value)
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key == extra_field or key not in names:
@@ -229,6 +249,8 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> tuple[Any,
             bad_values += not fit
         elif check_type(value, tp):
             kwargs[key] = float(value) if _is_float(tp) and isinstance(value, int) else value
+            if found := nonfinite(value, full):  # NaN/inf: never usable; reported below, after check()
+                unfinite[key] = found
         else:
             problems.append(f"{full} must be {type_name(tp)}, got {value!r}")
             bad_values += 1
@@ -237,10 +259,16 @@ def _build(cls: type, data: Any, prefix: str, problems: list[str]) -> tuple[Any,
     n = len(problems)
     obj = _make(cls, kwargs, prefix, problems)
     fit = not bad_values and len(problems) == n  # no value kept its default, no required key missing
+    own: list[str] = []
     if fit:
         check = getattr(obj, "check", None)
         if callable(check):
-            problems += [prefix + p for p in check()]
+            own = [prefix + p for p in check()]
+            problems += own
+    for key, found in unfinite.items():  # every non-finite number is a problem, said by check() or here
+        full = f"{prefix}{key}"
+        if not any(p.startswith(full) and p[len(full):len(full) + 1] in (" ", ".", "[", ":") for p in own):
+            problems += [f"{k} must be a finite number, got {v}" for k, v in found]
     return obj, fit
 
 

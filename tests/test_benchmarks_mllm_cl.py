@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from benchmark_fixtures import write_mllm_acl, write_mllm_dcl
+from helpers_server import LoopbackServer, completion
 
 from coin.benchmarks.mllm_cl import FIN_LINE, fin_prompt
 from coin.config import DataConfig
@@ -128,41 +127,22 @@ def test_mathvista_rules_read_options_numbers_and_the_quoted_answer():
     assert score_sample("mathvista", "2.4", num).tag == "wrong_content"
 
 
-class Extractor:
+class Extractor(LoopbackServer):
     """A loopback /v1/chat/completions that extracts the last number of the model response it is shown."""
 
     def __init__(self) -> None:
         self.prompts: list[str] = []
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+        def respond(body: dict, headers) -> tuple[int, dict]:
+            prompt = body["messages"][-1]["content"]
+            self.prompts.append(prompt)
+            response = prompt.rsplit("Model response: ", 1)[1].split("\nExtracted answer:")[0]
+            words = {"two and a half": "2.5", "seven": "7"}
+            found = next((v for k, v in words.items() if k in response), "none")
+            assert body["temperature"] == 0
+            return 200, completion(body["model"], f"Extracted answer: {found}")
 
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"]
-                outer.prompts.append(prompt)
-                response = prompt.rsplit("Model response: ", 1)[1].split("\nExtracted answer:")[0]
-                words = {"two and a half": "2.5", "seven": "7"}
-                found = next((v for k, v in words.items() if k in response), "none")
-                assert body["temperature"] == 0
-                data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                       "role": "assistant", "content": f"Extracted answer: {found}"}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(respond)
 
 
 @pytest.fixture

@@ -89,14 +89,15 @@ def test_vizwiz_answerable_flag(tmp_path):
     assert test[0]["image"] == "VizWiz/val/VizWiz_val_00000000.jpg"
 
 
-def test_scienceqa_letters_and_image_questions_only(tmp_path):
+def test_scienceqa_letters_and_every_question(tmp_path):
     build_source("scienceqa", rs.write_scienceqa(tmp_path / "raw"), tmp_path / "out")
     train, test = _read(tmp_path / "out", "ScienceQA")
-    assert [r["id"] for r in train] == ["5"]  # pid 1 has no image
-    assert train[0]["image"] == "ScienceQA/train/5/image.png"
-    assert _human(train[0]) == ("<image>\nWhich of these states is farthest north?\nA. West Virginia\nB. Louisiana\n"
+    assert [r["id"] for r in train] == ["1", "5"]  # the full split: pid 1 has no image
+    assert "image" not in train[0] and _human(train[0]) == f"Which word is a noun?\nA. run\nB. cat\n{LETTER}"
+    assert train[1]["image"] == "ScienceQA/train/5/image.png"
+    assert _human(train[1]) == ("<image>\nWhich of these states is farthest north?\nA. West Virginia\nB. Louisiana\n"
                                 f"C. Arizona\nD. Oklahoma\n{LETTER}")
-    assert _gpt(train[0]) == "A"
+    assert _gpt(train[1]) == "A"
     (t,) = test
     assert t["text"] == ("Context: The map shows the colonies.\nWhat is the name of the colony shown?\nA. Maryland\n"
                          f"B. New Hampshire\nC. Rhode Island\nD. Vermont\n{LETTER}")
@@ -186,7 +187,7 @@ def test_three_refcoco_sources_accumulate_into_grounding(tmp_path):
     train, test = _read(out, "Grounding")
     assert [r["source"] for r in train] == ["refcoco"] * 2 + ["refcoco+"] * 2 + ["refcocog"] * 2
     assert [r["question_id"] for r in test] == ["refcoco_13", "refcoco+_13", "refcocog_13"]
-    samples = load_test(out / "Instructions_Original" / "Grounding" / "test.json", tmp_path, "Grounding", "box")
+    samples = load_test(out / "Instructions_Original" / "Grounding" / "test.json", tmp_path, "Grounding")
     assert len(samples) == 3
 
 
@@ -224,7 +225,7 @@ def test_built_files_load_with_the_released_loaders(tmp_path):
         spec = get_task(task)
         d = out / "Instructions_Original" / spec.folder
         samples = load_train(d / "train.json", tmp_path / "img", task)
-        records = load_test(d / "test.json", tmp_path / "img", task, spec.answer_form)
+        records = load_test(d / "test.json", tmp_path / "img", task)
         assert samples and records
         assert all(s.prompt.splitlines()[-1] == spec.instruction.format(s.prompt.split(": ", 1)[-1])
                    if "{}" in spec.instruction else s.prompt.splitlines()[-1] == spec.instruction for s in samples)

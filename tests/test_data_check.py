@@ -178,7 +178,7 @@ def test_orders_and_mixture():
     assert sorted(a) == sorted(ORDERS["paper"]) and a == resolve_order("shuffle:3") and a != resolve_order("shuffle:4")
     assert order_problems("shuffle:x")[0].startswith("tasks.order: 'shuffle:x' needs an integer seed")
     assert "Did you mean 'GQA'" in order_problems(["GQAA"])[0]
-    assert order_problems(["GQA", "GQA"]) == ["tasks.order lists a task twice"]
+    assert order_problems(["GQA", "GQA"]) == ["tasks.order lists GQA more than once"]
     with pytest.raises(ValueError, match="unknown order 'papr'"):
         resolve_order("papr")
     train = {"A": list(range(5)), "B": list(range(100, 103))}

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("openai")
+
+from helpers_server import LoopbackServer, completion  # noqa: E402
 
 from coin.config import ConfigError  # noqa: E402
 from coin.eval.judge import build_backend, cache_id, get_protocol, judge_config, judge_run  # noqa: E402
@@ -30,40 +31,21 @@ RULE = ("We would like to request your feedback on the performance of an AI assi
         "the scores for the Assistant.")
 
 
-class Recorder:
+class Recorder(LoopbackServer):
     """A loopback /v1/chat/completions that keeps each request body and replies from ``replies`` by answer."""
 
     def __init__(self, replies: dict[str, str]) -> None:
         self.bodies: list[dict] = []
         lock = threading.Lock()
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+        def respond(body: dict, headers) -> tuple[int, dict]:
+            with lock:
+                self.bodies.append(body)
+            user = body["messages"][-1]["content"]
+            answer = user.split("[Assistant]\n", 1)[1].split("\n\n[End of Assistant]", 1)[0]
+            return 200, completion(body["model"], replies.get(answer, "5"))
 
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    outer.bodies.append(body)
-                user = body["messages"][-1]["content"]
-                answer = user.split("[Assistant]\n", 1)[1].split("\n\n[End of Assistant]", 1)[0]
-                data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                       "role": "assistant", "content": replies.get(answer, "5")}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(respond)
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ CASES = [
     ("train-first-prompt-empty", "GQA", "train",
      [_train(0, conversations=[{"from": "human", "value": "<image>\n"}, {"from": "gpt", "value": "cat"}])], 0),
     ("train-missing-conversations", "GQA", "train", [_train(0), _without(_train(1), "conversations")], 1),
-    ("train-missing-image", "GQA", "train", [_without(_train(0), "image")], 0),
+    ("train-text-only", "GQA", "train", [_without(_train(0), "image"), _train(1, image=None)], None),
     ("train-duplicate-id", "GQA", "train", [_train(0), _train(1), _train(0)], 2),
     ("train-escaping-image", "GQA", "train", [_train(0), _train(1, image="sub/../../a.png")], 1),
     ("train-absolute-image", "GQA", "train", [_train(0, image="/etc/passwd")], 0),
@@ -77,6 +77,7 @@ CASES = [
     ("train-not-an-object", "GQA", "train", [_train(0), "not an object"], 1),
     ("test-good", "GQA", "test", [_test(0), _test(1, question_id=7)], None),
     ("test-missing-answer", "GQA", "test", [_test(0), _without(_test(1), "answer")], 1),
+    ("test-text-only", "GQA", "test", [_without(_test(0), "image"), _test(1, image=None)], None),
     ("test-empty-text", "GQA", "test", [_test(0, text=" ")], 0),
     ("test-empty-answer", "GQA", "test", [_test(0, answer="")], 0),
     ("test-duplicate-question-id", "GQA", "test", [_test(0), _test(1, question_id="q0")], 1),
@@ -86,6 +87,7 @@ CASES = [
     ("grounding-three-numbers", "Grounding", "test", [_box(0), _box(1, answer_bbox="[0.1, 0.2, 0.3]")], 1),
     ("grounding-out-of-range", "Grounding", "test", [_box(0, answer_bbox="[0.1, 0.2, 1.3, 0.4]")], 0),
     ("grounding-no-box", "Grounding", "test", [_without(_box(0), "answer_bbox")], 0),
+    ("grounding-no-answer", "Grounding", "test", [_without(_box(0), "answer")], None),  # scored on answer_bbox
 ]
 
 
@@ -105,7 +107,7 @@ def _load(path, root, task: str, split: str) -> None:
     if split == "train":
         load_train(path, root, task)
     else:
-        load_test(path, root, task, "box" if task == "Grounding" else None)
+        load_test(path, root, task)  # the keys its protocols read, as the check asks
 
 
 @pytest.mark.parametrize("name, task, split, records, bad", CASES, ids=[c[0] for c in CASES])

@@ -7,7 +7,7 @@ each input by features every backbone has:
   prompt text (the question and the task's instruction line, without chat template or image);
 - ``vision_features``: the mean of the LM's input embeddings at the image-token positions,
   i.e. the projected image features as the LM receives them (one forward up to the first
-  decoder layer, which is then stopped).
+  decoder layer, which is then stopped); zeros for a text-only input, which has none.
 
 Both come from weights the methods never train (the embedding table; the vision tower), except
 the projector when ``adapter.train_projector`` is on: later tasks then move the image features
@@ -81,7 +81,8 @@ class _Stop(Exception):
 
 @torch.no_grad()
 def vision_features(vlm: VLM, samples: list[Sample], batch_size: int = 16) -> torch.Tensor:
-    """(n, hidden) float32: the mean of each input's image-token embeddings at the LM's input."""
+    """(n, hidden) float32: the mean of each input's image-token embeddings at the LM's input (zeros for a
+    text-only sample: no image, no image tokens; its cosine with any anchor is 0)."""
     model = _hf_model(vlm.model)
     image_id = _image_token_id(model)
     decoder = model.get_decoder()
@@ -111,10 +112,10 @@ def vision_features(vlm: VLM, samples: list[Sample], batch_size: int = 16) -> to
                                    "(batch, tokens, hidden): cannot take image features at the LM's input")
             mask = (batch["input_ids"] == image_id).unsqueeze(-1)
             counts = mask.sum(1)
-            if bool((counts == 0).any()):
-                bad = [s.id for s, c in zip(part, counts[:, 0].tolist()) if c == 0]
+            bad = [s.id for s, c in zip(part, counts[:, 0].tolist()) if c == 0 and s.image is not None]
+            if bad:
                 raise RoutingError(f"no image token ({image_id}) in the model input of {', '.join(bad[:3])}")
-            out.append(((embeds.float() * mask).sum(1) / counts).cpu())
+            out.append(((embeds.float() * mask).sum(1) / counts.clamp(min=1)).cpu())
     finally:
         handle.remove()
         vlm.model.train(was_training)

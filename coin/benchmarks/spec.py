@@ -22,7 +22,7 @@ plugin task runs on them as before). Nothing here imports torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -32,18 +32,80 @@ from coin.registry import Registry
 if TYPE_CHECKING:
     from coin.config import DataConfig
 
-__all__ = ["BENCHMARKS", "BenchmarkSpec", "TaskSource", "get_benchmark", "owner", "path_override",
-           "register_benchmark"]
+__all__ = ["BENCHMARKS", "BenchmarkSpec", "Fetch", "Sources", "TaskSource", "get_benchmark", "owner",
+           "path_override", "register_benchmark"]
 
 PATH_KEYS = ("train", "test", "image_root", "references")
 
 
 @dataclass(frozen=True)
 class TaskSource:
-    """A task split's file, and the instruction family still to apply to it (None: use it as it is)."""
+    """A task split's file, the instruction family still to apply to it (None: use it as it is), and
+    where its prompts come from in words (``origin``), for the dry run, the run log and the report:
+    ``(as released)``, ``(data.paths.GQA.train)``, ``rewritten with coin's diverse instruction lines
+    (no Instructions_Diverse/ under /data/CoIN)``."""
 
     path: Path
     derive: str | None = None
+    origin: str = ""
+
+    def describe(self, root: Path | None = None) -> str:
+        """The file (relative to ``root`` when under it) followed by its origin."""
+        shown = str(self.path)
+        if root is not None:
+            try:
+                shown = str(Path(self.path).relative_to(root))
+            except ValueError:
+                pass
+        return f"{shown} {self.origin}".rstrip()
+
+    def record(self, root: Path | None = None) -> dict:
+        """What a run folder keeps of it (``data_sources.json``): path, family applied, origin, the line."""
+        return {"path": str(self.path), "derive": self.derive, "origin": self.origin, "line": self.describe(root)}
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One part of a benchmark's data and the shell lines that fetch it (what a dry run prints for it).
+
+    ``folder``: where it lands, relative to the image root (``under="image_root"``), the data root
+    (``"root"``) or, for a file, the file itself (``"file"``). ``commands``: shell lines with
+    ``{root}``, ``{image_root}`` and ``{path}`` filled in; a line starting with ``#`` is a step to do by
+    hand. ``optional``: needed only when the records name its folder (e.g. COCO val2014).
+    """
+
+    name: str
+    folder: str
+    commands: tuple[str, ...]
+    under: str = "image_root"
+    optional: bool = False
+
+    def lines(self, root: Path | str = "ROOT", image_root: Path | str = "IMAGE_ROOT", path: Path | str = "") -> list[str]:
+        return [c.format(root=root, image_root=image_root, path=path) for c in self.commands]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where a benchmark's data comes from, in one table: the released files, each task's images, the
+    answer files a protocol reads (``data.answers``). The dry run prints the commands of what is missing;
+    ``rows`` is the same table for a README."""
+
+    release: Fetch | None = None
+    images: Mapping[str, tuple[Fetch, ...]] = field(default_factory=dict)
+    answers: Mapping[str, Fetch] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        """(what, tasks, folder, commands) per source, each source once (COCO serves two tasks)."""
+        out: list[tuple[str, str, str, tuple[str, ...]]] = []
+        if self.release is not None:
+            out.append((self.release.name, "all", self.release.folder, self.release.commands))
+        seen: dict[Fetch, list[str]] = {}
+        for task, fetches in self.images.items():
+            for f in fetches:
+                seen.setdefault(f, []).append(task)
+        out += [(f.name, ", ".join(tasks), f.folder, f.commands) for f, tasks in seen.items()]
+        out += [(f.name, task, f.folder, f.commands) for task, f in self.answers.items()]
+        return out
 
 
 def path_override(root: Path, cfg: DataConfig | None, task: str, key: str) -> Path | None:
@@ -69,12 +131,14 @@ class BenchmarkSpec:
     ``families``: instruction families (``data.instructions``) apply to its tasks (CoIN's
     tasks only: the other benchmarks' prompts carry their own instructions). ``open_tasks``:
     it also runs the registered tasks no other benchmark lists (a plugin task on CoIN).
-    ``sources``: where the data comes from, one line for ``coin ls benchmarks``.
+    ``sources``: where the data comes from, one line for ``coin ls benchmarks``; ``fetch``: the
+    commands that fetch it, per part (``Sources``), printed by the dry run for what is missing.
     """
 
     name: str = ""
     doc: str = ""
     sources: str = ""
+    fetch: Sources | None = None  # the commands that fetch each part of the data (the dry run prints them)
     families: bool = False
     open_tasks: bool = False  # also runs every registered task no other benchmark lists (CoIN, CoIN-Synth)
     orders: Mapping[str, tuple[str, ...]] = {}
@@ -114,8 +178,8 @@ class BenchmarkSpec:
         if (p := path_override(root, cfg, task, split)) is not None:
             if not p.is_file():
                 raise DataError(f"task {task}: data.paths.{task}.{split} {p} does not exist")
-            return TaskSource(p)
-        return TaskSource(first_file(self.candidates(root, task, split), task, split))
+            return TaskSource(p, None, f"(data.paths.{task}.{split})")
+        return TaskSource(first_file(self.candidates(root, task, split), task, split), None, "(as released)")
 
     def expected(self, root: Path, cfg: DataConfig | None, task: str, split: str) -> Path:
         """The file to provide when ``locate`` finds none (what a dry run lists as missing)."""

@@ -35,6 +35,8 @@ EXIT_CODES: dict[tuple[str, str], int] = {
     ("coin.config", "ConfigError"): 2,
     ("coin.options", "OptionsError"): 2,
     ("coin.data.coin_json", "DataError"): 2,
+    ("coin.io", "FileFormatError"): 2,  # a file not UTF-8, not JSON, nested too deeply: named in one line
+    ("coin.io", "WriteError"): 2,  # a full disk, a read-only folder: the file named in one line
     ("coin.engine.run_folder", "RunFolderError"): 2,
     ("coin.configure", "UntrustedPlugins"): 2,
     ("coin.models.vlm", "ImageError"): 2,
@@ -85,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         code = exit_code(e) if isinstance(e, Exception) else None
         if code is None:
-            raise
+            from coin.io import write_error
+
+            if (w := write_error(e)) is None:  # a full disk or an unwritable file outside coin.io's writers
+                raise
+            e, code = w, 2
         print(f"coin: {'error' if code == 2 else 'stopped'}: {e}", file=sys.stderr)
         return code

@@ -25,6 +25,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1 if missing else 0
     from coin.engine import dist
 
+    dist.exit_with_launcher()  # under accelerate launch / torchrun: stop with the launcher, from the data check on
     threads(args.threads)
     # progress (bars, messages) goes to stderr, results (a line per stage, the summary) to stdout; bars only
     # on a terminal, so a batch job's log holds no carriage-return lines; --quiet keeps one line per stage

@@ -18,7 +18,6 @@ from coin.data import check as data_check
 from coin.data.coin_json import DataError, load_test, load_train
 from coin.data.layout import TaskSource, config_problems, data_roots, locate, prepare, read_rows, task_image_root
 from coin.data.sample import Sample
-from coin.tasks import get_task
 from coin.tasks.instructions import apply_family
 
 if TYPE_CHECKING:
@@ -88,14 +87,13 @@ def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int, protocols: dict
     root, image_root = data_roots(cfg, tasks)
     train, test = {}, {}
     for task in tasks:
-        spec = get_task(task)
         images = task_image_root(root, image_root, cfg, task)
         src = locate(root, cfg.instructions, task, "train", cfg)
         samples = load_train(src.path, images, task, read_rows(src.path, cfg, task, "train", images))
         samples = sample_volume(prepare(samples, cfg, task, "train", root), cfg.volume, seed)
         train[task] = _derive(samples, src, seed)
         src = locate(root, cfg.instructions, task, "test", cfg)
-        records = load_test(src.path, images, task, spec.answer_form, read_rows(src.path, cfg, task, "test", images))
+        records = load_test(src.path, images, task, rows=read_rows(src.path, cfg, task, "test", images))
         records = prepare(records, cfg, task, "test", root)  # e.g. caption references joined (coin.benchmarks)
         if (answers := answer_source(root, getattr(cfg, "answers", None), task)) is not None:
             try:  # checked by check_data already; a process that skipped the check still names the file
@@ -103,4 +101,9 @@ def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int, protocols: dict
             except AnswerSourceError as e:
                 raise DataError(f"data.answers.{task}: {e}") from None
         test[task] = _derive(records[: cfg.max_test] if cfg.max_test else records, src, seed)
+        for split, items in (("train", train[task]), ("test", test[task])):
+            if not items:  # the check refuses an empty file; nothing else may leave a task without a number
+                path = locate(root, cfg.instructions, task, split, cfg).path
+                raise DataError(f"task {task}: no {split} record left after data.volume={cfg.volume} and "
+                                f"data.max_test={cfg.max_test} ({path})")
     return Benchmark(root, image_root, train, test, manifest, dict(protocols or {}))

@@ -2,16 +2,21 @@
 
 Unlike the loader, which stops at the first bad file, ``check_data`` reads everything and
 collects every problem, so one pass tells a researcher all that is wrong with a tree: per
-task the train/test counts, the malformed records (file, index and id), the missing and the
-unreadable images (listed, with counts) and the bytes on disk. ``stats`` gives the per-task
-table of answer lengths and distinct answers.
+task the train/test counts (and how many are text-only: no image), the malformed records
+(file, index and id), the missing and the unreadable images (listed, with counts) and the
+bytes on disk. ``stats`` gives the per-task table of answer lengths and distinct answers.
 
 A record is judged by ``coin.data.records``, the loader's own validator, so whatever this
 check passes the run accepts, and the reverse. On top of it the check knows the instruction
 family: a derived family must recognise every human turn's instruction line.
 
-Images are checked once per distinct path (records share images), by ``os.stat`` and,
-unless ``open_images=False``, by reading the image header with PIL (no decoding).
+Images are checked once per distinct path (records share images), as ``data.check_images``
+says (``coin.data.images``): ``exists`` stats each (a regular file, not empty); ``open`` also
+reads its header with PIL (no decoding) and refuses one declaring more than
+``data.max_image_pixels`` pixels (a decompression bomb); ``decode`` also decodes every pixel
+(a truncated body). A run under ``exists`` makes the ``open`` pass while its model loads
+(``HeaderPass``, ``check_headers``), so a bad image still stops it before the first step, with
+this same listing.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from coin.data.coin_json import DataError
 from coin.data.layout import benchmark_tasks, config_problems, data_roots, locate, notes, prepare_rows, task_image_root
 from coin.data.records import TrainRecord, check_records
+from coin.eval.protocols import answer_keys
 from coin.io import read_json
-from coin.tasks import get_task
 from coin.tasks.instructions import split_prompt
 
 if TYPE_CHECKING:
@@ -40,19 +45,24 @@ class TaskManifest:
     task: str
     files: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    no_image: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})  # text-only records
     images: int = 0
     bytes: int = 0
     missing_files: list[str] = field(default_factory=list)
+    empty_files: list[str] = field(default_factory=list)  # a train or test file with no record
     malformed: list[str] = field(default_factory=list)
     missing_images: list[str] = field(default_factory=list)
     unreadable_images: list[str] = field(default_factory=list)
     answer_problems: list[str] = field(default_factory=list)  # the answer source a protocol needs (coin.data.answers)
     answer_notes: list[str] = field(default_factory=list)  # mismatches that do not stop a run
+    # (image root, {relative path: first record using it}) of the images that passed the check, for a
+    # later header pass (check_headers); not a field: neither compared, nor written by to_dict
+    image_index: ClassVar[tuple] = ()
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_files or self.malformed or self.missing_images or self.unreadable_images
-                    or self.answer_problems)
+        return not (self.missing_files or self.empty_files or self.malformed or self.missing_images
+                    or self.unreadable_images or self.answer_problems)
 
 
 @dataclass
@@ -79,9 +89,11 @@ class Manifest:
     def summary(self) -> str:
         """One line: how many problems of each kind ("" when there are none)."""
         count = {k: sum(len(getattr(t, k)) for t in self.tasks)
-                 for k in ("missing_files", "malformed", "missing_images", "unreadable_images", "answer_problems")}
+                 for k in ("missing_files", "empty_files", "malformed", "missing_images", "unreadable_images",
+                           "answer_problems")}
         parts = [f"{len(self.problems)} config problem(s)" if self.problems else "",
                  f"{count['missing_files']} data file(s) missing" if count["missing_files"] else "",
+                 f"{count['empty_files']} data file(s) with no record" if count["empty_files"] else "",
                  f"{count['malformed']} malformed record(s)" if count["malformed"] else "",
                  f"{count['missing_images']} image(s) missing under {self.image_root}" if count["missing_images"] else "",
                  f"{count['unreadable_images']} unreadable image(s)" if count["unreadable_images"] else "",
@@ -89,19 +101,24 @@ class Manifest:
         return ", ".join(p for p in parts if p)
 
     def format(self, limit: int = 20) -> str:
-        """A table per task, then every problem (``limit`` lines per kind and task)."""
-        head = f"{'task':<10} {'train':>9} {'test':>9} {'images':>9} {'missing':>8} {'unread':>7} {'malformed':>9} {'size':>9}"
+        """A table per task, then every problem (``limit`` lines per kind and task); ``no image``
+        counts the text-only records (train and test)."""
+        head = (f"{'task':<10} {'train':>9} {'test':>9} {'no image':>9} {'images':>9} {'missing':>8} {'unread':>7} "
+                f"{'malformed':>9} {'size':>9}")
         lines = [f"data root {self.root} (images: {self.image_root}, instructions: {self.family})", head]
         for t in self.tasks:
-            lines.append(f"{t.task:<10} {t.counts['train']:>9,} {t.counts['test']:>9,} {t.images:>9,} "
+            lines.append(f"{t.task:<10} {t.counts['train']:>9,} {t.counts['test']:>9,} "
+                         f"{sum(t.no_image.values()):>9,} {t.images:>9,} "
                          f"{len(t.missing_images):>8,} {len(t.unreadable_images):>7,} {len(t.malformed):>9,} "
                          f"{human_bytes(t.bytes):>9}")
         lines.append(f"{'total':<10} {sum(t.counts['train'] for t in self.tasks):>9,} "
-                     f"{sum(t.counts['test'] for t in self.tasks):>9,} {sum(t.images for t in self.tasks):>9,} "
+                     f"{sum(t.counts['test'] for t in self.tasks):>9,} "
+                     f"{sum(sum(t.no_image.values()) for t in self.tasks):>9,} {sum(t.images for t in self.tasks):>9,} "
                      f"{'':>8} {'':>7} {'':>9} {human_bytes(self.total_bytes):>9}")
         lines += [f"config: {p}" for p in self.problems]
         for t in self.tasks:
-            for label, items in (("missing file", t.missing_files), ("malformed record", t.malformed),
+            for label, items in (("missing file", t.missing_files), ("empty file", t.empty_files),
+                                 ("malformed record", t.malformed),
                                  ("missing image", t.missing_images), ("unreadable image", t.unreadable_images),
                                  ("answer source problem", t.answer_problems), ("answer note", t.answer_notes)):
                 if items:
@@ -138,12 +155,16 @@ def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict
         return
     m.counts[split] = len(rows)
     m.bytes += path.stat().st_size
-    box = get_task(task).answer_form == "box"
-    for c in check_records(rows, split, str(path), box):
+    if not rows:  # a task with nothing to train on or to score (assemble has no number for it)
+        m.empty_files.append(f"{path}: holds no records (task {task}'s {split} file)")
+    for c in check_records(rows, split, str(path), answer_keys(task)):
         problem, rec = c.problem, c.record
         if rec is not None:
             rid = rec.id if isinstance(rec, TrainRecord) else rec.question_id
-            images.setdefault(rec.image, f"{task} {split} {rid}")
+            if rec.image is None:
+                m.no_image[split] += 1  # text-only: no image to check
+            else:
+                images.setdefault(rec.image, f"{task} {split} {rid}")
             if derive is not None:
                 problem = _family_problem(rec, task, derive)
         if problem is not None:
@@ -164,32 +185,103 @@ def _family_problem(rec, task: str, derive: str) -> str | None:
     return None
 
 
-def _check_images(image_root: Path, images: dict, m: TaskManifest, open_images: bool) -> None:
-    from PIL import Image
+def _check_images(image_root: Path, images: dict, m: TaskManifest, mode: str, limit: int | None = None) -> None:
+    """Stat every distinct image (missing, not a file, empty), then read it as ``mode`` says
+    (``coin.data.images.content_problem``); the images that passed are kept for a later header pass."""
+    from coin.data.images import content_problem, file_problem
 
     m.images = len(images)
+    passed = {}
     for rel, user in images.items():
         full = os.path.join(image_root, rel)
         try:
-            size = os.stat(full).st_size
+            st = os.stat(full)
         except OSError:
             m.missing_images.append(f"{user}: {rel}")
             continue
-        m.bytes += size
-        if size == 0:
-            m.unreadable_images.append(f"{user}: {rel} (empty file)")
-        elif open_images:
-            try:
-                with Image.open(full) as im:
-                    im.size  # the header is parsed on open; no pixel is decoded
-            except Exception as e:  # PIL raises many types for a bad file
-                m.unreadable_images.append(f"{user}: {rel} ({type(e).__name__}: {e})")
+        m.bytes += st.st_size
+        reason = file_problem(st) or content_problem(full, mode, limit)
+        if reason is not None:
+            m.unreadable_images.append(f"{user}: {rel} ({reason})")
+        else:
+            passed[rel] = user
+    m.image_index = (str(image_root), passed)
+
+
+def image_mode(cfg: DataConfig | None, open_images: bool | str | None = None) -> str:
+    """The check ``data.check_images`` asks for, or ``open_images``: a mode; False: ``exists``;
+    True: at least ``open`` (``decode`` when the config asks for it)."""
+    mode = getattr(cfg, "check_images", "exists")
+    if isinstance(open_images, str):
+        return open_images
+    if open_images is None:
+        return mode
+    return ("decode" if mode == "decode" else "open") if open_images else "exists"
+
+
+def check_headers(manifest: Manifest, limit: int | None = None) -> Manifest:
+    """``manifest`` with every image that passed its check read once more, as ``open`` reads it: the
+    header parsed, at most ``limit`` pixels (default: this process's ``data.max_image_pixels``).
+
+    What a run under ``exists`` does while its model loads (``HeaderPass``); the problems join the
+    unreadable images, so ``format`` lists them as ``coin data check`` does. An image shared by
+    several tasks is read once.
+    """
+    from dataclasses import replace
+
+    from coin.data.images import content_problem
+
+    seen: dict[str, str | None] = {}
+    tasks = []
+    for t in manifest.tasks:
+        root, images = t.image_index or ("", {})
+        bad = []
+        for rel, user in images.items():
+            full = os.path.join(root, rel)
+            if full not in seen:
+                try:
+                    seen[full] = content_problem(full, "open", limit)
+                except Exception as e:  # e.g. removed since the stat
+                    seen[full] = f"{type(e).__name__}: {e}"
+            if seen[full] is not None:
+                bad.append(f"{user}: {rel} ({seen[full]})")
+        tasks.append(replace(t, unreadable_images=t.unreadable_images + bad) if bad else t)
+    return replace(manifest, tasks=tasks)
+
+
+class HeaderPass:
+    """``check_headers`` in a thread, started as a run's model begins to load; ``problems`` waits for it.
+
+    ``problems()``: None when every header read, else the manifest listing them (``format``).
+    """
+
+    def __init__(self, manifest: Manifest, limit: int | None = None) -> None:
+        import threading
+
+        self._result: Manifest | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(manifest, limit), name="coin-image-headers",
+                                         daemon=True)
+        self._thread.start()
+
+    def _work(self, manifest: Manifest, limit: int | None) -> None:
+        try:
+            self._result = check_headers(manifest, limit)
+        except BaseException as e:  # raised in the run's thread by problems()
+            self._error = e
+
+    def problems(self) -> Manifest | None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return None if self._result is None or self._result.ok else self._result
 
 
 def check_task(root: Path, image_root: Path, family: str, task: str, cfg: DataConfig | None = None,
-               open_images: bool = True, needs_ten: bool = False) -> TaskManifest:
+               open_images: bool | str = True, needs_ten: bool = False) -> TaskManifest:
     """The manifest of one task: both files, every record, every distinct image, its answer source.
 
+    ``open_images``: how far images are read (``image_mode``: ``exists``, ``open``, ``decode``).
     ``needs_ten``: the task's scoring protocol needs ten answers per test record, so they
     must be in the records or in ``data.answers.<Task>`` (``coin.data.answers``).
     """
@@ -203,7 +295,7 @@ def check_task(root: Path, image_root: Path, family: str, task: str, cfg: DataCo
             continue
         m.files[split] = str(src.path)
         _check_file(src.path, split, task, m, images, src.derive, cfg, image_root)
-    _check_images(image_root, images, m, open_images)
+    _check_images(image_root, images, m, image_mode(cfg, open_images), getattr(cfg, "max_image_pixels", None))
     _check_answers(root, task, cfg, m, needs_ten)
     _check_benchmark(root, task, cfg, m)
     return m
@@ -234,18 +326,18 @@ def _check_answers(root: Path, task: str, cfg: DataConfig | None, m: TaskManifes
     m.answer_problems, m.answer_notes = answer_problems(task, records, source, m.files["test"], needs_ten)
 
 
-def check_data(cfg: DataConfig, tasks: list[str] | None = None, open_images: bool | None = None,
+def check_data(cfg: DataConfig, tasks: list[str] | None = None, open_images: bool | str | None = None,
                protocols: dict | None = None) -> Manifest:
     """Check every file and image ``cfg`` points at, for ``tasks`` (default: every task of its benchmark).
 
-    ``open_images`` defaults to ``data.check_images == "open"`` (a run's default, ``exists``,
-    only stats each image: reading millions of headers from network storage takes far longer). ``protocols`` is the
+    ``open_images`` defaults to ``data.check_images`` (``image_mode``; a run's default, ``exists``,
+    only stats each image here: reading millions of headers from network storage takes far longer,
+    so the run reads them while its model loads, ``HeaderPass``). ``protocols`` is the
     ``eval.protocol`` choice; given (even empty), a task whose protocol needs ten answers
     and has no source for them is a problem.
     """
     tasks = list(tasks or benchmark_tasks(cfg))
-    if open_images is None:
-        open_images = getattr(cfg, "check_images", "exists") == "open"
+    open_images = image_mode(cfg, open_images)
     problems = config_problems(cfg)
     root, image_root = data_roots(cfg, tasks)
     if problems:

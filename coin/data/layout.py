@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coin.benchmarks import BENCHMARKS, BenchmarkSpec, TaskSource, get_benchmark
-from coin.benchmarks.coin import FAMILY_DIRS
+from coin.benchmarks.coin import FAMILY_DIRS, file_set_problems
 from coin.benchmarks.spec import PATH_KEYS, path_override
 from coin.benchmarks.synth import synth_root
 from coin.data.coin_json import read_records
@@ -29,10 +29,13 @@ if TYPE_CHECKING:
     from coin.config import DataConfig
 
 __all__ = ["CHECK_IMAGES", "FAMILY_DIRS", "PATH_KEYS", "TaskSource", "benchmark_of", "benchmark_tasks",
-           "config_problems", "data_roots", "expected_file", "locate", "notes", "path_override", "prepare",
-           "prepare_rows", "read_rows", "synth_root", "task_image_root"]
+           "config_problems", "data_roots", "data_sources", "expected_file", "locate", "notes", "path_override",
+           "prepare", "prepare_rows", "read_rows", "source_lines", "synth_root", "task_image_root"]
 
-CHECK_IMAGES = ("open", "exists")
+# data.check_images, from the quickest to the most thorough (coin.data.check, coin.data.images):
+# "exists" stats each image before a run and reads its header while the model loads; "open" reads
+# every header before anything; "decode" also decodes every image before anything
+CHECK_IMAGES = ("exists", "open", "decode")
 
 
 def benchmark_of(cfg: DataConfig | None) -> BenchmarkSpec:
@@ -57,6 +60,7 @@ def config_problems(cfg: DataConfig) -> list[str]:
         get_family(cfg.instructions)
     except KeyError as e:
         problems.append(f"data.instructions: {e}")
+    problems += file_set_problems(cfg)
     for task, entry in (getattr(cfg, "paths", None) or {}).items():
         if task not in TASKS:
             problems.append(f"data.paths: {TASKS.unknown_message(task)}")
@@ -85,6 +89,36 @@ def config_problems(cfg: DataConfig) -> list[str]:
 def locate(root: Path, family: str, task: str, split: str, cfg: DataConfig | None = None) -> TaskSource:
     """Where ``task``'s ``split`` comes from, in the layout of the config's benchmark (``DataError`` if nowhere)."""
     return benchmark_of(cfg).locate(root, family, task, split, cfg)
+
+
+SPLITS = ("train", "test")
+
+
+def data_sources(root: Path, cfg: DataConfig | None, tasks: list[str]) -> dict:
+    """Where each task's files come from, as a run folder keeps it (``data_sources.json``) and the
+    report reads it: ``{task: {split: {path, derive, origin, line}}}`` (``TaskSource.record``); a
+    split found nowhere holds ``{"missing": message}``."""
+    from coin.data.coin_json import DataError
+
+    family = getattr(cfg, "instructions", "original")
+    out: dict = {}
+    for task in tasks:
+        for split in SPLITS:
+            try:
+                entry = locate(root, family, task, split, cfg).record(root)
+            except DataError as e:
+                entry = {"missing": str(e)}
+            out.setdefault(task, {})[split] = entry
+    return out
+
+
+def source_lines(sources: dict) -> list[str]:
+    """One line per task: each split's file (relative to the data root) and where its prompts come from."""
+    lines = []
+    for task, splits in sources.items():
+        parts = [f"{split} {e.get('line') or e.get('missing', '?')}" for split, e in splits.items()]
+        lines.append(f"  {task:<10} " + "; ".join(parts))
+    return lines
 
 
 def expected_file(root: Path, cfg: DataConfig | None, task: str, split: str) -> Path:

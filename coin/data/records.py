@@ -2,10 +2,15 @@
 
 Training records: ``{"id", "image", "conversations": [{"from": "human", "value": ...},
 {"from": "gpt", "value": ...}, ...]}``, every turn pair human then gpt, none empty. Test
-records: ``{"question_id", "image", "text", "answer"}``, text not empty, the answer not
-empty, or for a grounding task (``box``) an ``answer_bbox`` of four numbers in [0, 1]. In
-both, ids are unique within a file and the image path is relative and stays inside the image
-root (checked lexically, so a dataset folder symlinked into the root is fine).
+records: ``{"question_id", "image", "text"}`` and the answer keys its task's scoring protocols
+read (``answer_keys``: ``answer``, not empty, for most tasks; for Grounding ``answer_bbox``, four
+numbers in [0, 1]; see ``coin.eval.protocols.answer_keys``), text not empty. In both, ids are
+unique within a file and the image path is relative and stays inside the image root (checked
+lexically, so a dataset folder symlinked into the root is fine).
+
+``image`` may be left out (or null): a text-only record, as about half of ScienceQA's questions
+are. LLaVA's own loader and its ScienceQA evaluation take such a record without an image, and so
+does every coin backbone (a prompt without image tokens); its ``image`` is None here.
 
 ``check_records`` walks a file's records and yields one ``Checked`` per record: the parsed
 record or the problem, with a ``where`` that names the file, the index and the id. The loader
@@ -21,8 +26,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-TRAIN_KEYS = ("id", "image", "conversations")
-TEST_KEYS = ("question_id", "image", "text", "answer")
+TRAIN_KEYS = ("id", "conversations")  # "image" is optional: a text-only record has none
+TEST_KEYS = ("question_id", "text")  # then the answer keys the task's protocols read (``answer_keys``)
+ANSWER_KEYS = ("answer",)  # what a test record's protocols read unless a caller names others
 ID_KEYS = {"train": "id", "test": "question_id"}
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -33,10 +39,11 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TrainRecord:
-    """A valid training record: its id, image path (normalised, relative) and (question, answer) turns."""
+    """A valid training record: its id, image path (normalised, relative; None: text-only) and
+    (question, answer) turns."""
 
     id: str
-    image: str
+    image: str | None
     turns: tuple[tuple[str, str], ...]  # the first is the prompt and its answer
 
     @property
@@ -47,12 +54,13 @@ class TrainRecord:
 
 @dataclass(frozen=True, slots=True)
 class TestRecord:
-    """A valid test record: its question id, image path (normalised, relative) and stripped text."""
+    """A valid test record: its question id, image path (normalised, relative; None: text-only) and
+    stripped text."""
 
     __test__ = False  # not a pytest test class when a test imports it
 
     question_id: str
-    image: str
+    image: str | None
     text: str
 
 
@@ -82,6 +90,11 @@ def image_path(rel: object) -> str:
     if norm == ".." or norm.startswith("../"):
         raise RecordError(f"image path {rel!r} escapes the image root")
     return norm
+
+
+def record_image(rec: dict) -> str | None:
+    """A record's normalised image path, or None for a text-only record (no ``image`` key, or null)."""
+    return None if rec.get("image") is None else image_path(rec["image"])
 
 
 def strip_image_tag(value: object) -> str:
@@ -123,34 +136,46 @@ def box_problem(value: object) -> str | None:
 def parse_train(rec: dict) -> TrainRecord:
     """A training record's content checked (keys and id are checked by ``check_records``)."""
     turns = conversation_turns(rec["conversations"])
-    return TrainRecord(str(rec["id"]), image_path(rec["image"]), turns)
+    return TrainRecord(str(rec["id"]), record_image(rec), turns)
 
 
-def parse_test(rec: dict, box: bool = False) -> TestRecord:
-    """A test record's content checked; ``box``: a grounding task, scored on ``answer_bbox``."""
+def answer_problem(key: str, value: object) -> str | None:
+    """Why a test record's answer key ``key`` holds no usable ``value`` (None when it does).
+
+    ``answer`` must not be empty and ``answer_bbox`` must be a box; any other key a protocol
+    reads (a plugin's) need only be there.
+    """
+    if key == "answer_bbox":
+        return box_problem(value)
+    if key == "answer" and not str(value).strip():
+        return "empty 'answer'"
+    return None
+
+
+def parse_test(rec: dict, answer_keys: tuple[str, ...] = ANSWER_KEYS) -> TestRecord:
+    """A test record's content checked; ``answer_keys``: what its task's protocols read (all present)."""
     text = str(rec["text"]).strip()
     if not text:
         raise RecordError("empty 'text'")
-    if box:
-        if "answer_bbox" not in rec:
-            raise RecordError("grounding record without 'answer_bbox'")
-        if (problem := box_problem(rec["answer_bbox"])) is not None:
+    for key in answer_keys:
+        if (problem := answer_problem(key, rec[key])) is not None:
             raise RecordError(problem)
-    elif not str(rec["answer"]).strip():
-        raise RecordError("empty 'answer'")
-    return TestRecord(str(rec["question_id"]), image_path(rec["image"]), text)
+    return TestRecord(str(rec["question_id"]), record_image(rec), text)
 
 
-def check_records(rows: list, split: str, source: str, box: bool = False) -> Iterator[Checked]:
+def check_records(rows: list, split: str, source: str,
+                  answer_keys: tuple[str, ...] = ANSWER_KEYS) -> Iterator[Checked]:
     """One verdict per record of a file's ``rows`` (``split``: "train" or "test"), in order.
 
-    A record must be an object with every key of its kind and an id not seen before in the
-    file (a duplicate's id stays taken, so a third copy is named too); then its content is
-    checked (``parse_train`` / ``parse_test``). ``source`` names the file in ``where``.
+    A record must be an object with every key of its kind (a test record: ``TEST_KEYS`` and the
+    ``answer_keys`` its task's protocols read) and an id not seen before in the file (a
+    duplicate's id stays taken, so a third copy is named too); then its content is checked
+    (``parse_train`` / ``parse_test``). ``source`` names the file in ``where``.
     """
     if split not in ID_KEYS:
         raise ValueError(f"split must be one of {', '.join(ID_KEYS)}, got {split!r}")
-    keys, id_key = (TRAIN_KEYS, "id") if split == "train" else (TEST_KEYS, "question_id")
+    keys = TRAIN_KEYS if split == "train" else TEST_KEYS + tuple(k for k in answer_keys if k not in TEST_KEYS)
+    id_key = ID_KEYS[split]
     needed = set(keys)
     seen: set[str] = set()
     for k, rec in enumerate(rows):
@@ -170,7 +195,7 @@ def check_records(rows: list, split: str, source: str, box: bool = False) -> Ite
             continue
         seen.add(rid)
         try:
-            parsed = parse_train(rec) if split == "train" else parse_test(rec, box)
+            parsed = parse_train(rec) if split == "train" else parse_test(rec, tuple(answer_keys))
         except RecordError as e:
             yield Checked(k, where, rec, problem=str(e))
             continue

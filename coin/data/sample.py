@@ -12,11 +12,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Sample:
-    """One model input: an image file, the full prompt text and (for training) the answer."""
+    """One model input: an image file (or none), the full prompt text and (for training) the answer.
+
+    A text-only sample (``image`` None, e.g. half of ScienceQA) is prompted without image tokens
+    and gets no image features, as LLaVA does; a batch may mix both kinds.
+    """
 
     id: str
     task: str
-    image: str  # absolute path
+    image: str | None  # absolute path; None: text-only
     prompt: str
     answer: str | None = None
     turns: tuple[tuple[str, str], ...] = ()  # further (question, answer) turns of a multi-turn conversation

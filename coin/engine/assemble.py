@@ -122,7 +122,8 @@ def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path]
     result = {
         "tasks": order, **paper, "protocol": "paper", "ci_kind": CI_KIND,
         "strict": strict,
-        "protocol_card": protocol_card(order, with_backbone(cfg.eval.protocol, backbone.protocols)),
+        "protocol_card": protocol_card(order, with_backbone(cfg.eval.protocol, backbone.protocols),
+                                       cfg.eval.image_mode if backbone.image_modes else None),
         "generation_card": limit_card(order, cfg.eval.max_new_tokens, _latest_entries(zero, stages)),
         "model_card": {"backbone": cfg.model.name, "deviations": list(backbone.deviations)},
         "knowledge": _column(cfg, order, stages, zero, "knowledge") if has_knowledge else None,

@@ -4,16 +4,29 @@ Every process runs the same control flow over the same files; only the main proc
 run files (config, checkpoints, adapters, scores, reports), and the others wait for it at
 barriers. The process group comes from accelerate's ``PartialState``: NCCL on GPUs, gloo on
 a machine without one (so a 2-process run works on a laptop's CPU).
+
+A launcher starts its workers in their own process groups, so killing the launcher (or its
+process group) used to leave them running, holding the run folder and their GPUs. Under a
+launcher every process now stops when its launcher dies (``exit_with_launcher``, installed by
+``init``): see docs/distributed.md, "Stopping a run".
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
+import socket
+import sys
+import threading
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Callable
 
 import torch
+
+from coin.engine.status import start_ticks  # torch-free: coin status reads the same numbers
 
 STARTUP_TIMEOUT = timedelta(hours=3)
 """How long a collective may wait while the main process works alone at startup (generating
@@ -46,9 +59,118 @@ def state(timeout: timedelta | None = None):
 
 def init(timeout: timedelta | None = None) -> None:
     """Join the process group now (a no-op for a single process), its collectives waiting up to
-    ``timeout`` (None: the backend's default)."""
+    ``timeout`` (None: the backend's default). Under a launcher, first make this process stop when the
+    launcher dies (``exit_with_launcher``); once joined, every process learns every other's pid (``processes``)."""
+    exit_with_launcher()
     if world() > 1:
         state(timeout)
+        _gather_processes()
+
+
+# --------------------------------------------------------------------------- the launcher's death
+
+ORPHAN_POLL = 1.0
+"""Seconds between two checks of the parent's pid (the portable half of ``watch_parent``)."""
+ORPHAN_GRACE = 120.0
+"""Seconds a process whose launcher died gets to stop by itself (SIGTERM: during training, a checkpoint
+first) before it exits hard: a process waiting on a collective whose peers are gone would wait forever."""
+
+_watched: int | None = None  # the parent's pid once watch_parent ran
+
+
+def launched() -> bool:
+    """Whether a launcher (accelerate launch, torchrun) started this process: it sets LOCAL_RANK and WORLD_SIZE."""
+    return "LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ
+
+
+def exit_with_launcher() -> bool:
+    """Under a launcher, make this process stop when the launcher dies (``watch_parent``); a plain
+    ``coin run`` is left alone. Returns whether a watch is installed. Safe to call more than once."""
+    return watch_parent() if launched() else False
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(1, int(sig), 0, 0, 0) == 0  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError, TypeError):
+        return False
+
+
+def watch_parent(pdeathsig: bool = True, poll: float = ORPHAN_POLL, grace: float = ORPHAN_GRACE) -> bool:
+    """Stop this process when its parent (the launcher) dies, however it dies (SIGKILL included).
+
+    Two mechanisms: on Linux the kernel sends SIGTERM at the parent's death (``PR_SET_PDEATHSIG``,
+    when ``pdeathsig``); everywhere a daemon thread compares ``os.getppid()`` with the parent seen now,
+    every ``poll`` seconds, and sends SIGTERM itself when it changed and the kernel could not. SIGTERM
+    stops coin as Ctrl-C does (during training: a checkpoint, then exit); a process still alive
+    ``grace`` seconds later exits hard. Returns whether a watch is installed (idempotent: the first wins).
+    """
+    global _watched
+    if _watched is not None:
+        return True
+    parent = os.getppid()
+    if parent <= 1:  # started by init, or orphaned already: no launcher left to follow
+        return False
+    kernel = pdeathsig and _set_pdeathsig(signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the kernel was told: the thread signals at once
+        kernel = False
+    _watched = parent
+    threading.Thread(target=_watch, args=(parent, kernel, poll, grace), name="coin-launcher-watch",
+                     daemon=True).start()
+    return True
+
+
+def _watch(parent: int, kernel: bool, poll: float, grace: float) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll)
+    if not kernel:  # the kernel has sent it already otherwise: a second one would cut the checkpoint short
+        os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace)
+    os._exit(128 + signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------- who is who
+
+_processes: list[dict] | None = None  # every process of this launch, once init gathered them
+
+
+def host_id(host: str) -> int:
+    """A host name as a number a float64 carries exactly (52 bits of its SHA-1), for the all-reduce below."""
+    return int(hashlib.sha1(host.encode()).hexdigest()[:13], 16)
+
+
+def _me() -> dict:
+    return {"rank": rank(), "pid": os.getpid(), "host": socket.gethostname(), "start": start_ticks(os.getpid())}
+
+
+def _gather_processes() -> None:
+    """Every process's rank, pid, host and start time, on every process (one all-reduce, at startup)."""
+    global _processes
+    import torch.distributed as tdist
+
+    if _processes is not None or not tdist.is_initialized():
+        return
+    me = _me()
+    on = device() if tdist.get_backend() == "nccl" else "cpu"
+    t = torch.zeros(world(), 3, dtype=torch.float64, device=on)
+    t[rank()] = torch.tensor([me["pid"], host_id(me["host"]), -1 if me["start"] is None else me["start"]],
+                             dtype=torch.float64)
+    tdist.all_reduce(t)
+    rows = t.cpu().tolist()
+    _processes = [{"rank": r, "pid": int(pid), "host": me["host"] if int(h) == host_id(me["host"]) else None,
+                   "start": None if start < 0 else int(start)} for r, (pid, h, start) in enumerate(rows)]
+
+
+def processes() -> list[dict]:
+    """This launch's processes as ``{"rank", "pid", "host", "start"}`` (``host`` None: another machine than
+    this process's); just this one for a single process or before ``init``."""
+    return list(_processes) if _processes is not None else [_me()]
 
 
 def end_startup() -> None:

@@ -50,10 +50,11 @@ def _read_partial(path: Path) -> dict[str, str]:
 def _by_image(ordered: list) -> list:
     """``ordered`` with each image's questions brought together (at its shortest question's place, in
     length order), so a batch holds whole groups whose image prefix is prefilled once
-    (``share_prefix``). With one question per image it is ``ordered`` itself."""
-    groups: dict[str, list] = {}
+    (``share_prefix``). With one question per image it is ``ordered`` itself; a text-only question
+    (no image, no prefix to share) stays in its own place."""
+    groups: dict = {}
     for s in ordered:
-        groups.setdefault(s.image, []).append(s)
+        groups.setdefault(("text", s.id) if s.image is None else s.image, []).append(s)
     return [s for group in groups.values() for s in group]
 
 

@@ -22,19 +22,36 @@ from coin.models.backbone import parsed_section
 from coin.tasks.orders import resolve_order
 
 
-def _count(path: Path) -> int | None:
+def _rows(path: Path) -> list | None:
+    """A data file's JSON list (None: unreadable or not a list)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return len(data) if isinstance(data, list) else None
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        return data if isinstance(data, list) else None
     except (OSError, ValueError):
         return None
+
+
+def image_heads(rows: list | None) -> set[str] | None:
+    """The image folders a file's records name: each relative image path's first two folders
+    (``COCO2014/train2014``, ``GQA/images``); None without records to read."""
+    if rows is None:
+        return None
+    heads = set()
+    for r in rows:
+        rel = r.get("image") if isinstance(r, dict) else None
+        if isinstance(rel, str) and rel and not rel.startswith("/"):
+            parts = [x for x in rel.replace("\\", "/").split("/") if x not in ("", ".")][:-1]
+            if parts and ".." not in parts[:2]:
+                heads.add("/".join(parts[:2]))
+    return heads
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def model_files(model: ModelConfig) -> tuple[list[str], list[str]]:
-    """Lines for the weights a run will read (the backbone's ``weights``), and the missing ones.
+def model_files(model: ModelConfig, fetches: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Lines for the weights a run will read (the backbone's ``weights``), and the missing ones;
+    ``fetches`` (when given) gets the commands that fetch each missing one (``WeightPath.fetch``).
 
     A value the backbone allows to be a hub id (``model.path``) that looks like ``org/name``
     and is not a local folder is reported as such and not counted missing (nothing is fetched
@@ -42,6 +59,7 @@ def model_files(model: ModelConfig) -> tuple[list[str], list[str]]:
     """
     lines: list[str] = []
     missing: list[str] = []
+    fetches = [] if fetches is None else fetches
     model = parsed_section(model)  # a section built by hand has its options parsed
     for w in BACKBONES.get(model.name).weights(model):
         p = Path(w.path).expanduser()
@@ -53,26 +71,87 @@ def model_files(model: ModelConfig) -> tuple[list[str], list[str]]:
         else:
             state = "MISSING" if not p.exists() else f"MISSING (not a {w.kind})"
             missing.append(str(p))
+            fetches.append(f"  {w.key} -> {p}")
+            fetches += [f"    {line.format(path=p, dir=p.parent)}" for line in w.fetch] or \
+                ["    # no fetch command known for this backbone's file; see its model card"]
         lines.append(f"  {w.key + ':':<22}{p}  ({state})")
     return lines, missing
 
 
-def _task_file(root: Path, cfg: RunConfig, task: str, split: str) -> tuple[Path, str | None]:
-    """The file a run reads for ``task``'s ``split`` and the family derived from it (the run's own
-    lookup, ``coin.data.benchmark.locate``); when nothing is there, the file to provide, as the
-    benchmark's layout names it (CoIN: the override, else the Original file)."""
-    from coin.data.layout import expected_file, locate
+def _task_file(root: Path, cfg: RunConfig, task: str, split: str):
+    """The source a run reads for ``task``'s ``split`` (the run's own lookup, ``coin.data.layout.locate``:
+    its file, the family derived from it, where its prompts come from); when nothing is there, a source
+    whose path is the file to provide as the benchmark's layout names it (CoIN: the override, else the
+    Original file) and whose origin lists the other names accepted (TextVQA: ``val.json``)."""
+    from coin.benchmarks.spec import TaskSource
     from coin.data.coin_json import DataError
+    from coin.data.layout import expected_file, locate
+    from coin.tasks import TASKS
 
     try:
-        src = locate(root, cfg.data.instructions, task, split, cfg.data)
-        return src.path, src.derive
+        return locate(root, cfg.data.instructions, task, split, cfg.data)
     except DataError:  # the benchmark's own layout says which file to provide (coin.benchmarks)
-        return expected_file(root, cfg.data, task, split), None
+        p = expected_file(root, cfg.data, task, split)
+        names = TASKS.get(task).split_files(split) if task in TASKS else ()
+        others = [n for n in names if n != p.name]
+        return TaskSource(p, None, "MISSING" + (f" (also accepted: {', '.join(others)})" if others else ""))
 
 
-def scoring_plan(cfg: RunConfig, order: list[str], files: dict) -> tuple[list[str], list[str]]:
-    """Per task, the protocol behind each table and its answer source; the answer sources that are missing.
+def fetch_lines(cfg: RunConfig, root: Path, image_root: Path, files: dict, heads: dict,
+                answers_missing: dict) -> tuple[list[str], list[str]]:
+    """(the dry run's "to fetch" block, the image folders the records name that are missing).
+
+    From the benchmark's table of sources (``BenchmarkSpec.fetch``; CoIN: ``coin.benchmarks.coin.SOURCES``):
+    the release's command when one of its files is missing, each task's image sources whose folder
+    is missing under the task's image root (the folders its records name, or without records the
+    source's own folder), and the answer files of ``data.answers`` that are missing.
+    """
+    from coin.data.layout import benchmark_of, task_image_root
+
+    table = benchmark_of(cfg.data).fetch
+    lines: list[str] = []
+    missing: list[str] = []
+    paths = cfg.data.paths or {}  # a missing data.paths override is the user's own file: no command fetches it
+    gone = [(t, sp) for (t, sp), src in files.items() if not src.path.is_file()
+            and not (isinstance(paths.get(t), dict) and paths[t].get(sp))]
+    if table is not None and table.release is not None and gone:
+        lines += [f"  {table.release.name}: {len(gone)} file(s) missing under {root}",
+                  *(f"    {c}" for c in table.release.lines(root, image_root))]
+    shown: dict = {}
+    for t in dict.fromkeys(t for t, _ in files):
+        ir = task_image_root(root, image_root, cfg.data, t)
+        fetches = table.images.get(t, ()) if table is not None else ()
+        named = heads.get(t)
+        if named is None:  # no records to read: the sources' own folders
+            for f in fetches:
+                if not f.optional and not (ir / f.folder).is_dir():
+                    shown.setdefault((f, str(ir)), []).append(t)
+            continue
+        for head in sorted(named):
+            if (ir / head).is_dir():
+                continue
+            if image_root.is_dir() or ir != image_root:
+                missing.append(f"{ir / head} (images of {t})")
+            match = [f for f in fetches if head == f.folder or head.startswith(f.folder + "/")
+                     or f.folder.startswith(head + "/")]
+            for f in match:
+                shown.setdefault((f, str(ir)), []).append(t)
+            if not match:
+                lines.append(f"  {ir / head} ({t}'s images): no fetch command known; see the task's source dataset")
+    for (f, ir), tasks in shown.items():
+        lines += [f"  {f.name} -> {Path(ir) / f.folder} ({', '.join(dict.fromkeys(tasks))})",
+                  *(f"    {c}" for c in f.lines(root, ir))]
+    for t, path in answers_missing.items():
+        f = table.answers.get(t) if table is not None else None
+        if f is not None:
+            lines += [f"  {f.name} -> {path} (data.answers.{t})", *(f"    {c}" for c in f.lines(root, image_root, path))]
+    return lines, missing
+
+
+def scoring_plan(cfg: RunConfig, order: list[str], files: dict,
+                 answers_missing: dict | None = None) -> tuple[list[str], list[str]]:
+    """Per task, the protocol behind each table and its answer source; the answer sources that are missing
+    (also put in ``answers_missing``, task -> path, for the fetch commands).
 
     The same check as ``coin data check`` and the run (``coin.data.answers``): a task whose
     protocol needs ten answers and has none is named here, with the option that fixes it.
@@ -92,6 +171,8 @@ def scoring_plan(cfg: RunConfig, order: list[str], files: dict) -> tuple[list[st
             where = f"; answers joined from {source}" + ("" if source.is_file() else "  (MISSING)")
             if not source.is_file():
                 problems.append(f"{source} (data.answers.{t})")
+                if answers_missing is not None:
+                    answers_missing[t] = source
         lines.append(f"  {t:<10} paper {names} ({cols['paper'].rule}){where}")
         test = files.get((t, "test"))
         if source is not None or test is None or not test.is_file():
@@ -170,14 +251,24 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
             missing.append(str(root))
         if not image_root.is_dir() and image_root != root:
             missing.append(str(image_root))
-        counts, files, derived = {}, {}, {}
+        counts, files, derived, sources, heads = {}, {}, {}, {}, {}
         for t in order:
+            n = []
             for split in ("train", "test"):
-                p, derived[(t, split)] = _task_file(root, cfg, t, split)
+                src = sources[(t, split)] = _task_file(root, cfg, t, split)
+                p, derived[(t, split)] = src.path, src.derive
                 files[(t, split)] = p
+                rows = _rows(p) if p.is_file() else None
                 if not p.is_file():
-                    missing.append(str(p))
-            counts[t] = tuple(_count(files[(t, sp)]) if files[(t, sp)].is_file() else None for sp in ("train", "test"))
+                    missing.append(str(p) + src.origin[len("MISSING"):])
+                n.append(None if rows is None else len(rows))
+                named = image_heads(rows)
+                if named is not None:
+                    heads[t] = heads.get(t, set()) | named
+            counts[t] = tuple(n)
+        lines += ["", f"data sources (instructions {cfg.data.instructions}; file set {cfg.data.file_set}):"]
+        lines += [f"  {t:<10} " + "; ".join(f"{sp} {sources[(t, sp)].describe(root)}" for sp in ("train", "test"))
+                  for t in order]
     lines.append("")
     lines.append(f"{'stage':<6}{'task':<11}{'train':>8}{'steps':>7}{'test':>7}  files")
     for j, t in enumerate(order, 1):
@@ -196,14 +287,26 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     evals = "the tasks seen so far" if cfg.tasks.eval == "seen" else "every task"
     lines.append(f"\nafter each stage: evaluate {evals}" + ("; zero-shot row first" if cfg.eval.zero_shot else ""))
     lines.append(limit_line(order, cfg.eval.max_new_tokens))
-    score_lines, score_missing = scoring_plan(cfg, order, files)
+    answers_missing: dict = {}
+    score_lines, score_missing = scoring_plan(cfg, order, files, answers_missing)
     lines += ["", "scoring (reports lead with paper; strict beside it):"] + score_lines
     missing += score_missing
+    fetch: list[str] = []
+    if files:  # a benchmark read from data.root: the commands that fetch what is missing
+        fetch, image_missing = fetch_lines(cfg, root, image_root, sources, heads, answers_missing)
+        missing += image_missing
     lines += ["", *strategy_lines(cfg, world)]
-    model_lines, model_missing = model_files(cfg.model)
+    weight_fetch: list[str] = []
+    model_lines, model_missing = model_files(cfg.model, weight_fetch)
     if model_lines:
         lines += ["", "model files:"] + model_lines
     missing += model_missing
     if missing:
         lines.append(f"\nMISSING ({len(missing)}):\n  " + "\n  ".join(missing))
+    if fetch:
+        lines.append("\nto fetch (the commands of the benchmark's table of sources, coin.benchmarks):\n"
+                     + "\n".join(fetch))
+    if weight_fetch:
+        lines.append("\nto fetch the weights (each backbone's sources, coin.models.backbones):\n"
+                     + "\n".join(weight_fetch))
     return "\n".join(lines), missing

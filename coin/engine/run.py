@@ -3,6 +3,7 @@
 A run is a folder::
 
     config.yaml                      the resolved config
+    data_sources.json                each task's files and where their prompts come from (as released or rewritten)
     stages/00-zeroshot/              predictions of the base model (when eval.zero_shot)
     stages/NN-<task>/adapter/        the adapter after stage NN (safetensors)
     stages/NN-<task>/predictions/    <task>.jsonl per evaluated task: output, parsed, score, tag
@@ -32,6 +33,10 @@ from coin import metrics
 from coin.adapters import attach_adapter, load_adapter
 from coin.config import RunConfig
 from coin.data.benchmark import Benchmark, load_benchmark, verify_data
+from coin.data.layout import data_sources, source_lines
+from coin.data.check import HeaderPass
+from coin.data.coin_json import DataError
+from coin.data.images import set_max_pixels
 from coin.engine import dist, fsdp
 from coin.engine.assemble import answer_spaces_of, assemble
 from coin.engine.cost import peak_memory_mb, record_stage, run_cost
@@ -103,10 +108,15 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
     sharded = fsdp.active(cfg.dist.strategy)
     if sharded:  # a method that cannot run sharded is refused by name before anything loads
         fsdp.check_method(cfg.method)
+    set_max_pixels(cfg.data.max_image_pixels)  # every image this process opens (coin.data.images)
     # every file, image and answer source is checked before any model loads, by the main process
     # alone and before the process group exists: the others wait to join it (no collective
     # timeout runs while it reads a large tree); it also generates CoIN-Synth into the cache
     manifest = verify_data(cfg.data, order, protocols=cfg.eval.protocol) if dist.is_main() else None
+    # under data.check_images: exists the images were only stat-ed: their headers (and pixel counts)
+    # are read while the benchmark and the model load, and a bad one stops the run before any image is used
+    headers = HeaderPass(manifest, cfg.data.max_image_pixels) \
+        if manifest is not None and cfg.data.check_images == "exists" else None
     dist.init(dist.STARTUP_TIMEOUT)
     if not dist.is_main():  # one voice: the other processes work silently
         progress, log = False, (lambda m: None)
@@ -126,7 +136,10 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         prepare_run_dir(out, cfg)
         if dist.is_main():
             write_environment(out, cfg)
+            sources = write_data_sources(out, cfg, order, bench.root)  # the report's Prompts section reads it
     log(f"run folder: {out}" + (f" ({dist.world()} processes)" if dist.world() > 1 else ""))
+    if dist.is_main():
+        log(f"data sources (instructions {cfg.data.instructions}):\n" + "\n".join(source_lines(sources)))
     seed_everything(cfg.seed)
     with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
         vlm = load_model(cfg.model, log, progress)
@@ -134,6 +147,9 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         vlm.model.to(dist.device())
     if isinstance(vlm, SharesPrefix):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
         vlm.share_prefix = cfg.eval.share_prefix
+    if hasattr(vlm, "eval_image_mode"):  # LLaVA models: test images padded or cropped (coin.eval.images)
+        vlm.eval_image_mode = cfg.eval.image_mode
+    _await_headers(headers)  # before the zero-shot evaluation and the first training step read an image
     dist.end_startup()  # from here on every process works in step: a stuck collective is a bug
     limits = answer_limits(vlm.tokenizer, bench.train, order, cfg.eval.max_new_tokens)
     log("new tokens per answer: " + ", ".join(f"{t} {limits[t]}" for t in order))
@@ -229,6 +245,33 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         write_report(out)
     dist.barrier()
     return result if result is not None else read_json(out / "matrix.json")
+
+
+def write_data_sources(out: Path, cfg: RunConfig, order: list[str], root: Path) -> dict:
+    """``data_sources.json``: per task and split, the file the run read and where its prompts come from
+    (as released, or rewritten with coin's lines of the family; ``coin.data.layout.data_sources``)."""
+    sources = data_sources(root, cfg.data, order)
+    atomic_write_json(out / "data_sources.json", {"benchmark": cfg.data.benchmark, "root": str(root),
+                                                  "instructions": cfg.data.instructions,
+                                                  "file_set": cfg.data.file_set, "tasks": sources})
+    return sources
+
+
+def _await_headers(headers: HeaderPass | None) -> None:
+    """Wait for the main process's header pass; every process stops alike when it found a bad image,
+    with the listing ``coin data check`` prints (the files' paths, the records using them)."""
+    found, error = None, None
+    try:
+        found = headers.problems() if headers is not None else None
+    except Exception as e:  # raised after the others learn of it: none waits at a collective for this one
+        error = e
+    if dist.any_true(found is not None or error is not None):
+        if error is not None:
+            raise error
+        if found is None:  # another process: the main one's log lists the images
+            raise DataError("the main process found unreadable images; nothing was trained")
+        raise DataError(f"{found.summary()} (read while the model loaded, data.check_images: exists); "
+                        f"nothing was trained.\n{found.format()}")
 
 
 def _attach(vlm: VLM, cfg: RunConfig, log, sharded: bool) -> None:

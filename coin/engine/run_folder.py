@@ -37,8 +37,8 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 # keys that change how a run works, never its numbers: a folder continues under another value
-OPERATIONAL_KEYS = ("data.check_images", "train.num_workers", "log.trackers", "log.project",
-                    "eval.share_prefix", "eval.cache_vision")
+OPERATIONAL_KEYS = ("data.check_images", "data.max_image_pixels", "train.num_workers", "log.trackers",
+                    "log.project", "eval.share_prefix", "eval.cache_vision")
 # keys that change only how stored answers are scored: every stage is rescored from its outputs when
 # the run assembles (assemble), so a folder continues under new values and records them in config.yaml
 SCORING_KEYS = ("data.answers", "eval.protocol")
@@ -191,8 +191,27 @@ def clear_run_folder(out: Path, check_only: bool = False) -> None:
             p.unlink()
 
 
+def lock_record() -> dict:
+    """What ``FolderLock`` writes into ``.lock``: who holds the folder (pid, host, since when), the launcher
+    (under accelerate launch / torchrun) and every process of the launch (``dist.processes``), so that
+    ``coin status`` can name them and say whether each one is still alive. Older lock files are empty."""
+    import os
+    import socket
+
+    from coin.engine.status import start_ticks
+
+    launcher = os.getppid() if dist.launched() else None
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "start": start_ticks(os.getpid()), "launcher": launcher,
+            "launcher_start": start_ticks(launcher) if launcher else None, "processes": dist.processes()}
+
+
 class FolderLock:
-    """An exclusive lock on ``out/.lock`` while a run works there (the kernel drops it if the process dies)."""
+    """An exclusive lock on ``out/.lock`` while a run works there (the kernel drops it if the process dies).
+
+    The holder writes ``lock_record()`` into the file once it holds it (``coin status`` reads it) and empties
+    it on release; a refused process names the holder from it.
+    """
 
     def __init__(self) -> None:
         self._file = None
@@ -205,11 +224,20 @@ class FolderLock:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.close()
-            raise RunFolderError(f"{out} is in use by another coin process; wait for it to finish "
-                                 "or use another --out") from None
+            from coin.engine.status import describe_holder
+
+            raise RunFolderError(f"{out} is in use by another coin process{describe_holder(out)}; wait for it to "
+                                 "finish or use another --out (coin status shows its processes)") from None
+        f.truncate(0)
+        f.write(json.dumps(lock_record()) + "\n")
+        f.flush()
         self._file = f
 
     def release(self) -> None:
         if self._file is not None:
+            try:
+                self._file.truncate(0)  # still held: no one reads a half-emptied record
+            except OSError:
+                pass
             self._file.close()
             self._file = None

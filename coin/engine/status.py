@@ -4,13 +4,16 @@ Works on a finished run, a killed one and one still running, because it reads on
 small files a run writes as it goes (``config.yaml``, ``DONE`` markers, ``scores.json``,
 the last line of ``train_log.jsonl``, checkpoint folder names) and never a weight or
 torch. Whether a process is working in the folder is read from the run's lock
-(``RUN/.lock``, held with ``flock`` while ``coin run`` works there).
+(``RUN/.lock``, held with ``flock`` while ``coin run`` works there); who it is from what the
+holder wrote into the lock (``coin.engine.run_folder.lock_record``: its pid, host and start, its
+launcher, every process of its launch), each pid checked for life on this host.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import yaml
@@ -47,6 +50,91 @@ def lock_holder(run_dir: Path) -> int | bool | None:
             return True
         fcntl.flock(f, fcntl.LOCK_UN)
     return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (Linux's ``/proc/PID/stat``; None elsewhere or when gone):
+    with the pid it names one process, never a later one that reuses the pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, start: int | None = None) -> bool:
+    """Whether process ``pid`` (started at ``start`` ticks, when known) runs on this host; a zombie is dead."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0] != b"Z" and (start is None or int(fields[19]) == start)
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError, ValueError):  # no /proc here
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_lock(run_dir: Path) -> dict | None:
+    """What the lock's holder recorded (``lock_record``), or None: no lock, an empty one (released, or written
+    by a coin that recorded nothing) or one cut short."""
+    try:
+        record = json.loads((Path(run_dir) / ".lock").read_text(encoding="utf-8") or "null")
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else None
+
+
+def _alive(pid, host, start) -> bool | None:
+    """Whether the recorded process lives: None when it ran on another host (this one cannot tell)."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    return pid_alive(pid, start if isinstance(start, int) else None)
+
+
+def holders(run_dir: Path, holder: int | bool | None = None) -> dict:
+    """The processes of the run in ``run_dir``: ``holder`` (the lock's holder: pid, host, since when, alive),
+    ``launcher`` (its pid and whether it lives, under a launcher) and ``processes`` (every process of the
+    launch: rank, pid, host, alive). While no one holds the lock, ``processes`` keeps only those of the last
+    launch still alive (left behind, e.g. by a launcher killed under an older coin)."""
+    holder = lock_holder(run_dir) if holder is None else holder
+    record = read_lock(run_dir)
+    if record is not None and holder is not None and holder is not True and record["pid"] != holder:
+        record = None  # held by a process that recorded nothing: an older record is not about it
+    out: dict = {"holder": None, "launcher": None, "processes": []}
+    if record is None:
+        if isinstance(holder, int) and holder is not True:
+            out["holder"] = {"pid": holder, "host": socket.gethostname(), "started": None,
+                             "alive": pid_alive(holder)}
+        return out
+    procs = [p for p in record.get("processes") or [] if isinstance(p, dict)] or [
+        {"rank": 0, "pid": record["pid"], "host": record.get("host"), "start": record.get("start")}]
+    out["processes"] = [{"rank": p.get("rank"), "pid": p.get("pid"), "host": p.get("host"),
+                         "alive": _alive(p.get("pid"), p.get("host"), p.get("start"))} for p in procs]
+    if holder is None:
+        out["processes"] = [p for p in out["processes"] if p["alive"]]
+        return out
+    out["holder"] = {"pid": record["pid"], "host": record.get("host"), "started": record.get("started"),
+                     "alive": _alive(record["pid"], record.get("host"), record.get("start"))}
+    if isinstance(record.get("launcher"), int):
+        out["launcher"] = {"pid": record["launcher"],
+                           "alive": _alive(record["launcher"], record.get("host"), record.get("launcher_start"))}
+    return out
+
+
+def describe_holder(run_dir: Path) -> str:
+    """`` (pid N on HOST since T)`` for the process holding ``run_dir``, from its record; empty when unknown."""
+    record = read_lock(run_dir)
+    if record is None:
+        return ""
+    since = f" since {record['started']}" if record.get("started") else ""
+    return f" (pid {record['pid']} on {record.get('host') or '?'}{since})"
 
 
 def _tasks(run_dir: Path) -> list[str]:
@@ -101,7 +189,34 @@ def run_status(run_dir: str | os.PathLike) -> dict:
     finished = bool(stages) and all(s["state"] == "done" for s in stages) and (run_dir / "matrix.json").is_file()
     return {"run": str(run_dir), "tasks": tasks, "stages": stages, "current": current, "matrix": matrix,
             "last_loss": last_loss, "running": holder is not None,
-            "pid": holder if isinstance(holder, int) and holder is not True else None, "finished": finished}
+            "pid": holder if isinstance(holder, int) and holder is not True else None, "finished": finished,
+            **holders(run_dir, holder)}
+
+
+def _life(alive: bool | None) -> str:
+    return {True: "alive", False: "gone", None: "on another host"}[alive]
+
+
+def _process_lines(st: dict) -> list[str]:
+    """The holder, the launcher and the launch's processes, as ``format_status`` prints them."""
+    lines, h, launcher = [], st.get("holder"), st.get("launcher")
+    procs = st.get("processes") or []
+    if h:
+        since = f" since {h['started']}" if h.get("started") else ""
+        lines.append(f"  held by pid {h['pid']} on {h.get('host') or '?'}{since} ({_life(h['alive'])})")
+        if launcher:
+            lines.append(f"  launcher pid {launcher['pid']}: {_life(launcher['alive'])}")
+        if len(procs) > 1 or launcher:
+            lines += [f"  rank {p['rank']}: pid {p['pid']} on {p['host'] or 'another host'} ({_life(p['alive'])})"
+                      for p in procs]
+        if launcher and launcher["alive"] is False:
+            lines.append("  the launcher is gone: stop these processes with kill -TERM PID (during training "
+                         "they write a checkpoint first), then rerun the same command to continue")
+    elif procs:
+        shown = ", ".join(f"rank {p['rank']} pid {p['pid']}" for p in procs)
+        lines.append(f"  processes of its last launch still alive: {shown} (they may hold GPUs and write answer "
+                     "files): stop them with kill -TERM PID before continuing the run")
+    return lines
 
 
 def format_status(st: dict) -> str:
@@ -112,7 +227,7 @@ def format_status(st: dict) -> str:
         state = "finished"
     else:
         state = "stopped (no process holds the run; rerun the same command to continue)"
-    lines = [f"{st['run']}: {state}"]
+    lines = [f"{st['run']}: {state}"] + _process_lines(st)
     for s in st["stages"]:
         text = f"  stage {s['stage']}/{len(st['stages'])} {s['task']}: {s['state']}"
         if s["state"] == "training":

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from coin.io import atomic_write_jsonl
+from coin.io import atomic_write_jsonl, write_error
 from coin.registry import Registry
 
 STEP_LOG = "train_log.jsonl"
@@ -139,12 +139,15 @@ class StepLog:
             old = read_step_log(self.path)
             if any(r["step"] >= row["step"] for r in old):
                 atomic_write_jsonl(self.path, [r for r in old if r["step"] < row["step"]])
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        try:  # one write per line: a kill leaves whole lines and at most one torn last line
-            os.write(fd, (json.dumps({**row, "time": round(time.time(), 3)}) + "\n").encode())
-        finally:
-            os.close(fd)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:  # one write per line: a kill leaves whole lines and at most one torn last line
+                os.write(fd, (json.dumps({**row, "time": round(time.time(), 3)}) + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as e:  # a full disk, an unwritable folder: the file named (coin.io.WriteError)
+            raise (write_error(e, self.path) or e) from e
 
 
 def read_step_log(path: Path) -> list[dict]:

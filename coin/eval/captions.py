@@ -29,7 +29,7 @@ import json
 import shutil
 from typing import Mapping, Sequence
 
-from coin.eval.protocol import ANSWER_SOURCES
+from coin.eval.protocol import ANSWER_SOURCES, SOURCE_KEYS
 from coin.eval.scorers import SCORERS, Scored, TaskScore
 
 __all__ = ["METRICS", "CaptionMetricsError", "caption_metrics", "references_of"]
@@ -38,6 +38,7 @@ METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 JAVA_PACKAGE = "default-jre-headless"
 ANSWER_SOURCES.setdefault("references", "reference captions (`references`: joined from the benchmark's COCO-format "
                                         "reference file by image id, else the record's one `answer`)")
+SOURCE_KEYS.setdefault("references", ("answer",))  # the record's own caption, where no reference joins
 
 _MEMO: dict[str, tuple[dict[str, float], dict[str, list[float]]]] = {}
 

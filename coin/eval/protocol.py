@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 from coin.eval.normalize import NORMALIZERS, get_normalizer
 from coin.eval.scorers import SCORERS, Scored
 
-__all__ = ["ANSWER_SOURCES", "Protocol"]
+__all__ = ["ANSWER_SOURCES", "SOURCE_KEYS", "Protocol"]
 
 # where a protocol's ground truth comes from (the card's "answers" column)
 ANSWER_SOURCES = {
@@ -27,6 +27,17 @@ ANSWER_SOURCES = {
     "box": "a box (`answer_bbox`)",
     "origin_box": "a box on the image itself (`origin_answer_bbox`; `answer_bbox` where the image is square)",
 }
+# the test-record keys a protocol of each answer source reads, so a test record must hold them
+# (``coin.data.records``: besides question_id and text); ten answers are joined from a file before
+# the run and checked there (``coin.data.answers``), so "ten" asks the record for none
+SOURCE_KEYS: dict[str, tuple[str, ...]] = {
+    "one": ("answer",),
+    "ten": (),
+    "ten_or_one": ("answer",),
+    "letter": ("answer",),
+    "box": ("answer_bbox",),
+    "origin_box": ("answer_bbox",),
+}
 
 
 @dataclass(frozen=True)
@@ -34,8 +45,9 @@ class Protocol:
     """How one task is scored under one protocol name.
 
     ``answers`` is a key of ``ANSWER_SOURCES``; ``"ten"`` means every test record must
-    carry ten ``answers`` before the run starts. ``deviations`` are the deliberate
-    differences from the original CoIN code, one line each.
+    carry ten ``answers`` before the run starts. ``reads`` (from the answer source,
+    ``SOURCE_KEYS``) are the test-record keys its scorer reads, which a task's records must
+    hold. ``deviations`` are the deliberate differences from the original CoIN code, one line each.
     """
 
     name: str
@@ -44,6 +56,12 @@ class Protocol:
     answers: str
     rule: str
     deviations: tuple[str, ...] = ()
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The test-record keys this protocol's scorer reads besides question_id and text (``answer``,
+        ``answer_bbox``): its answer source's."""
+        return SOURCE_KEYS[self.answers]
 
     def scorer_fn(self) -> Callable[[str, Mapping], Scored]:
         """``(output, record) -> Scored`` with this protocol's normaliser bound."""
@@ -59,6 +77,9 @@ class Protocol:
             problems.append(f"normalizer: {NORMALIZERS.unknown_message(self.normalizer)}")
         if self.answers not in ANSWER_SOURCES:
             problems.append(f"answers: unknown answer source {self.answers!r}; choices: {', '.join(ANSWER_SOURCES)}")
+        elif self.answers not in SOURCE_KEYS:
+            problems.append(f"answers: answer source {self.answers!r} declares no record keys it reads "
+                            "(coin.eval.protocol.SOURCE_KEYS)")
         if isinstance(self.deviations, str):
             problems.append("deviations must be a tuple of lines, got one string")
         return problems

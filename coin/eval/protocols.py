@@ -44,6 +44,7 @@ __all__ = [
     "with_backbone",
     "choice_problems",
     "needs_ten_answers",
+    "answer_keys",
     "score_protocols",
     "protocol_card",
     "format_card",
@@ -130,6 +131,16 @@ def needs_ten_answers(task: str, choice: Mapping[str, str] | None = None) -> boo
     return any(p.answers == "ten" for p in resolve(task, choice).values())
 
 
+def answer_keys(task: str) -> tuple[str, ...]:
+    """The answer keys a test record of ``task`` must hold: what any of its protocols reads (``Protocol.reads``).
+
+    Every protocol the task declares counts, not only the run's choice, so ``coin data check``
+    and the loader give one verdict whatever ``eval.protocol`` says: Grounding's records need
+    ``answer_bbox`` (and no ``answer``), most tasks' an ``answer``, MLLM-CL's APP none.
+    """
+    return tuple(dict.fromkeys(key for p in task_protocols(task).protocols for key in p.reads))
+
+
 def missing_ten_answers(records: Sequence[Mapping]) -> list[str]:
     """Question ids of records without a list of ten ``answers``."""
     return [str(r.get("question_id")) for r in records
@@ -156,30 +167,42 @@ def score_protocols(task: str, outputs: Mapping, records: Sequence[Mapping],
     return out
 
 
-def protocol_card(tasks: Sequence[str], choice: Mapping[str, str] | None = None) -> dict[str, dict]:
-    """Per task and column: protocol name, scorer, normaliser, answers and deviations (JSON-ready)."""
+def protocol_card(tasks: Sequence[str], choice: Mapping[str, str] | None = None,
+                  image_mode: str | None = None) -> dict[str, dict]:
+    """Per task and column: protocol name, scorer, normaliser, answers and deviations (JSON-ready).
+
+    ``image_mode``: ``eval.image_mode`` of a LLaVA run (``coin.eval.images``); each column then says how
+    the task's test images were preprocessed (``image``), and a difference from the original's is listed
+    with the option that reproduces it. None: a backbone with its own preprocessing (no entry).
+    """
+    from coin.eval.images import image_card_entry
+
     card = {}
     for task in tasks:
         cols = resolve(task, choice)
+        image, differs = image_card_entry(task, image_mode) if image_mode is not None else (None, None)
         card[task] = {c: {"protocol": p.name, "scorer": p.scorer, "normalizer": p.normalizer or "–",
-                          "answers": ANSWER_SOURCES[p.answers], "rule": p.rule, "deviations": list(p.deviations),
-                          "chosen": isinstance((choice or {}).get(task), str)}
+                          "answers": ANSWER_SOURCES[p.answers], "rule": p.rule,
+                          "deviations": list(p.deviations) + ([differs] if differs else []),
+                          "chosen": isinstance((choice or {}).get(task), str),
+                          **({"image": image} if image is not None else {})}
                       for c, p in cols.items()}
     return card
 
 
 def card_rows(card: Mapping[str, Mapping]) -> list[list[str]]:
-    """The card as table rows: task, column, protocol, scorer, normaliser, answers, rule, deviations."""
+    """The card as table rows: task, column, protocol, scorer, normaliser, answers, rule, test images
+    (``image``; a card written before it: –), deviations."""
     rows = []
     for task, cols in card.items():
         same = cols.get("strict") == cols.get("paper")
         for column, p in cols.items():
             if column == "strict" and same:
-                rows.append([task, "strict", "= paper", "", "", "", "", ""])
+                rows.append([task, "strict", "= paper", "", "", "", "", "", ""])
                 continue
             name = p["protocol"] + (" (chosen in eval.protocol)" if p.get("chosen") else "")
             rows.append([task, column, name, p["scorer"], p["normalizer"], p["answers"], p["rule"],
-                         "; ".join(p["deviations"]) or "–"])
+                         p.get("image") or "–", "; ".join(p["deviations"]) or "–"])
     return rows
 
 

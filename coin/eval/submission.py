@@ -15,13 +15,14 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from coin.eval.parse import option_letters, parse_letter
-from coin.eval.protocol import ANSWER_SOURCES
+from coin.eval.protocol import ANSWER_SOURCES, SOURCE_KEYS
 from coin.eval.scorers import SCORERS, Scored, TaskScore
 
 __all__ = ["SUBMISSION", "is_unscored", "submission_rows"]
 
 SUBMISSION = "none"
 ANSWER_SOURCES.setdefault(SUBMISSION, "no public answers: the outputs are written as a submission file, unscored")
+SOURCE_KEYS.setdefault(SUBMISSION, ())  # a record needs no answer
 
 
 class Unscored:

@@ -15,8 +15,10 @@ tokens). A task's anchors are the means of both over ``samples`` of its training
 after its training (the original keeps a running mean during training; with the projector
 training, ours are taken with the projector the task ends with). ``sim_k`` is the mean of the
 two cosine similarities (how the original combines its image and text similarities is our
-reading, unconfirmed). Later tasks that train the projector move the image features that
-earlier anchors were taken with; ``adapter.train_projector: false`` keeps them fixed.
+reading, unconfirmed). A text-only input has no image features: its image similarity is 0, so
+its text routes it, and a task's image anchor is the mean over its inputs with an image. Later
+tasks that train the projector move the image features that earlier anchors were taken with;
+``adapter.train_projector: false`` keeps them fixed.
 
 While a task trains, the forward is the test-time one with the task known: the lower layers add
 the frozen earlier experts and the current one, the last layer the current expert alone.
@@ -87,7 +89,9 @@ class HiDe(Method):
         samples = ctx.train_data[ctx.task]
         picked = [samples[i] for i in sample_indices(len(samples), self.opts.samples, ctx.seed, "hide", ctx.task)]
         text = instruction_features(ctx.vlm, picked).mean(0, keepdim=True)
-        vision = vision_features(ctx.vlm, picked, self.opts.batch_size).mean(0, keepdim=True)
+        imaged = [s for s in picked if s.image is not None]  # a text-only input has no image features
+        vision = (vision_features(ctx.vlm, imaged, self.opts.batch_size).mean(0, keepdim=True) if imaged
+                  else torch.zeros_like(text))
         end_task(ctx.vlm.model, ctx.stage)
         self.text = torch.cat([self.text.view(-1, text.shape[1]), text])
         self.vision = torch.cat([self.vision.view(-1, vision.shape[1]), vision])

@@ -50,6 +50,8 @@ class VLM(Protocol):
       list of names); ``full_train``: modules trained fully beside it (LLaVA's projector);
     - ``train_batch``: model inputs with ``labels`` on the answer tokens only;
     - ``generate``: greedy answers, one per sample, in order, stripped;
+    - both take text-only samples (``Sample.image`` None), prompted without image tokens, in
+      batches that may mix them with image samples;
     - ``save_base``: the base weights and processor, reloadable with ``from_pretrained``.
     """
 
@@ -121,13 +123,16 @@ class WeightPath:
     """A file or folder a backbone will read, as ``coin run --dry-run`` checks it before a run.
 
     ``key`` is the config key that names it (``model.path``); ``kind`` is ``"folder"`` or
-    ``"file"``; ``hub``: the value may be a Hugging Face hub id, fetched when the model loads.
+    ``"file"``; ``hub``: the value may be a Hugging Face hub id, fetched when the model loads;
+    ``fetch``: the shell lines that fetch it when it is missing (``{path}`` is the path, ``{dir}``
+    its folder), printed by the dry run.
     """
 
     key: str
     path: str
     kind: str = "folder"
     hub: bool = False
+    fetch: tuple[str, ...] = ()
 
 
 class Backbone:
@@ -146,6 +151,9 @@ class Backbone:
     # where that is not the task's own `paper` (MiniGPT-v2's Grounding script): the task's paper
     # protocol in this backbone's runs (coin.eval.protocols.with_backbone)
     protocols: Mapping[str, str] = MappingProxyType({})
+    # whether the wrapper honours eval.image_mode (the LLaVA wrappers, coin.eval.images); the others
+    # preprocess test images with their own processors and refuse any mode but the default, pad
+    image_modes: bool = False
 
     @staticmethod
     def load(cfg: ModelConfig, log: Callable[[str], None] = print, progress: bool = True) -> VLM:

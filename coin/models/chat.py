@@ -16,6 +16,9 @@ answer tokens and each end of turn, and generation sees exactly the training pro
 training sequence longer than ``max_length`` is cut at the end and counted in ``truncated``.
 Images of box-answer tasks (Grounding) are padded to a square first, because CoIN's boxes are
 normalised to the padded square; other images keep their shape (Qwen2-VL reads any aspect ratio).
+A text-only sample (``image`` None) is rendered without the image part of its user turn and
+tokenised without images; a batch may mix both kinds, its vision tensors those of the samples
+that have an image, in order.
 """
 
 from __future__ import annotations
@@ -157,7 +160,7 @@ class ChatVLM:
 
     def conversation(self, s: Sample) -> tuple[str, list[tuple[str, bool]]]:
         """The sample's prompt (with the image) and the text pieces after it, each with "is labelled"."""
-        messages = [_user(s.prompt, image=True)]
+        messages = [_user(s.prompt, image=s.image is not None)]
         prompt = self.render(messages, generation_prompt=True)
         pieces: list[tuple[str, bool]] = []
         prev = prompt
@@ -186,15 +189,18 @@ class ChatVLM:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def encode_prompt(self, s: Sample, prompt: str) -> tuple[dict[str, list[int]], dict[str, torch.Tensor]]:
-        """Per-token inputs (input_ids, attention_mask, ...) and vision tensors of the prompt with its image."""
+        """Per-token inputs (input_ids, attention_mask, ...) and vision tensors of the prompt with its image
+        (a text-only sample: none)."""
         kwargs = {}
         bos = self.tokenizer.bos_token
         if bos is not None and prompt.startswith(bos):  # as transformers' apply_chat_template: no second BOS
             kwargs["add_special_tokens"] = False
-        image = load_image(s.image, s.id)
-        if pads_to_square(s.task):
-            image = expand_to_square(image, getattr(self.processor, "image_processor", None))
-        enc = self.processor(text=[prompt], images=[image], return_tensors="pt", **kwargs)
+        if s.image is not None:
+            image = load_image(s.image, s.id)
+            if pads_to_square(s.task):
+                image = expand_to_square(image, getattr(self.processor, "image_processor", None))
+            kwargs["images"] = [image]
+        enc = self.processor(text=[prompt], return_tensors="pt", **kwargs)
         width = enc["input_ids"].shape[-1]
         text, vision = {}, {}
         for key, value in enc.items():
@@ -217,11 +223,11 @@ class ChatVLM:
     def _pad(self, rows: list[dict[str, list[int]]], left: bool) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in rows)
         out = {}
-        for key in rows[0]:
+        for key in dict.fromkeys(k for r in rows for k in r):  # a row without a per-token key: all text (0)
             fill = self.pad_id if key == "input_ids" else (-100 if key == "labels" else 0)
             t = torch.full((len(rows), width), fill, dtype=torch.long)
             for k, r in enumerate(rows):
-                v = torch.tensor(r[key], dtype=torch.long)
+                v = torch.tensor(r.get(key, [0] * len(r["input_ids"])), dtype=torch.long)
                 if left:
                     t[k, width - len(v):] = v
                 else:
@@ -231,8 +237,10 @@ class ChatVLM:
 
     @staticmethod
     def _stack_vision(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        # (1, 3, H, W) pixels and Qwen's flattened (patches, dim) pixels alike concatenate along dim 0
-        return {key: torch.cat([p[key] for p in parts], dim=0) for key in parts[0]}
+        # (1, 3, H, W) pixels and Qwen's flattened (patches, dim) pixels alike concatenate along dim 0;
+        # a text-only sample has no part (its row has no image tokens to fill)
+        parts = [p for p in parts if p]
+        return {key: torch.cat([p[key] for p in parts], dim=0) for key in parts[0]} if parts else {}
 
     def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Right-padded inputs with labels only on the answer tokens (and each end of turn)."""
@@ -258,7 +266,8 @@ class ChatVLM:
         """Left-padded prompts, so every row's next token sits in the last column."""
         rows, vision = [], []
         for s in samples:
-            text, v = self.encode_prompt(s, self.render([_user(s.prompt, image=True)], generation_prompt=True))
+            text, v = self.encode_prompt(s, self.render([_user(s.prompt, image=s.image is not None)],
+                                                        generation_prompt=True))
             rows.append(text)
             vision.append(v)
         return {**self._pad(rows, left=True), **self._stack_vision(vision)}

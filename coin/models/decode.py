@@ -58,18 +58,19 @@ class PrefixPlan:
     prefixes: list[list[int]]
     group_of: list[int]
     suffixes: list[list[int]]
-    first_row: list[int]  # one row of each group (whose image the group's prefill reads)
+    first_row: list[int]  # one row of each group (whose image, if any, the group's prefill reads)
 
 
 def plan_shared_prefix(ids: list[list[int]], keys: list, forbidden: int | None = None) -> PrefixPlan | None:
     """Group rows by ``keys`` (the image) and split each row at its group's longest common prefix.
 
-    None when no two rows share a key (sharing would only add work), or when a suffix would
-    hold a ``forbidden`` token (an image token: its features belong to the prefix's prefill).
+    A None key (a text-only question: no image prefix to share) is a group of its own. None when
+    no two rows share a key (sharing would only add work), or when a suffix would hold a
+    ``forbidden`` token (an image token: its features belong to the prefix's prefill).
     """
     groups: dict = {}
     for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(("row", i) if key is None else ("key", key), []).append(i)
     if len(groups) == len(ids):
         return None
     prefixes, group_of, suffixes, first_row = [], [0] * len(ids), [[] for _ in ids], []
@@ -107,7 +108,8 @@ def shared_prefix_decode(model, plan: PrefixPlan, image_inputs: dict, pad_id: in
     """``greedy_decode``'s tokens, with each group's prefix prefilled once and its keys and values copied
     to the group's rows.
 
-    The prefixes are prefilled as one left-padded batch (``image_inputs``: one image per group);
+    The prefixes are prefilled as one left-padded batch (``image_inputs``: one image per group
+    that has one, in group order);
     the cache rows are then copied to the questions (``group_of``) and each row's suffix is
     prefilled after its prefix, left-padded inside the suffix block. Each row's sequence is then
     ``[pad][prefix][pad][suffix]``: the mask hides both pad runs and the positions count only

@@ -5,7 +5,9 @@ The text is MiniGPT-v2's Llama-2-chat wrapping: ``<s>[INST] <Img>`` + the image'
 around the image are tokenised separately (each without special tokens, one BOS first), and so
 is the answer, so the labels cover exactly the answer and its ``</s>``. A further turn of a
 multi-turn sample is ``<s>[INST] {question} [/INST]`` after the previous ``</s>`` (Llama-2-chat's
-turn format; CoIN's tasks have one turn).
+turn format; CoIN's tasks have one turn). A text-only sample (``image`` None) is
+``<s>[INST] {question} [/INST]``, without the ``<Img>`` span and its image tokens, and a batch
+may mix both kinds (``pixel_values`` holds the images of the samples that have one).
 
 Two prompt formats (``model.prompt``):
 
@@ -31,6 +33,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from coin.data.images import open_image  # the pixel limit, data.max_image_pixels
 from coin.data.sample import Sample
 from coin.models.minigpt_v2_parts import CLIP_MEAN, CLIP_STD
 from coin.models.vlm import PixelCache, generating, load_image, no_grad_when_frozen, truncate
@@ -81,7 +84,7 @@ def _is_box_task(task: str) -> bool:
 def image_size_of(path: str, record_id: str) -> tuple[int, int]:
     """(width, height) from the file's header."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return im.size
     except Exception as e:
         raise ValueError(f"record {record_id}: cannot read the size of image {path} ({e})") from None
@@ -137,8 +140,9 @@ class MiniGPTv2VLM:
         return ("[refer] " if _is_box_task(s.task) else "[vqa] ") + s.prompt
 
     def answer_text(self, s: Sample, answer: str) -> str:
-        """A training answer in the prompt format's box notation."""
-        if self.native_boxes and _is_box_task(s.task):
+        """A training answer in the prompt format's box notation (a text-only sample's as it is: no image
+        to place a box on)."""
+        if self.native_boxes and _is_box_task(s.task) and s.image is not None:
             native = coin_to_native(answer, *image_size_of(s.image, s.id))
             if native is None:
                 raise ValueError(f"record {s.id}: box answer {answer!r} holds no four numbers")
@@ -147,7 +151,7 @@ class MiniGPTv2VLM:
 
     def output_text(self, s: Sample, output: str) -> str:
         """A generated answer in CoIN's notation (a native box converted back; anything else as it is)."""
-        if self.native_boxes and _is_box_task(s.task):
+        if self.native_boxes and _is_box_task(s.task) and s.image is not None:
             return native_to_coin(output, *image_size_of(s.image, s.id)) or output
         return output
 
@@ -155,7 +159,11 @@ class MiniGPTv2VLM:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def _prompt(self, s: Sample) -> tuple[list[int], list[bool]]:
-        """``<s>[INST] <Img>`` + image tokens + ``</Img> {q} [/INST]``: ids and which are the image's."""
+        """``<s>[INST] <Img>`` + image tokens + ``</Img> {q} [/INST]``: ids and which are the image's
+        (a text-only sample: ``<s>[INST] {q} [/INST]``, none)."""
+        if s.image is None:
+            ids = [self.tokenizer.bos_token_id] + self._encode(f"[INST] {self.question(s)} [/INST]")
+            return ids, [False] * len(ids)
         head = [self.tokenizer.bos_token_id] + self._encode("[INST] <Img>")
         tail = self._encode(f"</Img> {self.question(s)} [/INST]")
         ids = head + [self.pad_id] * self.num_image_tokens + tail
@@ -173,6 +181,11 @@ class MiniGPTv2VLM:
             a_ids = self._encode(self.answer_text(s, a)) + [eos]
             ids, labels = ids + p + a_ids, labels + [-100] * len(p) + a_ids
         return ids, image + [False] * (len(ids) - len(image)), labels, prompt_len
+
+    def pixel_inputs(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """``pixel_values`` of the samples that have an image, in order; empty when none has."""
+        imaged = [s for s in samples if s.image is not None]
+        return {"pixel_values": self.pixels(imaged)} if imaged else {}
 
     def pixels(self, samples: list[Sample]) -> torch.Tensor:
         out = []
@@ -206,7 +219,7 @@ class MiniGPTv2VLM:
             image_mask[k, : len(image)] = torch.tensor(image, dtype=torch.bool)
             labels[k, : len(lab)] = torch.tensor(lab)
             mask[k, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples),
+        return {"input_ids": input_ids, "attention_mask": mask, **self.pixel_inputs(samples),
                 "image_mask": image_mask, "labels": labels}
 
     def generation_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -218,7 +231,7 @@ class MiniGPTv2VLM:
         image_mask = torch.zeros_like(mask, dtype=torch.bool)
         for k, (_, image) in enumerate(prompts):
             image_mask[k, mask.shape[1] - len(image):] = torch.tensor(image, dtype=torch.bool)
-        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples),
+        return {"input_ids": input_ids, "attention_mask": mask, **self.pixel_inputs(samples),
                 "image_mask": image_mask}
 
     @torch.inference_mode()

@@ -16,6 +16,10 @@ Two prompt formats, one for training and evaluation alike (``model.prompt``):
   ``System:You are a helpful assistant.\\n\\n<img>{path}</img>{question} Assistant:`` +
   `` {answer}<|endoftext|>``.
 
+A text-only sample (``image`` None) has no ``Picture 1: <img>...</img>\\n`` (``coin-eval``: no
+``<img>...</img>``), as Qwen-VL's own ``from_list_format`` writes a query without an image; a
+batch may mix both kinds (the model finds each row's images in its own text).
+
 Labels cover the answer and its end token only (Qwen's own fine-tuning script also labels each
 turn's ``<|im_start|>`` and a user turn's ``<|im_end|>``; coin labels answers, as for every
 backbone). Decoding is greedy with the model's own tuple KV cache (what the 2023 code returns),
@@ -44,7 +48,8 @@ class QwenPrompt:
     """A prompt format: the first prompt, a later turn, and the answer's labelled text and end."""
 
     name: str
-    first: str  # with {image} (the <img> tag) and {question}
+    first: str  # with {image} (the picture, or "" for a text-only sample) and {question}
+    picture: str  # how an image is written before the question, with {tag} (the <img> tag)
     turn: str  # a later user turn, with {question}
     answer: str  # with {answer}; its end token follows (labelled)
     end: str  # "im_end" or "eod"
@@ -54,10 +59,10 @@ class QwenPrompt:
 PROMPTS = {
     "chatml": QwenPrompt(
         "chatml",
-        "<|im_start|>system\n" + SYSTEM + "<|im_end|>\n<|im_start|>user\nPicture 1: {image}\n{question}<|im_end|>\n"
-        "<|im_start|>assistant\n",
+        "<|im_start|>system\n" + SYSTEM + "<|im_end|>\n<|im_start|>user\n{image}{question}<|im_end|>\n"
+        "<|im_start|>assistant\n", "Picture 1: {tag}\n",
         "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n", "{answer}", "im_end", "\n"),
-    "coin-eval": QwenPrompt("coin-eval", "System:" + SYSTEM + "\n\n{image}{question} Assistant:",
+    "coin-eval": QwenPrompt("coin-eval", "System:" + SYSTEM + "\n\n{image}{question} Assistant:", "{tag}",
                             "\n\n{question} Assistant:", " {answer}", "eod", ""),  # the later turn is ours
 }
 
@@ -103,7 +108,9 @@ class QwenVLChatVLM:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
     def prompt_text(self, s: Sample) -> str:
-        return self.format.first.format(image=image_tag(s), question=s.prompt)
+        """The first prompt: the picture (none for a text-only sample), the question, the generation prompt."""
+        picture = "" if s.image is None else self.format.picture.format(tag=image_tag(s))
+        return self.format.first.format(image=picture, question=s.prompt)
 
     def _sequence(self, s: Sample) -> tuple[list[int], list[int], int]:
         """(ids, labels, prompt length) of a training sample, uncut."""

@@ -9,6 +9,11 @@ format: ``vicuna_v1`` for LLaVA-1.5 (``{system} USER: <image>\\n{text} ASSISTANT
 separately and joined. Either way the labels cover exactly the answer tokens and each EOS, and
 generation sees exactly the training prompt. A training sequence longer than ``max_length`` is
 cut at the end, as LLaVA cuts at its ``model_max_length``, and counted in ``truncated``.
+
+A text-only sample (``image`` None) is written as LLaVA writes one: no ``<image>\\n`` line in the
+first user turn, so no image tokens and no pixels; a batch may mix both kinds, its
+``pixel_values`` holding the images of the samples that have one, in order (the model fills the
+image tokens in order).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Iterator
 import torch
 from PIL import Image
 
+from coin.data.images import open_image  # the pixel limit, data.max_image_pixels
 from coin.data.sample import Sample  # its home is coin.data; `from coin.models.vlm import Sample` keeps working
 from coin.models.llava_v1 import encode_conversation, encode_with_image
 
@@ -31,7 +37,7 @@ class ImageError(ValueError):
 
 def load_image(path: str, record_id: str = "?") -> Image.Image:
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return im.convert("RGB")
     except FileNotFoundError:
         raise ImageError(f"record {record_id}: image {path} does not exist") from None
@@ -53,6 +59,31 @@ def expand_to_square(img: Image.Image, image_processor) -> Image.Image:
     square = Image.new(img.mode, (side, side), pad_colour(image_processor))
     square.paste(img, ((side - w) // 2, (side - h) // 2))
     return square
+
+
+def centre_crop(img: Image.Image, image_processor) -> Image.Image:
+    """The original CoIN evaluation's ScienceQA, ImageNet, Grounding and VQAv2 images (``eval.image_mode``):
+    the raw image through CLIP's ``preprocess``, which resizes the shortest side to its size (336) and
+    centre-crops a square of its crop size.
+
+    A processor that does both itself (CLIP's: ``shortest_edge`` and ``do_center_crop``) gets the image
+    as it is, exactly as the original hands it over; for any other, the same two steps are done here
+    (bicubic, transformers' sizes and offsets), so the processor's own resize finds a square.
+    """
+    size = dict(getattr(image_processor, "size", None) or {})
+    crop = dict(getattr(image_processor, "crop_size", None) or {})
+    if "shortest_edge" in size and getattr(image_processor, "do_center_crop", False) and crop:
+        return img
+    side = crop.get("height") or size.get("height") or size.get("shortest_edge")
+    if not side:
+        raise ValueError(f"eval.image_mode: cannot centre-crop for an image processor without a size ({size})")
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(side * long / short)
+    new_w, new_h = (side, new_long) if w <= h else (new_long, side)
+    img = img.resize((new_w, new_h), Image.BICUBIC)
+    left, top = (new_w - side) // 2, (new_h - side) // 2
+    return img.crop((left, top, left + side, top + side))
 
 
 def pad_colour(image_processor) -> tuple[int, ...]:
@@ -150,7 +181,8 @@ def truncate(sample: Sample, ids: list[int], labels: list[int], prompt_len: int,
     if max_length is None or len(ids) <= max_length:
         return ids, labels
     if prompt_len > max_length:
-        raise ValueError(f"record {sample.id} ({sample.image}): its prompt with the image is {prompt_len} tokens, "
+        what = "its prompt" if sample.image is None else f"({sample.image}): its prompt with the image"
+        raise ValueError(f"record {sample.id} {what} is {prompt_len} tokens, "
                          f"longer than model.max_length {max_length}; raise model.max_length")
     seen.add(sample.id)
     return ids[:max_length], labels[:max_length]
@@ -183,6 +215,9 @@ class LlavaVLM:
     pad_to_square = True  # LLaVA-1.5 pads images to a square (its image_aspect_ratio "pad")
     decoding = "coin"  # or "hf" (model.generate); see coin/models/decode.py
     share_prefix = False  # questions on one image prefill their shared prefix once (the engine turns it on)
+    # test images (coin.eval.images): pad (coin's default), paper (the original's crop for ScienceQA, ImageNet,
+    # Grounding and VQAv2) or crop; the engine sets it from eval.image_mode. Training always pads
+    eval_image_mode = "pad"
     vision_cache = None  # a VisionFeatureCache once enable_vision_cache is called
 
     def __init__(self, model, processor, conversation: str = "plain", max_length: int | None = None,
@@ -207,21 +242,45 @@ class LlavaVLM:
         no_grad_when_frozen(tower)
 
     # ------------------------------------------------------------------ inputs
-    def prompt_text(self, prompt: str) -> str:
-        """The chat-formatted prompt, with the image placeholder expanded to its tokens."""
-        return self.conversation.first_prompt(f"{self.image_token * self.num_image_tokens}\n{prompt}")
+    def prompt_text(self, prompt: str, image: bool = True) -> str:
+        """The chat-formatted prompt, with the image placeholder expanded to its tokens (``image``
+        False: a text-only prompt, no image line)."""
+        return self.conversation.first_prompt(f"{self.image_token * self.num_image_tokens}\n{prompt}" if image
+                                              else prompt)
 
-    def pixels(self, samples: list[Sample]) -> torch.Tensor:
-        """Pixel values for the samples' images (preprocessed once, then cached)."""
+    def first_question(self, s: Sample) -> str:
+        """The first user turn's text: ``<image>\\n`` and the prompt, or the prompt alone for a text-only sample."""
+        return s.prompt if s.image is None else f"{self.image_token}\n{s.prompt}"
+
+    def pixel_inputs(self, samples: list[Sample], evaluating: bool = False) -> dict[str, torch.Tensor]:
+        """``pixel_values`` of the samples that have an image, in order; empty when none has."""
+        imaged = [s for s in samples if s.image is not None]
+        return {"pixel_values": self.pixels(imaged, evaluating)} if imaged else {}
+
+    def image_step(self, s: Sample, evaluating: bool = False) -> str:
+        """``pad`` or ``crop`` for ``s``'s image: training pads; evaluation follows ``eval_image_mode``."""
+        from coin.eval.images import eval_image_step
+
+        return eval_image_step(s.task, self.eval_image_mode) if evaluating else "pad"
+
+    def preprocess(self, img: Image.Image, step: str = "pad") -> Image.Image:
+        """The image handed to the processor: padded to a square (LLaVA-1.5's ``pad``) or centre-cropped."""
+        if step == "crop":
+            return centre_crop(img, self.processor.image_processor)
+        return expand_to_square(img, self.processor.image_processor) if self.pad_to_square else img
+
+    def pixels(self, samples: list[Sample], evaluating: bool = False) -> torch.Tensor:
+        """Pixel values for the samples' images (preprocessed once, then cached); every sample has one.
+        ``evaluating``: test images, padded or cropped by ``eval_image_mode`` (training always pads)."""
         out = []
         for s in samples:
-            px = self._pixel_cache.get(s.image)
+            step = self.image_step(s, evaluating)
+            key = s.image if step == "pad" else f"{s.image}\0{step}"  # one image, both ways: two entries
+            px = self._pixel_cache.get(key)
             if px is None:
-                img = load_image(s.image, s.id)
-                if self.pad_to_square:
-                    img = expand_to_square(img, self.processor.image_processor)
+                img = self.preprocess(load_image(s.image, s.id), step)
                 px = self.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"][0]
-                px = self._pixel_cache.put(s.image, px)
+                px = self._pixel_cache.put(key, px)
             out.append(px)
         return torch.stack(out)
 
@@ -235,11 +294,12 @@ class LlavaVLM:
         """Each sample's uncut (token ids, labels, prompt length): labels only on the answers and each EOS."""
         if self.conversation.whole:  # LLaVA's preprocess_v1: the conversation tokenised as one string
             return [encode_conversation(self.tokenizer, self.conversation,
-                                        [(f"{self.image_token}\n{s.prompt}", s.answer or ""), *s.turns],
+                                        [(self.first_question(s), s.answer or ""), *s.turns],
                                         self._image_ids(), self.image_token, s.id) for s in samples]
         eos = self.tokenizer.eos_token_id
         conv = self.conversation
-        prompts = self.tokenizer([self.prompt_text(s.prompt) for s in samples], add_special_tokens=False)["input_ids"]
+        prompts = self.tokenizer([self.prompt_text(s.prompt, s.image is not None) for s in samples],
+                                 add_special_tokens=False)["input_ids"]
         out = []
         for s, prompt in zip(samples, prompts):
             p = [self.tokenizer.bos_token_id] + prompt
@@ -281,13 +341,13 @@ class LlavaVLM:
             input_ids[k, : len(x)] = torch.tensor(x)
             lab[k, : len(y)] = torch.tensor(y)
             mask[k, : len(x)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples), "labels": lab}
+        return {"input_ids": input_ids, "attention_mask": mask, **self.pixel_inputs(samples), "labels": lab}
 
     def _prompt_ids(self, samples: list[Sample]) -> list[list[int]]:
         if self.conversation.whole:  # as the start of the training sequence (coin.models.llava_v1)
-            texts = [self.conversation.first_prompt(f"{self.image_token}\n{s.prompt}") for s in samples]
+            texts = [self.conversation.first_prompt(self.first_question(s)) for s in samples]
             return encode_with_image(self.tokenizer, texts, self._image_ids(), self.image_token)
-        texts = [self.prompt_text(s.prompt) for s in samples]  # one call: the fast tokenizer batches in Rust
+        texts = [self.prompt_text(s.prompt, s.image is not None) for s in samples]  # one call: batched in Rust
         return [[self.tokenizer.bos_token_id] + x for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def generation_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -295,7 +355,7 @@ class LlavaVLM:
         from coin.models.decode import left_pad
 
         input_ids, mask = left_pad(self._prompt_ids(samples), self.tokenizer.pad_token_id)
-        return {"input_ids": input_ids, "attention_mask": mask, "pixel_values": self.pixels(samples)}
+        return {"input_ids": input_ids, "attention_mask": mask, **self.pixel_inputs(samples, evaluating=True)}
 
     # ------------------------------------------------------------------ generation
     def enable_vision_cache(self, max_mb: int = DEFAULT_VISION_CACHE_MB) -> None:
@@ -317,7 +377,11 @@ class LlavaVLM:
 
     def image_inputs(self, samples: list[Sample]) -> dict:
         """The prefill's image arguments: ``pixel_values``, or, with the vision cache, the projected
-        features as ``mm_encoder_outputs`` (the tower skipped for every image seen before)."""
+        features as ``mm_encoder_outputs`` (the tower skipped for every image seen before); for the
+        samples that have an image, in order (none: empty)."""
+        samples = [s for s in samples if s.image is not None]  # a text-only sample has no features to cache
+        if not samples:
+            return {}
         device = next(self.model.parameters()).device
         cache = self.vision_cache
         if cache is not None:
@@ -330,17 +394,18 @@ class LlavaVLM:
                 warnings.warn(f"{e}; features computed without the cache")
                 cache = None
         if cache is None:
-            return {"pixel_values": self.pixels(samples).to(device)}
+            return {"pixel_values": self.pixels(samples, evaluating=True).to(device)}
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         from coin.models.vision_cache import select_features
 
-        keys = [cache.content_key(s.image) for s in samples]
+        steps = [self.image_step(s, evaluating=True) for s in samples]
+        keys = [cache.content_key(s.image) + ("" if step == "pad" else f":{step}") for s, step in zip(samples, steps)]
         found = {k: cache.get(k) for k in dict.fromkeys(keys)}
         missing = [k for k, v in found.items() if v is None]
         if missing:
             first = {k: s for k, s in reversed(list(zip(keys, samples)))}
-            feats = select_features(self._llava(), self.pixels([first[k] for k in missing]).to(device))
+            feats = select_features(self._llava(), self.pixels([first[k] for k in missing], evaluating=True).to(device))
             for k, f in zip(missing, feats):
                 found[k] = f
                 cache.put(k, f.to("cpu"))  # host memory: the GPU's is the training's

@@ -13,9 +13,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
+from coin.report.mpl import matplotlib  # noqa: F401 - first: the Agg canvas, the cache folder
 
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402

@@ -71,8 +71,9 @@ def _card_blocks(mj: dict) -> list[Block]:
 
     return [Heading(2, "Protocol card"),
             Para("How each task was scored in each table: the scorer, the answer normaliser, where the "
-                 "answers come from and each deliberate difference from the original CoIN code."),
-            Table(["task", "table", "protocol", "scorer", "normaliser", "answers", "rule",
+                 "answers come from, how its test images were preprocessed (eval.image_mode) and each "
+                 "deliberate difference from the original CoIN code."),
+            Table(["task", "table", "protocol", "scorer", "normaliser", "answers", "rule", "test images",
                    "differences from the original"], card_rows(card), "protocol-card"),
             *_limit_blocks(mj), *_model_card(mj)]
 
@@ -99,13 +100,39 @@ def _model_card(mj: dict) -> list[Block]:
             Table(["difference"], [[d] for d in card["deviations"]], "model-card")]
 
 
-def _prompt_blocks(tasks: Sequence[str], family: str | None) -> list[Block]:
-    """The run's format-instruction lines that are not the paper's: coin's own, and fallbacks (none: no section)."""
+def _prompt_blocks(tasks: Sequence[str], family: str | None, sources: dict | None = None) -> list[Block]:
+    """Where the run's prompts came from, and its format-instruction lines that are not the paper's:
+    coin's own and fallbacks (nothing to say: no section).
+
+    ``sources``: the run's ``data_sources.json`` (``coin.data.layout.data_sources``; a run made
+    before it existed has none, and every task is taken as rewritten, as such runs were). A task
+    whose files were read as released (the family's own folder: the paper's prompts) gets no
+    note about coin's lines; a task rewritten with coin's lines says so, naming the folder the
+    release would have held.
+    """
     from coin.tasks.instructions import prompt_notes
 
-    notes = prompt_notes(family or "original", tasks)
-    return [Heading(2, "Prompts"), Para(f"Instruction family {family or 'original'}; lines not taken from the paper:"),
-            *[Para(n) for n in notes]] if notes else []
+    fam = family or "original"
+    per_task = (sources or {}).get("tasks") if isinstance(sources, dict) else None
+    per_task = per_task if isinstance(per_task, dict) else {}
+    entries = {t: {sp: e for sp, e in (per_task.get(t) or {}).items() if isinstance(e, dict)} for t in tasks}
+    rewritten = [t for t in tasks if not entries[t] or any(e.get("derive") for e in entries[t].values())]
+    blocks: list[Block] = []
+    rows = [[t] + [str(entries[t].get(sp, {}).get("line") or entries[t].get(sp, {}).get("missing") or BLANK)
+                   for sp in ("train", "test")] for t in tasks if entries[t]]
+    plain = all(str(e.get("origin", "")) == "(as released)" for t in tasks for e in entries[t].values())
+    if rows and not (fam == "original" and plain):
+        as_released = [t for t in tasks if entries[t] and t not in rewritten]
+        said = f"Instruction family {fam}"
+        if fam != "original":
+            said += (f": {len(as_released)} task(s) read as released (the paper's own {fam} prompts), "
+                     f"{len(rewritten)} rewritten with coin's instruction lines from the Original files")
+        blocks += [Para(said + ". Where each task's files and prompts came from (data_sources.json):"),
+                   Table(["task", "train", "test"], rows, "data-sources")]
+    notes = prompt_notes(fam, rewritten)
+    if notes:
+        blocks += [Para(f"Instruction family {fam}; lines not taken from the paper:"), *[Para(n) for n in notes]]
+    return [Heading(2, "Prompts"), *blocks] if blocks else []
 
 
 def _format_blocks(tasks: Sequence[str], a: list, share: list) -> list[Block]:
@@ -162,11 +189,12 @@ def _knowledge_blocks(mj: dict) -> list[Block]:
 
 
 def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
-                extra: Sequence[Block] = (), loss_png: Path | None = None) -> list[Block]:
+                extra: Sequence[Block] = (), loss_png: Path | None = None, sources: dict | None = None) -> list[Block]:
     """Everything one run's report says, in order; ``extra`` goes before the figures.
 
     ``config`` is the run's config with today's defaults filled in (``load.upgraded``).
     ``loss_png``: the training-loss figure (absent for runs made before step logs existed).
+    ``sources``: the run's ``data_sources.json`` (absent for runs made before it existed).
     """
     tasks, a, t = mj["tasks"], mj["matrix"], len(mj["tasks"])
     m, ci = run_metrics(mj), mj.get("ci") or {}
@@ -199,7 +227,7 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
                    matrix_table(tasks, strict["matrix"], strict.get("zero_shot"), "matrix-strict"),
                    metrics_table(sm, strict.get("ci") or {}, "metrics-strict")]
     blocks += _knowledge_blocks(mj)
-    blocks += _card_blocks(mj) + _prompt_blocks(tasks, config_value(config, "data.instructions"))
+    blocks += _card_blocks(mj) + _prompt_blocks(tasks, config_value(config, "data.instructions"), sources)
 
     forgetting = m.get("forgetting") or [None] * t
     rows = [[task, fmt(a[i][i]), fmt(a[-1][i]),
@@ -238,6 +266,16 @@ def _env_blocks(run_dir: Path) -> list[Block]:
     return [Heading(2, "Environment"), Table(["item", "value"], rows, "environment")]
 
 
+def _data_sources(run_dir: Path) -> dict | None:
+    """The run's ``data_sources.json`` (None: a run made before it existed, or a file that is not JSON)."""
+    path = run_dir / "data_sources.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_report(run_dir: str | os.PathLike) -> Path:
     """Write ``report.md``, ``report.html``, ``heatmap.png``, ``forgetting.png`` and ``loss.png`` into a run folder.
 
@@ -252,7 +290,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     curves = loss_curves(run_dir)
     lc = loss_curves_figure({name: curves}, run_dir / "loss.png") if curves else None
     extra = judge_blocks(run_dir, mj) + _env_blocks(run_dir)
-    blocks = _run_blocks(mj, upgraded(config), hm, fc, extra=extra, loss_png=lc)
+    blocks = _run_blocks(mj, upgraded(config), hm, fc, extra=extra, loss_png=lc, sources=_data_sources(run_dir))
     md = atomic_write_text(run_dir / "report.md", to_markdown(blocks, run_dir))
     atomic_write_text(run_dir / "report.html", to_html(blocks, f"{benchmark_title(upgraded(config))} report: {name}"))
     return md

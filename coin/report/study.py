@@ -15,9 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
+from coin.report.mpl import matplotlib  # noqa: F401 - first: the Agg canvas, the cache folder
 
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402

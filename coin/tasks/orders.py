@@ -47,8 +47,9 @@ def order_problems(order: object, key: str = "tasks.order") -> list[str]:
     if not isinstance(order, (list, tuple)) or not order:
         return [f"{key} must be a name or a non-empty list of task names, got {order!r}"]
     problems = [f"{key}: {TASKS.unknown_message(n)}" for n in order if n not in TASKS]
-    if len(set(order)) != len(order):
-        problems.append(f"{key} lists a task twice")
+    twice = sorted({str(n) for n in order if list(order).count(n) > 1})
+    if twice:
+        problems.append(f"{key} lists {', '.join(twice)} more than once")
     return problems
 
 

@@ -54,6 +54,10 @@ class TaskSpec:
     an instruction family's name (``diverse``, ``10type``) to the task's lines in that
     family; the Original family's line is ``instruction``, and a family without a line
     here falls back to it (``coin.tasks.instructions``). ``doc`` is a line for ``coin ls``.
+
+    ``test_files`` are the names the task's test file may have in its folder, tried in order
+    (``coin.benchmarks.coin``): the original read TextVQA, VizWiz and VQAv2 from ``val.json``
+    and the other five from ``test.json``. The training file is always ``train.json``.
     """
 
     name: str
@@ -66,6 +70,7 @@ class TaskSpec:
     protocols: tuple[Protocol, ...] = ()
     instructions: Mapping[str, tuple[Template, ...]] = field(default_factory=dict, hash=False)
     doc: str = ""
+    test_files: tuple[str, ...] = ("test.json",)
 
     def __post_init__(self) -> None:
         # a plugin may write plain strings and lists; keep the spec's own shape (tuples of Template)
@@ -73,6 +78,12 @@ class TaskSpec:
                  for f, ts in dict(self.instructions).items()}
         object.__setattr__(self, "instructions", lines)
         object.__setattr__(self, "protocols", tuple(self.protocols))
+        names = (self.test_files,) if isinstance(self.test_files, str) else self.test_files
+        object.__setattr__(self, "test_files", tuple(names) if isinstance(names, (list, tuple)) else names)
+
+    def split_files(self, split: str) -> tuple[str, ...]:
+        """The file names ``split`` ("train" or "test") may have in the task's folder, most likely first."""
+        return ("train.json",) if split == "train" else self.test_files
 
     def check(self) -> list[str]:
         """Problems with this declaration, each naming its field (empty when the spec is usable)."""
@@ -97,6 +108,9 @@ class TaskSpec:
                 if "\n" in t.text or t.text.strip() != t.text or t.text.count("{}") != slots:
                     problems.append(f"instructions.{family}: {t.text!r} must be one trimmed line with "
                                     f"{slots} '{{}}' like `instruction`")
+        if not self.test_files or not all(isinstance(n, str) and n.endswith(".json") and "/" not in n
+                                          and "\\" not in n for n in self.test_files):
+            problems.append(f"test_files must be file names ending in .json (no folder), got {self.test_files!r}")
         names = [p.name for p in self.protocols]
         if names and names[0] != "paper":
             problems.append(f"protocols: the first must be 'paper', got {names[0]!r}")

@@ -10,6 +10,7 @@ SPEC = register_task(TaskSpec(
     "TextVQA", "TextVQA", "phrase", "vqa", SHORT, 8,
     abbreviation="TVQA",
     doc="questions about text in the image; VQA soft accuracy over ten answers",
+    test_files=("test.json", "val.json"),  # the original read val.json (scripts/*/Eval)
     protocols=(
         Protocol("paper", "vqa", "m4c", "ten", "VQA soft accuracy over ten answers (m4c EvalAIAnswerProcessor)",
                  ("the ten answers of TextVQA_0.5.1_val.json are joined by question id before the run; a record "

@@ -9,6 +9,7 @@ SPEC = register_task(TaskSpec(
     "VizWiz", "VizWiz", "phrase", "exact", SHORT, 8,
     abbreviation="VizWiz",
     doc="questions about photos taken by blind people; some are unanswerable",
+    test_files=("test.json", "val.json"),  # the original read val.json (scripts/*/Eval)
     protocols=(PAPER_LOWER, STRICT_EXACT),
     instructions={
         "diverse": from_paper("Provide a succinct response with a single word or phrase."),

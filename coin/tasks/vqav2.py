@@ -10,6 +10,7 @@ SPEC = register_task(TaskSpec(
     "VQAv2", "VQAv2", "phrase", "vqa", SHORT, 8,
     abbreviation="VQAv2",
     doc="open questions about everyday images; ten annotator answers each",
+    test_files=("test.json", "val.json"),  # the original read val.json (scripts/*/Eval)
     protocols=(
         PAPER_LOWER,
         Protocol("strict", "vqa", "vqa", "ten_or_one", "VQA soft accuracy over `answers` when present "

@@ -132,15 +132,19 @@ def prompt(task: str, *lines: str) -> str:
     return "\n".join(body + [get_task(task).instruction])
 
 
-def train_record(rid: str, image: str, text: str, answer: str, source: str) -> dict:
-    """A released-format training record (LLaVA conversation)."""
-    return {"id": str(rid), "image": image, "source": source, "conversations": [
-        {"from": "human", "value": "<image>\n" + text}, {"from": "gpt", "value": answer}]}
+def train_record(rid: str, image: str | None, text: str, answer: str, source: str) -> dict:
+    """A released-format training record (LLaVA conversation); ``image`` None: a text-only record,
+    without the ``image`` key and the ``<image>`` line, as LLaVA writes one."""
+    head = {"id": str(rid)} if image is None else {"id": str(rid), "image": image}
+    return {**head, "source": source, "conversations": [
+        {"from": "human", "value": ("" if image is None else "<image>\n") + text}, {"from": "gpt", "value": answer}]}
 
 
-def test_record(qid: str, image: str, text: str, answer: str, source: str, **extra: Any) -> dict:
-    """A released-format test record; ``extra`` adds ``answers``, ``answer_bbox``, ``size``."""
-    return {"question_id": str(qid), "image": image, "text": text, "answer": answer, "source": source, **extra}
+def test_record(qid: str, image: str | None, text: str, answer: str, source: str, **extra: Any) -> dict:
+    """A released-format test record (``image`` None: text-only, no ``image`` key); ``extra`` adds
+    ``answers``, ``answer_bbox``, ``size``."""
+    head = {"question_id": str(qid)} if image is None else {"question_id": str(qid), "image": image}
+    return {**head, "text": text, "answer": answer, "source": source, **extra}
 
 
 def build_from_splits(rows_of, raw: Path, prefix: str, train_split: str, test_split: str, source: str) -> Built:

@@ -1,9 +1,11 @@
-"""ScienceQA -> CoIN ScienceQA: image questions, options lettered A, B, C, ...
+"""ScienceQA -> CoIN ScienceQA: every question of a split, options lettered A, B, C, ...
 
 Raw files (the official release): ``problems.json`` (``pid -> {"question", "choices",
 "answer": index, "hint", "image": "image.png" | null, "split", ...}``) and
 ``pid_splits.json`` (``{"train": [pid, ...], "val": [...], "test": [...], ...}``).
-Only questions with an image are kept (every CoIN record has one). The prompt is::
+Every problem of the split is kept, as the paper's 12,726 train and 4,241 test questions
+are ScienceQA's full splits: about half have no image and become text-only records (no
+``image`` key, no ``<image>`` line), as LLaVA's ScienceQA files have them. The prompt is::
 
     Context: <hint>            (left out when the hint is empty)
     <question>
@@ -44,7 +46,9 @@ def _problems(raw: Path) -> tuple[dict, dict, Path]:
     return problems, splits, ppath
 
 
-def _split(problems: dict, splits: dict, split: str, prefix: str, ppath: Path) -> list[tuple[str, str, str, str]]:
+def _split(problems: dict, splits: dict, split: str, prefix: str,
+           ppath: Path) -> list[tuple[str, str | None, str, str]]:
+    """(pid, image path or None, prompt, letter) of every problem of ``split``."""
     if split not in splits:
         raise DataError(f"{SOURCE}: pid_splits.json has no split {split!r}; it has {', '.join(splits)}")
     out = []
@@ -54,14 +58,13 @@ def _split(problems: dict, splits: dict, split: str, prefix: str, ppath: Path) -
             raise DataError(f"{where}: listed in pid_splits.json but missing from problems.json")
         p = problems[str(pid)]
         need(p, ("question", "choices", "answer"), where)
-        if not p.get("image"):
-            continue
         choices, answer = p["choices"], p["answer"]
         if not isinstance(answer, int) or not 0 <= answer < len(choices) or len(choices) > len(LETTERS):
             raise DataError(f"{where}: answer {answer!r} is not an index into its {len(choices)} choices")
         hint = str(p.get("hint") or "").strip()
         text = prompt(TASK, f"Context: {hint}" if hint else "", p["question"], *options_block(choices))
-        out.append((str(pid), image_path(prefix, split, str(pid), str(p["image"])), text, LETTERS[answer]))
+        image = image_path(prefix, split, str(pid), str(p["image"])) if p.get("image") else None
+        out.append((str(pid), image, text, LETTERS[answer]))
     return out
 
 

@@ -9,6 +9,7 @@
                   (local causal LM), each with the ``Options`` it takes
     configure.py  ``judge_config``: YAML and CLI flags checked against the backends, errors naming keys
     cache.py      sqlite cache keyed by (judge identity, prompt version, prompt sha256, max_tokens)
+    redact.py     the API key and credential-shaped text out of every error kept, logged or raised
     agreement.py  judge vs truth alignment, judge vs judge
     run.py        ``judge_run``: a run folder in, the RC matrix and agreement out
 """

@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 from coin.eval.judge.config import JudgeConfig
 from coin.eval.judge.prompt import Messages
 from coin.eval.judge.protocols import DEFAULT_PROTOCOL, get_protocol
+from coin.eval.judge.redact import redact, secrets_of
 from coin.options import flat_dict, parse
 from coin.registry import Registry
 
@@ -111,8 +112,10 @@ def _hf_sampling(cfg: JudgeConfig) -> dict:
     return {**tokens, "do_sample": False} if p.greedy else {**tokens, "do_sample": True, **p.sampling}
 
 
-def _short(e: BaseException) -> str:
-    return f"{type(e).__name__}: {str(e)[:200]}"
+def _short(e: BaseException, secrets: Sequence[str] = ()) -> str:
+    """The error as stored in ``Reply.error``: secrets and credentials redacted first, then cut to 200 characters
+    (a server's 401 may echo the request's ``Authorization`` header; a cut after redaction leaves no half key)."""
+    return f"{type(e).__name__}: {redact(str(e), secrets)[:200]}"
 
 
 # --------------------------------------------------------------------------- openai
@@ -170,6 +173,7 @@ class OpenAIJudge:
         self.opts = opts = options_of(cfg, OpenAIOptions)
         self._openai = openai
         key = os.environ.get(opts.api_key_env, "") if opts.api_key_env else "EMPTY"
+        self._secrets = secrets_of(cfg)  # redacted from every error, and from a reply that echoes the key
         self.client = openai.OpenAI(api_key=key, base_url=opts.base_url, timeout=opts.timeout, max_retries=0)
         self._final = (openai.BadRequestError, openai.AuthenticationError, openai.PermissionDeniedError,
                        openai.NotFoundError, openai.UnprocessableEntityError)
@@ -184,14 +188,16 @@ class OpenAIJudge:
                     model=cfg.model, messages=messages, **_openai_sampling(cfg))
                 text = r.choices[0].message.content
                 if not isinstance(text, str):
-                    raise ValueError(f"response has no message content: {str(r)[:200]}")
+                    raise ValueError(f"response has no message content: {str(r)}")
+                if any(s in text for s in self._secrets):  # an endpoint echoing the key: never cached
+                    text = redact(text, self._secrets)
                 return Reply(text, attempts=attempt + 1)
             except self._final as e:
-                return Reply(None, _short(e), attempt + 1)
+                return Reply(None, _short(e, self._secrets), attempt + 1)
             except Exception as e:  # timeouts, 5xx, 429, broken connections, malformed bodies
                 last = e
         assert last is not None
-        return Reply(None, _short(last), opts.retries + 1)
+        return Reply(None, _short(last, self._secrets), opts.retries + 1)
 
     def ask(self, prompts: Sequence[Messages]) -> Iterator[tuple[int, Reply]]:
         pool = ThreadPoolExecutor(max_workers=self.opts.concurrency, thread_name_prefix="judge")
@@ -311,7 +317,7 @@ class HFJudge:
                     texts = self._generate([rendered[i][0] for i in ids], templated)
                     replies = [Reply(t) for t in texts]
                 except Exception as e:  # e.g. out of memory: count the batch as failed, go on
-                    replies = [Reply(None, _short(e))] * len(ids)
+                    replies = [Reply(None, _short(e, secrets_of(self.cfg)))] * len(ids)
                 yield from zip(ids, replies)
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from coin.eval.judge.config import JudgeConfig
 from coin.eval.judge.parse import OK, STATUSES
 from coin.eval.judge.prompt import prompt_sha
 from coin.eval.judge.protocols import JudgeProtocol, get_protocol
+from coin.eval.judge.redact import redact, secrets_of
 from coin.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from coin.tasks import get_task
 
@@ -142,30 +143,43 @@ def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None
 
 
 def _ask(backend_factory: Callable[[], JudgeBackend], prompts: dict[CacheKey, list], cache: JudgeCache,
-         progress: bool) -> dict[CacheKey, str]:
-    """Send ``prompts`` to the judge, caching each reply as it arrives; returns the failures' errors."""
+         progress: bool, secrets: Sequence[str] = ()) -> dict[CacheKey, str]:
+    """Send ``prompts`` to the judge, caching each reply as it arrives; returns the failures' errors.
+
+    Every error kept (in the returned map, hence ``samples.jsonl`` and the log) or raised goes through
+    ``redact`` with ``secrets`` (the judge's API key), whichever backend produced it: an endpoint that
+    echoes the key in its 401 leaves it in no file and no message.
+    """
     failures: dict[CacheKey, str] = {}
     if not prompts:
         return failures
     keys, msgs = list(prompts), list(prompts.values())
-    backend = backend_factory()
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(keys), desc="judge", unit="answer")
     try:
-        for i, reply in backend.ask(msgs):
-            if reply.text is not None:
-                cache.put(keys[i], reply.text)
-            else:
-                failures[keys[i]] = reply.error or "no reply"
-            if bar is not None:
-                bar.update(1)
+        backend = backend_factory()
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(keys), desc="judge", unit="answer")
+        try:
+            for i, reply in backend.ask(msgs):
+                if reply.text is not None:
+                    text = reply.text
+                    cache.put(keys[i], redact(text, secrets) if any(s and s in text for s in secrets) else text)
+                else:
+                    failures[keys[i]] = redact(reply.error or "no reply", secrets)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            backend.close()
+    except Exception as e:  # raised to the CLI: its message must not carry the key either
+        clean = redact(str(e), secrets)
+        if clean == str(e):
+            raise
+        raise JudgeError(f"the judge failed: {type(e).__name__}: {clean}") from None
     finally:
         if bar is not None:
             bar.close()
-        backend.close()
     return failures
 
 
@@ -268,8 +282,11 @@ def judge_run(run_dir: str | os.PathLike, judge_cfg: JudgeConfig, stages: Sequen
         todo = {k: m for k, m in prompts.items() if k not in cached}
         log(f"judge {judge_cfg.folder_name}: {len(items)} answers, {len(prompts)} distinct prompts selected, "
             f"{len(prompts) - len(todo)} cached, {len(todo)} to ask")
-        failures = _ask(backend or (lambda: build_backend(judge_cfg)), todo, cache, progress)
+        failures = _ask(backend or (lambda: build_backend(judge_cfg)), todo, cache, progress, secrets_of(judge_cfg))
         replies = cache.get_many(todo)
+        if failures:  # already redacted
+            log(f"judge {judge_cfg.folder_name}: {len(failures)} requests failed (asked again by the next coin "
+                f"judge); first error: {next(iter(failures.values()))}")
     replies.update(cached)
 
     protocol = get_protocol(judge_cfg.protocol)

@@ -36,6 +36,7 @@ class Llava(PathBackbone):
     """A llava-hf LlavaForConditionalGeneration from a local folder or a hub id (model.path)."""
 
     Options = LlavaOptions
+    image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
 
     @staticmethod
     def load(cfg, log=print, progress=True):

@@ -34,6 +34,7 @@ class LlavaPretrain(Backbone):
     """
 
     Options = LlavaPretrainOptions
+    image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
 
     @staticmethod
     def load(cfg, log=print, progress=True):
@@ -48,5 +49,16 @@ class LlavaPretrain(Backbone):
     @classmethod
     def weights(cls, cfg) -> list[WeightPath]:
         """The three parts, always local (assembling reads them from disk)."""
-        return [WeightPath(f"model.{k}", getattr(cfg.options, k), kind) for k, (_, kind) in _PARTS.items()
-                if getattr(cfg.options, k)]
+        size = "13b" if "13b" in str(cfg.options.lm_path).lower() else "7b"
+        return [WeightPath(f"model.{k}", getattr(cfg.options, k), kind, fetch=_fetch(k, size))
+                for k, (_, kind) in _PARTS.items() if getattr(cfg.options, k)]
+
+
+def _fetch(key: str, size: str) -> tuple[str, ...]:
+    """The command that fetches one part of the pretrain-only LLaVA-1.5 (``size``: 7b or 13b, from model.lm_path)."""
+    return {
+        "lm_path": (f"huggingface-cli download lmsys/vicuna-{size}-v1.5 --local-dir {{path}}",),
+        "vision_path": ("huggingface-cli download openai/clip-vit-large-patch14-336 --local-dir {path}",),
+        "projector_path": (f"huggingface-cli download liuhaotian/llava-v1.5-mlp2x-336px-pretrain-vicuna-{size}-v1.5 "
+                           "mm_projector.bin --local-dir {dir}",),
+    }.get(key, ())

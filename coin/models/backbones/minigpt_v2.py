@@ -59,6 +59,16 @@ class MiniGPTv2Options:
         return problems + image_cache_problems(self.image_cache_mb)
 
 
+_FETCH = {  # the dry run prints these for a missing piece
+    "lm_path": ("huggingface-cli download meta-llama/Llama-2-7b-chat-hf --local-dir {path}"
+                "  # gated: accept Meta's licence on the Hub first",),
+    "vit_path": ("wget -c https://storage.googleapis.com/sfr-vision-language-research/LAVIS/models/BLIP2/"
+                 "eva_vit_g.pth -O {path}",),
+    "checkpoint_path": ("# MiniGPT-v2's stage-2 checkpoint: the 'MiniGPT-v2 (after stage-2)' link of Vision-CAIR/"
+                        "MiniGPT-4's README (Google Drive); save it as {path}",),
+}
+
+
 @BACKBONES.register("minigpt-v2")
 class MiniGPTv2(Backbone):
     """MiniGPT-v2 from its released files (Llama-2-7B-chat, eva_vit_g.pth, its checkpoint); CoIN's prompt by default.
@@ -94,8 +104,8 @@ class MiniGPTv2(Backbone):
     @classmethod
     def weights(cls, cfg) -> list[WeightPath]:
         """The three pieces, always local."""
-        return [WeightPath(f"model.{k}", getattr(cfg.options, k), kind) for k, (_, kind) in _PARTS.items()
-                if getattr(cfg.options, k)]
+        return [WeightPath(f"model.{k}", getattr(cfg.options, k), kind, fetch=_FETCH.get(k, ()))
+                for k, (_, kind) in _PARTS.items() if getattr(cfg.options, k)]
 
     @classmethod
     def summary(cls, cfg) -> str:

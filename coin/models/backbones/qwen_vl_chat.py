@@ -54,7 +54,9 @@ class QwenVLChat(Backbone):
     @classmethod
     def weights(cls, cfg) -> list[WeightPath]:
         """The folder, always local: remote code is never fetched."""
-        return [WeightPath("model.path", cfg.options.path, "folder")] if cfg.options.path else []
+        return ([WeightPath("model.path", cfg.options.path, "folder",
+                            fetch=("huggingface-cli download Qwen/Qwen-VL-Chat --local-dir {path}",))]
+                if cfg.options.path else [])
 
     @classmethod
     def summary(cls, cfg) -> str:

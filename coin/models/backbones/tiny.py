@@ -41,6 +41,7 @@ class Tiny(Backbone):
     """The built-in ~7M-parameter LLaVA, pretrained on CoIN-Synth captions (cached)."""
 
     Options = TinyOptions
+    image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
 
     @staticmethod
     def load(cfg, log=print, progress=True):
