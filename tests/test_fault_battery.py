@@ -26,22 +26,13 @@ from typing import Callable
 
 import pytest
 import yaml
+from conftest import MICRO
 from PIL import Image
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "seed": 0,
-    "tasks": {"order": ["ImageNet", "Grounding"]},
-    "model": {
-        "tiny": {"vocab_size": 400, "vision_width": 32, "vision_layers": 1, "vision_heads": 2,
-                 "lm_width": 64, "lm_layers": 2, "lm_heads": 2, "lm_ffn": 128},
-        "pretrain": {"steps": 12, "samples": 64, "batch_size": 8, "vision_steps": 4, "vision_batch_size": 8},
-    },
-    "adapter": {"r": 4, "alpha": 8},
-    "train": {"batch_size": 4, "lr": 1e-3},
-    "eval": {"batch_size": 4, "bootstrap": 20},
-}
+TINY = {**copy.deepcopy(MICRO), "train": {"batch_size": 4, "lr": 1e-3}, "eval": {"batch_size": 4, "bootstrap": 20}}
+TINY.pop("data")  # the battery's own CoIN tree replaces CoIN-Synth
 
 
 # ----------------------------------------------------------------------------- the valid tree
