@@ -3,8 +3,10 @@
 Prompts are sorted by length so batches carry little padding; answers are keyed by
 question id, so the order never matters (a test checks batch answers equal batch-size-1
 answers). Each process appends its answers, batch by batch, to its own
-``<task>.rank<r>.partial.jsonl``; a restart skips the ids already there. At the end the
-shards are merged into one ``<task>.jsonl``, checked for missing and duplicate ids.
+``<task>.rank<r>.partial.jsonl``; a restart skips the ids already answered in any shard file,
+so an evaluation killed under one process count resumes under another (2 -> 1 or 1 -> 2)
+without answering a question twice. At the end every shard file is merged into one
+``<task>.jsonl``, checked for missing and duplicate ids, and removed.
 
 Every answer is scored under both protocol columns (``coin.eval.protocols``): a row keeps
 ``score``/``tag``/``parsed`` of ``paper`` (what older readers read) and ``scores``/``tags``
@@ -30,13 +32,14 @@ from coin.models.backbone import VLM, SharesPrefix
 from coin.tasks import get_task
 
 
-def _read_partial(path: Path) -> dict[str, str]:
-    """Answers already written; a torn last line (a kill mid-write) is cut off the file."""
+def _read_partial(path: Path, repair: bool = True) -> dict[str, str]:
+    """Answers already written; a torn last line (a kill mid-write) is ignored, and cut off the
+    file when ``repair`` (only the process that appends to the file repairs it)."""
     if not path.is_file():
         return {}
     raw = path.read_bytes()
     keep = raw[: raw.rfind(b"\n") + 1]
-    if len(keep) != len(raw):
+    if repair and len(keep) != len(raw):
         with open(path, "r+b") as f:
             f.truncate(len(keep))
     done = {}
@@ -45,6 +48,20 @@ def _read_partial(path: Path) -> dict[str, str]:
             row = json.loads(line)
             done[row["question_id"]] = row["output"]
     return done
+
+
+def _shard_files(pred_dir: Path, task: str) -> list[Path]:
+    """Every ``<task>.rank<r>.partial.jsonl`` in ``pred_dir``, by rank: those of this launch and of
+    any earlier launch with another process count."""
+    if not pred_dir.is_dir():
+        return []
+    prefix, suffix = f"{task}.rank", ".partial.jsonl"
+    found = []
+    for p in pred_dir.iterdir():
+        middle = p.name[len(prefix): -len(suffix)] if p.name.startswith(prefix) and p.name.endswith(suffix) else ""
+        if middle.isdigit():
+            found.append((int(middle), p))
+    return [p for _, p in sorted(found)]
 
 
 def _by_image(ordered: list) -> list:
@@ -181,16 +198,24 @@ def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int,
             _write_submission(pred_dir, task, protocol, lambda: read_jsonl(final))
         return result
     rank, world = _rank(), _world()
-    shard = records[rank::world]
-    generate_answers(vlm, shard, max_new_tokens, batch_size, progress, desc=f"eval {task}",
-                     partial=pred_dir / f"{task}.rank{rank}.partial.jsonl")
+    own = pred_dir / f"{task}.rank{rank}.partial.jsonl"
+    # answers in other shard files (another rank, or an earlier launch with another process
+    # count) are not asked again; read before the barrier, while no process writes its file yet
+    elsewhere = set()
+    for path in _shard_files(pred_dir, task):
+        if path != own:
+            elsewhere.update(_read_partial(path, repair=False))
+    shard = [r for r in records[rank::world] if r["question_id"] not in elsewhere]
+    barrier()
+    generate_answers(vlm, shard, max_new_tokens, batch_size, progress, desc=f"eval {task}", partial=own)
     barrier()
     if rank != 0:
         barrier()
         return None
     outputs: dict[str, str] = {}
-    for r in range(world):
-        part = _read_partial(pred_dir / f"{task}.rank{r}.partial.jsonl")
+    shards = _shard_files(pred_dir, task)
+    for path in shards:
+        part = _read_partial(path, repair=False)
         dup = set(part) & set(outputs)
         if dup:
             raise RuntimeError(f"{pred_dir}: question ids answered by two shards: {sorted(dup)[:5]}")
@@ -201,7 +226,7 @@ def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int,
     result, rows = score_rows(task, outputs, records, protocol, spaces)
     atomic_write_jsonl(final, rows)
     _write_submission(pred_dir, task, protocol, lambda: rows)
-    for r in range(world):
-        (pred_dir / f"{task}.rank{r}.partial.jsonl").unlink(missing_ok=True)
+    for path in shards:
+        path.unlink(missing_ok=True)
     barrier()
     return result
