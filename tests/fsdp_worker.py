@@ -74,8 +74,47 @@ def units(out: Path) -> None:
         result["fisher_max"] = max(f.abs().max().item() for f in fisher_ref.values())
     (out / f"units-rank{rank}.json").write_text(json.dumps(result))
     if world > 1:
+        qwen_units(out, samples)
         memory(out)  # in the same launch: one start of the process group
         tdist.destroy_process_group()
+
+
+def qwen_units(out: Path, samples: list) -> None:
+    """A tiny Qwen2-VL (transformers' ``generate``, not coin's decoder) sharded over the processes,
+    each answering a different number of questions (rank 0: 5 in batches of 2, rank 1: 2 in one):
+    the answers are the unsharded model's for the same batches (OUT/qwen-rank<r>.json).
+
+    Under ``fully_shard`` transformers' ``generate`` turns on its own per-step sync (``synced_gpus``)
+    unless told not to; its collectives then interleave with coin's lockstep and the processes
+    stop ("Received data size doesn't match") or hang, which is what this part guards."""
+    import torch
+
+    import tinyhf
+    from coin.adapters import attach_adapter
+    from coin.configure import section
+    from coin.engine import dist, fsdp
+    from coin.models.chat import load_chat_vlm
+
+    rank = dist.rank()
+    folder = out / "qwen2-vl"
+    if rank == 0:
+        tinyhf.build_qwen2_vl(folder)
+    dist.barrier()
+    vlm = load_chat_vlm(section("model", name="qwen2-vl", path=str(folder)))
+    torch.manual_seed(0)
+    attach_adapter(vlm, section("adapter", type="lora", r=4, alpha=8))  # the base frozen, as in a run
+    with torch.no_grad():
+        for n, p in vlm.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    mine = list(range(5)) if rank == 0 else list(range(5, 7))
+    batches = [[samples[i] for i in mine[k : k + 2]] for k in range(0, len(mine), 2)]
+    reference = [a for b in batches for a in vlm.generate(b, 6)]  # unsharded, the same batches
+    fsdp.shard(vlm.model, torch.device("cpu"), log=lambda m: None)
+    with fsdp.lockstep(vlm.model, pad_id=vlm.pad_id):
+        answers = [a for b in batches for a in vlm.generate(b, 6)]
+        dist.barrier()
+    (out / f"qwen-rank{rank}.json").write_text(json.dumps({"reference": reference, "answers": answers}))
 
 
 class _PeakBytes:

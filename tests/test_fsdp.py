@@ -163,6 +163,15 @@ def test_sharded_generation_gives_the_unsharded_answers(units):
         assert r["answers"] and all(r["reference"][int(i)] == a for i, a in r["answers"].items())
 
 
+def test_sharded_qwen2_vl_generation_with_uneven_shards(units):
+    """transformers' ``generate`` under FSDP (Qwen2-VL; also ``hf`` and LLaVA's ``decoding: hf``): with
+    5 and 2 questions per process it must neither deadlock nor mismatch collectives (``synced_gpus``
+    off, coin's lockstep pairing the forwards), and give the unsharded answers."""
+    for rank, n in ((0, 5), (1, 2)):
+        r = json.loads((units / f"qwen-rank{rank}.json").read_text())
+        assert len(r["answers"]) == n and r["answers"] == r["reference"]
+
+
 def test_sharded_fisher_equals_the_unsharded_one(units):
     r = json.loads((units / "units-rank0.json").read_text())
     assert r["fisher_max"] > 0 and r["fisher_diff"] <= 1e-6 * r["fisher_max"]

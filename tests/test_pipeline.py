@@ -172,6 +172,9 @@ def test_environment_is_recorded_and_reported(micro_run):
     env = json.loads((out / "env.json").read_text())
     for key in ("python", "torch", "transformers", "peft", "accelerate", "device", "seed", "coin_commit"):
         assert key in env
+    from coin.machine import cpu_identity
+
+    assert env["cpu"] == cpu_identity()  # the CPU kind its bits depend on (tests/test_machine.py)
     report = (out / "report.md").read_text()
     assert "## Environment" in report and env["torch"] in report
 

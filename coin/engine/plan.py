@@ -47,6 +47,22 @@ def image_heads(rows: list | None) -> set[str] | None:
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_TOKENIZER_KEYS = ("model.path", "model.lm_path")  # the folders a backbone reads its tokenizer from
+
+
+def tokenizer_line(folder: Path) -> tuple[str, str | None] | None:
+    """The dry run's line for a local folder's tokenizer files, and the problem (None: fine), as the
+    load checks them (``coin.models.tokenizer_check``); None for a folder without tokenizer_config.json.
+    transformers is imported only here, for a folder that has one."""
+    if not (folder / "tokenizer_config.json").exists():
+        return None
+    from coin.models.tokenizer_check import TokenizerError, check_tokenizer_files, declared_class
+
+    try:
+        check_tokenizer_files(folder)
+        return f"  tokenizer {folder}: ok ({declared_class(folder) or 'no tokenizer_class declared'})", None
+    except TokenizerError as e:
+        return f"  tokenizer {folder}: {str(e).removeprefix(f'tokenizer folder {folder}: ')}", str(e)
 
 
 def model_files(model: ModelConfig, fetches: list[str] | None = None) -> tuple[list[str], list[str]]:
@@ -55,7 +71,9 @@ def model_files(model: ModelConfig, fetches: list[str] | None = None) -> tuple[l
 
     A value the backbone allows to be a hub id (``model.path``) that looks like ``org/name``
     and is not a local folder is reported as such and not counted missing (nothing is fetched
-    here); any other missing file or folder is missing.
+    here); any other missing file or folder is missing. A present model or LM folder with a
+    tokenizer_config.json gets a line for its tokenizer files (``tokenizer_line``); a problem
+    there counts as missing.
     """
     lines: list[str] = []
     missing: list[str] = []
@@ -75,6 +93,10 @@ def model_files(model: ModelConfig, fetches: list[str] | None = None) -> tuple[l
             fetches += [f"    {line.format(path=p, dir=p.parent)}" for line in w.fetch] or \
                 ["    # no fetch command known for this backbone's file; see its model card"]
         lines.append(f"  {w.key + ':':<22}{p}  ({state})")
+        if present and w.kind == "folder" and w.key in _TOKENIZER_KEYS and (tok := tokenizer_line(p)) is not None:
+            lines.append(tok[0])
+            if tok[1] is not None:
+                missing.append(tok[1])
     return lines, missing
 
 

@@ -142,6 +142,7 @@ def environment(cfg: RunConfig) -> dict:
     import transformers
 
     import coin
+    from coin.machine import cpu_identity
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(coin.__file__).parent, capture_output=True,
@@ -153,7 +154,7 @@ def environment(cfg: RunConfig) -> dict:
             "peft": peft.__version__, "accelerate": accelerate.__version__, "coin": coin.__version__,
             "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "processes": dist.world(),
             "seed": cfg.seed,
-            "platform": platform.platform()}
+            "platform": platform.platform(), "cpu": cpu_identity()}
 
 
 def write_environment(out: Path, cfg: RunConfig) -> None:

@@ -293,6 +293,9 @@ class ChatVLM:
                 top_p=None,
                 top_k=None,
                 use_cache=True,
+                # coin pairs the processes' forwards itself (coin.engine.fsdp.lockstep); transformers' own per-step
+                # sync, on by default for a sharded model, would issue collectives that do not match
+                synced_gpus=False,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.pad_id,
                 **cache_for(self.model, self.kv_cache, batch["input_ids"].shape[1], max_new_tokens),
@@ -365,9 +368,14 @@ def image_only(processor_class):
 
 
 def load_processor(path: str, trust_remote_code: bool = False):
-    """``AutoProcessor`` for ``path``, image-only where its video processor cannot load."""
+    """``AutoProcessor`` for ``path``, image-only where its video processor cannot load (a local
+    folder's tokenizer files checked first, ``coin.models.tokenizer_check``)."""
     from transformers import AutoConfig, AutoProcessor
 
+    if path and Path(path).is_dir():  # a hub id: fetched and checked by transformers
+        from coin.models.tokenizer_check import check_tokenizer_files
+
+        check_tokenizer_files(path)
     try:
         return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except ImportError as e:

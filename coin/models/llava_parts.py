@@ -191,12 +191,12 @@ def assemble_llava(lm_path, vision_path, projector_path, dtype: str | torch.dtyp
     ``projector_path``: LLaVA's stage-1 ``mm_projector.bin`` (or a .safetensors). ``dtype``: a torch
     dtype or coin's name for one ("auto", "fp32", "bf16", "fp16").
     """
-    from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM, AutoTokenizer,
-                              CLIPVisionConfig, CLIPVisionModel, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaProcessor)
+    from transformers import (AutoConfig, AutoImageProcessor, AutoModelForCausalLM, CLIPVisionConfig,
+                              CLIPVisionModel, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor)
 
     from coin.models.backbone import torch_dtype
     from coin.models.conversation import VICUNA_V1_TEMPLATE as CHAT_TEMPLATE
+    from coin.models.tokenizer_check import load_tokenizer
 
     dtype = torch_dtype(dtype) if isinstance(dtype, str) else dtype
     lm_dir = _check_folder(lm_path, "LM", ("config.json",))
@@ -210,8 +210,8 @@ def assemble_llava(lm_path, vision_path, projector_path, dtype: str | torch.dtyp
     # shape is refused before gigabytes of weights load
     tcfg = AutoConfig.from_pretrained(str(lm_dir), trust_remote_code=trust_remote_code)
     vcfg = CLIPVisionConfig.from_pretrained(str(vision_dir))
-    tokenizer = AutoTokenizer.from_pretrained(str(lm_dir), trust_remote_code=trust_remote_code,
-                                              image_token=IMAGE_TOKEN)  # adds <image> as a special token
+    tokenizer = load_tokenizer(lm_dir, trust_remote_code=trust_remote_code,
+                               image_token=IMAGE_TOKEN)  # adds <image> as a special token
     if tokenizer.pad_token is None:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     tokenizer.chat_template = CHAT_TEMPLATE

@@ -330,7 +330,9 @@ def assemble_minigpt_v2(lm_path, vit_path, checkpoint_path, dtype: torch.dtype, 
                         vit_heads: int = 16, image_size: int = 448, released_lora_alpha: float = 16.0,
                         attn_implementation: str | None = None, log=print):
     """(``MiniGPTv2`` in ``dtype``, the LM's tokenizer) from the three released pieces (see the module doc)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from coin.models.tokenizer_check import load_tokenizer
 
     lm_dir = _check_folder(lm_path, "Llama-2-chat LM", ("config.json",))
     if vit_path is None or checkpoint_path is None:
@@ -343,7 +345,7 @@ def assemble_minigpt_v2(lm_path, vit_path, checkpoint_path, dtype: torch.dtype, 
         f"{checkpoint_path} ({len(lora)} LoRA pairs, keys *.{spelling}), LM {lm_dir}")
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     lm = _load_part(AutoModelForCausalLM, lm_dir, "Llama-2-chat LM", dtype=dtype, **extra)
-    tokenizer = AutoTokenizer.from_pretrained(str(lm_dir))
+    tokenizer = load_tokenizer(lm_dir)
     rank = merge_lora(lm, lora, released_lora_alpha, checkpoint_path)
     if rank:
         log(f"released LoRA (r {rank}) merged into q_proj/v_proj at alpha {released_lora_alpha:g}")

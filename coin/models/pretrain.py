@@ -23,6 +23,7 @@ import torch
 from coin.config import ModelConfig
 from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
 from coin.io import cache_dir, publish_dir
+from coin.machine import cpu_identity
 from coin.models.fit import fit
 from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.coin_json import load_train
@@ -48,13 +49,22 @@ def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True) -> tupl
         log(f"pretraining the tiny base model (cached afterwards in {path})")
         pretrain(cfg, path, log, progress)
     else:
-        threads = json.loads((path / "COMPLETE").read_text() or "{}").get("threads")
+        done = json.loads((path / "COMPLETE").read_text() or "{}")
+        threads, cpu = done.get("threads"), done.get("cpu")
         log(f"using the cached tiny base {path}" + (f" (pretrained at {threads} torch threads)" if threads else ""))
+        here = cpu_identity()
+        if cpu and any(cpu.get(k) != here.get(k) for k in ("name", "family", "model", "capability")):
+            log(f"note: the cached base was pretrained on another CPU kind ({_cpu_text(cpu)}; this one: "
+                f"{_cpu_text(here)}); a base pretrained here may differ in its bits, and so may the matrix")
     model = LlavaForConditionalGeneration.from_pretrained(path)
     processor = LlavaProcessor.from_pretrained(path)
     vlm = LlavaVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer),
                    image_cache_mb=cfg.options.image_cache_mb)  # the "plain" conversation it was pretrained with
     return vlm, path
+
+
+def _cpu_text(cpu: dict) -> str:
+    return f"{cpu.get('name')} family {cpu.get('family')} model {cpu.get('model')}, {cpu.get('capability')}"
 
 
 def _corpus(data_root: Path, caps: list[dict]) -> list[str]:
@@ -163,5 +173,6 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
         shutil.rmtree(work / leftover)
     for leftover in ("lm.ckpt", TOWER_FILE):
         (work / leftover).unlink(missing_ok=True)
+    # its bits depend on the thread count and the CPU kind (coin.machine): both are recorded
     (work / "COMPLETE").write_text(json.dumps({"seconds": time.time() - t0, "loss": final,
-                                              "threads": torch.get_num_threads()}))  # its bits may depend on it
+                                              "threads": torch.get_num_threads(), "cpu": cpu_identity()}))

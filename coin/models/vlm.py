@@ -448,6 +448,9 @@ class LlavaVLM:
                     do_sample=False,
                     num_beams=1,
                     use_cache=True,
+                    # coin pairs the processes' forwards itself (coin.engine.fsdp.lockstep); transformers' own per-step
+                    # sync, on by default for a sharded model, would issue collectives that do not match
+                    synced_gpus=False,
                     eos_token_id=self.tokenizer.eos_token_id,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )

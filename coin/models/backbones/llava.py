@@ -40,9 +40,15 @@ class Llava(PathBackbone):
 
     @staticmethod
     def load(cfg, log=print, progress=True):
+        from pathlib import Path
+
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+        from coin.models.tokenizer_check import check_tokenizer_files
+
         path = cfg.options.path
+        if path and Path(path).is_dir():  # a hub id: fetched and checked by transformers
+            check_tokenizer_files(path)  # before gigabytes of weights load
         model = LlavaForConditionalGeneration.from_pretrained(path, **hf_load_kwargs(cfg))
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
         return llava_vlm(model, processor, cfg)

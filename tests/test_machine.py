@@ -1,0 +1,52 @@
+"""The CPU kind a run and its tiny base were computed on is recorded, and a mismatch is said.
+
+Two hosts sold as "AMD EPYC" can train different tiny bases from the same code (the default
+matrix moved on 2026-12-05 with the code path of the base unchanged): ``env.json`` and the
+base's ``COMPLETE`` carry ``coin.machine.cpu_identity()``, and a run whose cached base came from
+another CPU kind says so in its log.
+"""
+
+from __future__ import annotations
+
+import json
+
+import coin.models.pretrain as pretrain
+from coin.configure import from_dict
+from coin.machine import _cpuinfo, cpu_identity
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC 7763 64-Core Processor
+stepping\t: 1
+
+processor\t: 1
+model name\t: something else
+"""
+
+
+def test_cpuinfo_reads_the_first_processor(tmp_path):
+    f = tmp_path / "cpuinfo"
+    f.write_text(CPUINFO)
+    info = _cpuinfo(f)
+    assert info["model name"] == "AMD EPYC 7763 64-Core Processor" and info["cpu family"] == "25"
+    assert _cpuinfo(tmp_path / "absent") == {}
+
+
+def test_a_cached_base_from_another_cpu_kind_is_named(micro_config, monkeypatch):
+    cfg = from_dict(micro_config).model
+    lines: list[str] = []
+    _, path = pretrain.load_or_pretrain(cfg, log=lines.append, progress=False)  # pretrained here, or cached
+    done = json.loads((path / "COMPLETE").read_text())
+    assert done["cpu"] == cpu_identity() and done["threads"] >= 1
+    lines.clear()
+    pretrain.load_or_pretrain(cfg, log=lines.append, progress=False)
+    assert not any("another CPU kind" in line for line in lines)  # same machine: nothing to say
+    other = {**cpu_identity(), "family": "999", "name": "Elsewhere CPU"}
+    monkeypatch.setattr(pretrain, "cpu_identity", lambda: other)
+    lines.clear()
+    pretrain.load_or_pretrain(cfg, log=lines.append, progress=False)
+    note = [line for line in lines if "another CPU kind" in line]
+    assert len(note) == 1 and "Elsewhere CPU family 999" in note[0]
