@@ -42,7 +42,7 @@ EXIT_CODES: dict[tuple[str, str], int] = {
     ("coin.models.vlm", "ImageError"): 2,
     ("coin.registry", "UnknownNameError"): 2,
     ("builtins", "FileNotFoundError"): 2,
-    ("coin.models.llava_parts", "PartsError"): 2,
+    ("coin.models.errors", "PartsError"): 2,  # incl. a missing part, a tokenizer folder
     ("coin.engine.dist", "UnsupportedLaunch"): 2,
     ("coin.engine.train", "NonFiniteLossError"): 3,
     ("coin.engine.checkpoint", "CheckpointError"): 3,

@@ -30,20 +30,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from coin.models.errors import MissingPartError, PartsError  # re-exported: their home was here
+
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
 # LLaVA's names for the two linear layers of its mlp2x_gelu projector -> llava-hf's
 _PROJECTOR_KEYS = {"0.weight": "linear_1.weight", "0.bias": "linear_1.bias",
                    "2.weight": "linear_2.weight", "2.bias": "linear_2.bias"}
 _PROJECTOR_PREFIXES = ("model.mm_projector.", "mm_projector.", "")
-
-
-class PartsError(ValueError):
-    """A part that cannot be assembled; the message names the file (and key) at fault."""
-
-
-class MissingPartError(PartsError, FileNotFoundError):
-    """A part's folder or file does not exist."""
 
 
 # ---------------------------------------------------------------------------- the projector

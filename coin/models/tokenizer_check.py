@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from coin.models.llava_parts import PartsError
+from coin.models.errors import PartsError
 
 REAL_EXTRA = 'pip install -e ".[real]" adds sentencepiece and protobuf'
 MIN_TOKENS = 100  # fewer: the vocabulary file was not read (a Llama tokenizer without it has 3)

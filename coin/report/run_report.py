@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from coin.engine.tracking import loss_curves
+from coin.eval.judge.protocols import CARD_LINE as JUDGE_CARD_LINE
 from coin.io import atomic_write_text
 from coin.report.cost import cost_rows
 from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
@@ -75,7 +76,7 @@ def _card_blocks(mj: dict) -> list[Block]:
                  "deliberate difference from the original CoIN code."),
             Table(["task", "table", "protocol", "scorer", "normaliser", "answers", "rule", "test images",
                    "differences from the original"], card_rows(card), "protocol-card"),
-            *_limit_blocks(mj), *_model_card(mj)]
+            *_limit_blocks(mj), *_model_card(mj), Para(JUDGE_CARD_LINE)]
 
 
 def _limit_blocks(mj: dict) -> list[Block]:

@@ -33,9 +33,15 @@ from coin.eval.judge.parse import OK, OUT_OF_RANGE, UNPARSABLE, ParsedScore, par
 from coin.eval.judge.prompt import Messages, build_messages, original_content
 from coin.registry import Registry
 
-__all__ = ["DEFAULT_PROTOCOL", "JUDGE_PROTOCOLS", "JudgeProtocol", "PAPER_SYSTEM", "get_protocol", "parse_paper"]
+__all__ = ["CARD_LINE", "DEFAULT_PROTOCOL", "JUDGE_PROTOCOLS", "JudgeProtocol", "PAPER_SYSTEM", "get_protocol", "parse_paper"]
 
 DEFAULT_PROTOCOL = "coin"
+# the run report's protocol card: the judge's difference from the original, and the option that reproduces it
+CARD_LINE = ("Reasoning capability (`coin judge`, the LLM judge): by default (`judge.protocol: coin`) the judge "
+             "decodes greedily with the CoIN prompt's system line, a strict parser and unrounded scores, so two "
+             "runs compare; the original sent \"You are a helpful assistant.\", sampled at temperature 0.7, "
+             "top-p 0.8, repetition penalty 1.05, up to 20 tokens, read the reply loosely and rounded each "
+             "task's score to an integer: `judge.protocol: paper` reproduces it.")
 PAPER_SYSTEM = "You are a helpful assistant."  # eval_GenealKnowledge.py's system message
 
 
