@@ -236,6 +236,9 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     checkpoint_every: int = 50  # in-stage checkpoint interval in optimizer steps; 0: only on SIGINT/SIGTERM
     on_nonfinite: str = "stop"  # "stop": a NaN/inf loss stops the stage; "skip": skip the batch and count it
+    # the LM head at training (coin.engine.lm_loss): "labelled" projects only the positions whose next token
+    # has a label (the answers), "all" every position (transformers' own loss; a method reading all logits)
+    logits: str = "labelled"
     # processes that build batches (decode, preprocess, tokenise) ahead of the step; the batches are
     # the same for any value, 0 .. MAX_WORKERS (256). None: 4 on a GPU, 0 on a CPU (coin.engine.loader.default_workers)
     num_workers: int | None = None
@@ -269,6 +272,7 @@ class TrainConfig:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         problems += _one_of(self, "precision", ("fp32", "bf16", "fp16"))
         problems += _one_of(self, "on_nonfinite", ("stop", "skip"))
+        problems += _one_of(self, "logits", ("labelled", "all"))
         if self.num_workers is not None and not 0 <= self.num_workers <= MAX_WORKERS:
             problems.append(f"num_workers must be in [0, {MAX_WORKERS}] or null, got {self.num_workers}")
         if self.checkpoint_every < 0:
@@ -324,9 +328,17 @@ class DistConfig:
     # the processes with FSDP2, the adapter replicated (coin.engine.fsdp). The launch (accelerate or
     # torchrun) sets the number of processes either way
     strategy: str = "ddp"
+    # the memory of one GPU in GiB (nvidia-smi's MiB / 1024: 80 for an A100 80GB); `coin run --dry-run`
+    # checks its memory estimate against it and names the largest per-GPU batch that fits (coin.engine.memory);
+    # null: the estimate is printed unchecked. The run itself does not read it
+    gpu_memory_gib: float | None = None
 
     def check(self) -> list[str]:
-        return _one_of(self, "strategy", ("ddp", "fsdp"))
+        problems = _one_of(self, "strategy", ("ddp", "fsdp"))
+        g = self.gpu_memory_gib
+        if g is not None and not (isinstance(g, (int, float)) and math.isfinite(g) and g > 0):
+            problems.append(f"gpu_memory_gib must be a number > 0 (or null), got {g!r}")
+        return problems
 
 
 @dataclass

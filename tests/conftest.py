@@ -7,6 +7,15 @@ import os
 import pytest
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: N test processes share the cores; one torch thread each (and in the processes
+    # they start) keeps them from oversubscribing the cores, which slows torch several times over
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Every test session gets its own COIN_CACHE, so nothing leaks from a user's cache."""
@@ -48,3 +57,15 @@ def micro_factory():
     import copy
 
     return lambda: copy.deepcopy(MICRO)
+
+
+# the files that take longest (pytest --durations), run first: with ``--dist loadfile`` each file goes
+# to one worker, and starting the long ones first keeps one worker from finishing them alone at the end
+LONGEST_FIRST = ("test_fsdp.py", "test_distributed.py", "test_resume.py", "test_sweep.py", "test_plugins_model.py",
+                 "test_pipeline.py", "test_probes.py", "test_plugins_task.py", "test_methods_bank.py",
+                 "test_benchmarks_ucit.py", "test_writes_isolation.py", "test_status.py", "test_backbones.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's order is kept

@@ -51,33 +51,56 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
-def runs(request, tmp_path_factory, micro_factory):
-    root = tmp_path_factory.mktemp(f"dist-{request.param}")
-    one, two = micro_factory(), micro_factory()
-    for cfg in (one, two):
-        cfg.update(VARIANTS[request.param])
-    one["train"].update(batch_size=4, grad_accum=2)  # effective batch 8 in one process
-    two["train"].update(batch_size=4, grad_accum=1)  # effective batch 8 = 4 x 2 processes
-    for name, cfg in (("one", one), ("two", two)):
-        cfg["eval"]["batch_size"] = 4
-        (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
-    base = [sys.executable, "-m", "coin.cli", "run", "--quiet"]
-    p1 = subprocess.run(base + ["--config", str(root / "one.yaml"), "--out", str(root / "one")],
-                        capture_output=True, text=True, timeout=300, env=_env())
+WORKER = Path(__file__).with_name("fsdp_worker.py")  # runs several configs in one process (one start-up)
+# the last step of a 24-sample task is short (steps of 16: 8 samples, all rank 0's, two micro-batches)
+UNEVEN = {"tasks": {"order": ["ImageNet"]}, "data": {"synth": {"n_train": 24}}, "eval": {"zero_shot": False}}
+
+
+def _split(over: dict, batch_size: int, grad_accum: int) -> dict:
+    from coin.config import merge
+
+    return merge(over, {"train": {"batch_size": batch_size, "grad_accum": grad_accum}})
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory, micro_factory):
+    """Every variant (and the uneven last step) once in one process and once in a 2-process
+    ``accelerate launch``: each side in one launch, so the imports and the process group start once."""
+    from coin.config import merge
+
+    root = tmp_path_factory.mktemp("dist")
+    base = micro_factory()
+    base["eval"]["batch_size"] = 4
+    one = {name: _split(v, 4, 2) for name, v in VARIANTS.items()}  # effective batch 8 in one process
+    two = {name: _split(v, 4, 1) for name, v in VARIANTS.items()}  # effective batch 8 = 4 x 2 processes
+    one["uneven"] = _split(UNEVEN, 4, 4)  # 16 per step in one process
+    two["uneven"] = _split(UNEVEN, 4, 2)  # 16 per step = 4 x 2 x 2 processes
+    for side, variants in (("one", one), ("two", two)):
+        (root / f"{side}.json").write_text(json.dumps({"base": base, "variants": variants}))
+        (root / side).mkdir()
+    (root / "two-lora.yaml").write_text(yaml.safe_dump(merge(base, two["lora"])))  # for the CLI relaunch
+    p1 = subprocess.run([sys.executable, str(WORKER), "runs", str(root / "one"), str(root / "one.json")],
+                        capture_output=True, text=True, timeout=600, env=_env())
     assert p1.returncode == 0, p1.stderr[-3000:]
     launch = [_launcher(), "launch", "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
               "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
-              "-m", "coin.cli", "run", "--quiet", "--config", str(root / "two.yaml"), "--out", str(root / "two")]
-    p2 = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=_env())
+              str(WORKER), "runs", str(root / "two"), str(root / "two.json")]
+    p2 = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=_env())
     assert p2.returncode == 0, p2.stdout[-2000:] + p2.stderr[-4000:]
-    return root, p2
+    assert not list(root.glob("*/*.refused")), "a variant was refused"
+    return root
+
+
+@pytest.fixture(params=list(VARIANTS))
+def runs(request, launched):
+    """The variant's two folders, as ``root/one`` and ``root/two``."""
+    return launched / "one" / request.param, launched / "two" / request.param
 
 
 def test_two_processes_match_one(runs):
-    root, _ = runs
-    m1 = json.loads((root / "one" / "matrix.json").read_text())
-    m2 = json.loads((root / "two" / "matrix.json").read_text())
+    one, two = runs
+    m1 = json.loads((one / "matrix.json").read_text())
+    m2 = json.loads((two / "matrix.json").read_text())
     assert m1["tasks"] == m2["tasks"]
     # the same greedy answers, hence the same scores; a cell may differ only if round-off
     # flipped a near-tie, which would show as a mismatch in the predictions compared below
@@ -88,10 +111,10 @@ def test_two_processes_match_one(runs):
 def test_adapters_agree_to_round_off(runs):
     from safetensors.torch import load_file
 
-    root, _ = runs
-    for stage in sorted(p.name for p in (root / "one" / "stages").iterdir() if p.name != "00-zeroshot"):
-        a = load_file(str(root / "one" / "stages" / stage / "adapter" / "adapter_model.safetensors"))
-        b = load_file(str(root / "two" / "stages" / stage / "adapter" / "adapter_model.safetensors"))
+    one, two = runs
+    for stage in sorted(p.name for p in (one / "stages").iterdir() if p.name != "00-zeroshot"):
+        a = load_file(str(one / "stages" / stage / "adapter" / "adapter_model.safetensors"))
+        b = load_file(str(two / "stages" / stage / "adapter" / "adapter_model.safetensors"))
         assert a.keys() == b.keys() and a
         for k in a:
             diff = (a[k] - b[k]).abs().max().item()
@@ -99,8 +122,7 @@ def test_adapters_agree_to_round_off(runs):
 
 
 def test_two_processes_write_one_set_of_files(runs):
-    root, proc = runs
-    two = root / "two"
+    _, two = runs
     for stage in (two / "stages").iterdir():
         preds = stage / "predictions"
         assert not list(preds.glob("*.partial.jsonl")), f"shards left in {preds}"
@@ -109,16 +131,14 @@ def test_two_processes_write_one_set_of_files(runs):
             assert len(ids) == len(set(ids)) == 8, f  # every test question once, from both shards
     assert (two / "report.md").is_file() and (two / "env.json").is_file()
     assert len((two / "env-history.jsonl").read_text().splitlines()) == 1  # written by the main process only
-    assert proc.stdout.count("report:") == 1  # one process speaks
 
 
-def test_two_processes_resume_a_lost_stage(runs, request):
-    """Stage 2 lost its evaluation (a kill between its training and its DONE): a relaunch with
-    two processes skips stage 1, reloads stage 2's adapter and gives the same files."""
-    root, _ = runs
-    if not request.node.name.endswith("[lora]"):
-        pytest.skip("one variant is enough for the resume path")
-    two = root / "two"
+def test_two_processes_resume_a_lost_stage(launched, tmp_path):
+    """Stage 2 lost its evaluation (a kill between its training and its DONE): a relaunch of the
+    CLI with two processes skips stage 1, reloads stage 2's adapter, gives the same files, and
+    only one process speaks."""
+    two = tmp_path / "two"
+    shutil.copytree(launched / "two" / "lora", two)
     stage = two / "stages" / "02-Grounding"
     before = json.loads((two / "matrix.json").read_text())
     preds = {p.name: p.read_bytes() for p in (stage / "predictions").glob("*.jsonl")}
@@ -127,11 +147,12 @@ def test_two_processes_resume_a_lost_stage(runs, request):
     shutil.rmtree(stage / "predictions")
     launch = [_launcher(), "launch", "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
               "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
-              "-m", "coin.cli", "run", "--config", str(root / "two.yaml"), "--out", str(two)]
+              "-m", "coin.cli", "run", "--config", str(launched / "two-lora.yaml"), "--out", str(two)]
     proc = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "stage 1/2 ImageNet: done earlier, skipped" in proc.stderr  # progress messages go to stderr
     assert "stage 2/2 Grounding: trained earlier, evaluating" in proc.stderr
+    assert proc.stdout.count("report:") == 1  # one process speaks
     assert json.loads((two / "matrix.json").read_text())["matrix"] == before["matrix"]
     assert {p.name: p.read_bytes() for p in (stage / "predictions").glob("*.jsonl")} == preds
 
@@ -148,39 +169,23 @@ def test_sharded_launches_are_refused_with_a_message():
             check_supported(bad)
 
 
-def test_grad_accum_with_an_uneven_last_step_matches_one_process(tmp_path, micro_factory):
+def test_grad_accum_with_an_uneven_last_step_matches_one_process(launched):
     """Two processes with grad_accum 2 on a train set whose last step is short (24 samples, steps
     of 16: the last step's 8 samples are all rank 0's, two micro-batches, and rank 1 has none).
     Every process must run as many micro-batches (and collectives) per step, or gloo aborts and
     NCCL hangs; the result equals one process with the same effective batch."""
-    one, two = micro_factory(), micro_factory()
-    for cfg in (one, two):
-        cfg["tasks"]["order"] = ["ImageNet"]
-        cfg["data"]["synth"]["n_train"] = 24
-        cfg["eval"].update(batch_size=4, zero_shot=False)
-    one["train"].update(batch_size=4, grad_accum=4)  # 16 per step in one process
-    two["train"].update(batch_size=4, grad_accum=2)  # 16 per step = 4 x 2 x 2 processes
-    for name, cfg in (("one", one), ("two", two)):
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
-    p1 = subprocess.run([sys.executable, "-m", "coin.cli", "run", "--quiet", "--config", str(tmp_path / "one.yaml"),
-                         "--out", str(tmp_path / "one")], capture_output=True, text=True, timeout=300, env=_env())
-    assert p1.returncode == 0, p1.stderr[-3000:]
-    launch = [_launcher(), "launch", "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
-              "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
-              "-m", "coin.cli", "run", "--quiet", "--config", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two")]
-    p2 = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=_env())
-    assert p2.returncode == 0, p2.stdout[-2000:] + p2.stderr[-4000:]
     from safetensors.torch import load_file
 
+    one, two = launched / "one" / "uneven", launched / "two" / "uneven"
     stage = "stages/01-ImageNet"
-    assert json.loads((tmp_path / "one" / stage / "train.json").read_text())["steps"] == 2
-    a = load_file(str(tmp_path / "one" / stage / "adapter" / "adapter_model.safetensors"))
-    b = load_file(str(tmp_path / "two" / stage / "adapter" / "adapter_model.safetensors"))
+    assert json.loads((one / stage / "train.json").read_text())["steps"] == 2
+    a = load_file(str(one / stage / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(two / stage / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and a
     for k in a:
         assert (a[k] - b[k]).abs().max().item() <= 1e-5 * max(1.0, a[k].abs().max().item()), k
-    m1 = json.loads((tmp_path / "one" / "matrix.json").read_text())
-    m2 = json.loads((tmp_path / "two" / "matrix.json").read_text())
+    m1 = json.loads((one / "matrix.json").read_text())
+    m2 = json.loads((two / "matrix.json").read_text())
     assert m1["matrix"] == m2["matrix"]
 
 

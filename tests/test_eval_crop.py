@@ -130,3 +130,16 @@ def test_invalid_values_are_refused_naming_the_key():
         from_dict({"eval": {"image_mode": "square"}})
     with pytest.raises(ConfigError, match=r"eval\.image_mode: 'paper' applies to the LLaVA backbones"):
         from_dict({"model": {"name": "qwen2-vl", "path": "Qwen/Qwen2-VL-7B-Instruct"}, "eval": {"image_mode": "paper"}})
+
+
+@pytest.mark.parametrize("mode,expect", [
+    ("paper", "test images (eval.image_mode paper): centre-cropped: ScienceQA, ImageNet, Grounding, VQAv2; "
+              "padded to a square: TextVQA, GQA, VizWiz, OCR-VQA"),
+    ("pad", "test images (eval.image_mode pad): padded to a square: ScienceQA, TextVQA, ImageNet, GQA, VizWiz, "
+            "Grounding, VQAv2, OCR-VQA"),
+])
+def test_the_dry_run_says_how_each_task_s_test_images_are_prepared(mode, expect, capsys):
+    from coin.cli import main
+
+    assert main(["run", "--dry-run", "--set", f"eval.image_mode={mode}"]) in (0, None)
+    assert expect in capsys.readouterr().out

@@ -224,10 +224,11 @@ def test_sharded_launch_refuses_accelerates_plugin_and_deepspeed():
 
 
 @pytest.mark.slow
-def test_sigkill_mid_stage_then_relaunch_with_two_and_three_processes(tmp_path, micro_factory):
-    """A sharded run killed mid-stage (SIGKILL to every process) continues from its checkpoint under the same
-    two processes and under three (grad_accum 3 -> 2 keeps the effective batch, 12): both finish with the
-    single-process run's matrix and adapters."""
+def test_sigkill_mid_stage_then_relaunch_with_three_processes(tmp_path, micro_factory):
+    """A sharded run killed mid-stage (SIGKILL to every process) continues from its checkpoint under three
+    processes (grad_accum 3 -> 2 keeps the effective batch, 12) and finishes with the single-process run's
+    matrix and adapters. (The checkpoint holds the replicated adapter only, as under DDP: a relaunch on
+    the same two processes reads it the same way, and tests/test_resume.py kills and resumes that path.)"""
     from safetensors.torch import load_file
 
     from coin.configure import from_dict
@@ -257,14 +258,10 @@ def test_sigkill_mid_stage_then_relaunch_with_two_and_three_processes(tmp_path, 
     assert proc.poll() is None, "the run ended before it could be killed mid-stage"
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both of its processes
     proc.wait()
-    for name in ("same", "three"):
-        shutil.copytree(killed, tmp_path / name)
-    same = subprocess.run(launch + ["--out", str(tmp_path / "same")], capture_output=True, text=True, timeout=300,
-                          env=_env())
-    assert same.returncode == 0, same.stderr[-5000:]
+    shutil.copytree(killed, tmp_path / "three")
     three = _torchrun(3, "-m", "coin.cli", "run", "--config", tmp_path / "fsdp.yaml", "--out", tmp_path / "three",
                       "--set", "train.grad_accum=2")
-    for proc, name in ((same, "same"), (three, "three")):
+    for proc, name in ((three, "three"),):
         assert "stage 1 (ImageNet): resuming training at step" in proc.stderr, name
         out = tmp_path / name
         assert json.loads((out / "matrix.json").read_text())["matrix"] == reference["matrix"], name

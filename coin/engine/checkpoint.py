@@ -5,6 +5,12 @@ A checkpoint is a folder ``step-NNNNNN/`` with ``state.safetensors`` (tensors) a
 built aside and renamed into place, so a kill mid-write leaves no folder that looks
 complete. On load the checksum is verified; a truncated or corrupt newest checkpoint is
 reported and the previous good one is used.
+
+The RNG state is every generator a step may draw from: torch's CPU generator, every CUDA
+device's (LoRA dropout on a GPU draws there), Python's ``random`` and NumPy's global one (a
+method's hooks may use either). All are stored in ``meta.json`` as plain ints and floats, so
+reading a checkpoint unpickles nothing. A checkpoint written before a generator was saved
+leaves that generator as it is on restore.
 """
 
 from __future__ import annotations
@@ -71,7 +77,7 @@ def save_checkpoint(folder: Path, step: int, named_params: dict[str, torch.Tenso
     tmp = folder / f".step-{step:06d}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     atomic_write_bytes(tmp / "state.safetensors", blob)
-    rng = {"torch": torch.get_rng_state().tolist()}
+    rng = rng_state()
     meta = {"step": step, "sha256": hashlib.sha256(blob).hexdigest(), "scheduler": sched.state_dict(),
             "optimizer": opt_meta, "rng": rng, "plan": plan}
     atomic_write_json(tmp / "meta.json", meta, indent=None)
@@ -108,11 +114,13 @@ def latest_good(folder: Path, log: Callable[[str], None] = print) -> tuple[dict,
 
 
 def restore(meta: dict, tensors: dict[str, torch.Tensor], named_params: dict[str, torch.nn.Parameter], opt, sched,
-            plan: dict | None = None) -> int:
+            plan: dict | None = None, rng: bool = True) -> int:
     """Load weights, optimizer, scheduler and RNG from a checkpoint; returns the step to continue at.
 
     ``plan``: today's stage plan; a checkpoint written under another one (another effective batch,
     so another count of steps) is refused rather than restored into a plan it does not belong to.
+    ``rng=False``: leave the generators for the caller to restore (``set_rng_state(meta["rng"])``)
+    right before the first step, after any set-up that might draw.
     """
     saved = meta.get("plan")
     if plan is not None and saved is not None and saved != plan:
@@ -125,8 +133,51 @@ def restore(meta: dict, tensors: dict[str, torch.Tensor], named_params: dict[str
             p.copy_(tensors[f"param.{k}"])
     opt.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
     sched.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
+    if rng:
+        set_rng_state(meta["rng"])
     return int(meta["step"])
+
+
+def rng_state() -> dict:
+    """Every global generator's state as JSON-safe plain types (see ``set_rng_state``)."""
+    import random
+
+    version, words, gauss = random.getstate()
+    rng = {"torch": torch.get_rng_state().tolist(),
+           "python": {"version": version, "state": list(words), "gauss_next": gauss}}
+    if torch.cuda.is_available():
+        rng["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    try:
+        import numpy as np
+    except ImportError:
+        return rng
+    kind, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    rng["numpy"] = {"kind": kind, "key": [int(k) for k in key], "pos": int(pos), "has_gauss": int(has_gauss),
+                    "cached_gaussian": float(cached)}
+    return rng
+
+
+def set_rng_state(rng: dict) -> None:
+    """Restore what ``rng_state`` saved; a generator missing from ``rng`` (an older checkpoint, a
+    checkpoint written without CUDA or NumPy) is left as it is. CUDA states are restored to as many
+    devices as both the checkpoint and this machine have."""
+    import random
+
+    torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+    if "python" in rng:
+        py = rng["python"]
+        random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
+    if "cuda" in rng and torch.cuda.is_available():
+        states = [torch.tensor(s, dtype=torch.uint8) for s in rng["cuda"]][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
+    if "numpy" in rng:
+        try:
+            import numpy as np
+        except ImportError:
+            return
+        st = rng["numpy"]
+        np.random.set_state((st["kind"], np.array(st["key"], dtype=np.uint32), st["pos"], st["has_gauss"],
+                             st["cached_gaussian"]))
 
 
 def prune(folder: Path, keep: int = 2) -> None:

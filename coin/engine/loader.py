@@ -11,12 +11,20 @@ Two rules make a step safe and reproducible under any number of processes and wo
   the model's ``train_batch``: image decoding, preprocessing and tokenising run ahead of the
   step in worker processes, and the batches (hence the losses, hence the matrix) are the same
   with 0 or 8 workers for a given seed and process count.
+
+Should ``train_batch`` draw random numbers (augmentation), a worker reseeds torch, ``random`` and
+NumPy before each micro-batch from (the stage's seed, the micro-batch's place in the stage), so
+what it draws does not depend on the number of workers, on which worker builds it, or on whether
+the stage was resumed from a checkpoint (which starts the stream part-way). With no workers,
+``train_batch`` draws from the training process's generators, which a checkpoint restores.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import random
 import sys
 from typing import Callable, Iterator
 
@@ -47,16 +55,41 @@ def default_workers(device: torch.device) -> int:
     return 4 if device.type == "cuda" else 0
 
 
-class _Batches(torch.utils.data.Dataset):
-    """Item ``i`` is micro-batch ``i`` of the plan, as the model's input tensors."""
+def item_seed(*tags: object) -> int:
+    """A 64-bit seed from ``tags`` (stable across processes and Python runs, unlike ``hash``)."""
+    digest = hashlib.sha256(":".join(map(str, ("coin-loader", *tags))).encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
-    def __init__(self, parts: list[list], make: Callable[[list], dict]) -> None:
-        self.parts, self.make = parts, make
+
+def seed_all(seed: int) -> None:
+    """Seed torch's CPU generator, Python's ``random`` and NumPy's global generator with a 64-bit ``seed``."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+    except ImportError:
+        return
+    np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Item ``i`` is micro-batch ``i`` of the plan, as the model's input tensors.
+
+    In a worker process, the generators are reseeded from ``(seed, keys[i])`` first."""
+
+    def __init__(self, parts: list[list], make: Callable[[list], dict], seed: int | str = 0,
+                 keys: list[int] | None = None) -> None:
+        self.parts, self.make, self.seed = parts, make, seed
+        self.keys = list(range(len(parts))) if keys is None else list(keys)
+        if len(self.keys) != len(parts):
+            raise ValueError(f"{len(keys)} keys for {len(parts)} micro-batches")
 
     def __len__(self) -> int:
         return len(self.parts)
 
     def __getitem__(self, i: int) -> dict:
+        if torch.utils.data.get_worker_info() is not None:
+            seed_all(item_seed(self.seed, self.keys[i]))
         return self.make(self.parts[i])
 
 
@@ -75,9 +108,13 @@ def _worker_init(worker_id: int) -> None:
 
 
 def load_batches(parts: list[list], make: Callable[[list], dict], num_workers: int = 0,
-                 pin_memory: bool = False, prefetch: int = 4) -> Iterator[dict]:
+                 pin_memory: bool = False, prefetch: int = 4, seed: int | str = 0,
+                 keys: list[int] | None = None) -> Iterator[dict]:
     """``make(part)`` for every part, in order: in this process (``num_workers`` 0) or ahead of use
     in ``num_workers`` worker processes, each keeping ``prefetch`` batches ready.
+
+    ``seed`` and ``keys`` (one per part, default its index; a resumed stage passes the parts'
+    places in the whole stage) fix what a worker's generators hold when it builds each part.
 
     Workers are forked where the platform allows (Linux), so the model behind ``make`` is not
     copied. The loader has its own seeded generator: creating it draws nothing from the global
@@ -90,7 +127,8 @@ def load_batches(parts: list[list], make: Callable[[list], dict], num_workers: i
 
     fork = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
     loader = torch.utils.data.DataLoader(
-        _Batches(parts, make), batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_as_is,
+        _Batches(parts, make, seed, keys), batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=_as_is,
         pin_memory=pin_memory, prefetch_factor=prefetch, worker_init_fn=_worker_init,
-        multiprocessing_context="fork" if fork else None, generator=torch.Generator().manual_seed(0))
+        multiprocessing_context="fork" if fork else None,
+        generator=torch.Generator().manual_seed(item_seed(seed, "workers")))
     return iter(loader)

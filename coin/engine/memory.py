@@ -1,5 +1,12 @@
 """Per-GPU memory of training, estimated from the architecture before anything loads (``coin run --dry-run``).
 
+The sizes come from the backbone's ``config.json`` as transformers resolves it (``AutoConfig``, local
+folders only: a partial ``text_config``, as llava-hf ships, gets its model type's defaults), or from the
+tiny model's options. Known: LLaVA (llava-hf, or ``llava-pretrain``'s Vicuna + CLIP folders), Qwen2-VL and
+Qwen2.5-VL. The sequence: the image tokens (LLaVA's 576 for its 336 px image in 14 px patches; Qwen's
+``max_pixels / (patch x merge)^2``, the most an image gets) plus ~104 text tokens, and, beside it, the
+longest sequence the run allows (``model.max_length``, else the backbone's own).
+
 The formula (docs/distributed.md has it with LLaVA-1.5-13B's numbers), in bytes, for N processes,
 ``w`` bytes per frozen weight (``model.dtype``), ``a`` bytes per activation (the compute dtype),
 ``P_f`` frozen and ``P_t`` trainable parameters (the projector counts in both: PEFT keeps its frozen
@@ -16,143 +23,55 @@ original beside the trained copy), ``B`` samples per micro-batch of ``T`` tokens
   the attention output, the MLP's gate, up, activation and product, and the LoRA A outputs), plus
   ``4 n_heads T`` per token where the attention keeps its probabilities (``eager``); with
   ``model.gradient_checkpointing`` only each layer's input ``a h`` is kept and one layer is
-  recomputed at a time; plus the logits and the loss's float32 copies, ``T V (a + 8)``
-  (``+ 4`` when ``a`` is 2); the frozen vision tower keeps nothing (it runs without autograd).
+  recomputed at a time; plus the logits and the loss's float32 copies, ``T_l V (a + 8)`` over the
+  ``T_l`` positions projected onto the vocabulary (``train.logits: labelled``, the default: the answer's,
+  ``ANSWER_TOKENS``; ``all``: every one, ``T``)
+  (``+ 4`` when ``a`` is 2), and the trained projector's inputs per image token (LLaVA's
+  ``a (w_v + 2h)``, Qwen's merger ``4 a m^2 w_v``); the frozen vision tower keeps nothing (it runs
+  without autograd).
 
 Not counted: the CUDA context and allocator slack (about 1 GB per GPU, printed beside the
-estimate), evaluation's KV cache (far below training's activations at coin's batch sizes), and
+estimate, and added when ``dist.gpu_memory_gib`` is checked), evaluation's KV cache (far below
+training's activations at coin's batch sizes), the frozen vision tower's transient forward, and
 temporary gradients of activations in backward (a few ``T h`` per sample).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from coin.engine.arch_sizes import Arch, arch_for, arch_from_config, sizes_for  # noqa: F401 (re-exported)
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GIB = 2**30
+CONTEXT_GIB = 1.0  # the CUDA context and allocator slack, beside the estimate
+TEXT_TOKENS = 104  # a CoIN sample's text (instruction, question, answer) beside its image, in LLaVA's tokens
+# the positions train.logits: labelled projects onto the vocabulary per sample (coin.engine.lm_loss): a CoIN
+# answer and its end-of-sequence token, under 32 tokens for every task but a long ScienceQA/OCR-VQA answer
+ANSWER_TOKENS = 32
 
 
-@dataclass(frozen=True)
-class Arch:
-    """The sizes the estimate needs: a Llama-style LM, a CLIP-style vision tower, LLaVA's projector."""
-
-    hidden: int
-    ffn: int
-    layers: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    vision_width: int
-    vision_ffn: int
-    vision_layers: int
-    image_size: int
-    patch: int
-    tied: bool = False
-    image_tokens: int | None = None  # default: (image_size / patch)^2
-
-    @property
-    def tokens_per_image(self) -> int:
-        return self.image_tokens if self.image_tokens is not None else (self.image_size // self.patch) ** 2
-
-    @property
-    def kv(self) -> int:
-        return self.hidden // self.heads * self.kv_heads
-
-    def block_params(self) -> int:
-        h, f, kv = self.hidden, self.ffn, self.kv
-        return 2 * h * h + 2 * h * kv + 3 * h * f + 2 * h
-
-    def lm_params(self) -> int:
-        return self.layers * self.block_params() + self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
-
-    def vision_params(self) -> int:
-        w, m, n = self.vision_width, self.vision_ffn, self.tokens_per_image
-        layer = 4 * (w * w + w) + 2 * w * m + w + m + 4 * w
-        return self.vision_layers * layer + 3 * self.patch**2 * w + (n + 2) * w + 4 * w
-
-    def projector_params(self) -> int:
-        w, h = self.vision_width, self.hidden
-        return w * h + h + h * h + h
-
-    def adapter_params(self, r: int, experts: int = 1) -> int:
-        """LoRA (or MoELoRA: ``experts`` > 1 adds the gates) on the seven linear layers of every block."""
-        h, f, kv = self.hidden, self.ffn, self.kv
-        lora = r * (2 * (h + h) + 2 * (h + kv) + 2 * (h + f) + (f + h))
-        gates = experts * (6 * h + f) if experts > 1 else 0
-        return self.layers * (lora + gates)
-
-
-def arch_from_config(config: dict) -> Arch | None:
-    """An ``Arch`` from a transformers ``config.json`` of a LLaVA-style model (``text_config`` +
-    ``vision_config``); None for an architecture the estimate does not know."""
-    text, vision = config.get("text_config"), config.get("vision_config")
-    if not isinstance(text, dict) or not isinstance(vision, dict):
-        return None
-    try:
-        heads = int(text["num_attention_heads"])
-        return Arch(hidden=int(text["hidden_size"]), ffn=int(text["intermediate_size"]),
-                    layers=int(text["num_hidden_layers"]), heads=heads,
-                    kv_heads=int(text.get("num_key_value_heads") or heads), vocab=int(text["vocab_size"]),
-                    vision_width=int(vision["hidden_size"]), vision_ffn=int(vision["intermediate_size"]),
-                    vision_layers=int(vision["num_hidden_layers"]), image_size=int(vision["image_size"]),
-                    patch=int(vision["patch_size"]), tied=bool(text.get("tie_word_embeddings", False)))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def arch_for(model_cfg: Any) -> tuple[Arch | None, str]:
-    """The architecture of the configured backbone, read from its sizes or its folder's ``config.json``
-    (nothing else is read); and where it came from, or why there is none."""
-    name = model_cfg.name
-    opts = model_cfg.options
-    from coin.models import BACKBONES
-
-    own = BACKBONES.get(name).size_config(model_cfg)  # a backbone that knows its sizes without a folder
-    if own is not None:
-        config, where = own
-        return arch_from_config(config), where
-    parts = {k: getattr(opts, k, None) for k in ("lm_path", "vision_path")}
-    path = getattr(opts, "path", None) or getattr(opts, "folder", None)
-    folders = [parts["lm_path"], parts["vision_path"]] if all(parts.values()) else [path] if path else []
-    if not folders:
-        return None, f"model.name {name!r}: no folder whose config.json gives the sizes"
-    configs = []
-    for folder in folders:
-        file = Path(folder).expanduser() / "config.json"
-        if not file.is_file():
-            return None, f"{file} not found (a hub id is not fetched by a dry run)"
-        try:
-            configs.append(json.loads(file.read_text(encoding="utf-8")))
-        except ValueError:
-            return None, f"{file} is not valid JSON"
-    config = configs[0] if len(configs) == 1 else {  # llava-pretrain: the LM's config and CLIP's
-        "text_config": configs[0], "vision_config": configs[1].get("vision_config", configs[1])}
-    where = " + ".join(str(Path(f).expanduser() / "config.json") for f in folders)
-    arch = arch_from_config(config) if isinstance(config, dict) else None
-    return (arch, where) if arch is not None else (None, f"{where}: not a LLaVA-style config (text_config, "
-                                                         "vision_config); no estimate")
-
-
-def activations(arch: Arch, tokens: int, act_bytes: int, r: int, checkpointing: bool, eager: bool = False) -> int:
-    """Bytes one training sample of ``tokens`` tokens keeps for backward (module doc)."""
+def activations(arch: Arch, tokens: int, act_bytes: int, r: int, checkpointing: bool, eager: bool = False,
+                logit_tokens: int | None = None) -> int:
+    """Bytes one training sample of ``tokens`` tokens keeps for backward (module doc); its logits cover
+    ``logit_tokens`` positions (None: every one, ``train.logits: all``)."""
     h, kv, f = arch.hidden, arch.kv, arch.ffn
     layer = act_bytes * tokens * (6 * h + 2 * kv + 4 * f + 7 * r) + (4 * arch.heads * tokens * tokens if eager else 0)
     kept = arch.layers * act_bytes * tokens * h + layer if checkpointing else arch.layers * layer
-    logits = tokens * arch.vocab * (act_bytes + 8 + (4 if act_bytes == 2 else 0))
-    projector = act_bytes * arch.tokens_per_image * (arch.vision_width + 2 * h)
+    logits = (tokens if logit_tokens is None else min(tokens, logit_tokens)) * arch.vocab * (
+        act_bytes + 8 + (4 if act_bytes == 2 else 0))
+    projector = act_bytes * arch.tokens_per_image * arch.projector_activations()
     return kept + logits + projector
 
 
 def estimate(arch: Arch, *, r: int, experts: int = 1, train_projector: bool = True, batch: int, tokens: int,
-             weight_bytes: int, act_bytes: int, processes: int, checkpointing: bool, eager: bool = False) -> dict:
+             weight_bytes: int, act_bytes: int, processes: int, checkpointing: bool, eager: bool = False,
+             logit_tokens: int | None = None) -> dict:
     """Per-process bytes under ``ddp`` and ``fsdp``, by part (``weights``, ``state``, ``activations``, ``total``)."""
     projector = arch.projector_params()
     frozen = arch.lm_params() + arch.vision_params() + projector
     trainable = arch.adapter_params(r, experts) + (projector if train_projector else 0)
-    acts = batch * activations(arch, tokens, act_bytes, r, checkpointing, eager)
+    acts = batch * activations(arch, tokens, act_bytes, r, checkpointing, eager, logit_tokens)
     root = frozen - arch.layers * arch.block_params()
     n = processes
     # the root unit stays gathered through a step; a block is gathered whole while it runs, and FSDP2
@@ -166,32 +85,103 @@ def estimate(arch: Arch, *, r: int, experts: int = 1, train_projector: bool = Tr
     return out
 
 
-def plan_lines(cfg: Any, processes: int, text_tokens: int = 104) -> list[str]:
+def plan_lines(cfg: Any, processes: int, text_tokens: int = TEXT_TOKENS) -> list[str]:
     """The dry run's memory section: per-GPU estimates under DDP and FSDP for ``processes`` processes
-    (and for 2, 4 and 8 when launched alone), with and without gradient checkpointing."""
-    arch, source = arch_for(cfg.model)
-    if arch is None:
-        return [f"memory per GPU: no estimate ({source})"]
+    (and for 2, 4 and 8 when launched alone), with and without gradient checkpointing; the same at the
+    longest sequence the run allows; and, where ``dist.gpu_memory_gib`` states the GPU's memory, whether
+    the plan fits it (REFUSED, with the largest per-GPU batch that fits, when it does not)."""
+    sizes, why = sizes_for(cfg.model)
+    if sizes is None:
+        return [why]
+    arch = sizes.arch
     experts = int(getattr(cfg.adapter.options, "experts", 1) or 1)
     weight = DTYPE_BYTES.get(cfg.model.dtype, 2)  # auto: bf16, what a GPU run loads
     act = DTYPE_BYTES[cfg.train.precision] if cfg.train.precision != "fp32" else weight
+    eager = cfg.model.attn_implementation == "eager"
     tokens = arch.tokens_per_image + text_tokens
-    lines = [f"memory per GPU (estimate; formula in docs/distributed.md): sizes from {source}; weights "
+    labelled = getattr(cfg.train, "logits", "all") == "labelled"
+    logit_tokens = ANSWER_TOKENS if labelled else None
+    if sizes.max_length is not None:
+        tokens = min(tokens, sizes.max_length)
+
+    def est(n: int, ckpt: bool, batch: int = cfg.train.batch_size, length: int = tokens) -> dict:
+        return estimate(arch, r=cfg.adapter.r, experts=experts, train_projector=cfg.adapter.train_projector,
+                        batch=batch, tokens=length, weight_bytes=weight, act_bytes=act, processes=n,
+                        checkpointing=ckpt, eager=eager, logit_tokens=logit_tokens)
+
+    lines = [f"memory per GPU (estimate; formula in docs/distributed.md): sizes from {sizes.source}; weights "
              f"{'bf16' if weight == 2 else 'fp32'}{' (model.dtype auto: bf16 on a GPU)' if cfg.model.dtype == 'auto' else ''}, "
              f"{cfg.train.batch_size} samples of ~{tokens} tokens ({arch.tokens_per_image} image + {text_tokens} text) "
-             "per micro-batch; plus ~1 GiB of CUDA context"]
+             "per micro-batch; plus ~1 GiB of CUDA context",
+             "  logits: " + (f"the labelled positions only (train.logits: labelled), ~{ANSWER_TOKENS} per sample"
+                             if labelled else "every position (train.logits: all)"),
+             f"  image tokens: {sizes.image}"]
     counts = [processes] if processes > 1 else [2, 4, 8]
     for n in counts:
         for ckpt in sorted({cfg.model.gradient_checkpointing, True}, reverse=True):
-            e = estimate(arch, r=cfg.adapter.r, experts=experts, train_projector=cfg.adapter.train_projector,
-                         batch=cfg.train.batch_size, tokens=tokens, weight_bytes=weight, act_bytes=act,
-                         processes=n, checkpointing=ckpt)
+            e = est(n, ckpt)
             parts = "  ".join(f"{s.upper()} {_size(e[s]['total'])} (weights {_size(e[s]['weights'])}, adapter state "
                               f"{_size(e[s]['state'])}, activations {_size(e[s]['activations'])})" for s in ("ddp", "fsdp"))
             lines.append(f"  {n} GPUs, checkpointing {'on ' if ckpt else 'off'}: {parts}")
+    ckpt = cfg.model.gradient_checkpointing
+    longest = sizes.max_length
+    if longest is None:
+        lines.append(f"  longest sequence: not bounded ({sizes.max_length_from}); set model.max_length to bound it")
+    else:
+        at = "; ".join(f"{n} GPUs DDP {_size(est(n, ckpt, length=longest)['ddp']['total'])} FSDP "
+                       f"{_size(est(n, ckpt, length=longest)['fsdp']['total'])}" for n in counts)
+        lines.append(f"  at the longest sequence, {longest} tokens ({sizes.max_length_from}; a micro-batch pads to "
+                     f"its longest sample), checkpointing {'on' if ckpt else 'off'}: {at}")
     p = e["params"]
     lines.append(f"  parameters: {p['frozen'] / 1e9:.2f}B frozen, {p['trainable'] / 1e6:.0f}M trainable")
+    return lines + fit_lines(cfg, est, counts, longest, processes)
+
+
+def fit_lines(cfg: Any, est: Any, counts: list[int], longest: int | None, processes: int) -> list[str]:
+    """The plan against ``dist.gpu_memory_gib``: fits, or REFUSED with the largest per-GPU batch that fits (tried
+    downward with the estimate); at the longest sequence, "over" where only that does not fit."""
+    gpu = getattr(cfg.dist, "gpu_memory_gib", None)
+    if gpu is None:
+        return ["  GPU memory: not stated (dist.gpu_memory_gib), so nothing is checked against it"]
+    strategy, ckpt = cfg.dist.strategy, cfg.model.gradient_checkpointing
+    per_task = [getattr(t, "batch_size", None) if not isinstance(t, dict) else t.get("batch_size")
+                for t in (cfg.train.per_task or {}).values()]
+    batch = max([cfg.train.batch_size, *(b for b in per_task if b)])
+    which = "" if batch == cfg.train.batch_size else " (train.per_task's largest)"
+
+    def need(n: int, b: int, length: int | None = None) -> float:  # GiB with the context
+        return est(n, ckpt, b, *(() if length is None else (length,)))[strategy]["total"] / GIB + CONTEXT_GIB
+
+    lines = []
+    for n in counts if strategy == "fsdp" else counts[:1]:  # DDP's per-GPU memory is the same for any count
+        label = f"{strategy.upper()}" + (f" over {n} GPUs" if strategy == "fsdp" else "")
+        head = f"  GPU memory {gpu:g} GiB (dist.gpu_memory_gib), {label}: "
+        total = need(n, batch)
+        if total <= gpu:
+            lines.append(head + f"fits: {batch} per GPU{which} need ~{total:.1f} GiB with the context")
+        else:
+            fits = next((b for b in range(batch - 1, 0, -1) if need(n, b) <= gpu), None)
+            lines.append(head + f"REFUSED: {batch} per GPU{which} need ~{total:.1f} GiB with the context, over the "
+                         f"GPU's {gpu:g} GiB; " + _smaller(cfg, fits, processes))
+        if longest is not None and total <= gpu and (top := need(n, batch, longest)) > gpu:
+            fits = next((b for b in range(batch - 1, 0, -1) if need(n, b, longest) <= gpu), None)
+            lines.append(f"    over at the longest sequence: {batch} samples of {longest} tokens need ~{top:.1f} GiB; "
+                         + (f"{fits} per GPU fit at that length" if fits else "not even 1 fits at that length")
+                         + " (a micro-batch is as long as its longest sample; model.max_length bounds it)")
     return lines
+
+
+def _smaller(cfg: Any, fits: int | None, world: int) -> str:
+    """What to run instead: the largest per-GPU batch that fits, and the grad_accum that keeps the effective batch."""
+    if fits is None:
+        tips = ([] if cfg.model.gradient_checkpointing else ["model.gradient_checkpointing: true"]) + \
+               (["dist.strategy: fsdp over more GPUs"] if cfg.dist.strategy == "ddp" else ["more GPUs"])
+        return f"not even 1 sample per GPU fits; try {' or '.join(tips)}"
+    step = cfg.train.batch_size * cfg.train.grad_accum
+    keep = (f" --set train.grad_accum={step // fits} keeps the effective batch" if step % fits == 0
+            else "; raise train.grad_accum to keep the effective batch near "
+            + (f"{step * world}" if world > 1 else f"{step} x processes"))
+    return f"the largest per-GPU batch that fits is {fits} (--set train.batch_size={fits}{keep})"
 
 
 def _size(n: float) -> str:

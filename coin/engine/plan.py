@@ -17,6 +17,7 @@ from coin.adapters import describe as adapter_line
 from coin.config import ModelConfig, RunConfig
 from coin.engine.limits import limit_line
 from coin.engine.schedule import SCHEDULES
+from coin.eval.images import eval_image_step
 from coin.models import BACKBONES
 from coin.models.backbone import parsed_section
 from coin.tasks.orders import resolve_order
@@ -239,6 +240,21 @@ def strategy_lines(cfg: RunConfig, world: int) -> list[str]:
     return [line, *plan_lines(cfg, world)]
 
 
+def image_mode_line(cfg: RunConfig, order: list[str]) -> str:
+    """The dry run's line for the test images (``eval.image_mode``, ``coin.eval.images``): which tasks'
+    images are padded and which centre-cropped, or that the backbone's own processor prepares them."""
+    mode = cfg.eval.image_mode
+    if not BACKBONES.get(cfg.model.name).image_modes:
+        return (f"test images (eval.image_mode {mode}): prepared by {cfg.model.name}'s own processor "
+                "(the mode applies to the LLaVA backbones)")
+    by_step: dict[str, list[str]] = {}
+    for t in order:
+        by_step.setdefault(eval_image_step(t, mode), []).append(t)
+    words = {"pad": "padded to a square", "crop": "centre-cropped"}
+    return f"test images (eval.image_mode {mode}): " + "; ".join(
+        f"{words[step]}: {', '.join(tasks)}" for step, tasks in by_step.items())
+
+
 def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     """The plan as text, and the list of missing files."""
     order = resolve_order(cfg.tasks.order)
@@ -309,6 +325,7 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
     evals = "the tasks seen so far" if cfg.tasks.eval == "seen" else "every task"
     lines.append(f"\nafter each stage: evaluate {evals}" + ("; zero-shot row first" if cfg.eval.zero_shot else ""))
     lines.append(limit_line(order, cfg.eval.max_new_tokens))
+    lines.append(image_mode_line(cfg, order))
     answers_missing: dict = {}
     score_lines, score_missing = scoring_plan(cfg, order, files, answers_missing)
     lines += ["", "scoring (reports lead with paper; strict beside it):"] + score_lines

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 
 from coin.config import TrainConfig
+from coin.engine.lm_loss import forward_with_loss
 from coin.engine import checkpoint as ckpt
 from coin.engine import dist, fsdp
 from coin.engine.loader import default_workers, load_batches, micro_batches
@@ -121,11 +122,11 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     plan = batches(len(samples), per_rank * world, cfg.epochs, seed)
     # step k runs at lr x factor(k - 1): LambdaLR applies factor(0) now and steps after each optimiser step
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factors(cfg.schedule, len(plan), cfg.warmup_ratio))
-    start = 0
+    start, found = 0, None
     if checkpoint_dir is not None:
         found = ckpt.latest_good(checkpoint_dir, log)
-        if found is not None:
-            start = ckpt.restore(*found, named, opt, sched, plan=_plan_meta(plan, per_rank * world))
+        if found is not None:  # the generators are restored right before the first step, below
+            start = ckpt.restore(*found, named, opt, sched, plan=_plan_meta(plan, per_rank * world), rng=False)
             if dist.is_main():
                 log(f"stage {ctx.stage + 1} ({ctx.task}): resuming training at step {start}/{len(plan)}")
     # accelerate wraps the model as the launch says (DDP under several processes); a model sharded by
@@ -144,13 +145,21 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     steps = [micro_batches([samples[i] for i in plan[step]], rank, per_rank, cfg.batch_size)
              for step in range(start, len(plan))]
     workers = default_workers(device) if cfg.num_workers is None else cfg.num_workers
+    # a worker seeds each micro-batch from (seed, stage, its place in the stage: ctx.micro below), so
+    # what it draws is the same in a resumed stage as in an uninterrupted one
     stream = load_batches([part for micro in steps for part, _ in micro], vlm.train_batch, workers,
-                          pin_memory=device.type == "cuda")
+                          pin_memory=device.type == "cuda", seed=f"{seed}/{ctx.stage}",
+                          keys=[(step * world + rank) * cfg.grad_accum + k
+                                for step, micro in enumerate(steps, start) for k in range(len(micro))])
     truncated = len(vlm.truncated_ids(samples)) if isinstance(vlm, CountsTruncation) else 0
     if truncated and dist.is_main():
         log(f"stage {ctx.stage + 1} ({ctx.task}): {truncated} of {len(samples)} training samples are longer than "
             f"model.max_length ({vlm.max_length} tokens) and are cut at the end")
     model.train()
+    if found is not None:
+        # every generator a step draws from (torch CPU and CUDA, random, NumPy) as it was after step
+        # ``start`` of the interrupted run; nothing between here and the first step draws
+        ckpt.set_rng_state(found[0]["rng"])
     t0, losses, skipped = time.time(), [], 0
     bar = tqdm(total=len(plan), initial=start, desc=f"train {ctx.task}", unit="step",
                disable=not progress or not dist.is_main(), dynamic_ncols=True, leave=False)
@@ -170,7 +179,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                 sync = k == len(micro) - 1
                 with _no_sync(acc, engine, not sync):
                     with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                        outputs = engine(**batch)
+                        outputs = forward_with_loss(engine, batch, cfg.logits)  # LM head at labels only
                         loss = outputs.loss
                         for m in methods:
                             loss = m.loss(ctx, batch, outputs, loss)
