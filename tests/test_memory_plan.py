@@ -163,7 +163,7 @@ def test_dry_run_prints_a_memory_plan_for_llava_and_qwen2_vl(no_loading, capsys)
         assert memory[0].startswith("memory per GPU (estimate") and first in memory[0], memory
         assert any(line.startswith("  image tokens: ") for line in memory)
         assert any(line.startswith("  2 GPUs, checkpointing on : DDP ") for line in memory)
-        longest = ("  at the longest sequence, 2048 tokens (LLaVA-1.5's" if model["name"] == "llava"
+        longest = ("  at the longest sequence, 2048 tokens (llava's default" if model["name"] == "llava"
                    else "  longest sequence: not bounded (model.max_length unset and no tokenizer limit found)")
         assert any(line.startswith(longest) for line in memory), memory
         assert memory[-1] == "  GPU memory: not stated (dist.gpu_memory_gib), so nothing is checked against it"

@@ -23,6 +23,7 @@ from typing import Mapping
 
 from coin.data.coin_json import eval_samples
 from coin.engine.dist import barrier, rank as _rank, world as _world
+from coin.engine.eval_dtype import in_base_dtype
 from coin.eval.knowledge import knowledge_share, score_knowledge
 from coin.eval.protocols import resolve, score_protocols
 from coin.eval.scorers import TaskScore, format_error_share
@@ -98,7 +99,8 @@ def generate_answers(vlm: VLM, records: list[dict], max_new_tokens: int, batch_s
         sink = open(partial, "a", encoding="utf-8")
     try:
         for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False):
-            answers = vlm.generate(chunk, max_new_tokens)
+            with in_base_dtype(getattr(vlm, "model", None)):  # a bf16 base: the fp32 adapter computes in bf16
+                answers = vlm.generate(chunk, max_new_tokens)
             for s, text in zip(chunk, answers):
                 out[s.id] = text
             if sink is not None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coin.engine.arch_sizes import Arch, arch_for, arch_from_config, sizes_for  # noqa: F401 (re-exported)
+from coin.models.arch_sizes import Arch, arch_for, arch_from_config, sizes_for  # noqa: F401 (re-exported)
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GIB = 2**30

@@ -154,6 +154,9 @@ class Backbone:
     # whether the wrapper honours eval.image_mode (the LLaVA wrappers, coin.eval.images); the others
     # preprocess test images with their own processors and refuse any mode but the default, pad
     image_modes: bool = False
+    # training sequences' limit when model.max_length is unset (None: the tokenizer's model_max_length,
+    # else none); the memory plan reads it (coin.models.arch_sizes)
+    default_max_length: int | None = None
 
     @staticmethod
     def load(cfg: ModelConfig, log: Callable[[str], None] = print, progress: bool = True) -> VLM:

@@ -37,6 +37,7 @@ class Llava(PathBackbone):
 
     Options = LlavaOptions
     image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
+    default_max_length = LLAVA_MAX_LENGTH  # LLaVA-1.5's training length
 
     @staticmethod
     def load(cfg, log=print, progress=True):

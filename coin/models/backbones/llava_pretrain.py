@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from coin.models.backbone import BACKBONES, Backbone, WeightPath
-from coin.models.backbones.llava import image_cache_problems, llava_vlm
+from coin.models.backbones.llava import LLAVA_MAX_LENGTH, image_cache_problems, llava_vlm
 
 # key -> (what it names, "folder" or "file")
 _PARTS = {"lm_path": ("the Vicuna LM folder", "folder"), "vision_path": ("the CLIP vision folder", "folder"),
@@ -35,6 +35,7 @@ class LlavaPretrain(Backbone):
 
     Options = LlavaPretrainOptions
     image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
+    default_max_length = LLAVA_MAX_LENGTH  # LLaVA-1.5's training length
 
     @staticmethod
     def load(cfg, log=print, progress=True):

@@ -230,10 +230,11 @@ def _max_length(model_cfg: Any, folder: Path | None) -> tuple[int | None, str]:
     """The training sequence limit the run will use (``coin.models.vlm.resolve_max_length``), and its origin."""
     if model_cfg.max_length is not None:
         return int(model_cfg.max_length), "model.max_length"
-    if model_cfg.name in ("llava", "llava-pretrain"):
-        from coin.models.backbones.llava import LLAVA_MAX_LENGTH
+    from coin.models import BACKBONES
 
-        return LLAVA_MAX_LENGTH, "LLaVA-1.5's, model.max_length unset"
+    default = getattr(BACKBONES.get(model_cfg.name), "default_max_length", None)
+    if default is not None:
+        return int(default), f"{model_cfg.name}'s default, model.max_length unset"
     tok = _read_json(folder / "tokenizer_config.json") if folder is not None else None
     limit = tok.get("model_max_length") if tok is not None else None
     if isinstance(limit, int) and 0 < limit < 10**7:
