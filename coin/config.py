@@ -235,6 +235,12 @@ class TrainConfig:
     grad_accum: int = 1
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
     checkpoint_every: int = 50  # in-stage checkpoint interval in optimizer steps; 0: only on SIGINT/SIGTERM
+    # also a checkpoint once this many minutes have passed since the last one (None: by steps only);
+    # the processes agree on it every step (coin.engine.train)
+    checkpoint_minutes: float | None = None
+    # periodic checkpoints written by a background thread while training goes on (coin.engine.checkpoint
+    # AsyncCheckpointer: the same atomic folder and checksum); False: the step waits for the write
+    checkpoint_async: bool = True
     on_nonfinite: str = "stop"  # "stop": a NaN/inf loss stops the stage; "skip": skip the batch and count it
     # the LM head at training (coin.engine.lm_loss): "labelled" projects only the positions whose next token
     # has a label (the answers), "all" every position (transformers' own loss; a method reading all logits)
@@ -273,6 +279,13 @@ class TrainConfig:
         problems += _one_of(self, "precision", ("fp32", "bf16", "fp16"))
         problems += _one_of(self, "on_nonfinite", ("stop", "skip"))
         problems += _one_of(self, "logits", ("labelled", "all"))
+        if self.checkpoint_minutes is not None and not (isinstance(self.checkpoint_minutes, (int, float))
+                                                        and not isinstance(self.checkpoint_minutes, bool)
+                                                        and 0 < self.checkpoint_minutes <= 10080):
+            problems.append(f"checkpoint_minutes must be a number of minutes in (0, 10080] or null, "
+                            f"got {self.checkpoint_minutes!r}")
+        if not isinstance(self.checkpoint_async, bool):
+            problems.append(f"checkpoint_async must be true or false, got {self.checkpoint_async!r}")
         if self.num_workers is not None and not 0 <= self.num_workers <= MAX_WORKERS:
             problems.append(f"num_workers must be in [0, {MAX_WORKERS}] or null, got {self.num_workers}")
         if self.checkpoint_every < 0:

@@ -55,36 +55,97 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(folder: Path, step: int, named_params: dict[str, torch.Tensor], opt, sched,
-                    free_space_check: bool = True, plan: dict | None = None) -> Path:
-    """Write ``folder/step-NNNNNN`` atomically and return its path.
+def snapshot(step: int, named_params: dict[str, torch.Tensor], opt, sched, plan: dict | None = None) -> dict:
+    """Everything a checkpoint holds, copied to host memory now: what ``write_snapshot`` writes later,
+    however the training has moved on meanwhile (the copies share no storage with the live tensors)."""
+    tensors = {f"param.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in named_params.items()}
+    opt_tensors, opt_meta = _flatten_optimizer(opt)
+    tensors.update({k: v.clone() for k, v in opt_tensors.items()})
+    meta = {"step": step, "scheduler": sched.state_dict(), "optimizer": opt_meta, "rng": rng_state(), "plan": plan}
+    return {"tensors": tensors, "meta": json.loads(json.dumps(meta))}  # a deep copy of plain values
 
-    ``plan``: what the step counter means (the stage's steps and samples per step), checked on restore.
-    """
+
+def check_free_space(folder: Path, snap: dict) -> None:
+    """``CheckpointError`` before anything is written when the disk cannot hold twice the snapshot."""
+    need = 2 * sum(t.numel() * t.element_size() for t in snap["tensors"].values())
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise CheckpointError(f"not enough free disk in {folder} for a checkpoint: need about "
+                              f"{need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free")
+
+
+def write_snapshot(folder: Path, snap: dict, free_space_check: bool = True) -> Path:
+    """Write ``snap`` as ``folder/step-NNNNNN`` atomically (built aside, renamed) and return its path."""
     from safetensors.torch import save
 
-    tensors = {f"param.{k}": v.detach().cpu().contiguous() for k, v in named_params.items()}
-    opt_tensors, opt_meta = _flatten_optimizer(opt)
-    tensors.update(opt_tensors)
-    blob = save(tensors)
-    folder.mkdir(parents=True, exist_ok=True)
     if free_space_check:
-        free = shutil.disk_usage(folder).free
-        if free < 2 * len(blob):
-            raise CheckpointError(f"not enough free disk in {folder} for a checkpoint: need about "
-                                  f"{2 * len(blob) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free")
+        check_free_space(folder, snap)
+    blob = save(snap["tensors"])
+    folder.mkdir(parents=True, exist_ok=True)
+    step = snap["meta"]["step"]
     final = folder / f"step-{step:06d}"
     tmp = folder / f".step-{step:06d}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     atomic_write_bytes(tmp / "state.safetensors", blob)
-    rng = rng_state()
-    meta = {"step": step, "sha256": hashlib.sha256(blob).hexdigest(), "scheduler": sched.state_dict(),
-            "optimizer": opt_meta, "rng": rng, "plan": plan}
+    meta = {**snap["meta"], "sha256": hashlib.sha256(blob).hexdigest()}
     atomic_write_json(tmp / "meta.json", meta, indent=None)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
+
+
+def save_checkpoint(folder: Path, step: int, named_params: dict[str, torch.Tensor], opt, sched,
+                    free_space_check: bool = True, plan: dict | None = None) -> Path:
+    """Write ``folder/step-NNNNNN`` atomically, now, and return its path.
+
+    ``plan``: what the step counter means (the stage's steps and samples per step), checked on restore.
+    """
+    return write_snapshot(folder, snapshot(step, named_params, opt, sched, plan), free_space_check)
+
+
+class AsyncCheckpointer:
+    """Checkpoints written by a background thread while training goes on (``train.checkpoint_async``).
+
+    ``submit`` takes a ``snapshot`` (the copy to host memory is the only wait: on 8 GPUs the other
+    processes no longer wait for a multi-GB write to disk), checks the free space at once, and writes
+    in a thread: the same atomic folder and checksum as ``save_checkpoint``, then ``prune``. One write
+    at a time: a ``submit`` first waits for the previous one. ``wait`` joins the write in flight and
+    raises its error, if any (a full disk is named as it is written); the stage calls it before it
+    ends, before an interruption is reported, and on the way out of an error. A kill mid-write leaves
+    only a ``.partial`` folder, which ``latest_good`` never reads.
+    """
+
+    def __init__(self, folder: Path, keep: int = 2) -> None:
+        self.folder, self.keep = folder, keep
+        self._thread = None
+        self._error: BaseException | None = None
+        self.written: list[Path] = []
+
+    def submit(self, snap: dict) -> None:
+        import threading
+
+        self.wait()
+        check_free_space(self.folder, snap)
+
+        def work() -> None:
+            try:
+                self.written.append(write_snapshot(self.folder, snap, free_space_check=False))
+                prune(self.folder, self.keep)
+            except BaseException as e:  # re-raised by wait() on the training thread
+                self._error = e
+
+        self._thread = threading.Thread(target=work, name=f"coin-checkpoint-{snap['meta']['step']}", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def load_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -38,7 +38,8 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 # keys that change how a run works, never its numbers: a folder continues under another value
 OPERATIONAL_KEYS = ("data.check_images", "data.max_image_pixels", "train.num_workers", "log.trackers",
-                    "log.project", "eval.share_prefix", "eval.cache_vision", "dist.gpu_memory_gib")
+                    "log.project", "eval.share_prefix", "eval.cache_vision", "dist.gpu_memory_gib",
+                    "train.checkpoint_async", "train.checkpoint_minutes")
 # keys that change only how stored answers are scored: every stage is rescored from its outputs when
 # the run assembles (assemble), so a folder continues under new values and records them in config.yaml
 SCORING_KEYS = ("data.answers", "eval.protocol")

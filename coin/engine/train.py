@@ -161,82 +161,106 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
         # ``start`` of the interrupted run; nothing between here and the first step draws
         ckpt.set_rng_state(found[0]["rng"])
     t0, losses, skipped = time.time(), [], 0
+    # periodic checkpoints written in the background on the main process (train.checkpoint_async)
+    writer = (ckpt.AsyncCheckpointer(checkpoint_dir) if checkpoint_dir is not None and cfg.checkpoint_async
+              and dist.is_main() else None)
+    last_checkpoint = _now()
     bar = tqdm(total=len(plan), initial=start, desc=f"train {ctx.task}", unit="step",
                disable=not progress or not dist.is_main(), dynamic_ncols=True, leave=False)
-    with _StopFlag() as stop:
-        for step in range(start, len(plan)):
-            chunk = [samples[i] for i in plan[step]]
-            # as many micro-batches on every process (padding weighted zero on a short last step):
-            # each one calls collectives that must pair across processes
-            micro = steps[step - start]
-            total, bad, terms, share = 0.0, False, {}, 0.0
-            for k, (part, weight) in enumerate(micro):
-                ready = next(stream)
-                if bad:  # a skipped step: its remaining batches are drained, not used
-                    continue
-                ctx.micro = (step * world + rank) * cfg.grad_accum + k  # the same stream under any process count
-                batch = {key: v.to(device, non_blocking=True) for key, v in ready.items()}
-                sync = k == len(micro) - 1
-                with _no_sync(acc, engine, not sync):
-                    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                        outputs = forward_with_loss(engine, batch, cfg.logits)  # LM head at labels only
-                        loss = outputs.loss
-                        for m in methods:
-                            loss = m.loss(ctx, batch, outputs, loss)
-                    # every process must agree before the gradient all-reduce in backward
-                    if dist.any_true(not torch.isfinite(loss)):
-                        ids = ", ".join(s.id for s in chunk)
-                        msg = (f"stage {ctx.stage + 1} ({ctx.task}): loss is {loss.item()} at step {step}; "
-                               f"batch ids: {ids}")
-                        if cfg.on_nonfinite == "stop":
-                            raise NonFiniteLossError(msg)
-                        if dist.is_main():
-                            log(f"warning: {msg}; batch skipped")
-                        bad = True
+    failed = True
+    try:
+        with _StopFlag() as stop:
+            for step in range(start, len(plan)):
+                chunk = [samples[i] for i in plan[step]]
+                # as many micro-batches on every process (padding weighted zero on a short last step):
+                # each one calls collectives that must pair across processes
+                micro = steps[step - start]
+                total, bad, terms, share = 0.0, False, {}, 0.0
+                for k, (part, weight) in enumerate(micro):
+                    ready = next(stream)
+                    if bad:  # a skipped step: its remaining batches are drained, not used
                         continue
-                    scale = weight * len(part) / len(chunk) * world  # DDP averages over processes
-                    scaler.scale(loss * scale).backward()
-                total += loss.item() * weight * len(part) / len(chunk)
-                share += weight * len(part) / len(chunk)
-                for m in methods:  # each extra term, weighted like the loss over this process's micro-batches
-                    for key, v in m.last_terms().items():
-                        terms[f"{m.name}/{key}"] = terms.get(f"{m.name}/{key}", 0.0) + v * weight * len(part) / len(chunk)
-            if bad:
-                opt.zero_grad(set_to_none=True)
-                skipped += 1
-            else:
-                total = dist.sum_over_processes(total)
-                if sharded:
-                    fsdp.reduce_gradients(params)
-                scaler.unscale_(inner)
-                if cfg.max_grad_norm > 0:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                else:  # logged even without clipping
-                    grad_norm = _grad_norm(params)
-                scaler.step(inner)
-                scaler.update()
-                opt.zero_grad(set_to_none=True)
-                losses.append(total)
-                if on_step is not None and dist.is_main():
-                    on_step(step + 1, len(plan), {"loss": total, "lr": sched.get_last_lr()[0],
-                                                  "grad_norm": float(grad_norm),
-                                                  **{k: v / max(share, 1e-12) for k, v in terms.items()}})
-            sched.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{total:.3f}")
-            done = step + 1
-            periodic = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < len(plan)
-            if checkpoint_dir is not None and (periodic or stop.signal is not None):
-                if dist.is_main():
-                    ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched,
-                                         plan=_plan_meta(plan, per_rank * world))
-                    ckpt.prune(checkpoint_dir)
-                if stop.signal is None:
-                    dist.barrier()
-            if stop.signal is not None:
-                bar.close()
-                raise Interrupted(f"interrupted by signal {stop.signal} at step {done} of stage {ctx.stage + 1} "
-                                  f"({ctx.task}); a checkpoint was written")
+                    ctx.micro = (step * world + rank) * cfg.grad_accum + k  # the same stream under any process count
+                    batch = {key: v.to(device, non_blocking=True) for key, v in ready.items()}
+                    sync = k == len(micro) - 1
+                    with _no_sync(acc, engine, not sync):
+                        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                            outputs = forward_with_loss(engine, batch, cfg.logits)  # LM head at labels only
+                            loss = outputs.loss
+                            for m in methods:
+                                loss = m.loss(ctx, batch, outputs, loss)
+                        # every process must agree before the gradient all-reduce in backward
+                        if dist.any_true(not torch.isfinite(loss)):
+                            ids = ", ".join(s.id for s in chunk)
+                            msg = (f"stage {ctx.stage + 1} ({ctx.task}): loss is {loss.item()} at step {step}; "
+                                   f"batch ids: {ids}")
+                            if cfg.on_nonfinite == "stop":
+                                raise NonFiniteLossError(msg)
+                            if dist.is_main():
+                                log(f"warning: {msg}; batch skipped")
+                            bad = True
+                            continue
+                        scale = weight * len(part) / len(chunk) * world  # DDP averages over processes
+                        scaler.scale(loss * scale).backward()
+                    total += loss.item() * weight * len(part) / len(chunk)
+                    share += weight * len(part) / len(chunk)
+                    for m in methods:  # each extra term, weighted like the loss over this process's micro-batches
+                        for key, v in m.last_terms().items():
+                            terms[f"{m.name}/{key}"] = terms.get(f"{m.name}/{key}", 0.0) + v * weight * len(part) / len(chunk)
+                if bad:
+                    opt.zero_grad(set_to_none=True)
+                    skipped += 1
+                else:
+                    total = dist.sum_over_processes(total)
+                    if sharded:
+                        fsdp.reduce_gradients(params)
+                    scaler.unscale_(inner)
+                    if cfg.max_grad_norm > 0:
+                        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    else:  # logged even without clipping
+                        grad_norm = _grad_norm(params)
+                    scaler.step(inner)
+                    scaler.update()
+                    opt.zero_grad(set_to_none=True)
+                    losses.append(total)
+                    if on_step is not None and dist.is_main():
+                        on_step(step + 1, len(plan), {"loss": total, "lr": sched.get_last_lr()[0],
+                                                      "grad_norm": float(grad_norm),
+                                                      **{k: v / max(share, 1e-12) for k, v in terms.items()}})
+                sched.step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{total:.3f}")
+                done = step + 1
+                periodic = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < len(plan)
+                if checkpoint_dir is not None and cfg.checkpoint_minutes and not periodic and done < len(plan):
+                    # every process takes part: clocks differ, and one process's "time" is enough
+                    periodic = dist.any_true(_now() - last_checkpoint >= 60 * cfg.checkpoint_minutes)
+                if checkpoint_dir is not None and (periodic or stop.signal is not None):
+                    if dist.is_main():
+                        meta = _plan_meta(plan, per_rank * world)
+                        if writer is not None and stop.signal is None:
+                            writer.submit(ckpt.snapshot(done, named, opt, sched, plan=meta))
+                        else:  # interrupted: written now, before the stage reports it
+                            if writer is not None:
+                                writer.wait()
+                            ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched, plan=meta)
+                            ckpt.prune(checkpoint_dir)
+                    last_checkpoint = _now()
+                    if stop.signal is None:
+                        dist.barrier()
+                if stop.signal is not None:
+                    bar.close()
+                    raise Interrupted(f"interrupted by signal {stop.signal} at step {done} of stage {ctx.stage + 1} "
+                                      f"({ctx.task}); a checkpoint was written")
+        failed = False
+    finally:
+        if writer is not None:  # the write in flight completes (or is named) before the stage goes on
+            try:
+                writer.wait()
+            except Exception as e:
+                if not failed:
+                    raise
+                log(f"warning: the last checkpoint of stage {ctx.stage + 1} was not written: {e}")
     bar.close()
     if acc is not None:
         acc.free_memory()  # drop the DDP wrapper; ``model`` itself is unchanged
@@ -244,6 +268,11 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     model.eval()
     return StageStats(len(plan), len(samples), time.time() - t0, losses[-1] if losses else float("nan"),
                       sum(losses) / max(len(losses), 1), skipped, start, truncated)
+
+
+def _now() -> float:
+    """The clock of ``train.checkpoint_minutes`` (monotonic: a clock set back does not delay a checkpoint)."""
+    return time.monotonic()
 
 
 def _plan_meta(plan: list[list[int]], per_step: int) -> dict:
