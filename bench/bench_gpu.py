@@ -35,6 +35,16 @@ and kernels); the losses and answers mean nothing. ``--small`` keeps 576 image t
 vocabulary but shrinks every width and depth, so the script runs on a CPU in seconds (its
 numbers are not the 7B's, and a CPU has no MFU).
 
+Also, once per variant: bf16 answer agreement through coin's evaluation path (``LlavaVLM.generate``,
+coin's decoding): ``--agree-prompts`` mixed-length prompts answered at batch 16 and one at a time,
+``agree: k/N identical answers`` (reported, not asserted: in bf16 a near-tie may flip a token); and
+the same ``LlavaVLM.generate`` on ``--share-batch`` questions, 4 per image, with and without
+``share_prefix`` (prefill + decode time side by side). Once: Qwen2-VL-7B's training memory at the
+shipped batch (configs/coin/qwen2-vl-7b: 16 per GPU, r 128) as ``coin.engine.memory`` *estimates* it
+(no second architecture is built), beside the LLaVA figure measured here and its own estimate.
+``--json PATH`` writes every measurement, the device, the versions and the attention kernel the
+model actually chose (``config._attn_implementation``) to one JSON file.
+
 Needs only what the README's GPU install gives (torch for your CUDA, then ``pip install -e .``).
 """
 
@@ -42,6 +52,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import platform
 import sys
 import tempfile
 import time
@@ -200,11 +212,12 @@ def bench_train(vlm, args, device, dtype) -> dict:
     seconds = time.perf_counter() - t0
     tokens = batch["input_ids"].numel() * args.steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    reserved = torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else float("nan")
     flops = model_flops(model, model.config, *batch["input_ids"].shape, vlm.num_image_tokens) * args.steps / seconds
     ckpt_s, ckpt_mb = bench_checkpoint(model, opt)
     del opt
     return {"steps_per_s": args.steps / seconds, "tokens_per_s": tokens / seconds, "peak_gib": peak,
-            "seq_len": batch["input_ids"].shape[1], "loss": loss.item(), "trainable": sum(p.numel() for p in params),
+            "peak_reserved_gib": reserved, "seq_len": batch["input_ids"].shape[1], "loss": loss.item(), "trainable": sum(p.numel() for p in params),
             "tflops": flops / 1e12, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb}
 
 
@@ -296,6 +309,116 @@ def bench_generate(vlm, batch_size: int, args, device, dtype, decoding: str = "c
     return batch_size * args.gen_reps / (time.perf_counter() - t0)
 
 
+def attn_kernel(vlm) -> str:
+    """The attention implementation the model actually chose (the text config's, where it differs)."""
+    cfg = vlm.model.config
+    top = getattr(cfg, "_attn_implementation", None)
+    text = getattr(getattr(cfg, "text_config", None), "_attn_implementation", None)
+    if text and top and text != top:
+        return f"{text} (LM), {top} (top level)"
+    return str(text or top)
+
+
+def _fake_text(vlm) -> None:
+    """Let ``LlavaVLM.generate`` run on token ids built here: prompts carry their ids and a pixel seed
+    (no tokenizer, no image file); answers come back as their token ids, joined."""
+    tok = vlm.tokenizer
+    tok.convert_tokens_to_ids = lambda t: IMAGE_TOKEN
+    tok.batch_decode = lambda rows, skip_special_tokens=True: [
+        " ".join(str(int(t)) for t in row if int(t) not in (BOS, EOS, PAD_TOKEN)) for row in rows]
+    vlm._prompt_ids = lambda samples: [list(s.ids) for s in samples]
+    device = next(vlm.model.parameters()).device
+    dtype = next(vlm._llava().vision_tower.parameters()).dtype
+
+    def image_inputs(samples):
+        pix = [torch.randn(3, 336, 336, generator=torch.Generator().manual_seed(s.image)) for s in samples]
+        return {"pixel_values": torch.stack(pix).to(device, dtype)}
+
+    vlm.image_inputs = image_inputs
+
+
+def eval_prompts(n: int, text: int, image_tokens: int, per_image: int = 1, seed: int = 3) -> list:
+    """``n`` prompts as ``LlavaVLM.generate`` takes them (``_fake_text``): ``<s> <image>*576`` then
+    ``text`` / 2 to 3 ``text`` / 2 random tokens; ``per_image`` > 1: that many questions per image, sharing
+    the first half of their text (an instruction) as CoIN's questions on one image do."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(max(2, text // 2), text + text // 2 + 1, (n,), generator=gen).tolist()
+    out, common = [], []
+    for i, t in enumerate(lengths):
+        if i % per_image == 0:
+            common = torch.randint(3, IMAGE_TOKEN, (text // 4,), generator=gen).tolist()
+        own = torch.randint(3, IMAGE_TOKEN, (t,), generator=gen).tolist()
+        ids = [BOS] + [IMAGE_TOKEN] * image_tokens + (common + own[len(common):] if per_image > 1 else own)
+        out.append(SimpleNamespace(ids=ids, image=1000 + i // per_image))
+    return out
+
+
+def bench_agreement(vlm, args, device, dtype) -> dict:
+    """Answers of ``LlavaVLM.generate`` (coin's decoding) for ``--agree-prompts`` prompts at batch 16
+    and at batch 1: how many are identical (``share_prefix`` off, so only the batching differs)."""
+    _fake_text(vlm)
+    vlm.share_prefix = False
+    prompts = eval_prompts(args.agree_prompts, args.text_tokens, vlm.num_image_tokens)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        batched = [a for i in range(0, len(prompts), 16) for a in vlm.generate(prompts[i:i + 16], args.new_tokens)]
+        single = [vlm.generate([p], args.new_tokens)[0] for p in prompts]
+    same = sum(a == b for a, b in zip(batched, single))
+    return {"identical": same, "prompts": len(prompts), "batch": min(16, len(prompts))}
+
+
+def bench_share_prefix(vlm, args, device, dtype) -> dict:
+    """``LlavaVLM.generate`` on ``--share-batch`` questions, 4 per image, with ``share_prefix`` off and on:
+    the time of one call (prefill + decode), and whether the answers are the same."""
+    _fake_text(vlm)
+    prompts = eval_prompts(args.share_batch, args.text_tokens, vlm.num_image_tokens, per_image=4, seed=4)
+    out = {"batch": len(prompts), "questions_per_image": 4}
+    answers = {}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        for share in (False, True):
+            vlm.share_prefix = share
+            vlm.generate(prompts[:4], 2)  # warm-up
+            _sync(device)
+            t0 = time.perf_counter()
+            answers[share] = vlm.generate(prompts, args.new_tokens)
+            _sync(device)
+            out["shared_ms" if share else "unshared_ms"] = 1000 * (time.perf_counter() - t0)
+    vlm.share_prefix = False
+    out["identical"] = sum(a == b for a, b in zip(answers[False], answers[True]))
+    return out
+
+
+# Qwen/Qwen2-VL-7B-Instruct's config.json, the sizes coin.engine.memory reads (tests/test_memory_plan.py has it whole)
+QWEN2_VL_7B = {
+    "architectures": ["Qwen2VLForConditionalGeneration"], "model_type": "qwen2_vl", "hidden_size": 3584,
+    "intermediate_size": 18944, "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
+    "max_position_embeddings": 32768, "tie_word_embeddings": False, "vocab_size": 152064,
+    "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
+                      "hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2, "spatial_patch_size": 14,
+                      "temporal_patch_size": 2},
+}
+
+
+def memory_estimates(config, args, experts: int, checkpointing: bool) -> dict:
+    """GiB per GPU (one process, DDP formula, + the CUDA context) that ``coin.engine.memory`` estimates for
+    Qwen2-VL-7B at configs/coin/qwen2-vl-7b's batch (16 x its most image tokens + 104 text, r 128,
+    labelled logits) and for the LLaVA model measured here at the bench's own batch and length."""
+    from coin.engine.memory import ANSWER_TOKENS, CONTEXT_GIB, GIB, TEXT_TOKENS, arch_from_config, estimate
+
+    def gib(arch, r, batch, tokens, logit_tokens):
+        e = estimate(arch, r=r, experts=experts, train_projector=True, batch=batch, tokens=tokens, weight_bytes=2,
+                     act_bytes=2, processes=1, checkpointing=checkpointing, logit_tokens=logit_tokens)
+        return e["ddp"]["total"] / GIB + CONTEXT_GIB
+
+    qwen = arch_from_config(QWEN2_VL_7B)
+    llava = arch_from_config(config)
+    q_tokens = qwen.tokens_per_image + TEXT_TOKENS
+    out = {"qwen2_vl_7b_gib": gib(qwen, 128, 16, q_tokens, ANSWER_TOKENS), "qwen2_vl_7b_batch": 16,
+           "qwen2_vl_7b_tokens": q_tokens}
+    if llava is not None:  # LLaVA's labels here: the last --answer-tokens
+        out["llava_gib"] = gib(llava, args.rank, args.batch_size, 1 + 576 + args.text_tokens, args.answer_tokens)
+    return out
+
+
 def bench_loader(args) -> str:
     """The training loader's throughput on 336-pixel JPEGs (bench_data's tiny setup), 0 vs N workers."""
     import shutil
@@ -308,6 +431,7 @@ def bench_loader(args) -> str:
         rates = {w: loader_samples_per_s(vlm, samples, w) for w in (0, args.data_workers)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    args.loader_rates = {str(w): r for w, r in rates.items()}  # for --json
     return (f"data loading (decode, pad, CLIP preprocessing at 336 px, tokenise), {args.data_samples} JPEGs: "
             + ", ".join(f"{w} workers {r:.0f} samples/s" for w, r in rates.items()))
 
@@ -367,6 +491,13 @@ def main() -> int:
                     "(default 4; 2 --small)")
     ap.add_argument("--data-samples", type=int, default=None, help="336-pixel images through the loader "
                     "(default 256; 32 --small)")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp32"], help="model dtype (auto: bf16 "
+                    "on a GPU, fp32 on a CPU; bf16 runs on a CPU too)")
+    ap.add_argument("--agree-prompts", type=int, default=16, help="prompts answered at batch 16 and at batch 1 "
+                    "for the answer agreement (0: skip)")
+    ap.add_argument("--share-batch", type=int, default=None, help="questions (4 per image) generated with and "
+                    "without share_prefix (default 16; 8 --small; 0: skip)")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write every measurement to this JSON file")
     ap.add_argument("--frozen-tower", action="store_true", help="also train LoRA with and without autograd "
                     "through the frozen vision tower (issue #22.9), side by side")
     args = ap.parse_args()
@@ -377,6 +508,7 @@ def main() -> int:
         args.gen_batch_sizes = [1, 4, 8] if args.small else [1, 32, 64]
     args.data_workers = args.data_workers if args.data_workers is not None else (2 if args.small else 4)
     args.data_samples = args.data_samples or (32 if args.small else 256)
+    args.share_batch = args.share_batch if args.share_batch is not None else (8 if args.small else 16)
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -387,14 +519,24 @@ def main() -> int:
     if device.type == "cpu" and not args.small:
         print("bench_gpu: the full 7B architecture on a CPU would take hours; add --small.", file=sys.stderr)
         return 2
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.dtype == "auto":
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    else:
+        dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
 
     from coin.config import AdapterConfig
 
     config = llava_config(args.small)
     name = "LLaVA-1.5-7B architecture" + (" (--small: shrunken)" if args.small else "")
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"{name}, random weights, {str(dtype).split('.')[-1]} on {where}; torch {torch.__version__}")
+    import transformers
+
+    print(f"{name}, random weights, {str(dtype).split('.')[-1]} on {where}; torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
+    report = {"device": where, "device_type": device.type, "torch": torch.__version__,
+              "transformers": transformers.__version__, "python": platform.python_version(),
+              "cuda": torch.version.cuda, "small": args.small, "dtype": str(dtype).split(".")[-1],
+              "args": {k: v for k, v in vars(args).items() if k != "json"}, "variants": {}}
     print(f"training: batch {args.batch_size} x {1 + 576 + args.text_tokens} tokens (576 image), "
           f"gradient checkpointing {'off' if args.no_gradient_checkpointing else 'on'}, attention {args.attn}; "
           f"{args.steps} timed steps after {args.warmup}")
@@ -409,6 +551,26 @@ def main() -> int:
         gen = {b: bench_generate(vlm, b, args, device, dtype) for b in args.gen_batch_sizes}
         split = {b: bench_prefill_decode(vlm, b, args, device, dtype) for b in args.gen_batch_sizes}
         gen_hf = {b: bench_generate(vlm, b, args, device, dtype, "hf") for b in args.gen_batch_sizes}
+        kernel = attn_kernel(vlm)
+        agree = bench_agreement(vlm, args, device, dtype) if args.agree_prompts else None
+        share = bench_share_prefix(vlm, args, device, dtype) if args.share_batch else None
+        print(f"  {variant} attention kernel (model.config._attn_implementation): {kernel}", flush=True)
+        if agree:
+            print(f"  {variant} {report['dtype']} answers, batch {agree['batch']} vs batch 1 (LlavaVLM.generate): "
+                  f"agree: {agree['identical']}/{agree['prompts']} identical answers", flush=True)
+        if share:
+            print(f"  {variant} share_prefix, batch {share['batch']} (4 questions per image), prefill+decode: "
+                  f"off {share['unshared_ms']:.1f} ms, on {share['shared_ms']:.1f} ms "
+                  f"(x{share['unshared_ms'] / share['shared_ms']:.2f}); {share['identical']}/{share['batch']} "
+                  "answers identical", flush=True)
+        report["variants"][variant] = {
+            "label": label, "parameters": total, "attn_implementation": kernel, "train": tr,
+            "mfu": None, "eval_samples_per_s": {str(b): gen[b] for b in args.gen_batch_sizes},
+            "eval_samples_per_s_hf": {str(b): gen_hf[b] for b in args.gen_batch_sizes},
+            "prefill_decode": {str(b): split[b] for b in args.gen_batch_sizes},
+            "agreement": agree, "share_prefix": share,
+            "memory_estimate": memory_estimates(config, args, args.experts if variant == "moelora" else 1,
+                                                not args.no_gradient_checkpointing)}
         print(f"  {variant} generation, coin's decoding over model.generate: "
               + ", ".join(f"batch {b} x{gen[b] / gen_hf[b]:.2f}" for b in args.gen_batch_sizes), flush=True)
         rows.append((label, total, tr, gen, split))
@@ -420,15 +582,17 @@ def main() -> int:
             torch.cuda.empty_cache()
 
     peak = peak_tflops(device, args.peak_tflops)
-    head = f"{'variant':<24}{'steps/s':>9}{'tokens/s':>10}{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}{'ckpt s':>8}{'ckpt MB':>9}"
+    head = f"{'variant':<24}{'steps/s':>9}{'tokens/s':>10}{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}{'rsvd GiB':>10}{'ckpt s':>8}{'ckpt MB':>9}"
     print("\n" + head)
-    for label, _, tr, _, _ in rows:
+    report["peak_tflops"] = peak
+    for (label, _, tr, _, _), v in zip(rows, report["variants"].values()):
+        v["mfu"] = tr["tflops"] / peak if peak else None
         mfu = f"{100 * tr['tflops'] / peak:.1f}%" if peak else "n/a"
         print(f"{label:<24}{tr['steps_per_s']:>9.3f}{tr['tokens_per_s']:>10.0f}{tr['tflops']:>9.3f}{mfu:>7}"
-              f"{tr['peak_gib']:>10.1f}{tr['ckpt_s']:>8.2f}{tr['ckpt_mb']:>9.0f}")
+              f"{tr['peak_gib']:>10.1f}{tr['peak_reserved_gib']:>10.1f}{tr['ckpt_s']:>8.2f}{tr['ckpt_mb']:>9.0f}")
     print("(TFLOP/s: model FLOPs of training per second (bench_gpu.model_flops); MFU: over the device's dense "
           f"bf16 peak, {f'{peak:.0f} TFLOP/s' if peak else 'unknown here: give --peak-tflops'}; peak GiB: "
-          "torch.cuda.max_memory_allocated during training; ckpt: one in-stage checkpoint written)")
+          "torch.cuda.max_memory_allocated during training (rsvd: max_memory_reserved); ckpt: one in-stage checkpoint written)")
     head = f"{'variant':<24}{'batch':>6}{'samples/s':>11}{'prefill ms':>12}{'decode ms/tok':>15}{'gen peak GiB':>14}"
     print("\n" + head)
     for label, _, _, gen, split in rows:
@@ -437,13 +601,38 @@ def main() -> int:
                   f"{split[b]['decode_ms_per_token']:>15.2f}{split[b]['peak_gib']:>14.1f}")
     print(f"(evaluation: mixed-length left-padded prompts, {args.new_tokens} new tokens each, adapter unmerged, "
           "coin's decoding; prefill: the whole prompt, image included; gen peak GiB: during one generation)")
+    for variant, v in report["variants"].items():
+        m = v["memory_estimate"]
+        measured = v["train"]["peak_gib"]
+        print(f"{v['label']} training memory, LLaVA-1.5-7B{' (--small)' if args.small else ''} at batch "
+              f"{args.batch_size}: measured {measured:.1f} GiB"
+              + (f", estimate {m['llava_gib']:.1f} GiB" if "llava_gib" in m else "")
+              + f"; Qwen2-VL-7B at batch {m['qwen2_vl_7b_batch']} x {m['qwen2_vl_7b_tokens']} tokens: "
+              f"estimate {m['qwen2_vl_7b_gib']:.1f} GiB (coin.engine.memory, not measured; estimates include ~1 GiB of "
+              "CUDA context that max_memory_allocated does not)")
     print("\n" + bench_loader(args))
+    report["loader_samples_per_s"] = args.loader_rates
     if args.frozen_tower:
-        print(bench_frozen_tower(config, args, device, dtype))
+        line = bench_frozen_tower(config, args, device, dtype)
+        report["frozen_tower"] = line
+        print(line)
     if len(rows) == 2:
         (la, _, a, ga, _), (lb, _, b, gb, _) = rows
         print(f"{lb} / {la}: training time x{a['steps_per_s'] / b['steps_per_s']:.2f}, "
               + ", ".join(f"generation b{k} time x{ga[k] / gb[k]:.2f}" for k in args.gen_batch_sizes))
+    if args.json:
+        def plain(x):  # NaN (no CUDA peak on a CPU) is not JSON
+            return None if isinstance(x, float) and x != x else x
+
+        def clean(x):
+            if isinstance(x, dict):
+                return {str(k): clean(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [clean(v) for v in x]
+            return plain(x)
+
+        Path(args.json).write_text(json.dumps(clean(report), indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 

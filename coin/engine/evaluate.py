@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping
 
@@ -97,8 +98,17 @@ def generate_answers(vlm: VLM, records: list[dict], max_new_tokens: int, batch_s
     if partial is not None:
         partial.parent.mkdir(parents=True, exist_ok=True)
         sink = open(partial, "a", encoding="utf-8")
+    # a VLM that can prepare a batch's images ahead (LlavaVLM.prefetch) does so in a thread while the
+    # model answers the batch before: image decoding and preprocessing leave the critical path
+    prefetch = getattr(vlm, "prefetch", None) if len(chunks) > 1 else None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="coin-prefetch") if prefetch is not None else None
+    ahead = pool.submit(prefetch, chunks[0]) if pool is not None else None
     try:
-        for chunk in tqdm(chunks, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=False):
+        for k, chunk in enumerate(tqdm(chunks, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True,
+                                       leave=False)):
+            if ahead is not None:
+                ahead.result()  # a bad image is raised here, named, as if this batch had read it
+                ahead = pool.submit(prefetch, chunks[k + 1]) if k + 1 < len(chunks) else None
             with in_base_dtype(getattr(vlm, "model", None)):  # a bf16 base: the fp32 adapter computes in bf16
                 answers = vlm.generate(chunk, max_new_tokens)
             for s, text in zip(chunk, answers):
@@ -109,6 +119,8 @@ def generate_answers(vlm: VLM, records: list[dict], max_new_tokens: int, batch_s
                 sink.flush()
                 os.fsync(sink.fileno())
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if sink is not None:
             sink.close()
     return out

@@ -84,6 +84,10 @@ class VisionFeatureCache:
         self._hashes[path] = (st.st_mtime_ns, st.st_size, digest)
         return digest
 
+    def __contains__(self, key: str) -> bool:
+        """Whether ``key`` is held (not counted as a hit or a miss)."""
+        return key in self._items
+
     def get(self, key: str) -> torch.Tensor | None:
         value = self._items.get(key)
         if value is None:

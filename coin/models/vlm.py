@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+import threading
 from typing import Iterator
 
 import torch
@@ -107,6 +108,7 @@ class PixelCache:
         self.dtype = dtype
         self.bytes = 0
         self._items: dict[str, torch.Tensor] = {}
+        self._lock = threading.Lock()  # the evaluation's prefetch thread puts too
 
     def get(self, key: str) -> torch.Tensor | None:
         return self._items.get(key)
@@ -116,9 +118,10 @@ class PixelCache:
         if self.dtype is not None and value.is_floating_point():
             value = value.to(self.dtype)
         size = value.numel() * value.element_size()
-        if key not in self._items and self.bytes + size <= self.max_bytes:
-            self._items[key] = value
-            self.bytes += size
+        with self._lock:
+            if key not in self._items and self.bytes + size <= self.max_bytes:
+                self._items[key] = value
+                self.bytes += size
         return value
 
     def __len__(self) -> int:
@@ -239,6 +242,10 @@ class LlavaVLM:
         self.image_token = "<image>"
         tower = model.model.vision_tower
         self._pixel_cache = PixelCache(image_cache_mb * 2**20, next(tower.parameters()).dtype)
+        # test images prepared ahead (prefetch), by key: (which prefetch made it, pixels); at most two batches'
+        self._prefetched: dict[str, tuple[int, torch.Tensor]] = {}
+        self._prefetches = 0
+        self._prefetch_lock = threading.Lock()
         no_grad_when_frozen(tower)
 
     # ------------------------------------------------------------------ inputs
@@ -269,20 +276,59 @@ class LlavaVLM:
             return centre_crop(img, self.processor.image_processor)
         return expand_to_square(img, self.processor.image_processor) if self.pad_to_square else img
 
+    def _pixel_key(self, s: Sample, step: str) -> str:
+        return s.image if step == "pad" else f"{s.image}\0{step}"  # one image, both ways: two entries
+
+    def _pixel_values(self, s: Sample, step: str) -> torch.Tensor:
+        img = self.preprocess(load_image(s.image, s.id), step)
+        return self.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"][0]
+
     def pixels(self, samples: list[Sample], evaluating: bool = False) -> torch.Tensor:
         """Pixel values for the samples' images (preprocessed once, then cached); every sample has one.
         ``evaluating``: test images, padded or cropped by ``eval_image_mode`` (training always pads)."""
         out = []
         for s in samples:
             step = self.image_step(s, evaluating)
-            key = s.image if step == "pad" else f"{s.image}\0{step}"  # one image, both ways: two entries
+            key = self._pixel_key(s, step)
             px = self._pixel_cache.get(key)
             if px is None:
-                img = self.preprocess(load_image(s.image, s.id), step)
-                px = self.processor.image_processor(images=[img], return_tensors="pt")["pixel_values"][0]
+                with self._prefetch_lock:
+                    px = self._prefetched.pop(key, (None, None))[1]
+                if px is None:
+                    px = self._pixel_values(s, step)
                 px = self._pixel_cache.put(key, px)
             out.append(px)
         return torch.stack(out)
+
+    def prefetch(self, samples: list[Sample]) -> None:
+        """Decode and preprocess the test images of ``samples`` ahead of their batch (the evaluation runs
+        this in a thread while the model answers the batch before): ``pixels`` then takes them, whether
+        or not the bounded cache has room. The values are ``pixels``' own, so the answers are the same."""
+        ready: dict[str, torch.Tensor] = {}
+        for s in samples:
+            if s.image is None or self._features_cached(s):
+                continue
+            step = self.image_step(s, evaluating=True)
+            key = self._pixel_key(s, step)
+            if key not in ready and self._pixel_cache.get(key) is None:
+                ready[key] = self._pixel_values(s, step)
+        with self._prefetch_lock:
+            self._prefetches += 1
+            n = self._prefetches
+            # the batch being answered may still take its own; anything older was not needed after all
+            self._prefetched = {k: v for k, v in self._prefetched.items() if v[0] >= n - 1}
+            self._prefetched.update({k: (n, v) for k, v in ready.items()})
+
+    def _features_cached(self, s: Sample) -> bool:
+        """Whether the vision cache already holds ``s``'s image features (then its pixels are not read)."""
+        cache = self.vision_cache
+        if cache is None:
+            return False
+        try:
+            step = self.image_step(s, evaluating=True)
+            return cache.content_key(s.image) + ("" if step == "pad" else f":{step}") in cache
+        except (OSError, ValueError):
+            return False
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
