@@ -35,7 +35,7 @@ def test_small_cpu_run_prints_every_measurement(tmp_path):
     agree = re.search(r"agree: (\d+)/(\d+) identical answers", out)
     assert agree and agree.groups() == ("4", "4"), out  # fp32 on a CPU: batching changes no answer
     assert re.search(r"share_prefix, batch 4 .*off [\d.]+ ms, on [\d.]+ ms .*4/4 answers identical", out), out
-    assert re.search(r"Qwen2-VL-7B at batch 16 x \d+ tokens: estimate [\d.]+ GiB \(coin.engine.memory, not measured\)",
+    assert re.search(r"Qwen2-VL-7B at batch 16 x \d+ tokens: estimate [\d.]+ GiB \(coin.engine.memory, not measured;",
                      out), out
     report = json.loads((tmp_path / "gpu.json").read_text())
     for key in ("device", "torch", "transformers", "dtype", "variants", "loader_samples_per_s"):

@@ -30,6 +30,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from coin.models.backbone import CachesPixels
+
 
 def rank_share(chunk: list, rank: int, per_rank: int) -> list:
     """This process's contiguous slice of one optimizer step's samples (empty when there are too few)."""
@@ -105,6 +107,25 @@ def _worker_init(worker_id: int) -> None:
     # end of the step, which needs the step's remaining batches, so a worker must not die of it
     # (it still exits when the loader shuts down or the main process dies)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class WorkerBatches:
+    """``make`` as a loader worker calls it: the worker's copy of the model wrapper keeps no
+    preprocessed images. A worker lives for one stage and builds each micro-batch once per epoch, so
+    its cache would save little, and 4 workers x 8 processes x ``model.image_cache_mb`` (2 GiB) held
+    64 GiB of host memory beside the processes' own 16; the main process keeps its cache."""
+
+    def __init__(self, make: Callable[[list], dict]) -> None:
+        self.make = make
+        self._limited = False
+
+    def __call__(self, part: list) -> dict:
+        if not self._limited:
+            owner = getattr(self.make, "__self__", None)
+            if isinstance(owner, CachesPixels):
+                owner.limit_pixel_cache(0)
+            self._limited = True
+        return self.make(part)
 
 
 def load_batches(parts: list[list], make: Callable[[list], dict], num_workers: int = 0,

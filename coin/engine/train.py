@@ -21,7 +21,7 @@ from coin.config import TrainConfig
 from coin.engine.lm_loss import forward_with_loss
 from coin.engine import checkpoint as ckpt
 from coin.engine import dist, fsdp
-from coin.engine.loader import default_workers, load_batches, micro_batches
+from coin.engine.loader import WorkerBatches, default_workers, load_batches, micro_batches
 from coin.engine.schedule import factors
 from coin.methods import Method, StageContext
 from coin.models.backbone import CountsTruncation
@@ -147,7 +147,8 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     workers = default_workers(device) if cfg.num_workers is None else cfg.num_workers
     # a worker seeds each micro-batch from (seed, stage, its place in the stage: ctx.micro below), so
     # what it draws is the same in a resumed stage as in an uninterrupted one
-    stream = load_batches([part for micro in steps for part, _ in micro], vlm.train_batch, workers,
+    make = vlm.train_batch if workers == 0 else WorkerBatches(vlm.train_batch)  # workers keep no image cache
+    stream = load_batches([part for micro in steps for part, _ in micro], make, workers,
                           pin_memory=device.type == "cuda", seed=f"{seed}/{ctx.stage}",
                           keys=[(step * world + rank) * cfg.grad_accum + k
                                 for step, micro in enumerate(steps, start) for k in range(len(micro))])

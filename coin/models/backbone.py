@@ -95,6 +95,15 @@ class CachesVision(Protocol):
 
 
 @runtime_checkable
+class CachesPixels(Protocol):
+    """A wrapper that keeps preprocessed images in a bounded cache (``PixelCache``)."""
+
+    def limit_pixel_cache(self, max_bytes: int) -> None:
+        """Keep at most ``max_bytes`` of preprocessed images from now on (0: keep none)."""
+        ...
+
+
+@runtime_checkable
 class CountsTruncation(Protocol):
     """A wrapper that can say which training samples ``max_length`` cuts (for the stage's log line)."""
 

@@ -132,6 +132,10 @@ class MiniGPTv2VLM:
         self._pixel_cache = PixelCache(image_cache_mb * 2**20, model.visual_encoder.cls_token.dtype)
         no_grad_when_frozen(model.visual_encoder)
 
+    def limit_pixel_cache(self, max_bytes: int) -> None:
+        """Keep at most ``max_bytes`` of preprocessed images from now on (0: none; a loader worker's copy)."""
+        self._pixel_cache.max_bytes = max_bytes
+
     # ------------------------------------------------------------------ text
     def question(self, s: Sample) -> str:
         """The question as the prompt format writes it (a task identifier first in ``native``)."""

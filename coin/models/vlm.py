@@ -248,6 +248,10 @@ class LlavaVLM:
         self._prefetch_lock = threading.Lock()
         no_grad_when_frozen(tower)
 
+    def limit_pixel_cache(self, max_bytes: int) -> None:
+        """Keep at most ``max_bytes`` of preprocessed images from now on (0: none; a loader worker's copy)."""
+        self._pixel_cache.max_bytes = max_bytes
+
     # ------------------------------------------------------------------ inputs
     def prompt_text(self, prompt: str, image: bool = True) -> str:
         """The chat-formatted prompt, with the image placeholder expanded to its tokens (``image``
