@@ -50,3 +50,24 @@ def test_a_cached_base_from_another_cpu_kind_is_named(micro_config, monkeypatch)
     pretrain.load_or_pretrain(cfg, log=lines.append, progress=False)
     note = [line for line in lines if "another CPU kind" in line]
     assert len(note) == 1 and "Elsewhere CPU family 999" in note[0]
+
+
+def test_the_lock_names_each_package_that_differs_from_it(tmp_path):
+    """``constraints.txt`` (coin.lock): a run records which installed packages differ from the README's versions."""
+    import torch
+
+    from coin.lock import lock_path, lock_status, read_lock
+
+    lock = tmp_path / "constraints.txt"
+    public = torch.__version__.split("+")[0]
+    lock.write_text(f"# a comment\ntorch=={public}\nTransformers==0.0.1\nnot-installed-anywhere==1.0\n")
+    assert read_lock(lock) == {"torch": public, "transformers": "0.0.1", "not-installed-anywhere": "1.0"}
+    status = lock_status(lock)
+    import transformers
+
+    assert status["pinned"] == 3 and not status["matches"]
+    assert status["differs"] == {"transformers": ["0.0.1", transformers.__version__.split("+")[0]]}
+    lock.write_text(f"torch=={public}\n")
+    assert lock_status(lock)["matches"]
+    shipped = lock_path()  # the repository's own lock is read the same way
+    assert shipped is not None and "torch" in read_lock(shipped) and "transformers" in read_lock(shipped)

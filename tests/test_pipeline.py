@@ -175,6 +175,7 @@ def test_environment_is_recorded_and_reported(micro_run):
     from coin.machine import cpu_identity
 
     assert env["cpu"] == cpu_identity()  # the CPU kind its bits depend on (tests/test_machine.py)
+    assert env["lock"]["file"] == "constraints.txt" and env["lock"]["pinned"] > 50  # the README's versions (coin.lock)
     report = (out / "report.md").read_text()
     assert "## Environment" in report and env["torch"] in report
 

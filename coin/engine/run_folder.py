@@ -143,6 +143,7 @@ def environment(cfg: RunConfig) -> dict:
     import transformers
 
     import coin
+    from coin.lock import lock_status
     from coin.machine import cpu_identity
 
     try:
@@ -155,7 +156,7 @@ def environment(cfg: RunConfig) -> dict:
             "peft": peft.__version__, "accelerate": accelerate.__version__, "coin": coin.__version__,
             "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "processes": dist.world(),
             "seed": cfg.seed,
-            "platform": platform.platform(), "cpu": cpu_identity()}
+            "platform": platform.platform(), "cpu": cpu_identity(), "lock": lock_status()}
 
 
 def write_environment(out: Path, cfg: RunConfig) -> None:
