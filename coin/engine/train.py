@@ -232,6 +232,11 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.3f}")
                 done = step + 1
+                # a signal that reached one process stops every one at this step (else the others would go on
+                # to the next step's collectives alone and hang); one scalar all-reduce per step
+                stopping = dist.any_true(stop.signal is not None)
+                if stopping and stop.signal is None:
+                    stop.signal = signal.SIGTERM  # another process was told to stop: this one stops with it
                 periodic = cfg.checkpoint_every > 0 and done % cfg.checkpoint_every == 0 and done < len(plan)
                 if checkpoint_dir is not None and cfg.checkpoint_minutes and not periodic and done < len(plan):
                     # every process takes part: clocks differ, and one process's "time" is enough
