@@ -44,6 +44,22 @@ MICRO = {
 
 
 @pytest.fixture
+def no_loading(monkeypatch, tmp_path):
+    """For dry runs: an empty working folder (relative paths in a config resolve to nothing), no
+    process count, and a failure on any model or data load."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a dry run must not load a model or data")
+
+    monkeypatch.setattr("coin.engine.run.run", boom)
+    monkeypatch.setattr("coin.models.load_model", boom)
+    monkeypatch.setattr("coin.data.benchmark.load_benchmark", boom)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def micro_config():
     """A deep copy of the micro config dict (2 tasks, a few samples, a 2-layer model)."""
     import copy

@@ -12,11 +12,7 @@ from coin.adapters import attach_adapter
 from coin.configure import section
 from coin.engine.eval_dtype import base_dtype, in_base_dtype
 from coin.engine.evaluate import generate_answers
-from tinyvlm import tiny_samples, tiny_vlm
-
-
-def _records(samples):
-    return [{"question_id": s.id, "task": s.task, "image_path": s.image, "text": s.prompt} for s in samples]
+from tinyvlm import records_of as _records, tiny_samples, tiny_vlm
 
 
 def _lora_output_dtypes(vlm, records):

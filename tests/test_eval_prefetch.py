@@ -16,11 +16,7 @@ from PIL import Image
 import coin.models.vlm as vlm_module
 from coin.engine.evaluate import generate_answers
 from coin.models.vlm import ImageError
-from tinyvlm import tiny_samples, tiny_vlm
-
-
-def _records(samples):
-    return [{"question_id": s.id, "task": s.task, "image_path": s.image, "text": s.prompt} for s in samples]
+from tinyvlm import records_of as _records, tiny_samples, tiny_vlm
 
 
 @pytest.fixture

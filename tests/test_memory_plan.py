@@ -65,21 +65,6 @@ HUB_PREPROCESSOR = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14
                     "merge_size": 2, "image_processor_type": "Qwen2VLImageProcessor"}
 
 
-@pytest.fixture
-def no_loading(monkeypatch, tmp_path):
-    """An empty working folder, no process count, and a failure on any model or data load."""
-
-    def boom(*args, **kwargs):
-        raise AssertionError("a dry run must not load a model or data")
-
-    monkeypatch.setattr("coin.engine.run.run", boom)
-    monkeypatch.setattr("coin.models.load_model", boom)
-    monkeypatch.setattr("coin.data.benchmark.load_benchmark", boom)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _folder(root: Path, name: str, config: dict, **files: dict) -> Path:
     folder = root / name
     folder.mkdir(parents=True)

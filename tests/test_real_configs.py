@@ -29,21 +29,6 @@ def _id(p: Path) -> str:
     return str(p.relative_to(REPO / "configs"))
 
 
-@pytest.fixture
-def no_loading(monkeypatch, tmp_path):
-    """Run from an empty folder (the configs' relative paths resolve to nothing) and fail on any load."""
-
-    def boom(*args, **kwargs):
-        raise AssertionError("a dry run must not load a model or data")
-
-    monkeypatch.setattr("coin.engine.run.run", boom)
-    monkeypatch.setattr("coin.models.load_model", boom)
-    monkeypatch.setattr("coin.data.benchmark.load_benchmark", boom)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def test_the_shipped_configs_exist_and_match_their_generator():
     names = {_id(p) for p in COIN_CONFIGS}
     for model in ("llava-1.5-7b", "llava-1.5-13b"):

@@ -75,3 +75,8 @@ def sharp_vlm_and_samples(root: Path, prompts: list[str], data_seed: int, model_
     vlm.model.eval()
     samples = [Sample(f"s{k}", "t", str(data / "images" / caps[k]["image"]), p) for k, p in enumerate(prompts)]
     return vlm, samples
+
+
+def records_of(samples: list[Sample]) -> list[dict]:
+    """Test records (as ``coin.data.coin_json.load_test`` gives them) for ``samples``."""
+    return [{"question_id": s.id, "task": s.task, "image_path": s.image, "text": s.prompt} for s in samples]
