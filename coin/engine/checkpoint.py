@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -121,17 +122,14 @@ class AsyncCheckpointer:
         self.folder, self.keep = folder, keep
         self._thread = None
         self._error: BaseException | None = None
-        self.written: list[Path] = []
 
     def submit(self, snap: dict) -> None:
-        import threading
-
         self.wait()
         check_free_space(self.folder, snap)
 
         def work() -> None:
             try:
-                self.written.append(write_snapshot(self.folder, snap, free_space_check=False))
+                write_snapshot(self.folder, snap, free_space_check=False)
                 prune(self.folder, self.keep)
             except BaseException as e:  # re-raised by wait() on the training thread
                 self._error = e
