@@ -22,7 +22,20 @@ def runs(root: Path, spec: dict) -> None:
     from coin.config import ConfigError, merge
     from coin.configure import from_dict
     from coin.engine import dist
+    from coin.engine import run as run_module
     from coin.engine.run import run
+
+    loaded = root / f"loaded-rank{dist.rank()}.jsonl"
+    load_model = run_module.load_model
+
+    def recording_load(*args, **kwargs):  # what each process holds in host memory once the model is loaded
+        vlm = load_model(*args, **kwargs)
+        held = sum(p.numel() * p.element_size() for p in vlm.model.parameters() if not p.is_meta)
+        with loaded.open("a") as f:
+            f.write(json.dumps({"weight_bytes": held, "params": sum(p.numel() for p in vlm.model.parameters())}) + "\n")
+        return vlm
+
+    run_module.load_model = recording_load
 
     for name, over in spec["variants"].items():
         try:

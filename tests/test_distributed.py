@@ -121,6 +121,17 @@ def test_adapters_agree_to_round_off(runs):
             assert diff <= 1e-5 * max(1.0, a[k].abs().max().item()), (stage, k, diff)
 
 
+def test_only_the_main_process_reads_the_weights(launched):
+    """#30.8: the other process builds the model empty and receives the weights (no second copy in host
+    memory); its adapters and answers still equal one process's (the tests above)."""
+    main = [json.loads(x) for x in (launched / "two" / "loaded-rank0.jsonl").read_text().splitlines()]
+    other = [json.loads(x) for x in (launched / "two" / "loaded-rank1.jsonl").read_text().splitlines()]
+    assert len(main) == len(other) == len(VARIANTS) + 1  # one load per run
+    assert all(m["weight_bytes"] > 0 for m in main)
+    assert [o["weight_bytes"] for o in other] == [0] * len(other)
+    assert [o["params"] for o in other] == [m["params"] for m in main]
+
+
 def test_two_processes_write_one_set_of_files(runs):
     _, two = runs
     for stage in (two / "stages").iterdir():

@@ -147,6 +147,17 @@ def test_sharded_runs_give_the_single_process_adapters_and_answers(method_runs):
                     assert (a[k] - b[k]).abs().max().item() <= 1e-5 * max(1.0, a[k].abs().max().item()), (name, k)
 
 
+def test_sharded_processes_receive_their_weights_from_the_main_one(method_runs):
+    """#30.8: only the main process reads the weights; the other builds the model empty and receives just
+    its shards (the sharded runs still equal the single-process ones: the tests above)."""
+    root, _, _ = method_runs
+    main = [json.loads(x) for x in (root / "two" / "loaded-rank0.jsonl").read_text().splitlines()]
+    other = [json.loads(x) for x in (root / "two" / "loaded-rank1.jsonl").read_text().splitlines()]
+    assert main and len(main) == len(other)
+    assert all(m["weight_bytes"] > 0 for m in main)
+    assert [o["weight_bytes"] for o in other] == [0] * len(other)
+
+
 @pytest.fixture(scope="module")
 def units(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp-units")

@@ -52,7 +52,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from coin.engine import dist
+from coin.engine import dist, weights_from_main
 
 # the hooks that may run the model or read its weights (a hook a method does not override is the base's no-op)
 MODEL_HOOKS = ("before_task", "loss", "after_task", "eval_model", "restore")
@@ -118,16 +118,19 @@ def blocks(model: nn.Module) -> list[nn.Module]:
     return found
 
 
-def shard(model: nn.Module, device: torch.device, log=print) -> int:
+def shard(model: nn.Module, device: torch.device, log=print, from_main: bool = False) -> int:
     """Shard ``model``'s frozen weights over every process (in place); returns the number of block units.
 
     The trainable weights are left whole (``ignored_params``) and moved to ``device`` with the
-    buffers; FSDP moves the shards it keeps there itself.
+    buffers; FSDP moves the shards it keeps there itself. ``from_main``: only the main process holds
+    the weights (the others built ``model`` on the meta device): each process receives its shards
+    from it (``coin.engine.weights_from_main``).
     """
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
     hf = inner_model(model)
+    whole = weights_from_main.whole_copy(hf) if from_main else None
     mesh = init_device_mesh(device.type, (dist.world(),))
     trainable = {p for p in hf.parameters() if p.requires_grad}
     units = blocks(hf)
@@ -140,7 +143,11 @@ def shard(model: nn.Module, device: torch.device, log=print) -> int:
     log(f"dist.strategy fsdp: {frozen / 1e6:.1f}M frozen weights sharded over {dist.world()} processes "
         f"({len(units)} decoder blocks, the rest as one unit); {sum(p.numel() for p in trainable) / 1e6:.2f}M "
         "trainable weights replicated; eval.cache_vision off")
-    if not any(p.is_meta for p in hf.parameters()):  # a model built on the meta device is made real first
+    if from_main:
+        weights_from_main.receive_shards(hf, whole, device)
+        del whole
+        ready(model, device)
+    elif not any(p.is_meta for p in hf.parameters()):  # a model built on the meta device is made real first
         ready(model, device)
     return len(units)
 

@@ -37,7 +37,7 @@ from coin.data.layout import data_sources, source_lines
 from coin.data.check import HeaderPass
 from coin.data.coin_json import DataError
 from coin.data.images import set_max_pixels
-from coin.engine import dist, fsdp
+from coin.engine import dist, fsdp, weights_from_main
 from coin.engine.assemble import answer_spaces_of, assemble
 from coin.engine.cost import peak_memory_mb, record_stage, run_cost
 from coin.engine.evaluate import evaluate_task, task_entry
@@ -50,6 +50,7 @@ from coin.methods import StageContext, build_method
 from coin.eval.protocols import with_backbone
 from coin.models import BACKBONES, VLM, load_model
 from coin.models.backbone import CachesVision, SharesPrefix
+from coin.models.empty import empty_weights
 from coin.tasks.orders import resolve_order
 from coin.tasks import get_task
 
@@ -141,10 +142,17 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
     if dist.is_main():
         log(f"data sources (instructions {cfg.data.instructions}):\n" + "\n".join(source_lines(sources)))
     seed_everything(cfg.seed)
+    backbone = BACKBONES.get(cfg.model.name)
     with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
-        vlm = load_model(cfg.model, log, progress)
+        with empty_weights(weights_from_main.builds_empty(backbone)):  # then sent by the main process
+            vlm = load_model(cfg.model, log, progress)
+    if weights_from_main.sending(backbone):
+        log(f"weights read by the main process and sent to the {dist.world() - 1} others")
     if not sharded:  # under FSDP each process moves only its shards to its device (fsdp.shard)
-        vlm.model.to(dist.device())
+        if weights_from_main.sending(backbone):
+            weights_from_main.receive_whole(vlm.model, dist.device())
+        else:
+            vlm.model.to(dist.device())
     if isinstance(vlm, SharesPrefix):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
         vlm.share_prefix = cfg.eval.share_prefix
     if hasattr(vlm, "eval_image_mode"):  # LLaVA models: test images padded or cropped (coin.eval.images)
@@ -280,7 +288,7 @@ def _attach(vlm: VLM, cfg: RunConfig, log, sharded: bool) -> None:
     seed_everything(cfg.seed)
     attach_adapter(vlm, cfg.adapter)
     if sharded:
-        fsdp.shard(vlm.model, dist.device(), log)
+        fsdp.shard(vlm.model, dist.device(), log, from_main=weights_from_main.sending(BACKBONES.get(cfg.model.name)))
     elif cfg.eval.cache_vision and isinstance(vlm, CachesVision):  # the tower is frozen from here on
         from coin.models.vision_cache import VisionCacheRefused
 

@@ -166,6 +166,10 @@ class Backbone:
     # training sequences' limit when model.max_length is unset (None: the tokenizer's model_max_length,
     # else none); the memory plan reads it (coin.models.arch_sizes)
     default_max_length: int | None = None
+    # whether ``load`` builds its model through ``coin.models.empty.from_pretrained``: then under several
+    # processes only the main one reads the weights and sends them to the others, which build the model
+    # empty (on the meta device); otherwise every process reads the whole model (coin.engine.weights_from_main)
+    loads_empty: bool = False
 
     @staticmethod
     def load(cfg: ModelConfig, log: Callable[[str], None] = print, progress: bool = True) -> VLM:

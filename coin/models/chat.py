@@ -394,6 +394,7 @@ def load_chat_vlm(cfg, model_types: tuple[str, ...] | None = None) -> ChatVLM:
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from coin.models.backbone import hf_load_kwargs
+    from coin.models.empty import from_pretrained
     from coin.models.vlm import resolve_max_length
 
     path = cfg.options.path
@@ -408,5 +409,5 @@ def load_chat_vlm(cfg, model_types: tuple[str, ...] | None = None) -> ChatVLM:
                          f"{cfg.name!r} needs to format prompts and answers; add a chat_template.jinja to the "
                          "folder, or use a backbone with its own format (e.g. model.name 'llava')")
     cap_pixels(processor, cfg.options.min_pixels, cfg.options.max_pixels)
-    model = AutoModelForImageTextToText.from_pretrained(path, **hf_load_kwargs(cfg))
+    model = from_pretrained(AutoModelForImageTextToText, path, **hf_load_kwargs(cfg))
     return ChatVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer))

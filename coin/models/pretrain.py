@@ -24,6 +24,7 @@ from coin.config import ModelConfig
 from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
 from coin.io import cache_dir, publish_dir
 from coin.machine import cpu_identity
+from coin.models.empty import from_pretrained
 from coin.models.fit import fit
 from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.coin_json import load_train
@@ -56,7 +57,7 @@ def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True) -> tupl
         if cpu and any(cpu.get(k) != here.get(k) for k in ("name", "family", "model", "capability")):
             log(f"note: the cached base was pretrained on another CPU kind ({_cpu_text(cpu)}; this one: "
                 f"{_cpu_text(here)}); a base pretrained here may differ in its bits, and so may the matrix")
-    model = LlavaForConditionalGeneration.from_pretrained(path)
+    model = from_pretrained(LlavaForConditionalGeneration, path)
     processor = LlavaProcessor.from_pretrained(path)
     vlm = LlavaVLM(model, processor, max_length=resolve_max_length(cfg.max_length, processor.tokenizer),
                    image_cache_mb=cfg.options.image_cache_mb)  # the "plain" conversation it was pretrained with

@@ -29,6 +29,7 @@ class HF(PathBackbone):
     """Any AutoModelForImageTextToText whose processor has a chat template (coin.models.chat)."""
 
     Options = ChatOptions
+    loads_empty = True  # coin.models.chat.load_chat_vlm builds through coin.models.empty.from_pretrained
 
     @staticmethod
     def load(cfg, log=print, progress=True):

@@ -38,6 +38,7 @@ class Llava(PathBackbone):
     Options = LlavaOptions
     image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
     default_max_length = LLAVA_MAX_LENGTH  # LLaVA-1.5's training length
+    loads_empty = True  # through coin.models.empty.from_pretrained
 
     @staticmethod
     def load(cfg, log=print, progress=True):
@@ -45,11 +46,12 @@ class Llava(PathBackbone):
 
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
+        from coin.models.empty import from_pretrained
         from coin.models.tokenizer_check import check_tokenizer_files
 
         path = cfg.options.path
         if path and Path(path).is_dir():  # a hub id: fetched and checked by transformers
             check_tokenizer_files(path)  # before gigabytes of weights load
-        model = LlavaForConditionalGeneration.from_pretrained(path, **hf_load_kwargs(cfg))
+        model = from_pretrained(LlavaForConditionalGeneration, path, **hf_load_kwargs(cfg))
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
         return llava_vlm(model, processor, cfg)

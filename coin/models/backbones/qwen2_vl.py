@@ -11,6 +11,7 @@ class Qwen2VL(PathBackbone):
     """Qwen2-VL or Qwen2.5-VL (AutoModelForImageTextToText) from a local folder or a hub id."""
 
     Options = ChatOptions
+    loads_empty = True  # coin.models.chat.load_chat_vlm builds through coin.models.empty.from_pretrained
 
     @staticmethod
     def load(cfg, log=print, progress=True):

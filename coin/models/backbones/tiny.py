@@ -42,6 +42,7 @@ class Tiny(Backbone):
 
     Options = TinyOptions
     image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
+    loads_empty = True  # the cached base is read through coin.models.empty.from_pretrained
 
     @staticmethod
     def load(cfg, log=print, progress=True):
