@@ -28,7 +28,7 @@ import torch
 def fingerprint(steps: int) -> str:
     from safetensors.torch import load_file
 
-    from coin.configure import load_config
+    from coin.config_load import load_config
     from coin.models.pretrain import _pretrain
 
     model = load_config(None).model

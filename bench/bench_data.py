@@ -31,8 +31,8 @@ from pathlib import Path
 from PIL import Image
 
 from coin.config import DataConfig
-from coin.data.benchmark import load_benchmark
-from coin.data.check import check_data
+from coin.benchmarks.load import load_benchmark
+from coin.benchmarks.check import check_data
 from coin.tasks import TASKS, get_task
 
 

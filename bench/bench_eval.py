@@ -45,9 +45,9 @@ def main() -> None:
 
     import torch
 
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
     from coin.data.coin_json import eval_samples, load_test
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
     from coin.engine.evaluate import generate_answers
     from coin.models.pretrain import base_key, cache_dir
     from coin.models.vlm import LlavaVLM

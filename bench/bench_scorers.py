@@ -15,7 +15,7 @@ import argparse
 import random
 import time
 
-from coin.eval.scorers import score_task
+from coin.scoring.scorers import score_task
 
 _BASE = ["yes", "no", "two", "3", "red", "the dog", "a cat", "unanswerable", "3.5", "don't know"]
 _VARIANTS = [str.upper, str.title, lambda s: s + ".", lambda s: s + "!", lambda s: " " + s + " "]

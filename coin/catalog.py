@@ -53,7 +53,7 @@ class Entry:
 
 def _protocol_facts(task: str, spec: Any) -> dict[str, str]:
     """Per protocol of ``task``: its rule, scorer, normaliser and answer source."""
-    from coin.eval.protocols import task_protocols
+    from coin.tasks.protocol_sets import task_protocols
 
     return {p.name: f"{p.rule} (scorer {p.scorer}, normaliser {p.normalizer or '–'}, answers {p.answers})"
             for p in task_protocols(task).protocols}
@@ -65,7 +65,7 @@ def _order_facts(name: str, tasks: Any) -> dict[str, str]:
 
 def _builder_options(source: str) -> list[OptionDoc]:
     """A builder's extra keyword arguments (``coin data build --option key=value``) with their defaults."""
-    from coin.data.builders import options_of
+    from coin.benchmarks.coin.builders import options_of
 
     return [OptionDoc(k, type_name(type(v)) if v is not None else "any", v, "") for k, v in options_of(source).items()]
 
@@ -82,15 +82,15 @@ KINDS: dict[str, Kind] = {
                       facts=_protocol_facts),
     "orders": Kind("coin.tasks.orders", "ORDERS", "named task orders (`tasks.order:`)", facts=_order_facts),
     "families": Kind("coin.tasks.instructions", "FAMILIES", "instruction families (`data.instructions:`)"),
-    "scorers": Kind("coin.eval.scorers", "SCORERS", "per-answer scorers (`coin score --scorer`)"),
-    "normalizers": Kind("coin.eval.normalize", "NORMALIZERS", "answer normalisers (`coin score --normalizer`)"),
-    "builders": Kind("coin.data.builders", "BUILDERS", "raw-data sources (`coin data build SOURCE`)",
+    "scorers": Kind("coin.scoring.scorers", "SCORERS", "per-answer scorers (`coin score --scorer`)"),
+    "normalizers": Kind("coin.scoring.normalize", "NORMALIZERS", "answer normalisers (`coin score --normalizer`)"),
+    "builders": Kind("coin.benchmarks.coin.builders", "BUILDERS", "raw-data sources (`coin data build SOURCE`)",
                      options=_builder_options),
-    "judge-backends": Kind("coin.eval.judge.backends", "BACKENDS", "LLM-judge backends (`coin judge --backend`)"),
-    "judge-prompts": Kind("coin.eval.judge.prompt", "PROMPTS", "judge prompt versions (`coin judge --prompt-version`)"),
-    "judge-protocols": Kind("coin.eval.judge.protocols", "JUDGE_PROTOCOLS",
+    "judge-backends": Kind("coin.scoring.judge.backends", "BACKENDS", "LLM-judge backends (`coin judge --backend`)"),
+    "judge-prompts": Kind("coin.scoring.judge.prompt", "PROMPTS", "judge prompt versions (`coin judge --prompt-version`)"),
+    "judge-protocols": Kind("coin.scoring.judge.protocols", "JUDGE_PROTOCOLS",
                             "how the judge is asked and read (`coin judge --protocol`)"),
-    "trackers": Kind("coin.engine.tracking", "TRACKERS", "experiment trackers (`log.trackers:`)"),
+    "trackers": Kind("coin.tracking", "TRACKERS", "experiment trackers (`log.trackers:`)"),
     "conversations": Kind("coin.models.conversation", "CONVERSATIONS", "chat templates of the LLaVA backbones"),
 }
 

@@ -3,7 +3,7 @@
 This module is a leaf: it imports nothing else of coin but the options builder, so every
 part of coin may read a config. Each section checks its own values (``check()``); what
 needs a registry (a method's name and options, a backbone's or an adapter's own keys, task
-names, trackers) is validated one layer up, in ``coin.configure``, which is also where a
+names, trackers) is validated one layer up, in ``coin.config_load``, which is also where a
 config is loaded (``load_config``, ``from_dict``). Every problem is collected and reported
 at once with the key's full dotted name (``train.lr must be > 0, got -1``; ``unknown key
 'train.lrr' (did you mean 'train.lr'?)``) before any data is generated or any weights load.
@@ -52,7 +52,7 @@ MAX_SEED = (2**32 - 1) // 1000 - 1  # seed * 1000 + stage seeds numpy, which tak
 MAX_EPOCHS = 1000.0  # train.epochs: the step plan lists every batch of every epoch
 MAX_RANK = 8192  # adapter.r: the rank of a full-width update of the widest backbones
 MAX_WORKERS = 256  # train.num_workers: processes, each holding a copy of the loader's state
-IMAGE_MODES = ("pad", "paper", "crop")  # eval.image_mode (coin.eval.images)
+IMAGE_MODES = ("pad", "paper", "crop")  # eval.image_mode (coin.tasks.image_modes)
 MAX_BOOTSTRAP = 100_000  # eval.bootstrap: resamples held at once (resamples x tasks x tasks floats)
 MAX_SYNTH = 1_000_000  # data.synth.n_train / n_test: generated images per task and split
 
@@ -115,7 +115,7 @@ class DataConfig:
     instructions: str = "original"  # instruction family: "original" (Type1), "diverse" (Type2), "10type"
     # which of CoIN's released file sets the training prompts come from: "llava" (Instructions_<Family>/),
     # "qwen" (Instructions_Qwen/, Qwen-VL's conversations, where it holds the task) or "auto": the
-    # backbone's (qwen for qwen-vl-chat, written into the config; coin.benchmarks.coin.bind_file_set)
+    # backbone's (qwen for qwen-vl-chat, written into the config; coin.benchmarks.coin.benchmark.bind_file_set)
     file_set: str = "auto"
     volume: float = 1.0  # fraction of each training set, seeded
     max_test: int | None = None  # evaluate on the first N (>= 1) test records of each task; null: all
@@ -124,7 +124,7 @@ class DataConfig:
     # per-task answer files joined into the test records by question id, relative to root:
     # {TextVQA: TextVQA_0.5.1_val.json} (the official ten answers; coin.data.answers)
     answers: dict = field(default_factory=dict)
-    # how far each distinct image is checked before anything loads (coin.data.check): "exists" stats it
+    # how far each distinct image is checked before anything loads (coin.benchmarks.check): "exists" stats it
     # (quick on network storage), then reads its header while the model loads, before the first step;
     # "open" reads every header first; "decode" also decodes every image first (finds truncated bodies)
     check_images: str = "exists"
@@ -134,7 +134,7 @@ class DataConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
 
     def check(self) -> list[str]:
-        problems = []  # data.benchmark and what it requires are checked by its registry (coin.data.layout)
+        problems = []  # data.benchmark and what it requires are checked by its registry (coin.benchmarks.layout)
         if not 0 < self.volume <= 1:
             problems.append(f"volume must be in (0, 1], got {self.volume}")
         if self.max_image_pixels < 1:
@@ -225,7 +225,7 @@ class TrainConfig:
     batch_size: int = 16
     epochs: float = 1.0  # (0, MAX_EPOCHS]: 1000
     warmup_ratio: float = 0.03
-    # the lr schedule by name (coin.engine.schedule): "cosine" (linear warm-up, cosine to 0), "constant"
+    # the lr schedule by name (coin.schedule): "cosine" (linear warm-up, cosine to 0), "constant"
     # (linear warm-up, then constant) or "warmup_lr" (DeepSpeed's WarmupLR, as CoIN's scripts ran it)
     schedule: str = "cosine"
     weight_decay: float = 0.0  # >= 0 (torch's AdamW refuses a negative one)
@@ -302,7 +302,7 @@ class EvalConfig:
     # gets its longest training answer in the model's tokens plus a margin (coin.engine.limits)
     max_new_tokens: dict = field(default_factory=dict)
     # per-task scoring protocol by name, replacing the task's paper and strict protocols in both
-    # tables, e.g. {TextVQA: single} for released files without the ten answers (coin.eval.protocols)
+    # tables, e.g. {TextVQA: single} for released files without the ten answers (coin.tasks.protocol_sets)
     protocol: dict = field(default_factory=dict)
     # questions on one image prefill the image once per batch (LLaVA models; coin.models.decode)
     share_prefix: bool = True
@@ -310,7 +310,7 @@ class EvalConfig:
     # (LLaVA models; refused for a trainable tower; coin.models.vision_cache)
     cache_vision: bool = True
     # test images: pad (to a square, as in training; coin's default), paper (the original's: centre crop for
-    # ScienceQA, ImageNet, Grounding and VQAv2, pad for the others) or crop (all); LLaVA backbones (coin.eval.images)
+    # ScienceQA, ImageNet, Grounding and VQAv2, pad for the others) or crop (all); LLaVA backbones (coin.tasks.image_modes)
     image_mode: str = "pad"
 
     def check(self) -> list[str]:
@@ -326,7 +326,7 @@ class EvalConfig:
 
 @dataclass
 class LogConfig:
-    """Telemetry (coin.engine.tracking): trackers fed per step and per stage; never changes a number."""
+    """Telemetry (coin.tracking): trackers fed per step and per stage; never changes a number."""
 
     # through accelerate's tracker API: tensorboard (RUN/logs/), wandb, mlflow (optional extras)
     trackers: list = field(default_factory=lambda: ["tensorboard"])

@@ -161,7 +161,7 @@ def _knowledge(runs: Runs):
 def content_share(mj: dict) -> float | None:
     """Of the wrong answers on the earlier tasks after the last stage, the share that are a wrong answer
     of the right kind (``content``), not right content in another format or another task's answer
-    (``format``, ``confusion``, ``other``): the tags of ``coin.eval.knowledge``."""
+    (``format``, ``confusion``, ``other``): the tags of ``coin.tasks.knowledge``."""
     tags = mj.get("knowledge_tags")
     if not isinstance(tags, dict):
         return None

@@ -1,5 +1,5 @@
 """Colours: name the colour of the picture (a plugin task in one file)."""
-from coin.eval.protocol import Protocol
+from coin.scoring.protocol import Protocol
 from coin.tasks import TaskSpec, register_task
 
 register_task(TaskSpec(

@@ -53,7 +53,7 @@ def no_loading(monkeypatch, tmp_path):
 
     monkeypatch.setattr("coin.engine.run.run", boom)
     monkeypatch.setattr("coin.models.load_model", boom)
-    monkeypatch.setattr("coin.data.benchmark.load_benchmark", boom)
+    monkeypatch.setattr("coin.benchmarks.load.load_benchmark", boom)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path

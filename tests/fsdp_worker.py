@@ -20,10 +20,10 @@ from pathlib import Path
 
 def runs(root: Path, spec: dict) -> None:
     from coin.config import ConfigError, merge
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
     from coin.engine import dist
     from coin.engine import run as run_module
-    from coin.engine.run import run
+    from coin.api import run
 
     loaded = root / f"loaded-rank{dist.rank()}.jsonl"
     load_model = run_module.load_model
@@ -53,7 +53,7 @@ def units(out: Path) -> None:
     from tinyvlm import sharp_vlm_and_samples
 
     from coin.adapters import attach_adapter
-    from coin.configure import section
+    from coin.config_load import section
     from coin.engine import dist, fsdp
     from coin.methods.ewc import estimate_fisher
 
@@ -104,7 +104,7 @@ def qwen_units(out: Path, samples: list) -> None:
 
     import tinyhf
     from coin.adapters import attach_adapter
-    from coin.configure import section
+    from coin.config_load import section
     from coin.engine import dist, fsdp
     from coin.models.chat import load_chat_vlm
 
@@ -192,7 +192,7 @@ def memory(out: Path) -> None:
     from tinyvlm import tiny_samples, tokenizer
 
     from coin.adapters import attach_adapter
-    from coin.configure import section
+    from coin.config_load import section
     from coin.engine import dist, fsdp
     from coin.models.tiny import TinyConfig, build_model, build_processor
     from coin.models.vlm import LlavaVLM

@@ -11,9 +11,9 @@ HEAVY = ("torch", "transformers", "peft")
 # Reading data, scoring a prediction, computing a metric and describing a task need no deep
 # learning library: each of these (and every module under the packages) must import without one.
 LIGHT_PACKAGES = ("coin.data", "coin.tasks")
-LIGHT_MODULES = ("coin.data.coin_json", "coin.data.records", "coin.data.sample", "coin.data.layout",
-                 "coin.data.check", "coin.data.benchmark", "coin.metrics", "coin.eval.scorers",
-                 "coin.eval.protocols", "coin.eval.normalize", "coin.tasks")
+LIGHT_MODULES = ("coin.data.coin_json", "coin.data.records", "coin.data.sample", "coin.benchmarks.layout",
+                 "coin.benchmarks.check", "coin.benchmarks.load", "coin.metrics", "coin.scoring.scorers",
+                 "coin.tasks.protocol_sets", "coin.scoring.normalize", "coin.tasks")
 
 _PROBE = textwrap.dedent("""
     import importlib, json, pkgutil, sys

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 import tinyhf
-from coin.configure import from_dict, section
+from coin.config_load import from_dict, section
 from coin.engine.run import run
 from coin.models import load_model
 from coin.models.chat import ChatVLM, Targets, fallback_targets, load_chat_vlm, targets_for

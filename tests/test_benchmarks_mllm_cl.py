@@ -13,14 +13,14 @@ import pytest
 from benchmark_fixtures import write_mllm_acl, write_mllm_dcl
 from helpers_server import LoopbackServer, completion
 
-from coin.benchmarks.mllm_cl import FIN_LINE, fin_prompt
+from coin.benchmarks.mllm_cl.benchmark import FIN_LINE, fin_prompt
 from coin.config import DataConfig
-from coin.configure import from_dict
-from coin.data.benchmark import load_benchmark
-from coin.data.check import check_data
-from coin.eval import mathvista
-from coin.eval.protocols import score_protocols
-from coin.eval.scorers import score_sample
+from coin.config_load import from_dict
+from coin.benchmarks.load import load_benchmark
+from coin.benchmarks.check import check_data
+from coin.benchmarks.mllm_cl import mathvista
+from coin.tasks.protocol_sets import score_protocols
+from coin.scoring.scorers import score_sample
 
 
 def _edit(path, fn):
@@ -154,7 +154,7 @@ def extractor():
 
 
 def test_mathvista_llm_extraction_runs_on_a_judge_backend_for_what_the_rules_miss(extractor, tmp_path):
-    from coin.eval.judge import judge_config
+    from coin.scoring.judge import judge_config
 
     cfg = judge_config(backend="openai", model="extractor", base_url=extractor.url, timeout=5, retries=0,
                        concurrency=2)
@@ -176,7 +176,7 @@ def test_mathvista_llm_extraction_runs_on_a_judge_backend_for_what_the_rules_mis
 
 
 def test_llm_rescore_of_a_run_folder_writes_rules_and_llm_scores_per_stage(extractor, tmp_path):
-    from coin.eval.judge import judge_config
+    from coin.scoring.judge import judge_config
 
     cfg = judge_config(backend="openai", model="extractor", base_url=extractor.url, timeout=5, retries=0, name="ex")
     records = [{"question_id": "a", "answer": "7", "text": "How many?"},
@@ -221,7 +221,7 @@ def test_coin_score_on_an_unscored_task_says_so(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_two_task_ability_run_writes_the_submission_and_leaves_app_unscored(acl, tmp_path, micro_config):
-    from coin.engine.run import run
+    from coin.api import run
 
     micro_config["data"] = {"benchmark": "mllm-acl", "root": str(acl)}
     micro_config["tasks"] = {"order": ["VP", "APP"]}
@@ -243,7 +243,7 @@ def test_a_two_task_ability_run_writes_the_submission_and_leaves_app_unscored(ac
 
 def test_a_two_task_domain_run_scores_both_tasks_by_their_rules(dcl, tmp_path, micro_config):
     """The domain stream end to end on the tiny model: Med (substring rule) then Fin (its fixed prompt line)."""
-    from coin.engine.run import run
+    from coin.api import run
 
     micro_config["data"] = {"benchmark": "mllm-dcl", "root": str(dcl)}
     micro_config["tasks"] = {"order": ["Med", "Fin"]}

@@ -11,7 +11,7 @@ import pytest
 from coin.benchmarks import BENCHMARKS, get_benchmark, owner
 from coin.cli import main
 from coin.config import ConfigError
-from coin.configure import from_dict, load_config
+from coin.config_load import from_dict, load_config
 from coin.tasks import ORDERS, TASKS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def test_dry_run_of_every_stream_config(path, monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr("coin.engine.run.run", boom)  # first: the engine binds the loaders below at its import
     monkeypatch.setattr("coin.models.load_model", boom)
-    monkeypatch.setattr("coin.data.benchmark.load_benchmark", boom)
+    monkeypatch.setattr("coin.benchmarks.load.load_benchmark", boom)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.chdir(tmp_path)
     cfg = load_config(path)

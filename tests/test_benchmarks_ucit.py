@@ -9,12 +9,12 @@ from benchmark_fixtures import write_ucit
 
 from coin.cli import main
 from coin.config import DataConfig
-from coin.configure import from_dict
-from coin.data.benchmark import load_benchmark
-from coin.data.check import check_data
+from coin.config_load import from_dict
+from coin.benchmarks.load import load_benchmark
+from coin.benchmarks.check import check_data
 from coin.data.coin_json import DataError
-from coin.eval import captions
-from coin.eval.protocols import score_protocols
+from coin.benchmarks.ucit import captions
+from coin.tasks.protocol_sets import score_protocols
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_caption_metrics_without_java_name_the_debian_package(monkeypatch):
 
 @pytest.mark.slow
 def test_a_two_task_ucit_run_end_to_end(ucit, tmp_path, micro_config):
-    from coin.engine.run import run
+    from coin.api import run
 
     micro_config["data"] = {"benchmark": "ucit", "root": str(ucit)}
     micro_config["tasks"] = {"order": ["ImageNet-R", "ArxivQA"]}

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from coin.cli import main
-from coin.data.builders import BUILDERS, build_source, options_of
-from coin.data.builders.refcoco import box_text, square_box
+from coin.benchmarks.coin.builders import BUILDERS, build_source, options_of
+from coin.benchmarks.coin.builders.refcoco import box_text, square_box
 from coin.data.coin_json import DataError, load_test, load_train
-from coin.eval.scorers import score_sample
+from coin.scoring.scorers import score_sample
 import raw_sources as rs
 
 SHORT = "Answer the question using a single word or phrase."
@@ -251,7 +251,7 @@ PLUGIN_BUILDER = '''
 import json
 from pathlib import Path
 
-from coin.data.builders.common import Built, prompt, register_builder, test_record, train_record
+from coin.benchmarks.coin.builders.builder import Built, prompt, register_builder, test_record, train_record
 from coin.tasks import TaskSpec, register_task
 
 register_task(TaskSpec("Sketch", "SketchFolder", "phrase", "exact", "Name the drawing in one word.", 8))
@@ -291,7 +291,7 @@ def test_a_plugin_source_is_one_file(tmp_path, monkeypatch):
 
 
 def test_a_builder_for_an_unknown_task_is_refused_at_registration():
-    from coin.data.builders import register_builder
+    from coin.benchmarks.coin.builders import register_builder
 
     with pytest.raises(ValueError, match="data source 'x': unknown task 'GQAA'. Did you mean 'GQA'"):
         register_builder("x", "GQAA", lambda raw, prefix, seed: None, "", "")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from coin.configure import from_dict
-from coin.engine.run import run
+from coin.config_load import from_dict
+from coin.api import run
 
 
 def test_the_card_lists_each_difference_with_its_option(micro_config, tmp_path):

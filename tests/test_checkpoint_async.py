@@ -17,7 +17,7 @@ import torch
 
 import coin.engine.checkpoint as ckpt
 from coin.config import ConfigError
-from coin.configure import from_dict
+from coin.config_load import from_dict
 
 
 def _state():

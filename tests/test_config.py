@@ -1,7 +1,7 @@
 import pytest
 
 from coin.config import ConfigError, RunConfig, dump_config, parse_overrides
-from coin.configure import from_dict, load_config
+from coin.config_load import from_dict, load_config
 
 
 def test_defaults_are_valid():
@@ -111,7 +111,7 @@ def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
     split from today's runs in a comparison (and a real change is still caught)."""
     import yaml
 
-    from coin.configure import from_dict, upgrade
+    from coin.config_load import from_dict, upgrade
     from coin.engine.run_folder import RunFolderError, prepare_run_dir
 
     full = from_dict({}).to_dict()
@@ -130,7 +130,7 @@ def test_a_run_folder_from_before_a_key_existed_resumes_and_groups(tmp_path):
 
 
 def test_a_damaged_run_folder_config_is_named(tmp_path):
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
     from coin.engine.run_folder import prepare_run_dir
 
     (tmp_path / "config.yaml").write_text("- just\n- a list\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from coin.config import read_yaml_mapping
-from coin.configure import from_dict, upgrade
+from coin.config_load import from_dict, upgrade
 from coin.engine.run_folder import RunFolderError, _diff_keys, prepare_run_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "run_924ee27"

@@ -21,7 +21,7 @@ from PIL import Image
 
 from coin.cli import main
 from coin.config import ConfigError
-from coin.configure import from_dict, load_config
+from coin.config_load import from_dict, load_config
 
 
 def _strict(text: str):
@@ -250,7 +250,7 @@ def test_a_data_file_with_a_utf8_bom_is_read(tmp_path):
 
 
 def _tree(base):
-    """A two-task CoIN tree in the release's layout, and a config running it (``coin.benchmarks.coin``)."""
+    """A two-task CoIN tree in the release's layout, and a config running it (``coin.benchmarks.coin.benchmark``)."""
     root, images = base / "CoIN", base / "images"
     for task, answer in (("ImageNet", "cat"), ("ScienceQA", "A")):
         for split, n in (("train", 4), ("test", 2)):

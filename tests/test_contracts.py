@@ -23,7 +23,7 @@ import tinyhf
 from conftest import MICRO
 from coin.adapters import ADAPTERS, Adapter, attach_adapter, describe, trainable_parameters
 from coin.config import AdapterConfig, ModelConfig
-from coin.configure import from_dict, section
+from coin.config_load import from_dict, section
 from coin.data.sample import Sample
 from coin.models import BACKBONES, Backbone, load_model
 from coin.models.backbone import VLM, CachesVision, CountsTruncation, SharesPrefix, missing_members

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from coin.config import DataConfig
-from coin.data.benchmark import load_benchmark, sample_volume
+from coin.benchmarks.load import load_benchmark, sample_volume
 from coin.data.coin_json import DataError, load_test, load_train, resolve_image
 
 

@@ -8,10 +8,10 @@ from PIL import Image
 
 from coin.cli import main
 from coin.config import DataConfig
-from coin.configure import from_dict
-from coin.data.benchmark import load_benchmark, locate, sample_volume
-from coin.data.builders import build_source
-from coin.data.check import check_data, stats
+from coin.config_load import from_dict
+from coin.benchmarks.load import load_benchmark, locate, sample_volume
+from coin.benchmarks.coin.builders import build_source
+from coin.benchmarks.check import check_data, stats
 from coin.data.coin_json import DataError
 from coin.tasks.orders import mixture, order_problems, resolve_order
 from coin.tasks import ORDERS

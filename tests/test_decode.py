@@ -75,7 +75,7 @@ def test_answers_equal_generate_on_every_row_and_stop_at_max(vlm_and_batch):
 
 def test_vlm_decodings_agree_and_bad_name_is_named(vlm_and_batch, tmp_path):
     vlm, _ = vlm_and_batch
-    from coin.data.synth import generate as gen
+    from coin.benchmarks.synth.generator import generate as gen
 
     root = gen(tmp_path / "s", seed=4, n_train=2, n_test=0, n_pretrain=6)
     import json

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import tinyhf
-from coin.configure import section
+from coin.config_load import section
 from coin.data.sample import Sample
 from coin.models import BACKBONES, load_model
 from coin.models.empty import building_empty, empty_weights

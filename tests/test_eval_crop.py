@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from coin.config import ConfigError
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.data.sample import Sample
 from tinyvlm import MICRO, tiny_vlm
 
@@ -109,7 +109,7 @@ def test_the_run_crops_per_task_and_the_card_names_the_mode(micro_config, tmp_pa
 
 
 def test_the_card_lists_padding_as_a_difference_with_the_option():
-    from coin.eval.protocols import card_rows, protocol_card
+    from coin.tasks.protocol_sets import card_rows, protocol_card
 
     card = protocol_card(["ScienceQA", "TextVQA"], None, "pad")
     assert card["ScienceQA"]["paper"]["image"] == "pad to square"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from coin.adapters import attach_adapter
-from coin.configure import section
+from coin.config_load import section
 from coin.engine.eval_dtype import base_dtype, in_base_dtype
 from coin.engine.evaluate import generate_answers
 from tinyvlm import records_of as _records, tiny_samples, tiny_vlm

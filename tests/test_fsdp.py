@@ -70,7 +70,7 @@ def _variants() -> dict[str, dict]:
 def _refused(variant: dict, sharded: dict) -> bool:
     """Whether the engine refuses the variant's method under FSDP, or the method's own config check does."""
     from coin.config import ConfigError, merge
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
     from coin.engine.fsdp import refusal
     from coin.methods import METHODS
 
@@ -242,7 +242,7 @@ def test_sigkill_mid_stage_then_relaunch_with_three_processes(tmp_path, micro_fa
     the same two processes reads it the same way, and tests/test_resume.py kills and resumes that path.)"""
     from safetensors.torch import load_file
 
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
     from coin.engine.run import run
 
     cfg = micro_factory()
@@ -300,7 +300,7 @@ def test_bench_fsdp_case_runs_on_two_cpu_processes():
 def test_a_folder_continues_on_another_process_count_only_with_the_same_effective_batch(tmp_path, monkeypatch):
     """grad_accum may change with the process count when batch x accumulation x processes stays what the
     folder's last launch had (its env-history.jsonl records the count): the seeded plan of steps is the same."""
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
     from coin.engine.run_folder import RunFolderError, prepare_run_dir
 
     def cfg(accum: int):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coin.configure import from_dict, load_config
+from coin.config_load import from_dict, load_config
 from coin.engine.limits import SET, SIZED, limit_card, limit_line
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def test_the_card_records_each_task_s_limit_and_rule():
 def test_the_report_shows_the_generation_card():
     from coin.report.document import Table
     from coin.report.run_report import _card_blocks
-    from coin.eval.protocols import protocol_card
+    from coin.tasks.protocol_sets import protocol_card
 
     mj = {"protocol_card": protocol_card(["GQA"]),
           "generation_card": {"GQA": {"max_new_tokens": 128, "at_limit": 3, "rule": SET}}}

@@ -18,7 +18,7 @@ import yaml
 
 from coin.cli import main
 from coin.config import ConfigError
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.engine.run import run
 from coin.engine.run_folder import FolderLock, RunFolderError
 
@@ -173,8 +173,8 @@ def test_report_runs_no_plugin_of_the_run_folder(finished, tmp_path):
 
 
 def test_judge_reads_test_records_without_running_the_plugins(finished, tmp_path):
-    from coin.configure import UntrustedPlugins
-    from coin.eval.judge.run import _test_records
+    from coin.config_load import UntrustedPlugins
+    from coin.engine.judging import _test_records
 
     _, src = finished
     out, marker = _planted(src, tmp_path, "evil_judge")

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from coin.cli import main
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.data.coin_json import DataError
 from coin.engine import run as run_mod
 
@@ -40,7 +40,7 @@ class _Trained(Exception):
 @pytest.fixture(scope="module")
 def synth_tree(tmp_path_factory):
     """A tiny CoIN-Synth tree (ImageNet only) to copy and spoil."""
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
 
     root = tmp_path_factory.mktemp("synth") / "tree"
     generate(root, seed=0, n_train=4, n_test=2, n_pretrain=0, tasks=[TASK])

@@ -110,3 +110,94 @@ def test_config_is_a_leaf():
     """The run config's dataclasses import nothing of coin but the options builder."""
     assert import_graph()["coin.config"] <= {"coin.options"}
     assert import_graph()["coin.options"] == set()
+
+
+# ----------------------------------------------------------------------------- layers
+# coin's folders (and top-level modules) from the bottom up: a module imports only from its own
+# layer or the ones below, at module level and inside functions alike. The built-in entries of a
+# registry may live above it (a benchmark's tasks and scorers in coin/benchmarks/<name>/): the
+# registry imports them by name on its first lookup (``Registry(builtins=...)``), listed in LAZY.
+LAYERS: list[tuple[str, ...]] = [
+    ("coin", "coin.errors", "coin.io", "coin.machine", "coin.lock", "coin.stats", "coin.metrics", "coin.options",
+     "coin.registry", "coin.schedule"),  # foundations: no knowledge of tasks, models or runs
+    ("coin.config",),  # the run config's dataclasses
+    ("coin.tracking",),  # step logs and experiment trackers
+    ("coin.scoring",),  # scorers, normalisers, answer parsing, one protocol; the judge's parts
+    ("coin.tasks",),  # what a task is, its registry, instruction families, orders, protocol sets, knowledge
+    ("coin.data",),  # records, samples, images, answer sources
+    ("coin.benchmarks",),  # one folder per benchmark (its tasks, scorers, layout, builders); loading, checking
+    ("coin.models",),  # backbones and their wrappers
+    ("coin.adapters",),  # LoRA, MoELoRA
+    ("coin.methods",),  # continual-learning methods
+    ("coin.config_load",),  # a run config checked against every registry
+    ("coin.engine",),  # training, evaluation, runs, sweeps, judging a run
+    ("coin.report",),  # reports of finished run folders
+    ("coin.findings", "coin.catalog"),
+    ("coin.api", "coin.cli"),  # the commands: engine and report joined
+]
+# the registries' built-in providers, imported on first lookup (coin.registry): the only upward imports
+LAZY = {
+    "coin.adapters.base": {"coin.adapters.lora", "coin.adapters.moelora"},
+    "coin.models.backbone": {"coin.models.backbones"},
+    "coin.tasks.spec": {"coin.benchmarks"},
+    "coin.scoring.scorers": {"coin.benchmarks"},
+    "coin.scoring.normalize": {"coin.benchmarks"},
+    "coin.benchmarks.spec": {"coin.benchmarks"},
+    "coin.benchmarks.coin.builders.builder": {"coin.benchmarks.coin.builders"},
+}
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of the longest unit ``module`` belongs to."""
+    best = None
+    for k, units in enumerate(LAYERS):
+        for unit in units:
+            if (module == unit or module.startswith(unit + ".")) and (best is None or len(unit) > best[1]):
+                best = (k, len(unit))
+    assert best is not None, f"{module} is in no layer of LAYERS: add its folder"
+    return best[0]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if layer_of(b) > layer_of(a))
+
+
+def test_the_layer_check_finds_an_upward_import(tmp_path):
+    pkg = tmp_path / "coin"
+    for folder in ("tasks", "engine"):
+        (pkg / folder).mkdir(parents=True)
+        (pkg / folder / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tasks" / "spec.py").write_text("def f():\n    from coin.engine import run\n")  # hidden in a function
+    (pkg / "engine" / "run.py").write_text("from coin.tasks import spec\n")
+    assert upward_imports(import_graph(pkg)) == ["coin.tasks.spec -> coin.engine.run"]
+
+
+def test_every_import_goes_down_the_layers():
+    graph = import_graph()
+    assert len(graph) > 100
+    assert upward_imports(graph) == []
+
+
+def _registry_builtins() -> dict[str, set[str]]:
+    """Every ``Registry(..., builtins=(...))`` in coin, by the module that declares it."""
+    found: dict[str, set[str]] = {}
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Registry":
+                for kw in node.keywords:
+                    if kw.arg == "builtins":
+                        found.setdefault(_module_name(path, ROOT), set()).update(ast.literal_eval(kw.value))
+    return found
+
+
+def test_the_only_upward_imports_are_the_registries_named_builtins():
+    """A registry's builtins are imported by name at run time, so the graph above does not see them:
+    they are listed here, and each must exist."""
+    import importlib.util
+
+    found = _registry_builtins()
+    assert found == LAZY
+    for modules in found.values():
+        for module in modules:
+            assert importlib.util.find_spec(module) is not None, module

@@ -21,11 +21,11 @@ pytest.importorskip("openai")
 
 from coin.cli import main  # noqa: E402
 from coin.config import ConfigError  # noqa: E402
-from coin.eval.judge import (  # noqa: E402
+from coin.scoring.judge import (  # noqa: E402
     BACKENDS, JudgeCache, JudgeConfig, PROMPT_VERSION, ParsedScore, agreement, build_backend, build_messages,
-    cache_id, judge_config, judge_run, parse_score, prompt_sha, spearman, truth_agreement,
+    cache_id, judge_config, parse_score, prompt_sha, spearman, truth_agreement,
 )
-from coin.eval.judge.run import JudgeError, select_stages  # noqa: E402
+from coin.engine.judging import JudgeError, judge_run, select_stages  # noqa: E402
 
 ORDER = ["ImageNet", "Grounding"]
 STAGES = {"00-zeroshot": ORDER, "01-ImageNet": ["ImageNet"], "02-Grounding": ORDER}
@@ -137,8 +137,8 @@ def run_template(tmp_path_factory) -> tuple[Path, dict]:
     single answers with the scripted ones.
     """
     from coin.config import dump_config
-    from coin.configure import from_dict
-    from coin.data.benchmark import load_benchmark
+    from coin.config_load import from_dict
+    from coin.benchmarks.load import load_benchmark
 
     cfg = from_dict({"seed": 0, "data": {"synth": {"n_train": 4, "n_test": 6}}, "tasks": {"order": ORDER}})
     run_dir = tmp_path_factory.mktemp("judge-runs") / "template"
@@ -154,7 +154,7 @@ def run_template(tmp_path_factory) -> tuple[Path, dict]:
 
 def _write_predictions(run_dir: Path, records: dict, outputs: dict) -> None:
     """Predictions (scored by the real TA scorers), scores.json, DONE and matrix.json."""
-    from coin.eval.scorers import score_task
+    from coin.scoring.scorers import score_task
     from coin.metrics import summarize
     from coin.tasks import get_task
 
@@ -426,7 +426,7 @@ def test_judge_run_scores_counts_failures_and_resumes_from_cache(server, fake_ru
                ("02-Grounding", "ImageNet", 4): None}  # None: no prediction for that sample
     _set_outputs(fake_run, template, changes)
     cfg = _cfg(server, api_key_env="COIN_TEST_JUDGE_KEY")
-    rc = judge_run(fake_run, cfg, report=False, log=lambda *a: None)
+    rc = judge_run(fake_run, cfg, log=lambda *a: None)
 
     tot = rc["counts"]["total"]
     n_all = sum(len(template["records"][t]) for ts in STAGES.values() for t in ts)
@@ -448,12 +448,12 @@ def test_judge_run_scores_counts_failures_and_resumes_from_cache(server, fake_ru
 
     # Resume: only the failed request is asked again (and fails again, twice: one retry).
     before = server.count()
-    judge_run(fake_run, cfg, report=False, log=lambda *a: None)
+    judge_run(fake_run, cfg, log=lambda *a: None)
     assert server.count() - before == 2 and server.count("slow") == 4
 
     # The server recovers: the one missing reply is asked, the matrix fills.
     server.slow_enabled = False
-    rc = judge_run(fake_run, cfg, report=False, log=lambda *a: None)
+    rc = judge_run(fake_run, cfg, log=lambda *a: None)
     assert server.count("slow") == 5
     # 6 samples: slow -> 5, junk -> 0, huge -> 0, flaky -> 6, missing -> 0, sample 5 (wrong at stage 2) -> 2
     assert rc["matrix"][1][0] == pytest.approx(100 * (5 + 0 + 0 + 6 + 0 + 2) / 60)
@@ -461,14 +461,14 @@ def test_judge_run_scores_counts_failures_and_resumes_from_cache(server, fake_ru
 
     # A third run is a pure cache hit: not one request.
     before = server.count()
-    again = judge_run(fake_run, cfg, report=False, log=lambda *a: None)
+    again = judge_run(fake_run, cfg, log=lambda *a: None)
     assert server.count() == before and again["matrix"] == rc["matrix"]
     assert sum(1 for _ in (fake_run / "judge" / "judge-a" / "samples.jsonl").open()) == n_all
 
 
 def test_stage_and_task_selection(server, fake_run, run_template):
     cfg = _cfg(server)
-    rc = judge_run(fake_run, cfg, stages=["zeroshot", 2], tasks=["Grounding"], report=False, log=lambda *a: None)
+    rc = judge_run(fake_run, cfg, stages=["zeroshot", 2], tasks=["Grounding"], log=lambda *a: None)
     # zero-shot and stage 2 gave the same Grounding answers: 12 answers, 6 distinct prompts, 6 requests
     assert server.count() == len(run_template[1]["records"]["Grounding"])
     assert rc["zero_shot"][0] is None and rc["zero_shot"][1] is not None and rc["matrix"][1][1] is not None
@@ -476,26 +476,26 @@ def test_stage_and_task_selection(server, fake_run, run_template):
     assert select_stages(["00-zeroshot", "01-ImageNet", "02-Grounding"], ["ImageNet", "0"]) == \
         {"01-ImageNet", "00-zeroshot"}
     with pytest.raises(JudgeError, match="no finished stage '7'"):
-        judge_run(fake_run, cfg, stages=[7], report=False, log=lambda *a: None)
+        judge_run(fake_run, cfg, stages=[7], log=lambda *a: None)
     with pytest.raises(JudgeError, match="task 'GQA' is not in this run"):
-        judge_run(fake_run, cfg, tasks=["GQA"], report=False, log=lambda *a: None)
+        judge_run(fake_run, cfg, tasks=["GQA"], log=lambda *a: None)
 
 
 def test_the_same_model_name_elsewhere_never_shares_cached_replies(server, fake_run):
     """Two servers answering to one model name are two judges: the second one is asked, not read
     from the first one's cache entries (the cache key holds the endpoint)."""
-    judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    judge_run(fake_run, _cfg(server), log=lambda *a: None)
     asked = server.count()
     assert asked > 0
     other = ScriptedJudge()
     try:
-        rc = judge_run(fake_run, _cfg(other), report=False, log=lambda *a: None)
+        rc = judge_run(fake_run, _cfg(other), log=lambda *a: None)
         assert other.count() == asked  # every prompt asked again, none read from the first server's replies
         assert rc["counts"]["total"]["pending"] == 0
     finally:
         other.close()
     before = server.count()
-    judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    judge_run(fake_run, _cfg(server), log=lambda *a: None)
     assert server.count() == before  # the first server's replies are still there for it
 
 
@@ -528,10 +528,10 @@ def test_multitask_rc_reports_the_final_row_only(server, fake_run):
     forgetting are left empty and ACC (the last row) is reported."""
     path = fake_run / "matrix.json"
     mj = json.loads(path.read_text())
-    rc = judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    rc = judge_run(fake_run, _cfg(server), log=lambda *a: None)
     assert rc["metrics"]["maa"] is not None and rc["metrics"]["bwt"] is not None  # sequential: every metric
     path.write_text(json.dumps({**mj, "method": "multitask"}))
-    rc = judge_run(fake_run, _cfg(server), report=False, log=lambda *a: None)
+    rc = judge_run(fake_run, _cfg(server), log=lambda *a: None)
     m = rc["metrics"]
     assert m["maa"] is None and m["bwt"] is None and m["fwt"] is None and m["mean_forgetting"] is None
     assert m["forgetting"] == [None, None]
@@ -587,7 +587,7 @@ def tiny_lm(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from coin.eval.judge.prompt import RULE, RULE_GROUNDING, SYSTEM
+    from coin.scoring.judge.prompt import RULE, RULE_GROUNDING, SYSTEM
     from coin.models.tiny import train_tokenizer
 
     tok = train_tokenizer([SYSTEM, RULE, RULE_GROUNDING, "Score: 10 8/10 0 1 2 3 4 5 6 7 8 9"] * 4, vocab_size=320)
@@ -620,12 +620,12 @@ def test_hf_backend_end_to_end(tiny_lm, fake_run, run_template, templated, tmp_p
     cfg = judge_config(backend="hf", model=str(model_dir), max_tokens=3, batch_size=5, device="cpu", name="tiny")
 
     backend = build_backend(cfg)
-    from coin.eval.judge.backends import _render
+    from coin.scoring.judge.backends import _render
 
     assert _render(backend.tokenizer, build_messages({"text": "Q\nI", "answer": "x"}, "y", False))[1] is templated
     backend.close()
 
-    rc = judge_run(fake_run, cfg, report=False, log=lambda *a: None)
+    rc = judge_run(fake_run, cfg, log=lambda *a: None)
     tot = rc["counts"]["total"]
     n_all = sum(len(run_template[1]["records"][t]) for ts in STAGES.values() for t in ts)
     assert sum(tot.values()) == n_all and tot["failed"] == tot["pending"] == tot["missing"] == 0
@@ -637,7 +637,7 @@ def test_hf_backend_end_to_end(tiny_lm, fake_run, run_template, templated, tmp_p
     def no_backend():
         raise AssertionError("a fully cached judge must not load its model")
 
-    again = judge_run(fake_run, cfg, backend=no_backend, report=False, log=lambda *a: None)
+    again = judge_run(fake_run, cfg, backend=no_backend, log=lambda *a: None)
     assert again["counts"]["total"] == tot
 
 
@@ -659,7 +659,7 @@ def test_killed_judge_resumes_without_asking_again(server, fake_run):
             self.inner.close()
 
     with pytest.raises(KeyboardInterrupt):
-        judge_run(fake_run, cfg, backend=lambda: KilledAfter(5), report=False, log=lambda *a: None)
+        judge_run(fake_run, cfg, backend=lambda: KilledAfter(5), log=lambda *a: None)
     assert not (fake_run / "judge" / "judge-a" / "rc_matrix.json").exists()
     assert len(JudgeCache(fake_run / "judge" / "cache.sqlite")) == 5
     # the kill leaves the request in flight to finish in its thread (not waited for): let it land
@@ -669,7 +669,7 @@ def test_killed_judge_resumes_without_asking_again(server, fake_run):
         time.sleep(0.01)
     logs: list[str] = []
     before = server.count()
-    rc = judge_run(fake_run, cfg, report=False, log=logs.append)
+    rc = judge_run(fake_run, cfg, log=logs.append)
     distinct = int(re.search(r"(\d+) distinct prompts", logs[0]).group(1))
     assert "5 cached" in logs[0] and f"{distinct - 5} to ask" in logs[0]
     assert server.count() - before == distinct - 5

@@ -18,9 +18,10 @@ pytest.importorskip("openai")
 from helpers_server import LoopbackServer, completion  # noqa: E402
 
 from coin.config import ConfigError  # noqa: E402
-from coin.eval.judge import build_backend, cache_id, get_protocol, judge_config, judge_run  # noqa: E402
-from coin.eval.judge.backends import _hf_sampling  # noqa: E402
-from coin.eval.judge.protocols import parse_paper  # noqa: E402
+from coin.engine.judging import judge_run  # noqa: E402
+from coin.scoring.judge import build_backend, cache_id, get_protocol, judge_config  # noqa: E402
+from coin.scoring.judge.backends import _hf_sampling  # noqa: E402
+from coin.scoring.judge.protocols import parse_paper  # noqa: E402
 
 RECORD = {"question_id": "q1", "text": "<image>\nWhich animal is shown?\nA. cat\nB. dog\nAnswer with the option's "
                                         "letter from the given choices directly.", "answer": "B"}
@@ -140,7 +141,7 @@ def _fake_run(root: Path, outputs: list[str]) -> Path:
 
 def test_paper_task_scores_are_rounded_and_never_share_replies_with_coin(recorder, tmp_path):
     run = _fake_run(tmp_path, ["cat", "dog", "bird"])  # replies 7, "Score: 10", "8/10"
-    quiet = dict(report=False, log=lambda *a: None)
+    quiet = dict(log=lambda *a: None)
     paper = judge_run(run, _cfg(recorder, protocol="paper"), **quiet)
     assert paper["matrix"] == [[53.0]]  # (7 + 1 + 8) / 30 x 100 = 53.33, rounded as evaluate_score.py did
     assert paper["judge"]["protocol"] == "paper" and paper["judge"]["max_tokens"] == 20

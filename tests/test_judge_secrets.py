@@ -20,8 +20,9 @@ pytest.importorskip("openai")
 from helpers_server import LoopbackServer  # noqa: E402
 
 from coin.cli import main  # noqa: E402
-from coin.eval.judge import judge_config, judge_run  # noqa: E402
-from coin.eval.judge.backends import Reply  # noqa: E402
+from coin.engine.judging import judge_run  # noqa: E402
+from coin.scoring.judge import judge_config  # noqa: E402
+from coin.scoring.judge.backends import Reply  # noqa: E402
 
 KEY_ENV = "COIN_TEST_SECRET_JUDGE_KEY"
 QUESTIONS = [("q1", "cat", "cat"), ("q2", "dog", "cat"), ("q3", "bird", "bird")]
@@ -116,7 +117,7 @@ def test_an_exception_carrying_the_key_reaches_the_caller_redacted(key, tmp_path
 
     cfg = judge_config(backend="openai", model="judge-x", base_url="http://127.0.0.1:9/v1", api_key_env=KEY_ENV)
     with pytest.raises(Exception) as info:
-        judge_run(run, cfg, backend=Raising, report=False, log=lambda *a: None)
+        judge_run(run, cfg, backend=Raising, log=lambda *a: None)
     assert "RuntimeError" in str(info.value) and "connection refused" in str(info.value)
     assert not _leaks(key, str(info.value)) and not _leaks(key, repr(info.value.args))
     assert info.value.__cause__ is None and info.value.__suppress_context__  # no chained traceback shows it
@@ -136,7 +137,7 @@ def test_a_plugin_backends_error_and_an_echoed_reply_are_redacted_before_they_ar
             pass
 
     cfg = judge_config(backend="openai", model="judge-x", base_url="http://127.0.0.1:9/v1", api_key_env=KEY_ENV)
-    rc = judge_run(run, cfg, backend=Echo, report=False, log=lambda *a: None)
+    rc = judge_run(run, cfg, backend=Echo, log=lambda *a: None)
     assert rc["counts"]["total"]["failed"] == 1 and rc["counts"]["total"]["ok"] == 2
     for p in run.rglob("*"):
         assert not p.is_file() or not _leaks(key, p.read_bytes()), f"{p} holds the API key"
@@ -156,6 +157,6 @@ def test_a_plugin_backends_error_and_an_echoed_reply_are_redacted_before_they_ar
                                                                   "max_tokens=16"),
 ])
 def test_redact(text, expected):
-    from coin.eval.judge.redact import redact
+    from coin.scoring.judge.redact import redact
 
     assert redact(text, ["s3cr3t-value", ""]) == expected

@@ -1,9 +1,9 @@
-"""Knowledge versus format (coin.eval.knowledge): content match and error tags on hand-written outputs."""
+"""Knowledge versus format (coin.tasks.knowledge): content match and error tags on hand-written outputs."""
 
 import pytest
 
-from coin.eval.knowledge import answer_spaces, content_score, judge_knowledge, knowledge_task
-from coin.eval.scorers import score_sample
+from coin.tasks.knowledge import answer_spaces, content_score, judge_knowledge, knowledge_task
+from coin.scoring.scorers import score_sample
 
 SPACES = answer_spaces({
     "GQA": ["large", "small", "left", "right", "red", "blue"],

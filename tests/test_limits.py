@@ -7,8 +7,8 @@ import json
 import pytest
 
 from coin.config import ConfigError
-from coin.configure import from_dict
-from coin.data.benchmark import Benchmark
+from coin.config_load import from_dict
+from coin.benchmarks.load import Benchmark
 from coin.engine.limits import answer_lengths, answer_limits, count_at_limit, margin
 from coin.data.sample import Sample
 from tinyvlm import tokenizer

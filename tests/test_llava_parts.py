@@ -18,7 +18,7 @@ from PIL import Image
 
 from coin.cli import main
 from coin.config import ConfigError, ModelConfig
-from coin.configure import section
+from coin.config_load import section
 from coin.options import OptionsError
 from coin.models import load_model
 from coin.models.conversation import VICUNA_V1_SYSTEM

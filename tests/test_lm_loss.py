@@ -13,7 +13,7 @@ import torch
 
 import tinyhf
 from coin.adapters import attach_adapter
-from coin.configure import from_dict, section
+from coin.config_load import from_dict, section
 from coin.engine.lm_loss import forward_with_loss, keep_mask, labelled_loss, supports_labelled
 from tinyvlm import tiny_samples, tiny_vlm
 

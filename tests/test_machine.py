@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 import coin.models.pretrain as pretrain
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.machine import _cpuinfo, cpu_identity
 
 

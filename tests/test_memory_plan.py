@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from coin.cli import main
-from coin.configure import load_config
+from coin.config_load import load_config
 from coin.engine.memory import CONTEXT_GIB, GIB, arch_from_config, estimate, sizes_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -265,7 +265,7 @@ def test_arch_from_config_still_reads_a_plain_llava_dict():
 def test_gpu_memory_gib_is_checked_and_never_blocks_a_resume():
     """dist.gpu_memory_gib: a number > 0 or null; only the dry run reads it, so a folder continues under another."""
     from coin.config import ConfigError
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
     from coin.engine.run_folder import OPERATIONAL_KEYS
 
     assert from_dict({"dist": {"gpu_memory_gib": 80}}).dist.gpu_memory_gib == 80

@@ -14,7 +14,7 @@ from coin.adapters import attach_adapter, load_adapter
 from coin.adapters.bank import CURRENT, AdapterBank, restore_saved
 from coin.adapters.routing import instruction_features, vision_features
 from coin.config import AdapterConfig, ConfigError, TrainConfig
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.engine.train import train_stage
 from coin.methods import StageContext, build_method
 from coin.methods.olora import cross_gram
@@ -327,7 +327,7 @@ def test_hide_runs_on_a_chat_backbone(tmp_path):
     """Qwen2-VL (``ChatVLM``: chat template, image-pad tokens, ``model.generate``): trained experts, weights that
     favour each input's task, batched answers equal to one-by-one answers."""
     import tinyhf
-    from coin.configure import section
+    from coin.config_load import section
     from coin.models import load_model
 
     vlm = load_model(section("model", name="qwen2-vl", path=str(tinyhf.build_qwen2_vl(tmp_path / "qwen"))))
@@ -344,7 +344,7 @@ def test_hide_runs_on_a_chat_backbone(tmp_path):
 def test_the_shipped_synth_configs_load():
     from pathlib import Path
 
-    from coin.configure import load_config
+    from coin.config_load import load_config
 
     root = Path(__file__).parent.parent / "configs" / "synth"
     for name in ("olora", "hide", "disco"):
@@ -358,7 +358,7 @@ def test_the_shipped_synth_configs_load():
 def synth(tmp_path_factory):
     """CoIN-Synth's eight tasks (40 training and 25 held-out test inputs each) and a random micro LLaVA."""
     from coin.data.coin_json import eval_samples, load_test, load_train
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
     from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
     from coin.models.vlm import LlavaVLM
     from coin.tasks import ORDERS, get_task

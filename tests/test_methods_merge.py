@@ -115,7 +115,7 @@ def test_merges_into_a_bf16_base_keep_updates_below_its_resolution():
 
 def test_moelora_and_adapters_other_than_lora_are_refused():
     from coin.config import ConfigError
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
 
     for method in ("keeplora", "reglora"):
         with pytest.raises(ConfigError, match=f"adapter.type: method '{method}' merges .*'moelora'"):
@@ -295,8 +295,8 @@ def test_cost_table_of_a_comparison_shows_mean_and_std_over_seeds():
 
 @pytest.mark.slow
 def test_cost_is_recorded_per_stage_and_reported(micro_config, tmp_path):
-    from coin.configure import from_dict
-    from coin.engine.run import run
+    from coin.config_load import from_dict
+    from coin.api import run
     from coin.report import write_comparison
 
     micro_config["method"] = "reglora"

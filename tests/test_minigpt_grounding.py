@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.engine.plan import describe
-from coin.eval.protocols import protocol_card, resolve, score_protocols, with_backbone
-from coin.eval.scorers import score_grounding, score_grounding_minigpt
+from coin.tasks.protocol_sets import protocol_card, resolve, score_protocols, with_backbone
+from coin.scoring.scorers import score_grounding, score_grounding_minigpt
 from coin.models import BACKBONES
 
 # a wide image: answer_bbox is normalised to the padded square, origin_answer_bbox to the image itself

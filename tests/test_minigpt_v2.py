@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import tinyminigpt as tiny
-from coin.configure import from_dict, section
+from coin.config_load import from_dict, section
 from coin.data.sample import Sample
 from coin.models import load_model
 from coin.models.llava_parts import MissingPartError, PartsError
@@ -273,7 +273,7 @@ def dry_run_with_every_file(name: str, root, monkeypatch, capsys) -> tuple[objec
     from test_real_configs import REPO, _fake_inputs
 
     from coin.cli import main
-    from coin.configure import load_config
+    from coin.config_load import load_config
     from coin.models import BACKBONES
 
     monkeypatch.chdir(root)

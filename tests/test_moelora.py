@@ -16,7 +16,7 @@ from coin.adapters.moelora import MoELoRA
 from coin.adapters.moelora_layer import (DEFAULT_EXPERTS, MoELoraConfig, MoELoraLinear, count_experts,
                                          load_moelora, moelora_config)
 from coin.config import ConfigError
-from coin.configure import from_dict, section
+from coin.config_load import from_dict, section
 from tinyvlm import tiny_samples, tiny_vlm
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from coin.eval.normalize import normalize_answer
+from coin.scoring.normalize import normalize_answer
 
 CASES = [
     # case and whitespace
@@ -113,14 +113,14 @@ M4C_DISAGREES = [
 
 @pytest.mark.parametrize(("text", "vqa", "m4c"), M4C_DISAGREES)
 def test_m4c_differs_from_the_vqa_rules(text: str, vqa: str, m4c: str) -> None:
-    from coin.eval.normalize import get_normalizer
+    from coin.scoring.normalize import get_normalizer
 
     assert normalize_answer(text) == vqa
     assert get_normalizer("m4c")(text) == m4c
 
 
 def test_m4c_agrees_elsewhere() -> None:
-    from coin.eval.normalize import normalize_m4c
+    from coin.scoring.normalize import normalize_m4c
 
     for text in ("The answer is two.", "Yes.", "a, b", "What?", "  Coca-Cola  "):
         assert normalize_m4c(text) == normalize_answer(text)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from coin.config import ConfigError, TrainConfig
-from coin.configure import from_dict, load_config
+from coin.config_load import from_dict, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 

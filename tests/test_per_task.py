@@ -7,7 +7,7 @@ import json
 import pytest
 
 from coin.config import ConfigError, TrainConfig
-from coin.configure import from_dict
+from coin.config_load import from_dict
 
 
 def _problems(train: dict) -> list[str]:
@@ -89,7 +89,7 @@ def test_moving_gpus_by_train_grad_accum_is_refused_when_a_task_has_its_own(tmp_
 
 @pytest.mark.slow
 def test_a_run_trains_each_stage_at_its_task_s_batch(tmp_path, micro_config):
-    from coin.engine.run import run
+    from coin.api import run
 
     micro_config["train"]["per_task"] = {"Grounding": {"batch_size": 4, "lr": 5e-4}}
     out = tmp_path / "run"

@@ -8,8 +8,8 @@ import torch
 import yaml
 
 from coin.cli import main
-from coin.configure import from_dict
-from coin.engine.run import run
+from coin.config_load import from_dict
+from coin.api import run
 from coin.engine.run_folder import RunFolderError
 
 pytestmark = pytest.mark.slow
@@ -83,7 +83,7 @@ def test_cli_missing_config_file(tmp_path, capsys):
 
 
 def test_cli_missing_image_stops_before_training(tmp_path, capsys, micro_config):
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
 
     root = generate(tmp_path / "data", seed=0, n_train=4, n_test=2, n_pretrain=0, tasks=["ImageNet"])
     (root / "images" / "ImageNet" / "train-000002.png").unlink()
@@ -279,7 +279,7 @@ def test_a_folder_in_use_is_refused(micro_config, tmp_path):
 
 
 def test_knowledge_matrix_is_in_matrix_json_report_and_metrics(micro_run, capsys):
-    """The knowledge column (coin.eval.knowledge): content in any format, never below the paper score."""
+    """The knowledge column (coin.tasks.knowledge): content in any format, never below the paper score."""
     import json
 
     from coin.cli import main

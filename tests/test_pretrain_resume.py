@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import coin.models.pretrain as pretrain_mod
 import coin.models.vision_pretrain as vision_mod
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.models.fit import fit
 
 

@@ -24,8 +24,8 @@ import yaml
 
 import coin.io
 from coin.cli import main
-from coin.configure import from_dict
-from coin.engine.run import run
+from coin.config_load import from_dict
+from coin.api import run
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def _quiet(*a, **k) -> None:
 
 def _writer_modules() -> list:
     """Every loaded module holding ``coin.io.atomic_write_bytes`` by name (``from coin.io import ...``)."""
-    import coin.engine.assemble, coin.engine.cost, coin.engine.evaluate, coin.engine.tracking  # noqa: E401,F401
+    import coin.engine.matrix, coin.engine.cost, coin.engine.evaluate, coin.tracking  # noqa: E401,F401
     import coin.report.plots, coin.report.run_report, coin.report.compare  # noqa: E401,F401
 
     orig = coin.io.atomic_write_bytes
@@ -230,7 +230,7 @@ def test_a_full_disk_on_the_step_log_is_named(finished, tmp_path, monkeypatch, c
     """The step log is appended, not written atomically. Failed before: a bare OSError traceback."""
     cfg_file, src, _ = finished
     out = tmp_path / "steplog"
-    import coin.engine.tracking as tracking
+    import coin.tracking as tracking
 
     real_write = os.write
 

@@ -12,13 +12,13 @@ import yaml
 
 from coin.cli import main
 from coin.config import ConfigError, DataConfig, RunConfig
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.data.answers import join_answers, read_answer_file
-from coin.data.benchmark import load_benchmark
-from coin.data.builders import build_source
-from coin.data.check import check_data
+from coin.benchmarks.load import load_benchmark
+from coin.benchmarks.coin.builders import build_source
+from coin.benchmarks.check import check_data
 from coin.data.coin_json import DataError
-from coin.eval.protocols import format_card, protocol_card, resolve, score_protocols
+from coin.tasks.protocol_sets import format_card, protocol_card, resolve, score_protocols
 
 # ------------------------------------------------------------------ the official file
 
@@ -232,7 +232,7 @@ def _old_run(tmp_path: Path) -> tuple[Path, list[Path], dict]:
 
 
 def test_old_run_folder_is_rescored_into_both_protocols(tmp_path: Path) -> None:
-    from coin.engine.assemble import assemble
+    from coin.engine.matrix import assemble
     from coin.report import write_report
 
     out, stages, tests = _old_run(tmp_path)
@@ -283,7 +283,7 @@ def test_a_folder_continues_when_only_its_scoring_changes(tmp_path: Path) -> Non
 
 
 def test_every_coin_synth_answer_is_correct_under_both_protocols(tmp_path: Path) -> None:
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
     from coin.tasks import ORDERS, get_task
 
     root = generate(tmp_path / "synth", seed=3, n_train=2, n_test=12, n_pretrain=0)
@@ -312,9 +312,9 @@ def scratch_tasks(monkeypatch):
 
 
 def test_a_task_file_declares_its_protocols_and_the_card_reads_them(scratch_tasks) -> None:
-    from coin.eval.protocol import Protocol
+    from coin.scoring.protocol import Protocol
     from coin.tasks import TaskSpec, get_task, register_task
-    from coin.tasks.common import PAPER_LOWER, STRICT_EXACT
+    from coin.tasks.rules import PAPER_LOWER, STRICT_EXACT
 
     assert get_task("VizWiz").protocols == (PAPER_LOWER, STRICT_EXACT)  # the short-answer rules, declared once
     assert get_task("OCR-VQA").protocols[1] is STRICT_EXACT
@@ -329,7 +329,7 @@ def test_a_task_file_declares_its_protocols_and_the_card_reads_them(scratch_task
 
 
 def test_a_bad_protocol_declaration_stops_at_registration_naming_each_field(scratch_tasks) -> None:
-    from coin.eval.protocol import Protocol
+    from coin.scoring.protocol import Protocol
     from coin.tasks import TASKS, TaskSpec, register_task
 
     bad = (Protocol("strict", "exakt", "vqaa", "eleven", "?"), Protocol("strict", "exact", None, "one", "?"))

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import tinyqwenvl
-from coin.configure import from_dict, section
+from coin.config_load import from_dict, section
 from coin.config import ConfigError
 from coin.data.sample import Sample
 from coin.models import load_model

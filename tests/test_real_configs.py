@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from coin.cli import main
-from coin.configure import load_config, section
+from coin.config_load import load_config, section
 from coin.engine.plan import model_files
 from coin.models import BACKBONES
 from coin.tasks import ORDERS, get_task

@@ -5,9 +5,9 @@ import json
 import pytest
 import raw_sources as rs
 
-from coin.configure import from_dict
-from coin.data.builders import build_source
-from coin.data.check import check_data
+from coin.config_load import from_dict
+from coin.benchmarks.coin.builders import build_source
+from coin.benchmarks.check import check_data
 from coin.engine.run import run
 
 pytestmark = pytest.mark.slow

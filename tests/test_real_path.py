@@ -13,7 +13,7 @@ from PIL import Image
 
 import tinyhf
 from coin.adapters import attach_adapter
-from coin.configure import section
+from coin.config_load import section
 from coin.models import load_model
 from coin.models.conversation import VICUNA_V1_SYSTEM
 from coin.data.sample import Sample

@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from coin.data.check import check_task
+from coin.benchmarks.check import check_task
 from coin.data.coin_json import DataError, load_test, load_train
 
 PROMPT = "<image>\nWhat is it?\nAnswer the question using a single word or phrase."

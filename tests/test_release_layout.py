@@ -97,7 +97,7 @@ def _dry_run(capsys, *sets: str) -> tuple[int, str]:
 
 # --------------------------------------------------------------------------- 2. test file names
 def test_locate_finds_val_json_where_the_release_has_it(tmp_path):
-    from coin.data.layout import locate
+    from coin.benchmarks.layout import locate
 
     root, _ = release_tree(tmp_path)
     cfg = DataConfig(benchmark="coin", root=str(root))
@@ -115,7 +115,7 @@ def test_locate_finds_val_json_where_the_release_has_it(tmp_path):
 
 def test_the_whole_release_tree_loads(tmp_path):
     """Every task of the release's layout loads, val.json tests included (the run's own loader)."""
-    from coin.data.benchmark import load_benchmark
+    from coin.benchmarks.load import load_benchmark
 
     root, image_root = release_tree(tmp_path)
     cfg = DataConfig(benchmark="coin", root=str(root), image_root=str(image_root))
@@ -126,7 +126,7 @@ def test_the_whole_release_tree_loads(tmp_path):
 
 # --------------------------------------------------------------------------- 13. the dry run
 def test_dry_run_names_the_file_used_and_prints_fetch_commands_for_what_is_missing(tmp_path, capsys):
-    from coin.benchmarks.coin import SOURCES
+    from coin.benchmarks.coin.benchmark import SOURCES
 
     root, image_root = release_tree(tmp_path)
     base = ("data.benchmark=coin", f"data.root={root}", f"data.image_root={image_root}",
@@ -180,8 +180,8 @@ def test_dry_run_names_the_file_used_and_prints_fetch_commands_for_what_is_missi
 # --------------------------------------------------------------------------- 4. the family folders
 @pytest.mark.parametrize("diverse_dir", ["Instructions_Diverse", "Instruction_Type2"])
 def test_diverse_reads_the_release_folder_when_present(tmp_path, diverse_dir):
-    from coin.data.benchmark import load_benchmark
-    from coin.data.layout import locate
+    from coin.benchmarks.load import load_benchmark
+    from coin.benchmarks.layout import locate
 
     root, image_root = release_tree(tmp_path, ("GQA", "VizWiz"), diverse=("GQA",), diverse_dir=diverse_dir)
     cfg = DataConfig(benchmark="coin", root=str(root), image_root=str(image_root), instructions="diverse")
@@ -201,7 +201,7 @@ def test_diverse_reads_the_release_folder_when_present(tmp_path, diverse_dir):
 
 
 def test_diverse_without_its_folder_is_rewritten_and_the_dry_run_says_so(tmp_path, capsys):
-    from coin.data.benchmark import load_benchmark
+    from coin.benchmarks.load import load_benchmark
 
     root, image_root = release_tree(tmp_path, ("GQA", "VizWiz"))
     cfg = DataConfig(benchmark="coin", root=str(root), image_root=str(image_root), instructions="diverse")
@@ -217,8 +217,8 @@ def test_diverse_without_its_folder_is_rewritten_and_the_dry_run_says_so(tmp_pat
 
 def test_run_log_folder_and_report_say_where_the_prompts_came_from(tmp_path, micro_config):
     """A run on the release's layout: GQA's diverse files as released, VizWiz's rewritten (its val.json read)."""
-    from coin.configure import from_dict
-    from coin.engine.run import run
+    from coin.config_load import from_dict
+    from coin.api import run
 
     root, image_root = release_tree(tmp_path, ("GQA", "VizWiz"), diverse=("GQA",))
     micro_config["data"] = {"benchmark": "coin", "root": str(root), "image_root": str(image_root),
@@ -262,7 +262,7 @@ def _qwen_tree(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_qwen_vl_chat_binds_qwen_s_file_set():
-    from coin.configure import from_dict
+    from coin.config_load import from_dict
 
     qwen = {"name": "qwen-vl-chat", "path": "checkpoints/Qwen-VL-Chat", "trust_remote_code": True}
     assert from_dict({"data": {"benchmark": "coin", "root": "x"}, "model": qwen}).data.file_set == "qwen"
@@ -274,8 +274,8 @@ def test_qwen_vl_chat_binds_qwen_s_file_set():
 
 
 def test_instructions_qwen_is_read_for_qwen_s_file_set(tmp_path):
-    from coin.data.benchmark import load_benchmark
-    from coin.data.layout import locate
+    from coin.benchmarks.load import load_benchmark
+    from coin.benchmarks.layout import locate
 
     root, image_root = _qwen_tree(tmp_path)
     cfg = DataConfig(benchmark="coin", root=str(root), image_root=str(image_root), file_set="qwen")
@@ -320,7 +320,7 @@ def test_the_dry_run_prints_the_command_that_fetches_each_missing_weight(tmp_pat
 
 
 def test_the_readme_carries_every_fetch_command_of_the_sources_table():
-    from coin.benchmarks.coin import SOURCES
+    from coin.benchmarks.coin.benchmark import SOURCES
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for what, _, _, commands in SOURCES.rows():

@@ -19,7 +19,7 @@ import tinyhf
 from test_release_layout import release_tree
 
 from coin.cli import main
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.engine.run import run
 from coin.tasks import ORDERS
 

@@ -304,8 +304,8 @@ def test_comparison_says_how_many_seeds_each_mean_used(tmp_path: Path, t8_runs: 
 
 
 def _write_step_logs(run_dir: Path, tasks: list[str], steps: int = 30) -> None:
-    """Step logs as a run writes them (coin.engine.tracking.StepLog), a falling loss per stage."""
-    from coin.engine.tracking import StepLog
+    """Step logs as a run writes them (coin.tracking.StepLog), a falling loss per stage."""
+    from coin.tracking import StepLog
 
     for j, task in enumerate(tasks):
         log = StepLog(run_dir / "stages" / f"{j + 1:02d}-{task}" / "train_log.jsonl")
@@ -335,7 +335,7 @@ def test_comparison_overlays_the_runs_loss_curves(tmp_path: Path, t8_runs: list[
 
 
 def test_comparison_plots_one_curve_per_configuration_the_mean_over_its_seeds(tmp_path: Path) -> None:
-    from coin.engine.tracking import StepLog
+    from coin.tracking import StepLog
     from coin.report.compare import config_curves
 
     runs = []

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from coin.cli import main
-from coin.configure import from_dict
-from coin.engine.run import run
+from coin.config_load import from_dict
+from coin.api import run
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from coin.config import TrainConfig
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.engine import checkpoint as ckpt
 from coin.engine.run import run
 from coin.engine.train import Interrupted, NonFiniteLossError, train_stage
@@ -89,7 +89,7 @@ class _StopAt(Method):
 def stage_setup(tmp_path_factory):
     from coin.adapters import attach_adapter
     from coin.config import AdapterConfig
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
     from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
     from coin.data.sample import Sample
     from coin.models.vlm import LlavaVLM

@@ -1,6 +1,6 @@
 """Learning-rate schedules (``train.schedule``): the lr of every optimiser step against its closed form.
 
-The closed forms are written here from the sources, independently of coin.engine.schedule:
+The closed forms are written here from the sources, independently of coin.schedule:
 coin's cosine and constant with linear warm-up, and DeepSpeed's ``WarmupLR`` (log warm-up,
 ``warmup_min_lr`` 0) as the Hugging Face Trainer ran it in CoIN's scripts: warm-up steps
 ``ceil(warmup_ratio x steps)`` (``TrainingArguments.get_warmup_steps``), raised to 2 by WarmupLR,
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from coin.config import ConfigError, TrainConfig
-from coin.configure import from_dict
-from coin.engine.schedule import SCHEDULES, factors
+from coin.config_load import from_dict
+from coin.schedule import SCHEDULES, factors
 
 
 def closed_form(name: str, k: int, total: int, ratio: float, lr: float) -> float:
@@ -129,7 +129,7 @@ def test_the_paper_recipes_use_the_schedule_coin_s_scripts_ran():
     """Every CoIN train script passes --deepspeed scripts/zero3_offload.json: its WarmupLR wins over cosine."""
     from test_real_configs import COIN_CONFIGS
 
-    from coin.configure import load_config
+    from coin.config_load import load_config
 
     assert len(COIN_CONFIGS) >= 30
     for path in COIN_CONFIGS:

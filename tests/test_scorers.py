@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from coin.eval.scorers import (
+from coin.scoring.scorers import (
     SCORERS,
     TAGS,
     Scored,

@@ -10,7 +10,7 @@ import yaml
 
 from coin.cli import main
 from coin.config import DataConfig
-from coin.configure import from_dict
+from coin.config_load import from_dict
 
 
 class _Stop(Exception):
@@ -20,7 +20,7 @@ class _Stop(Exception):
 def test_the_data_check_comes_before_the_process_group(monkeypatch, tmp_path, micro_config):
     """The main process reads every file and image before joining the group; joining it first made
     the other processes wait at a collective, under its timeout, through the whole check."""
-    import coin.data.check as check
+    import coin.benchmarks.check as check
     import coin.engine.dist as dist
     import coin.engine.run as run_mod
 
@@ -43,7 +43,7 @@ def test_the_data_check_comes_before_the_process_group(monkeypatch, tmp_path, mi
 
 
 def test_only_the_main_process_checks(monkeypatch, tmp_path, micro_config):
-    import coin.data.check as check
+    import coin.benchmarks.check as check
     import coin.engine.dist as dist
     import coin.engine.run as run_mod
 
@@ -64,7 +64,7 @@ def test_only_the_main_process_checks(monkeypatch, tmp_path, micro_config):
 def test_images_are_stat_ed_by_default_and_opened_on_request(tmp_path, micro_config):
     """``exists`` is the default: reading every header of a large tree on network storage takes
     longer than a launcher's patience; ``open`` also finds files that are not images."""
-    from coin.data.benchmark import verify_data
+    from coin.benchmarks.load import verify_data
     from coin.data.coin_json import DataError
 
     assert DataConfig().check_images == "exists"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from coin.cli import main
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.engine.run import run
 from coin.engine.status import run_status
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 import yaml
 
-from coin.configure import load_config
-from coin.engine.run import run
-from coin.engine.sweep import SweepError, sweep
+from coin.config_load import load_config
+from coin.api import run
+from coin.api import sweep
+from coin.engine.sweep import SweepError
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from coin.data.synth import generate
-from coin.data.synth.tasks import MAKERS
-from coin.eval.scorers import score_sample
+from coin.benchmarks.synth.generator import generate
+from coin.benchmarks.synth.generator.makers import MAKERS
+from coin.scoring.scorers import score_sample
 from coin.tasks import ORDERS, get_task
 
 
@@ -120,8 +120,8 @@ def scratch_registries(monkeypatch):
 
 
 def test_a_plugin_registers_a_maker_from_its_own_file(scratch_registries, tmp_path):
-    from coin.data.synth import world as w
-    from coin.data.synth.tasks import Example, synth_maker
+    from coin.benchmarks.synth.generator import world as w
+    from coin.benchmarks.synth.generator.makers import Example, synth_maker
     from coin.tasks import TaskSpec, register_task
 
     register_task(TaskSpec("Colour", "ColourTask", "phrase", "exact", "Answer with one colour.", 8))

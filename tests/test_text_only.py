@@ -20,9 +20,9 @@ from PIL import Image
 import tinyhf
 import tinyminigpt
 import tinyqwenvl
-from coin.configure import section
-from coin.data.builders import build_source
-from coin.data.check import Manifest, check_task
+from coin.config_load import section
+from coin.benchmarks.coin.builders import build_source
+from coin.benchmarks.check import Manifest, check_task
 from coin.data.coin_json import DataError, eval_samples, load_test, load_train
 from coin.data.records import check_records
 from coin.data.sample import Sample
@@ -97,7 +97,7 @@ def test_grounding_needs_answer_bbox_not_answer_and_vqa_still_needs_answer(tmp_p
     with pytest.raises(DataError, match=r"record 1 \(question_id q1\): missing key 'answer'"):
         load_test(tmp_path / "Instructions_Original" / "GQA" / "test.json", tmp_path, "GQA")
     # the keys come from what each protocol reads; a Grounding record without its box is refused in those words
-    from coin.eval.protocols import answer_keys, task_protocols
+    from coin.tasks.protocol_sets import answer_keys, task_protocols
 
     assert answer_keys("Grounding") == ("answer_bbox",) and answer_keys("GQA") == ("answer",)
     assert all(p.reads == ("answer_bbox",) for p in task_protocols("Grounding").protocols)

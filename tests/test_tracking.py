@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from coin.config import ConfigError
-from coin.configure import from_dict
+from coin.config_load import from_dict
 from coin.engine.run import run
-from coin.engine.tracking import StepLog, read_step_log, tracker_problems
+from coin.tracking import StepLog, read_step_log, tracker_problems
 from coin.methods import METHODS, Method
 
 pytestmark = pytest.mark.slow

@@ -34,7 +34,7 @@ PATCH = 16  # 64x64 -> 4x4 patches -> 2x2 merged: 4 image tokens
 
 def corpus(per_task: int = 12) -> list[str]:
     """Questions, instructions and answers of the CoIN-Synth tasks (for training tokenizers)."""
-    from coin.data.synth.tasks import MAKERS
+    from coin.benchmarks.synth.generator.makers import MAKERS
     from coin.tasks import get_task
 
     texts = ["system user assistant You are a helpful assistant.", "Describe the image."]

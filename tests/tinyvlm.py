@@ -58,7 +58,7 @@ def sharp_vlm_and_samples(root: Path, prompts: list[str], data_seed: int, model_
 
     import torch
 
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
 
     data = generate(root, seed=data_seed, n_train=2, n_test=0, n_pretrain=max(40, len(prompts)))
     caps = json.loads((data / "pretrain" / "train.json").read_text())

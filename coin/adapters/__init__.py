@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def attach_adapter(vlm: VLM, cfg: AdapterConfig) -> Any:
     """Wrap ``vlm.model`` with the adapter ``cfg.type`` (in place) and return the PEFT model.
 
-    ``cfg`` is the ``adapter`` section (``coin.configure.section("adapter", ...)`` builds one); a
+    ``cfg`` is the ``adapter`` section (``coin.config_load.section("adapter", ...)`` builds one); a
     section built by hand has its own keys parsed and checked here. Every trainable parameter
     is then kept in fp32 (``fp32_trainable``).
     """

@@ -3,7 +3,7 @@
 An adapter is one ``Adapter`` subclass in one file, registered in ``ADAPTERS`` under the name
 ``adapter.type`` selects. It declares its own keys as an ``Options`` dataclass (they are
 written under ``adapter:`` beside the common r, alpha, dropout and train_projector, and
-``coin.configure`` checks them), builds the PEFT model, and says in one line what it is.
+``coin.config_load`` checks them), builds the PEFT model, and says in one line what it is.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Adapter:
         return line
 
 
-ADAPTERS: Registry[type[Adapter]] = Registry("adapter")
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter", builtins=("coin.adapters.lora", "coin.adapters.moelora"))
 
 
 def describe(section: Mapping[str, Any]) -> str:
@@ -70,7 +70,7 @@ def describe(section: Mapping[str, Any]) -> str:
 def parsed_section(cfg: AdapterConfig) -> AdapterConfig:
     """``cfg`` with ``options`` parsed by its adapter's Options and checked with the section.
 
-    A section from ``coin.configure`` is returned as it is; one built by hand (``options`` still a
+    A section from ``coin.config_load`` is returned as it is; one built by hand (``options`` still a
     mapping) is parsed here, so a bad key still names itself (``OptionsError``).
     """
     options_cls = ADAPTERS.options_of(cfg.type) or NoOptions

@@ -1,12 +1,17 @@
-"""Benchmarks: a stream's tasks, orders, released layout and record preparation, one file each.
+"""Benchmarks: one folder each, holding the stream's spec, tasks, scorers, orders and data preparation.
 
     spec.py      ``BenchmarkSpec`` and the ``BENCHMARKS`` registry
-    coin.py      CoIN (the released files, three instruction families)
-    synth.py     CoIN-Synth (generated into the cache)
-    ucit.py      UCIT (HiDe-LLaVA)
-    mllm_cl.py   MLLM-CL's domain (``mllm-dcl``) and ability (``mllm-acl``) streams
+    layout.py    where a config's benchmark keeps its files (the spec that ``data.benchmark`` names)
+    load.py      ``verify_data`` and ``load_benchmark``: the benchmark looked up once, its records read once
+    check.py     ``coin data check``: every file, record and image, listed
+    coin/        CoIN: the released files, three instruction families, the eight tasks, source builders
+    synth/       CoIN-Synth: CoIN's tasks generated into the cache (its generator)
+    ucit/        UCIT (HiDe-LLaVA): six tasks, the caption scorer, the upper-case normaliser
+    mllm_cl/     MLLM-CL's domain (``mllm-dcl``) and ability (``mllm-acl``) streams, nine tasks, their scorers
 
-``data.benchmark`` names one; ``coin.data.layout`` asks it where the files are. A run
+A plugin benchmark is one file or folder of the same shape (``examples/benchmark_plugin/``).
+
+``data.benchmark`` names one; ``coin.benchmarks.layout`` asks it where the files are. A run
 config's task order is bound to the benchmark here (``bind_order``): for a benchmark other
 than CoIN, ``tasks.order: paper`` (the default) is its own paper order, written into the
 config as the explicit list of its tasks.
@@ -17,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from coin.benchmarks.spec import BENCHMARKS, BenchmarkSpec, TaskSource, get_benchmark, owner, register_benchmark
-from coin.benchmarks import coin, mllm_cl, synth, ucit  # noqa: F401  (register)
+from coin.benchmarks import coin, mllm_cl, synth, ucit  # noqa: F401  (register the built-in benchmarks)
 from coin.tasks.orders import SHUFFLE, shuffled_order
 
 __all__ = ["BENCHMARKS", "BenchmarkSpec", "TaskSource", "bind_order", "get_benchmark", "owner",
@@ -35,7 +40,7 @@ def bind_order(cfg: Any) -> list[str]:
     """
     name = cfg.data.benchmark
     if name not in BENCHMARKS:
-        return []  # named by the data section's own check (coin.data.layout.config_problems)
+        return []  # named by the data section's own check (coin.benchmarks.layout.config_problems)
     spec = get_benchmark(name)
     order = cfg.tasks.order
     if spec.open_tasks:

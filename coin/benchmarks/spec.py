@@ -2,8 +2,8 @@
 
 A benchmark is one file (``coin/benchmarks/<name>.py``) holding a ``BenchmarkSpec`` subclass
 and one ``register_benchmark`` call. The spec answers every question the loader
-(``coin.data.benchmark``), the check (``coin.data.check``) and the dry run ask about data,
-through ``coin.data.layout``, which picks the spec that ``data.benchmark`` names:
+(``coin.benchmarks.load``), the check (``coin.benchmarks.check``) and the dry run ask about data,
+through ``coin.benchmarks.layout``, which picks the spec that ``data.benchmark`` names:
 
 - ``tasks`` and ``orders``: the task names (``TaskSpec``\\ s registered in ``coin.tasks``)
   and the named orders, the first being the default (``tasks.order: paper``);
@@ -214,7 +214,7 @@ class BenchmarkSpec:
         return facts
 
 
-BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark")
+BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark", builtins=("coin.benchmarks",))
 
 
 def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:

@@ -38,7 +38,7 @@ EXIT_CODES: dict[tuple[str, str], int] = {
     ("coin.io", "FileFormatError"): 2,  # a file not UTF-8, not JSON, nested too deeply: named in one line
     ("coin.io", "WriteError"): 2,  # a full disk, a read-only folder: the file named in one line
     ("coin.engine.run_folder", "RunFolderError"): 2,
-    ("coin.configure", "UntrustedPlugins"): 2,
+    ("coin.config_load", "UntrustedPlugins"): 2,
     ("coin.models.vlm", "ImageError"): 2,
     ("coin.registry", "UnknownNameError"): 2,
     ("builtins", "FileNotFoundError"): 2,

@@ -10,7 +10,7 @@ from coin.cli.common import add_set
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
-    from coin.data.synth import generate
+    from coin.benchmarks.synth.generator import generate
 
     out = generate(args.out, seed=args.seed, n_train=args.n_train, n_test=args.n_test, n_pretrain=args.n_pretrain)
     print(f"CoIN-Synth written to {out}")
@@ -22,7 +22,7 @@ def _data_target(args: argparse.Namespace) -> tuple:
     import dataclasses
 
     from coin.config import DataConfig
-    from coin.configure import load_config
+    from coin.config_load import load_config
     from coin.tasks.orders import resolve_order
 
     tasks, protocol = None, {}
@@ -50,7 +50,7 @@ def _data_target(args: argparse.Namespace) -> tuple:
 def _cmd_data_build(args: argparse.Namespace) -> int:
     import yaml
 
-    from coin.data.builders import BUILDERS, build_source
+    from coin.benchmarks.coin.builders import BUILDERS, build_source
     from coin.tasks import get_task
 
     options = {}
@@ -66,7 +66,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from coin.data.check import check_data
+    from coin.benchmarks.check import check_data
 
     from coin.options import OptionsError
 
@@ -82,7 +82,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from coin.data.check import format_stats, stats
+    from coin.benchmarks.check import format_stats, stats
 
     try:
         data, tasks, _ = _data_target(args)

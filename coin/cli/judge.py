@@ -9,8 +9,9 @@ from coin.cli.common import threads
 
 
 def _cmd_judge(args: argparse.Namespace) -> int:
-    from coin.eval.judge import judge_config, judge_run
-    from coin.eval.judge.run import JudgeError
+    from coin.api import judge
+    from coin.engine.judging import JudgeError
+    from coin.scoring.judge import judge_config
 
     flags = {k: getattr(args, k) for k in _JUDGE_FLAGS}
     cfg = judge_config(path=args.config, **flags)
@@ -18,7 +19,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     if args.extract:
         return _extract(args, cfg)
     try:
-        result = judge_run(args.run, cfg, stages=args.stages, tasks=args.tasks, report=not args.no_report,
+        result = judge(args.run, cfg, stages=args.stages, tasks=args.tasks, report=not args.no_report,
                            progress=not args.quiet, trust_plugins=args.trust_plugins)
     except JudgeError as e:
         print(f"coin: error: {e}", file=sys.stderr)
@@ -34,8 +35,8 @@ def _extract(args: argparse.Namespace, cfg) -> int:
     """``--extract TASK``: rescore a task's stored answers with its LLM extraction step (MathVista's)."""
     from pathlib import Path
 
-    from coin.eval import mathvista
-    from coin.eval.judge.run import _test_records
+    from coin.benchmarks.mllm_cl import mathvista
+    from coin.engine.judging import _test_records
 
     from coin.tasks import TASKS
 

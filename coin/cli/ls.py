@@ -37,7 +37,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
     if args.plugin:
         from coin.config import ConfigError
-        from coin.configure import import_plugins
+        from coin.config_load import import_plugins
 
         problems: list[str] = []
         import_plugins(args.plugin, problems)

@@ -24,7 +24,7 @@ def _cmd_model_assemble(args: argparse.Namespace) -> int:
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
     from coin.cli.common import threads
-    from coin.configure import load_config
+    from coin.config_load import load_config
     from coin.models import BACKBONES
 
     cfg = load_config(args.config, args.set)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from coin.config import read_yaml_mapping
-    from coin.configure import UntrustedPlugins, trusted_plugins
+    from coin.config_load import UntrustedPlugins, trusted_plugins
     from coin.registry import UnknownNameError
     from coin.report import write_comparison, write_report
 

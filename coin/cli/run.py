@@ -11,8 +11,8 @@ from coin.cli.common import add_set, threads
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from coin.configure import load_config
-    from coin.engine.run import run
+    from coin.api import run
+    from coin.config_load import load_config
     from coin.report import summary_table
 
     cfg = load_config(args.config, args.set)
@@ -50,7 +50,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from coin.config import ConfigError
-    from coin.engine.sweep import sweep
+    from coin.api import sweep
 
     if args.jobs < 1:
         raise ConfigError([f"--jobs must be >= 1, got {args.jobs}"])

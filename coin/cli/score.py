@@ -8,9 +8,9 @@ import sys
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from coin.eval.normalize import get_normalizer
-    from coin.eval.protocols import COLUMNS, missing_ten_answers, resolve, task_protocols
-    from coin.eval.scorers import SCORERS, score_task
+    from coin.scoring.normalize import get_normalizer
+    from coin.tasks.protocol_sets import COLUMNS, missing_ten_answers, resolve, task_protocols
+    from coin.scoring.scorers import SCORERS, score_task
     from coin.io import read_json, read_jsonl
 
     if args.normalize is not None:
@@ -88,7 +88,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """``score`` and ``metrics``."""
-    from coin.eval.protocols import format_card
+    from coin.tasks.protocol_sets import format_card
 
     sc = sub.add_parser("score", help="score predictions against a CoIN test file",
                         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -166,7 +166,7 @@ def answer_problems(task: str, records: Sequence[Mapping] | None, source: Path |
            if not (isinstance(r, dict) and isinstance(r.get("answers"), list) and len(r["answers"]) == 10)]
     if not bad:
         return [], []
-    from coin.eval.protocols import task_protocols
+    from coin.tasks.protocol_sets import task_protocols
 
     others = [p.name for p in task_protocols(task).protocols if p.answers != "ten"]
     alt = (f", or score {task} by another protocol by name: eval.protocol.{task}: {' or '.join(others)} "

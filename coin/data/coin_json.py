@@ -17,7 +17,7 @@ from pathlib import Path
 
 from coin.data.records import ANSWER_KEYS, Checked, RecordError, check_records, image_path, problems_message
 from coin.data.sample import Sample
-from coin.eval.protocols import answer_keys as task_answer_keys
+from coin.tasks.protocol_sets import answer_keys as task_answer_keys
 from coin.io import read_json
 
 
@@ -66,7 +66,7 @@ def _under(root: str, rel: str | None) -> str | None:
 def load_train(path: str | Path, image_root: str | Path, task: str, rows: list | None = None) -> list[Sample]:
     """Training samples from a LLaVA-conversation file (every human/gpt turn pair of each record).
 
-    ``rows``: the file's records as a benchmark prepared them (``coin.data.layout.read_rows``)."""
+    ``rows``: the file's records as a benchmark prepared them (``coin.benchmarks.layout.read_rows``)."""
     path, root = Path(path), str(Path(image_root).resolve())
     out = []
     for c in _valid(path, "train", rows=rows):
@@ -82,7 +82,7 @@ def load_test(path: str | Path, image_root: str | Path, task: str, answer_keys: 
     """Test records, validated; each gets ``image_path`` (absolute; None: text-only) and ``task`` added.
 
     ``answer_keys``: the keys each record must hold besides question_id and text (default: what
-    ``task``'s protocols read, ``coin.eval.protocols.answer_keys``, the check's own rule);
+    ``task``'s protocols read, ``coin.tasks.protocol_sets.answer_keys``, the check's own rule);
     ``rows``: as for ``load_train``."""
     path, root = Path(path), str(Path(image_root).resolve())
     if isinstance(answer_keys, str):  # the answer form ("box") this argument once was

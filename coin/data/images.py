@@ -1,7 +1,7 @@
 """Opening a run's images: one helper, one pixel limit (``data.max_image_pixels``).
 
 Every place that opens an image of a record goes through ``open_image``: the data check
-(``coin.data.check``, before a run and in the header pass that overlaps model loading) and
+(``coin.benchmarks.check``, before a run and in the header pass that overlaps model loading) and
 the models' image loading (``coin.models.vlm.load_image``, MiniGPT-v2's image sizes). It
 parses the header only (PIL decodes nothing until asked) and refuses an image whose header
 declares more pixels than the limit, so a decompression bomb is named before its pixels are

@@ -4,7 +4,7 @@ Training records: ``{"id", "image", "conversations": [{"from": "human", "value":
 {"from": "gpt", "value": ...}, ...]}``, every turn pair human then gpt, none empty. Test
 records: ``{"question_id", "image", "text"}`` and the answer keys its task's scoring protocols
 read (``answer_keys``: ``answer``, not empty, for most tasks; for Grounding ``answer_bbox``, four
-numbers in [0, 1]; see ``coin.eval.protocols.answer_keys``), text not empty. In both, ids are
+numbers in [0, 1]; see ``coin.tasks.protocol_sets.answer_keys``), text not empty. In both, ids are
 unique within a file and the image path is relative and stays inside the image root (checked
 lexically, so a dataset folder symlinked into the root is fine).
 
@@ -14,7 +14,7 @@ does every coin backbone (a prompt without image tokens); its ``image`` is None 
 
 ``check_records`` walks a file's records and yields one ``Checked`` per record: the parsed
 record or the problem, with a ``where`` that names the file, the index and the id. The loader
-(``coin.data.coin_json``) raises on the problems; the check (``coin.data.check``) lists them.
+(``coin.data.coin_json``) raises on the problems; the check (``coin.benchmarks.check``) lists them.
 Both read the same verdicts and the same words, so whatever the check passes the run accepts.
 """
 

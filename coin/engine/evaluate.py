@@ -8,7 +8,7 @@ so an evaluation killed under one process count resumes under another (2 -> 1 or
 without answering a question twice. At the end every shard file is merged into one
 ``<task>.jsonl``, checked for missing and duplicate ids, and removed.
 
-Every answer is scored under both protocol columns (``coin.eval.protocols``): a row keeps
+Every answer is scored under both protocol columns (``coin.tasks.protocol_sets``): a row keeps
 ``score``/``tag``/``parsed`` of ``paper`` (what older readers read) and ``scores``/``tags``
 by column. Stored outputs are rescored on resume, so a folder written before a scoring
 change ends with the numbers today's rules give (``rescore_stage``).
@@ -25,10 +25,10 @@ from typing import Mapping
 from coin.data.coin_json import eval_samples
 from coin.engine.dist import barrier, rank as _rank, world as _world
 from coin.engine.eval_dtype import in_base_dtype
-from coin.eval.knowledge import knowledge_share, score_knowledge
-from coin.eval.protocols import resolve, score_protocols
-from coin.eval.scorers import TaskScore, format_error_share
-from coin.eval.submission import is_unscored, submission_rows
+from coin.tasks.knowledge import knowledge_share, score_knowledge
+from coin.tasks.protocol_sets import resolve, score_protocols
+from coin.scoring.scorers import TaskScore, format_error_share
+from coin.benchmarks.mllm_cl.submission import is_unscored, submission_rows
 from coin.io import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
 from coin.models.backbone import VLM, SharesPrefix
 from coin.tasks import get_task
@@ -130,7 +130,7 @@ def score_rows(task: str, outputs: dict, records: list[dict], protocol: dict | N
                spaces: Mapping[str, frozenset[str]] | None = None) -> tuple[dict[str, TaskScore], list[dict]]:
     """Scores by protocol column and the prediction rows to store (``score`` = paper, ``scores`` by column).
 
-    With ``spaces`` (every task's answer space, ``coin.eval.knowledge.answer_spaces``) a
+    With ``spaces`` (every task's answer space, ``coin.tasks.knowledge.answer_spaces``) a
     ``knowledge`` column is added: each answer scored by its content, whatever its format.
     """
     results = score_protocols(task, outputs, records, protocol)
@@ -191,7 +191,7 @@ def rescore_stage(stage_dir: Path, tests: dict[str, list[dict]], protocol: dict 
 
 
 def _write_submission(pred_dir: Path, task: str, protocol: dict | None, rows) -> None:
-    """A task without public answers (``coin.eval.submission``): ``<task>.submission.json``, the file to send."""
+    """A task without public answers (``coin.benchmarks.mllm_cl.submission``): ``<task>.submission.json``, the file to send."""
     path = pred_dir / f"{task}.submission.json"
     if is_unscored(resolve(task, protocol)["paper"]) and not path.is_file():
         atomic_write_json(path, submission_rows(rows()))

@@ -16,8 +16,8 @@ from pathlib import Path
 from coin.adapters import describe as adapter_line
 from coin.config import ModelConfig, RunConfig
 from coin.engine.limits import limit_line
-from coin.engine.schedule import SCHEDULES
-from coin.eval.images import eval_image_step
+from coin.schedule import SCHEDULES
+from coin.tasks.image_modes import eval_image_step
 from coin.models import BACKBONES
 from coin.models.backbone import parsed_section
 from coin.tasks.orders import resolve_order
@@ -102,13 +102,13 @@ def model_files(model: ModelConfig, fetches: list[str] | None = None) -> tuple[l
 
 
 def _task_file(root: Path, cfg: RunConfig, task: str, split: str):
-    """The source a run reads for ``task``'s ``split`` (the run's own lookup, ``coin.data.layout.locate``:
+    """The source a run reads for ``task``'s ``split`` (the run's own lookup, ``coin.benchmarks.layout.locate``:
     its file, the family derived from it, where its prompts come from); when nothing is there, a source
     whose path is the file to provide as the benchmark's layout names it (CoIN: the override, else the
     Original file) and whose origin lists the other names accepted (TextVQA: ``val.json``)."""
     from coin.benchmarks.spec import TaskSource
     from coin.data.coin_json import DataError
-    from coin.data.layout import expected_file, locate
+    from coin.benchmarks.layout import expected_file, locate
     from coin.tasks import TASKS
 
     try:
@@ -124,12 +124,12 @@ def fetch_lines(cfg: RunConfig, root: Path, image_root: Path, files: dict, heads
                 answers_missing: dict) -> tuple[list[str], list[str]]:
     """(the dry run's "to fetch" block, the image folders the records name that are missing).
 
-    From the benchmark's table of sources (``BenchmarkSpec.fetch``; CoIN: ``coin.benchmarks.coin.SOURCES``):
+    From the benchmark's table of sources (``BenchmarkSpec.fetch``; CoIN: ``coin.benchmarks.coin.benchmark.SOURCES``):
     the release's command when one of its files is missing, each task's image sources whose folder
     is missing under the task's image root (the folders its records name, or without records the
     source's own folder), and the answer files of ``data.answers`` that are missing.
     """
-    from coin.data.layout import benchmark_of, task_image_root
+    from coin.benchmarks.layout import benchmark_of, task_image_root
 
     table = benchmark_of(cfg.data).fetch
     lines: list[str] = []
@@ -180,7 +180,7 @@ def scoring_plan(cfg: RunConfig, order: list[str], files: dict,
     protocol needs ten answers and has none is named here, with the option that fixes it.
     """
     from coin.data.answers import answer_problems, answer_source
-    from coin.eval.protocols import needs_ten_answers, resolve, with_backbone
+    from coin.tasks.protocol_sets import needs_ten_answers, resolve, with_backbone
 
     lines: list[str] = []
     problems: list[str] = []
@@ -241,7 +241,7 @@ def strategy_lines(cfg: RunConfig, world: int) -> list[str]:
 
 
 def image_mode_line(cfg: RunConfig, order: list[str]) -> str:
-    """The dry run's line for the test images (``eval.image_mode``, ``coin.eval.images``): which tasks'
+    """The dry run's line for the test images (``eval.image_mode``, ``coin.tasks.image_modes``): which tasks'
     images are padded and which centre-cropped, or that the backbone's own processor prepares them."""
     mode = cfg.eval.image_mode
     if not BACKBONES.get(cfg.model.name).image_modes:

@@ -10,7 +10,7 @@ A run is a folder::
     stages/NN-<task>/scores.json     per-task scores and tag counts of this stage
     stages/NN-<task>/cost.json       the stage's train and eval seconds, peak memory (coin.engine.cost)
     stages/NN-<task>/DONE            written last: the stage is complete
-    stages/NN-<task>/train_log.jsonl one line per optimiser step: loss, lr, gradient norm (coin.engine.tracking)
+    stages/NN-<task>/train_log.jsonl one line per optimiser step: loss, lr, gradient norm (coin.tracking)
     logs/                            TensorBoard event files (log.trackers)
     matrix.json, report.md, report.html, heatmap.png, forgetting.png
 
@@ -25,6 +25,7 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,22 +33,22 @@ import torch
 from coin import metrics
 from coin.adapters import attach_adapter, load_adapter
 from coin.config import RunConfig
-from coin.data.benchmark import Benchmark, load_benchmark, verify_data
-from coin.data.layout import data_sources, source_lines
-from coin.data.check import HeaderPass
+from coin.benchmarks.load import Benchmark, load_benchmark, verify_data
+from coin.benchmarks.layout import data_sources, source_lines
+from coin.benchmarks.check import HeaderPass
 from coin.data.coin_json import DataError
 from coin.data.images import set_max_pixels
 from coin.engine import dist, fsdp, weights_from_main
-from coin.engine.assemble import answer_spaces_of, assemble
+from coin.engine.matrix import answer_spaces_of, assemble
 from coin.engine.cost import peak_memory_mb, record_stage, run_cost
 from coin.engine.evaluate import evaluate_task, task_entry
 from coin.engine.limits import answer_limits, count_at_limit
 from coin.engine.run_folder import FolderLock, clear_run_folder, prepare_run_dir, write_environment
-from coin.engine.tracking import STEP_LOG, RunTracker, StepLog
+from coin.tracking import STEP_LOG, RunTracker, StepLog
 from coin.engine.train import train_stage
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
-from coin.eval.protocols import with_backbone
+from coin.tasks.protocol_sets import with_backbone
 from coin.models import BACKBONES, VLM, load_model
 from coin.models.backbone import CachesVision, SharesPrefix
 from coin.models.empty import empty_weights
@@ -85,26 +86,28 @@ def evaluate_stage(vlm: VLM, bench: Benchmark, tasks: list[str], stage_dir: Path
 
 
 def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print, echo=None,
-        fresh: bool = False) -> dict:
+        fresh: bool = False, finish: Callable[[Path], object] | None = None) -> dict:
     """Run (or continue) the experiment ``cfg`` in folder ``out``; returns ``matrix.json``'s content.
 
     Two processes never work in one folder at once: the second is refused with a message.
     ``log`` takes progress messages; ``echo`` (default ``log``) the one result line per stage.
-    Steps and stage scores go to the trackers of ``cfg.log`` (coin.engine.tracking).
+    Steps and stage scores go to the trackers of ``cfg.log`` (coin.tracking).
     ``fresh``: empty the folder first (``--fresh``): only a coin run folder, only once its lock is held,
     so a live run's folder is never deleted under it.
+    ``finish(out)``: called by the main process once ``matrix.json`` is written, before the processes
+    part (``coin.api.run`` and ``coin run`` pass the report writer; the engine draws nothing itself).
     """
     lock = FolderLock()
     tracker = RunTracker(cfg.log.trackers, Path(out), cfg.name or Path(out).name, cfg.log.project)
     try:
-        return _run(cfg, Path(out), progress, log, lock, tracker, echo or log, fresh)
+        return _run(cfg, Path(out), progress, log, lock, tracker, echo or log, fresh, finish)
     finally:
         tracker.close()
         lock.release()
 
 
 def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, tracker: RunTracker, echo,
-         fresh: bool) -> dict:
+         fresh: bool, finish: Callable[[Path], object] | None) -> dict:
     order = resolve_order(cfg.tasks.order)
     sharded = fsdp.active(cfg.dist.strategy)
     if sharded:  # a method that cannot run sharded is refused by name before anything loads
@@ -155,7 +158,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
             vlm.model.to(dist.device())
     if isinstance(vlm, SharesPrefix):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
         vlm.share_prefix = cfg.eval.share_prefix
-    if hasattr(vlm, "eval_image_mode"):  # LLaVA models: test images padded or cropped (coin.eval.images)
+    if hasattr(vlm, "eval_image_mode"):  # LLaVA models: test images padded or cropped (coin.tasks.image_modes)
         vlm.eval_image_mode = cfg.eval.image_mode
     _await_headers(headers)  # before the zero-shot evaluation and the first training step read an image
     dist.end_startup()  # from here on every process works in step: a stuck collective is a bug
@@ -248,16 +251,15 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
     result = None
     if dist.is_main():
         result = assemble(out, cfg, order, stage_dirs, zero_dir, cost, bench=bench)
-        from coin.report import write_report
-
-        write_report(out)
+        if finish is not None:  # e.g. the report (coin.api.run, coin run): the engine does not draw
+            finish(out)
     dist.barrier()
     return result if result is not None else read_json(out / "matrix.json")
 
 
 def write_data_sources(out: Path, cfg: RunConfig, order: list[str], root: Path) -> dict:
     """``data_sources.json``: per task and split, the file the run read and where its prompts come from
-    (as released, or rewritten with coin's lines of the family; ``coin.data.layout.data_sources``)."""
+    (as released, or rewritten with coin's lines of the family; ``coin.benchmarks.layout.data_sources``)."""
     sources = data_sources(root, cfg.data, order)
     atomic_write_json(out / "data_sources.json", {"benchmark": cfg.data.benchmark, "root": str(root),
                                                   "instructions": cfg.data.instructions,

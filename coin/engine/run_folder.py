@@ -2,7 +2,7 @@
 
 A run continues in a folder only under the same config. ``prepare_run_dir`` compares the
 folder's stored ``config.yaml`` (upgraded: keys added since filled in, see
-``coin.configure.upgrade``) with today's, apart from keys that never change a number
+``coin.config_load.upgrade``) with today's, apart from keys that never change a number
 (``OPERATIONAL_KEYS``) or that only change how stored answers are scored (``SCORING_KEYS``).
 """
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from coin.config import RunConfig, dump_config, read_yaml_mapping
-from coin.configure import upgrade
+from coin.config_load import upgrade
 from coin.engine import dist
 from coin.io import atomic_write_json, atomic_write_text
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from coin.engine.tracking import STEP_LOG, read_step_log
+from coin.tracking import STEP_LOG, read_step_log
 
 
 def lock_holder(run_dir: Path) -> int | bool | None:

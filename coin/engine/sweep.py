@@ -27,8 +27,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-from coin.configure import load_config
+from coin.config_load import load_config
 
 
 class SweepError(RuntimeError):
@@ -65,7 +66,7 @@ def _launches(run_dir: Path) -> list[dict]:
 def find_reusable(cfg, threads: int, sources: list[Path], log=print) -> Path | None:
     """A finished run folder under ``sources`` made from the same config (bar its name) with
     ``threads`` threads in one process at every launch, or None."""
-    from coin.configure import upgrade
+    from coin.config_load import upgrade
     from coin.config import read_yaml_mapping
 
     want = cfg.to_dict()
@@ -112,9 +113,10 @@ def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
 
 def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list[str] | None = None,
           progress: bool = True, log=print, jobs: int = 1, threads: int | None = None,
-          reuse: list[str | Path] | None = None) -> Path:
-    """Run every (config, seed) pair and write the comparison report; returns its path."""
-    from coin.report import write_comparison
+          reuse: list[str | Path] | None = None, finish: Callable[[Path], object] | None = None) -> list[Path]:
+    """Run every (config, seed) pair; returns the run folders, in order (``coin.api.sweep`` and ``coin sweep``
+    then write the comparison report). ``finish(run_dir)`` ends each run done in this process (the run's
+    report, from ``coin.api.sweep``); a run in its own process (``jobs`` > 1) is ``coin run``, which writes it."""
 
     out = Path(out)
     overrides = list(overrides or [])
@@ -135,8 +137,8 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
             if _finished(run_dir):
                 log("  finished earlier, skipped")
             else:
-                run(cfg, run_dir, progress=progress, log=lambda m: log("  " + m))
-    return write_comparison([p[3] for p in plans], out / "report")
+                run(cfg, run_dir, progress=progress, log=lambda m: log("  " + m), finish=finish)
+    return [p[3] for p in plans]
 
 
 def _warm_caches(plans: list, log) -> None:
@@ -144,7 +146,7 @@ def _warm_caches(plans: list, log) -> None:
     cached base), here, before the processes start."""
     import json
 
-    from coin.data.benchmark import load_benchmark
+    from coin.benchmarks.load import load_benchmark
     from coin.models import BACKBONES
     from coin.tasks.orders import resolve_order
 

@@ -1,7 +1,7 @@
 """One training stage: the loop, readable top to bottom.
 
 AdamW (``train.weight_decay``, ``adam_betas``, ``adam_eps``), the lr schedule ``train.schedule``
-(coin.engine.schedule; by default the paper's cosine with linear warm-up), gradient clipping and
+(coin.schedule; by default the paper's cosine with linear warm-up), gradient clipping and
 accumulation; methods contribute through their hooks only.
 """
 
@@ -22,7 +22,7 @@ from coin.engine.lm_loss import forward_with_loss
 from coin.engine import checkpoint as ckpt
 from coin.engine import dist, fsdp
 from coin.engine.loader import WorkerBatches, default_workers, load_batches, micro_batches
-from coin.engine.schedule import factors
+from coin.schedule import factors
 from coin.methods import Method, StageContext
 from coin.models.backbone import CountsTruncation
 

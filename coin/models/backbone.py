@@ -158,9 +158,9 @@ class Backbone:
     deviations: tuple[str, ...] = ()
     # per task, the scoring protocol the code CoIN ran this backbone with used for its paper numbers,
     # where that is not the task's own `paper` (MiniGPT-v2's Grounding script): the task's paper
-    # protocol in this backbone's runs (coin.eval.protocols.with_backbone)
+    # protocol in this backbone's runs (coin.tasks.protocol_sets.with_backbone)
     protocols: Mapping[str, str] = MappingProxyType({})
-    # whether the wrapper honours eval.image_mode (the LLaVA wrappers, coin.eval.images); the others
+    # whether the wrapper honours eval.image_mode (the LLaVA wrappers, coin.tasks.image_modes); the others
     # preprocess test images with their own processors and refuse any mode but the default, pad
     image_modes: bool = False
     # training sequences' limit when model.max_length is unset (None: the tokenizer's model_max_length,
@@ -226,7 +226,7 @@ class PathBackbone(Backbone):
         return f"{cfg.name} ({cfg.options.path})" if cfg.options.path else cfg.name
 
 
-BACKBONES: Registry[type[Backbone]] = Registry("backbone")
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", builtins=("coin.models.backbones",))
 
 
 def torch_dtype(name: str):
@@ -249,7 +249,7 @@ def hf_load_kwargs(cfg: ModelConfig) -> dict:
 def parsed_section(cfg: ModelConfig) -> ModelConfig:
     """``cfg`` with ``options`` parsed by its backbone's Options and checked with the section.
 
-    A section from ``coin.configure`` is returned as it is; one built by hand (``options`` still a
+    A section from ``coin.config_load`` is returned as it is; one built by hand (``options`` still a
     mapping) is parsed here, so a bad key still names itself (``OptionsError``).
     """
     options_cls = BACKBONES.options_of(cfg.name) or NoOptions

@@ -51,7 +51,7 @@ def _padding(width: float, height: float) -> tuple[float, float, float]:
 def coin_to_native(answer: str, width: int, height: int) -> str | None:
     """CoIN's ``[x1, y1, x2, y2]`` (fractions of the padded square) as MiniGPT-v2's ``{<x1><y1><x2><y2>}``
     (integers on a 0-100 grid of the unpadded image); None when ``answer`` holds no box."""
-    from coin.eval.parse import parse_box
+    from coin.scoring.parse import parse_box
 
     box = parse_box(answer)
     if box is None:
@@ -64,7 +64,7 @@ def coin_to_native(answer: str, width: int, height: int) -> str | None:
 def native_to_coin(output: str, width: int, height: int) -> str | None:
     """A generated ``{<x1><y1><x2><y2>}`` (or any four numbers) as CoIN's ``[x1, y1, x2, y2]`` with 2
     decimals, fractions of the padded square; None when ``output`` holds no box."""
-    from coin.eval.parse import parse_box
+    from coin.scoring.parse import parse_box
 
     box = parse_box(output.replace("<", " ").replace(">", " "))
     if box is None:

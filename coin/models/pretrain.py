@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from coin.config import ModelConfig
-from coin.data.synth import CAPTION_PROMPT, GENERATOR_VERSION, generate
+from coin.benchmarks.synth.generator import CAPTION_PROMPT, GENERATOR_VERSION, generate
 from coin.io import cache_dir, publish_dir
 from coin.machine import cpu_identity
 from coin.models.empty import from_pretrained

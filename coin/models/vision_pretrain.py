@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from coin.data.synth import world
+from coin.benchmarks.synth.generator import world
 from coin.models.fit import fit
 
 if TYPE_CHECKING:

@@ -218,7 +218,7 @@ class LlavaVLM:
     pad_to_square = True  # LLaVA-1.5 pads images to a square (its image_aspect_ratio "pad")
     decoding = "coin"  # or "hf" (model.generate); see coin/models/decode.py
     share_prefix = False  # questions on one image prefill their shared prefix once (the engine turns it on)
-    # test images (coin.eval.images): pad (coin's default), paper (the original's crop for ScienceQA, ImageNet,
+    # test images (coin.tasks.image_modes): pad (coin's default), paper (the original's crop for ScienceQA, ImageNet,
     # Grounding and VQAv2) or crop; the engine sets it from eval.image_mode. Training always pads
     eval_image_mode = "pad"
     vision_cache = None  # a VisionFeatureCache once enable_vision_cache is called
@@ -270,7 +270,7 @@ class LlavaVLM:
 
     def image_step(self, s: Sample, evaluating: bool = False) -> str:
         """``pad`` or ``crop`` for ``s``'s image: training pads; evaluation follows ``eval_image_mode``."""
-        from coin.eval.images import eval_image_step
+        from coin.tasks.image_modes import eval_image_step
 
         return eval_image_step(s.task, self.eval_image_mode) if evaluating else "pad"
 

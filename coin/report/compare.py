@@ -2,7 +2,7 @@
 
 Runs whose configs differ only in what names or places a run (``name``, ``out_dir``...) and
 in any ``seed`` are repetitions of one configuration and share a row. Each stored config is
-first brought up to today's defaults (``coin.configure.upgrade``), so a run made before a
+first brought up to today's defaults (``coin.config_load.upgrade``), so a run made before a
 key existed groups with today's runs of the same setup.
 """
 
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from coin.engine.tracking import loss_curves
+from coin.tracking import loss_curves
 from coin.io import atomic_write_text
 from coin.metrics import seed_summary
 from coin.report.cost import cost_table

@@ -96,13 +96,13 @@ def config_value(config: dict, dotted: str) -> Any:
 
 
 def upgraded(config: dict) -> dict:
-    """A run folder's stored config with today's defaults filled in (``coin.configure.upgrade``).
+    """A run folder's stored config with today's defaults filled in (``coin.config_load.upgrade``).
 
     A run made before a key existed then reads, and groups in a comparison, like today's runs;
     an empty config (no ``config.yaml``) stays empty.
     """
     if not config:
         return {}
-    from coin.configure import upgrade
+    from coin.config_load import upgrade
 
     return upgrade(config)

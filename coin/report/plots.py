@@ -178,7 +178,7 @@ def smooth(values: Sequence[float], weight: float | None = None) -> list[float]:
 def loss_curves_figure(runs: dict[str, list[dict]], path: str | os.PathLike, title: str = "Training loss") -> Path:
     """Training loss against the global step, smoothed, with the stage boundaries marked.
 
-    ``runs`` maps a run's name to its stages' curves (``coin.engine.tracking.loss_curves``:
+    ``runs`` maps a run's name to its stages' curves (``coin.tracking.loss_curves``:
     ``task``, ``steps``, ``loss`` per stage). One run: each stage in its own colour, the raw
     loss faint under the smoothed one. Several runs (a comparison): one colour per run,
     smoothed, the boundaries of the first run. The loss is what the run optimised, a method's

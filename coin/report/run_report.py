@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from coin.engine.tracking import loss_curves
-from coin.eval.judge.protocols import CARD_LINE as JUDGE_CARD_LINE
+from coin.tracking import loss_curves
+from coin.scoring.judge.protocols import CARD_LINE as JUDGE_CARD_LINE
 from coin.io import atomic_write_text
 from coin.report.cost import cost_rows
 from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
@@ -68,7 +68,7 @@ def _card_blocks(mj: dict) -> list[Block]:
     card = mj.get("protocol_card")
     if not card:
         return []
-    from coin.eval.protocols import card_rows
+    from coin.tasks.protocol_sets import card_rows
 
     return [Heading(2, "Protocol card"),
             Para("How each task was scored in each table: the scorer, the answer normaliser, where the "
@@ -105,7 +105,7 @@ def _prompt_blocks(tasks: Sequence[str], family: str | None, sources: dict | Non
     """Where the run's prompts came from, and its format-instruction lines that are not the paper's:
     coin's own and fallbacks (nothing to say: no section).
 
-    ``sources``: the run's ``data_sources.json`` (``coin.data.layout.data_sources``; a run made
+    ``sources``: the run's ``data_sources.json`` (``coin.benchmarks.layout.data_sources``; a run made
     before it existed has none, and every task is taken as rewritten, as such runs were). A task
     whose files were read as released (the family's own folder: the paper's prompts) gets no
     note about coin's lines; a task rewritten with coin's lines says so, naming the folder the
@@ -174,7 +174,7 @@ def _knowledge_blocks(mj: dict) -> list[Block]:
     km = run_metrics({"tasks": tasks, **k})
     blocks: list[Block] = [
         Heading(2, "Knowledge matrix (content, any format)"),
-        Para("Each answer scored by whether its content is right in any wording or format (coin.eval.knowledge): "
+        Para("Each answer scored by whether its content is right in any wording or format (coin.tasks.knowledge): "
              "the gap to the accuracy matrix is instruction following lost while the knowledge was kept."),
         matrix_table(tasks, k["matrix"], k.get("zero_shot"), "matrix-knowledge"),
         metrics_table(km, k.get("ci") or {}, "metrics-knowledge")]

@@ -128,7 +128,7 @@ def study_blocks(groups: Sequence[list[dict]], configs: Sequence[dict], out_dir:
             series[f"{label}{key.upper()}"] = (means, stds)
     png = _plot([x for x, _ in points], series, Path(out_dir) / "study.png", variable)
     note = ("The configurations differ only in the variable above; each cell is the mean ± std over the seeds. "
-            + ("Knowledge: each answer scored by its content in any format (coin.eval.knowledge). "
+            + ("Knowledge: each answer scored by its content in any format (coin.tasks.knowledge). "
                if has_knowledge else ""))
     return [Heading(2, f"Study: {variable}"), Para(note), Table(header, rows, "study"),
             Image(f"metrics against {variable}", png, "study-plot")]

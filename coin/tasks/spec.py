@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from coin.eval.protocol import Protocol
-from coin.eval.scorers import SCORERS
+from coin.scoring.protocol import Protocol
+from coin.scoring.scorers import SCORERS
 from coin.registry import Registry
 
 __all__ = ["ANSWER_FORMS", "TASKS", "TaskSpec", "Template", "get_task", "register_task"]
@@ -50,13 +50,13 @@ class TaskSpec:
 
     ``abbreviation`` is the short name for narrow table columns and axis ticks (empty: the
     name's first letters). ``protocols`` are the ways the task is scored, ``paper`` first
-    (empty: its ``scorer`` as ``paper``; see ``coin.eval.protocols``). ``instructions`` maps
+    (empty: its ``scorer`` as ``paper``; see ``coin.tasks.protocol_sets``). ``instructions`` maps
     an instruction family's name (``diverse``, ``10type``) to the task's lines in that
     family; the Original family's line is ``instruction``, and a family without a line
     here falls back to it (``coin.tasks.instructions``). ``doc`` is a line for ``coin ls``.
 
     ``test_files`` are the names the task's test file may have in its folder, tried in order
-    (``coin.benchmarks.coin``): the original read TextVQA, VizWiz and VQAv2 from ``val.json``
+    (``coin.benchmarks.coin.benchmark``): the original read TextVQA, VizWiz and VQAv2 from ``val.json``
     and the other five from ``test.json``. The training file is always ``train.json``.
     """
 
@@ -121,7 +121,7 @@ class TaskSpec:
         return problems
 
 
-TASKS: Registry[TaskSpec] = Registry("task")
+TASKS: Registry[TaskSpec] = Registry("task", builtins=("coin.benchmarks",))  # each benchmark folder's tasks
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:

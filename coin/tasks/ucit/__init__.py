@@ -1,3 +1,0 @@
-"""UCIT's six tasks (HiDe-LLaVA): one file each, registered on import. The benchmark is ``coin.benchmarks.ucit``."""
-
-from coin.tasks.ucit import arxivqa, clevr_math, flickr30k, iconqa, imagenet_r, vizwiz_caption  # noqa: F401
