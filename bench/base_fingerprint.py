@@ -29,7 +29,7 @@ def fingerprint(steps: int) -> str:
     from safetensors.torch import load_file
 
     from coin.config_load import load_config
-    from coin.models.pretrain import _pretrain
+    from coin.models.tiny.pretrain import _pretrain
 
     model = load_config(None).model
     short = dataclasses.replace(model.options.pretrain, steps=steps, vision_steps=steps)

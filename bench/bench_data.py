@@ -77,8 +77,8 @@ def tiny_setup(root: Path, n: int, image_size: int = 336):
 
     from coin.adapters import attach_adapter
     from coin.config import AdapterConfig
-    from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
-    from coin.models.vlm import LlavaVLM, Sample
+    from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
+    from coin.models.llava.wrapper import LlavaVLM, Sample
 
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,8 @@ def main() -> None:
     from coin.data.coin_json import eval_samples, load_test
     from coin.benchmarks.synth.generator import generate
     from coin.engine.evaluate import generate_answers
-    from coin.models.pretrain import base_key, cache_dir
-    from coin.models.vlm import LlavaVLM
+    from coin.models.tiny.pretrain import base_key, cache_dir
+    from coin.models.llava.wrapper import LlavaVLM
     from coin.tasks import get_task
 
     cfg = from_dict({})
@@ -75,7 +75,7 @@ def main() -> None:
             vlm = LlavaVLM(LlavaForConditionalGeneration.from_pretrained(base), LlavaProcessor.from_pretrained(base))
             which = f"pretrained tiny base ({base.name})"
         else:
-            from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
+            from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
 
             texts = [r["text"] for rs in by_task.values() for r in rs] + ["USER: ASSISTANT:"]
             tok = train_tokenizer(texts, 1024)

@@ -35,8 +35,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from coin.engine.evaluate import generate_answers
-    from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
-    from coin.models.vlm import LlavaVLM
+    from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
+    from coin.models.llava.wrapper import LlavaVLM
 
     tiny = TinyConfig()
     tok = train_tokenizer([f"USER: ASSISTANT: what is in picture {k}? a thing" for k in range(200)], tiny.vocab_size)

@@ -42,9 +42,9 @@ def build(full: bool, device: torch.device, dtype: torch.dtype):
     """A random LLaVA-1.5-layout ``LlavaVLM`` with a small trained tokenizer and a 336-px CLIP processor."""
     from transformers import LlavaForConditionalGeneration
 
-    from bench_gpu import llava_config
-    from coin.models.tiny import TinyConfig, build_processor, train_tokenizer
-    from coin.models.vlm import LlavaVLM
+    from shared import llava_config
+    from coin.models.tiny.model import TinyConfig, build_processor, train_tokenizer
+    from coin.models.llava.wrapper import LlavaVLM
 
     tok = train_tokenizer([" ".join(WORDS), "A chat between a curious user and an artificial intelligence "
                            "assistant. USER: ASSISTANT: Answer the question using a single word or phrase."], 600)

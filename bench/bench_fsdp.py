@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import torch
 
-from bench_gpu import BOS, EOS, PAD_TOKEN, _sync, llava_config, prompt_batch, train_batch
+from shared import BOS, EOS, PAD_TOKEN, llava_config, prompt_batch, sync, train_batch
 
 
 def llava13b_config(small: bool = False):
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
     from coin.config import AdapterConfig
     from coin.engine import dist, fsdp
     from coin.engine.memory import GIB, arch_from_config, estimate
-    from coin.models.vlm import LlavaVLM
+    from coin.models.llava.wrapper import LlavaVLM
 
     rank, world = dist.rank(), dist.world()
     if args.device.startswith("cuda"):
@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
     vlm.model.train()
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             loss = vlm.model(**batch).loss
@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else math.nan
     arch = arch_from_config(config.to_dict())
@@ -157,12 +157,12 @@ def main(argv: list[str]) -> int:
     prompts = prompt_batch(args.gen_batch_size, args.text_tokens, vlm.num_image_tokens, device, dtype, gen)
     from coin.models.decode import greedy_decode
 
-    _sync(device)
+    sync(device)
     g0 = time.perf_counter()
     with fsdp.lockstep(vlm.model):
         greedy_decode(vlm.model, prompts, args.new_tokens, [EOS])
         dist.barrier()
-    _sync(device)
+    sync(device)
     gen_s = time.perf_counter() - g0
     if rank == 0:
         name = "LLaVA-1.5-13B architecture" + (" (--small: shrunken)" if args.small else "")

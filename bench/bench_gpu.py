@@ -63,44 +63,20 @@ from types import SimpleNamespace
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a fresh clone runs even before `pip install -e .`
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_data, for the loader measurement
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared; bench_data, for the loader measurement
+
+from shared import BOS, EOS, IMAGE_TOKEN, PAD_TOKEN, llava_config, prompt_batch, sync, train_batch  # noqa: E402
 
 # dense (no sparsity) bf16 tensor-core peak in TFLOP/s, by a substring of torch.cuda.get_device_name
 PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
                "A10G": 125.0, "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "A6000": 155.0}
-
-IMAGE_TOKEN = 32000  # llava-hf's <image> id; 32001 is <pad>, the vocabulary is padded to 32064
-PAD_TOKEN = 32001
-BOS, EOS = 1, 2
-
-
-def llava_config(small: bool = False):
-    """LLaVA-1.5-7B's ``LlavaConfig`` (``small``: the same layout, tiny widths and depths)."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-
-    v = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16)
-    t = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-             num_key_value_heads=32)
-    if small:
-        v = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4)
-        t = dict(hidden_size=128, intermediate_size=344, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=4)
-    vision = CLIPVisionConfig(**v, image_size=336, patch_size=14, num_channels=3, projection_dim=768,
-                              hidden_act="quick_gelu", layer_norm_eps=1e-5)
-    text = LlamaConfig(**t, vocab_size=32064, max_position_embeddings=4096, rms_norm_eps=1e-5, rope_theta=10000.0,
-                       hidden_act="silu", bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD_TOKEN,
-                       tie_word_embeddings=False)
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN, image_seq_length=576,
-                       projector_hidden_act="gelu", vision_feature_select_strategy="default",
-                       vision_feature_layer=-2, multimodal_projector_bias=True)
-
 
 def build_vlm(config, device: torch.device, dtype: torch.dtype, attn: str | None, checkpointing: bool, adapter):
     """A fresh random model on ``device`` in a ``LlavaVLM`` with coin's adapter attached."""
     from transformers import LlavaForConditionalGeneration
 
     from coin.adapters import attach_adapter
-    from coin.models.vlm import LlavaVLM
+    from coin.models.llava.wrapper import LlavaVLM
 
     torch.manual_seed(0)
     kw = {"attn_implementation": attn} if attn else {}
@@ -114,36 +90,6 @@ def build_vlm(config, device: torch.device, dtype: torch.dtype, attn: str | None
         vlm.model.enable_input_require_grads()
     attach_adapter(vlm, adapter)
     return vlm
-
-
-def train_batch(n: int, text: int, answer: int, image_tokens: int, device, dtype, gen: torch.Generator) -> dict:
-    """``n`` right-sized sequences ``<s> USER: <image>*576 ... ASSISTANT: answer``, labels on the answer."""
-    width = 1 + image_tokens + text
-    ids = torch.randint(3, IMAGE_TOKEN, (n, width), generator=gen)
-    ids[:, 0] = BOS
-    ids[:, 1 : 1 + image_tokens] = IMAGE_TOKEN
-    labels = torch.full_like(ids, -100)
-    labels[:, -answer:] = ids[:, -answer:]
-    pixels = torch.randn(n, 3, 336, 336, generator=gen)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "pixel_values": pixels.to(device, dtype), "labels": labels.to(device)}
-
-
-def prompt_batch(n: int, text: int, image_tokens: int, device, dtype, gen: torch.Generator) -> dict:
-    """``n`` prompts of mixed length (``text`` / 2 to 3 ``text`` / 2 text tokens after the image),
-    left-padded as coin pads a generation batch, so padding costs what a real test set's does."""
-    lengths = torch.randint(max(1, text // 2), text + text // 2 + 1, (n,), generator=gen).tolist()
-    width = 1 + image_tokens + max(lengths)
-    ids = torch.full((n, width), PAD_TOKEN, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for r, t in enumerate(lengths):
-        row = torch.randint(3, IMAGE_TOKEN, (1 + image_tokens + t,), generator=gen)
-        row[0] = BOS
-        row[1 : 1 + image_tokens] = IMAGE_TOKEN
-        ids[r, width - len(row) :] = row
-        mask[r, width - len(row) :] = 1
-    pixels = torch.randn(n, 3, 336, 336, generator=gen)
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "pixel_values": pixels.to(device, dtype)}
 
 
 def _linear_weights(model, part: str) -> int:
@@ -181,11 +127,6 @@ def peak_tflops(device: torch.device, given: float | None) -> float | None:
     return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def bench_train(vlm, args, device, dtype) -> dict:
     """Optimizer steps of the recipe; the first ``--warmup`` are not timed."""
     model = vlm.model
@@ -199,7 +140,7 @@ def bench_train(vlm, args, device, dtype) -> dict:
     loss = None
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             loss = model(**batch).loss
@@ -208,7 +149,7 @@ def bench_train(vlm, args, device, dtype) -> dict:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - t0
     tokens = batch["input_ids"].numel() * args.steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
@@ -255,11 +196,11 @@ def bench_prefill_decode(vlm, batch_size: int, args, device, dtype) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         cache = preallocated_cache(model, mask.shape[1] + args.new_tokens) or DynamicCache(config=model.config)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         out = model(**batch, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
         nxt = out.logits[:, -1, :].argmax(dim=-1)
-        _sync(device)
+        sync(device)
         t1 = time.perf_counter()
         position = positions[:, -1:]
         for _ in range(args.new_tokens - 1):
@@ -268,7 +209,7 @@ def bench_prefill_decode(vlm, batch_size: int, args, device, dtype) -> dict:
             out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, past_key_values=cache,
                         use_cache=True)
             nxt = out.logits[:, -1, :].argmax(dim=-1)
-        _sync(device)
+        sync(device)
         t2 = time.perf_counter()
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {"prefill_ms": 1000 * (t1 - t0), "decode_ms_per_token": 1000 * (t2 - t1) / max(args.new_tokens - 1, 1),
@@ -300,11 +241,11 @@ def bench_generate(vlm, batch_size: int, args, device, dtype, decoding: str = "c
     width = batch["input_ids"].shape[1]
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         run(2)  # warm-up
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for _ in range(args.gen_reps):
             made = run(args.new_tokens)
-        _sync(device)
+        sync(device)
     assert made == args.new_tokens
     return batch_size * args.gen_reps / (time.perf_counter() - t0)
 
@@ -377,10 +318,10 @@ def bench_share_prefix(vlm, args, device, dtype) -> dict:
         for share in (False, True):
             vlm.share_prefix = share
             vlm.generate(prompts[:4], 2)  # warm-up
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             answers[share] = vlm.generate(prompts, args.new_tokens)
-            _sync(device)
+            sync(device)
             out["shared_ms" if share else "unshared_ms"] = 1000 * (time.perf_counter() - t0)
     vlm.share_prefix = False
     out["identical"] = sum(a == b for a, b in zip(answers[False], answers[True]))
@@ -441,7 +382,7 @@ def bench_frozen_tower(config, args, device, dtype) -> str:
     ``no_grad_when_frozen``) against the same model with those hooks removed, where gradient
     checkpointing's input-gradient hook makes the tower keep its activations and back-propagate."""
     from coin.config import AdapterConfig
-    from coin.models.vlm import _enter_no_grad, _leave_no_grad
+    from coin.models.modes import _enter_no_grad, _leave_no_grad
 
     adapter = AdapterConfig(r=args.rank, alpha=args.alpha or 2.0 * args.rank, dropout=args.dropout)
     vlm = build_vlm(config, device, dtype, args.attn, not args.no_gradient_checkpointing, adapter)

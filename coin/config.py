@@ -29,20 +29,8 @@ from typing import Any
 
 import yaml
 
-from coin.options import OptionsError, flat_dict
-
-
-class ConfigError(OptionsError):
-    """A config that cannot run; ``problems`` lists every issue found.
-
-    ``line``: the whole message, on one line, for an error about the file itself rather than its
-    keys (``FILE: not valid UTF-8 at byte 12``; ``--set train.batch_size: ... not valid YAML``).
-    """
-
-    def __init__(self, problems: list[str], source: str | None = None, line: str | None = None) -> None:
-        super().__init__(problems, source, "config")
-        if line is not None:
-            self.args = (line,)
+from coin.errors import ConfigError
+from coin.options import flat_dict
 
 
 # Upper bounds of values that would validate but could never run (a 204 GB allocation, a list of

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from coin.config import ConfigError, RunConfig, merge, parse_overrides, read_yaml_mapping
+from coin.errors import UntrustedPlugins
 from coin.options import build, flat_dict, parse_section
 
 __all__ = ["UntrustedPlugins", "from_dict", "import_plugins", "load_config", "section", "section_entries",
@@ -52,10 +53,6 @@ def import_plugins(plugins: list, problems: list[str]) -> None:
                 importlib.import_module(str(name))
         except Exception as e:  # report, with the key, whatever the plugin raised
             problems.append(f"plugins[{k}] ({name}): cannot import: {e}")
-
-
-class UntrustedPlugins(RuntimeError):
-    """A run folder's config names plugins, and the user did not ask for its code to run."""
 
 
 def trusted_plugins(stored: dict, source: str | Path, trust: bool) -> None:

@@ -31,11 +31,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from coin.errors import FileFormatError, WriteError
+
 NONFINITE_KEY = "nonfinite"  # where a written mapping lists the key paths of its non-finite numbers
-
-
-class FileFormatError(ValueError):
-    """A file that cannot be read as the text or JSON it should be; the message names the file."""
 
 
 def _umask() -> int:
@@ -49,17 +47,6 @@ _FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 06
 
 # errors of a write that the user can fix: a full disk or quota, a folder they may not write, a read-only mount
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
-_FULL = {errno.ENOSPC, errno.EDQUOT}
-
-
-class WriteError(OSError):
-    """A file that could not be written (a full disk, a read-only folder); the message names the file
-    (``disk full writing PATH``), not the temp file beside it."""
-
-    def __str__(self) -> str:
-        if self.errno in _FULL:
-            return f"disk full writing {self.filename} ({self.strerror}); free space and run the same command again"
-        return f"cannot write {self.filename} ({self.strerror})"
 
 
 def write_error(e: BaseException, path: str | os.PathLike | None = None) -> WriteError | None:

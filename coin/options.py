@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
+from coin.errors import OptionsError
+
 __all__ = ["NoOptions", "OptionDoc", "OptionsError", "build", "check_type", "closest", "describe", "flat_dict", "parse_section",
            "nonfinite", "open_field", "option_problems", "parse", "suggest", "type_name"]
 
@@ -49,16 +51,6 @@ __all__ = ["NoOptions", "OptionDoc", "OptionsError", "build", "check_type", "clo
 @dataclass
 class NoOptions:
     """The options of an entry that takes none (any key given is reported as unknown)."""
-
-
-class OptionsError(ValueError):
-    """Options that cannot be used; ``problems`` lists every issue found, each with its key."""
-
-    def __init__(self, problems: list[str], source: str | None = None, what: str = "config") -> None:
-        self.problems = list(problems)
-        self.source = source
-        where = f" in {source}" if source else ""
-        super().__init__(f"invalid {what}{where}:\n  - " + "\n  - ".join(self.problems))
 
 
 def closest(name: object, choices: Iterable[str]) -> str | None:

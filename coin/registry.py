@@ -15,23 +15,29 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from coin.errors import UnknownNameError
 from coin.options import closest
 
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """Raised for a name that is not registered; the message names the choices."""
-
-    def __str__(self) -> str:  # KeyError quotes its argument; we want plain text
-        return str(self.args[0])
+def entry_name(entry: Any, kind: str = "entry") -> str:
+    """The name an entry registers under: its ``name`` attribute, else a plain function's ``__name__``."""
+    name = getattr(entry, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if callable(entry) and not isinstance(entry, type) and getattr(entry, "__name__", "<lambda>") != "<lambda>":
+        return entry.__name__
+    raise TypeError(f"{kind} registry: {entry!r} has no name; declare `name = \"...\"` on it")
 
 
 class Registry(Generic[T]):
-    """Maps names to objects; ``register`` works as a decorator or a plain call."""
+    """Maps names to entries; ``register`` takes the entry, which carries its own name (``entry_name``)."""
 
-    def __init__(self, kind: str, builtins: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, builtins: tuple[str, ...] = (),
+                 check: Callable[[Any], list[str]] | None = None) -> None:
         self.kind = kind
+        self._check = check  # an entry's problems (empty: fine), checked before it is registered
         self._items: dict[str, T] = {}
         self._options: dict[str, type | None] = {}
         self._builtins = tuple(builtins)
@@ -50,21 +56,40 @@ class Registry(Generic[T]):
             self._loaded = False
             raise
 
-    def register(self, name: str, obj: T | None = None, *, options: type | None = None) -> Callable[[T], T] | T:
-        """Register ``obj`` under ``name`` (decorator when ``obj`` is omitted).
+    def register(self, entry: Any = None, obj: Any = None, *, options: type | None = None) -> Any:
+        """Register ``entry`` under its own name and return it: ``@REGISTRY.register`` on a class or a
+        function, ``REGISTRY.register(record)`` on a declared record (a ``TaskSpec``, a ``BenchmarkSpec``).
 
-        ``options`` is the entry's options dataclass when the entry itself does not carry
-        one as ``Options`` (``coin.options`` builds and checks it; ``coin ls`` lists it).
+        The name is the entry's ``name`` attribute (a class attribute, a record's field), or a plain
+        function's ``__name__``; it is written once, in the entry's own file. The registry's ``check``
+        (e.g. ``TaskSpec.check``) runs first: a declaration with problems raises ``ValueError`` listing
+        every one, so a plugin's typo stops at import.
+
+        The 0.x form ``register("name", obj)`` (or ``@register("name")``) still works, with a
+        ``DeprecationWarning``.
         """
+        if isinstance(entry, str):  # the 0.x form: the name given beside the entry
+            import warnings
 
-        def add(o: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._items[name] = o
-            self._options[name] = options
-            return o
+            warnings.warn(f"{self.kind} registry: register({entry!r}, obj) is deprecated; give the entry a `name` "
+                          "and use @REGISTRY.register (a class or function) or REGISTRY.register(record)",
+                          DeprecationWarning, stacklevel=2)
+            name = entry
+            return (lambda o: self._add(name, o, options)) if obj is None else self._add(name, obj, options)
+        if entry is None:
+            raise TypeError(f"{self.kind} registry: register takes the entry (a class, function or record)")
+        return self._add(entry_name(entry, self.kind), entry, options)
 
-        return add if obj is None else add(obj)
+    def _add(self, name: str, entry: T, options: type | None = None) -> T:
+        if self._check is not None:
+            problems = self._check(entry)
+            if problems:
+                raise ValueError(f"{self.kind} {name!r}:\n  - " + "\n  - ".join(problems))
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._items[name] = entry
+        self._options[name] = options
+        return entry
 
     def options_of(self, name: str) -> type | None:
         """The options dataclass of entry ``name``: the one registered with it, else its ``Options``."""

@@ -34,8 +34,10 @@ STEP_LOG = "train_log.jsonl"
 
 @dataclass(frozen=True)
 class TrackerKind:
-    """A tracker coin can feed: the module it needs, the extra that installs it, its factory."""
+    """A tracker coin can feed (``name``, as ``log.trackers`` gives it): the module it needs, the extra that
+    installs it, its factory."""
 
+    name: str
     module: str
     extra: str
     build: Callable[[Path, str, str, int], object]  # (run folder, run name, project, purge step) -> GeneralTracker
@@ -61,9 +63,9 @@ def _mlflow(out: Path, name: str, project: str, purge_step: int):
 
 
 TRACKERS: Registry[TrackerKind] = Registry("tracker")
-TRACKERS.register("tensorboard", TrackerKind("tensorboard", "tensorboard", _tensorboard))
-TRACKERS.register("wandb", TrackerKind("wandb", "wandb", _wandb))
-TRACKERS.register("mlflow", TrackerKind("mlflow", "mlflow", _mlflow))
+TRACKERS.register(TrackerKind(name="tensorboard", module="tensorboard", extra="tensorboard", build=_tensorboard))
+TRACKERS.register(TrackerKind(name="wandb", module="wandb", extra="wandb", build=_wandb))
+TRACKERS.register(TrackerKind(name="mlflow", module="mlflow", extra="mlflow", build=_mlflow))
 
 
 def _stable_id(out: Path) -> str:

@@ -18,6 +18,7 @@ class AnchorOptions:
         return [] if self.lambda_ >= 0 else [f"lambda_ must be >= 0, got {self.lambda_}"]
 
 
+@METHODS.register
 class Anchor(Method):
     name = "anchor"
     Options = AnchorOptions
@@ -40,6 +41,3 @@ class Anchor(Method):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.anchor = {k.split("/", 1)[1]: v for k, v in state.items()}
-
-
-METHODS.register("anchor", Anchor)

@@ -1,10 +1,16 @@
 """Colours: name the colour of the picture (a plugin task in one file)."""
 from coin.scoring.protocol import Protocol
-from coin.tasks import TaskSpec, register_task
+from coin.tasks import TASKS, TaskSpec
 
-register_task(TaskSpec(
-    "Colours", "ColourFolder", "phrase", "exact", "Answer with the colour's name.", 8,
+TASKS.register(TaskSpec(
+    name="Colours",
+    folder="ColourFolder",
+    answer_form="phrase",
+    scorer="exact",
+    instruction="Answer with the colour's name.",
+    max_new_tokens=8,
     abbreviation="Col",
     doc="name the colour of the picture",
-    protocols=(Protocol("paper", "exact", "lower", "one", "the colour's name, case-insensitive"),),
+    protocols=(Protocol(name="paper", scorer="exact", normalizer="lower", answers="one",
+                        rule="the colour's name, case-insensitive"),),
 ))

@@ -54,9 +54,11 @@ def write(options: MiniLlavaOptions, path: Path) -> None:
                    num_additional_image_tokens=1).save_pretrained(path)
 
 
-@BACKBONES.register("mini-llava")
+@BACKBONES.register
 class MiniLlava(Backbone):
     """A tiny random-weight LLaVA written to model.folder, then loaded from it."""
+
+    name = "mini-llava"
 
     Options = MiniLlavaOptions
 
@@ -71,7 +73,7 @@ class MiniLlava(Backbone):
     def load(cls, cfg, log=print, progress=True):
         from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-        from coin.models.vlm import LlavaVLM
+        from coin.models.llava.wrapper import LlavaVLM
 
         cls.prepare(cfg, log)
         path = cfg.options.folder

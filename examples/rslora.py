@@ -12,10 +12,11 @@ class RsLoraOptions:
     use_rslora: bool = True  # scale the update by alpha / sqrt(r) instead of alpha / r
 
 
-@ADAPTERS.register("lora-rslora")
+@ADAPTERS.register
 class RsLoRA(Adapter):
     """PEFT LoRA with rank-stabilised scaling (use_rslora)."""
 
+    name = "lora-rslora"
     Options = RsLoraOptions
 
     @staticmethod

@@ -106,7 +106,7 @@ def qwen_units(out: Path, samples: list) -> None:
     from coin.adapters import attach_adapter
     from coin.config_load import section
     from coin.engine import dist, fsdp
-    from coin.models.chat import load_chat_vlm
+    from coin.models.chat.wrapper import load_chat_vlm
 
     rank = dist.rank()
     folder = out / "qwen2-vl"
@@ -194,8 +194,8 @@ def memory(out: Path) -> None:
     from coin.adapters import attach_adapter
     from coin.config_load import section
     from coin.engine import dist, fsdp
-    from coin.models.tiny import TinyConfig, build_model, build_processor
-    from coin.models.vlm import LlavaVLM
+    from coin.models.tiny.model import TinyConfig, build_model, build_processor
+    from coin.models.llava.wrapper import LlavaVLM
 
     cfg = TinyConfig(vocab_size=300, vision_width=32, vision_layers=1, vision_heads=2, lm_width=128, lm_layers=4,
                      lm_heads=4, lm_ffn=512)

@@ -20,7 +20,7 @@ import tinyhf
 from coin.config_load import from_dict, section
 from coin.engine.run import run
 from coin.models import load_model
-from coin.models.chat import ChatVLM, Targets, fallback_targets, load_chat_vlm, targets_for
+from coin.models.chat.wrapper import ChatVLM, Targets, fallback_targets, load_chat_vlm, targets_for
 from coin.data.sample import Sample
 
 pytestmark = pytest.mark.slow

@@ -251,10 +251,11 @@ PLUGIN_BUILDER = '''
 import json
 from pathlib import Path
 
-from coin.benchmarks.coin.builders.builder import Built, prompt, register_builder, test_record, train_record
-from coin.tasks import TaskSpec, register_task
+from coin.benchmarks.coin.builders.builder import BUILDERS, Builder, Built, prompt, test_record, train_record
+from coin.tasks import TASKS, TaskSpec
 
-register_task(TaskSpec("Sketch", "SketchFolder", "phrase", "exact", "Name the drawing in one word.", 8))
+TASKS.register(TaskSpec(name="Sketch", folder="SketchFolder", answer_form="phrase", scorer="exact",
+                        instruction="Name the drawing in one word.", max_new_tokens=8))
 
 
 def build(raw: Path, prefix: str = "sketches", seed: int = 0, limit: int = 10) -> Built:
@@ -265,7 +266,7 @@ def build(raw: Path, prefix: str = "sketches", seed: int = 0, limit: int = 10) -
                                    rows[0]["label"], "sketchsrc")])
 
 
-register_builder("sketchsrc", "Sketch", build, "labels.json", "sketches")
+BUILDERS.register(Builder(name="sketchsrc", task="Sketch", build=build, inputs="labels.json", image_prefix="sketches"))
 '''
 
 
@@ -291,8 +292,8 @@ def test_a_plugin_source_is_one_file(tmp_path, monkeypatch):
 
 
 def test_a_builder_for_an_unknown_task_is_refused_at_registration():
-    from coin.benchmarks.coin.builders import register_builder
+    from coin.benchmarks.coin.builders import Builder
 
-    with pytest.raises(ValueError, match="data source 'x': unknown task 'GQAA'. Did you mean 'GQA'"):
-        register_builder("x", "GQAA", lambda raw, prefix, seed: None, "", "")
+    with pytest.raises(ValueError, match=r"data source 'x':\n  - unknown task 'GQAA'. Did you mean 'GQA'"):
+        BUILDERS.register(Builder(name="x", task="GQAA", build=lambda raw, prefix, seed: None, inputs="", image_prefix=""))
     assert "x" not in BUILDERS

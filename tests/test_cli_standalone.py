@@ -48,16 +48,32 @@ def test_metrics_json_from_a_matrix_file(tmp_path, capsys):
     assert out["bwt"] == -30.0 and out["zero_shot_mean"] == 5.0
 
 
-def test_every_error_the_cli_catches_is_where_it_looks():
-    """``coin.cli`` catches errors by (module, class) without importing the module; a class that
-    moved would be missed silently and end a command in a traceback."""
-    import importlib
+def test_every_error_the_cli_catches_is_mapped_by_its_class():
+    """``coin.cli`` maps errors to exit codes by class (``coin.errors``' ``exit_code``), not by their
+    names: an error caught by its name would be missed silently the day its class moved."""
+    from coin import errors
+    from coin.cli import EXIT_CODES, INTERRUPTED, exit_code
 
-    from coin.cli import EXIT_CODES, _INTERRUPTS
+    for cls, code in EXIT_CODES.items():
+        assert isinstance(cls, type) and issubclass(cls, BaseException), f"{cls!r} is not an exception class"
+        assert code in (2, 3, INTERRUPTED)
+    for cls in errors.ERRORS:
+        assert EXIT_CODES.get(cls) == cls.exit_code or cls.exit_code is None, cls
+    # the codes the command line exits with, by class: the user's to fix (2), stopped (3), interrupted
+    expected = {"ConfigError": 2, "OptionsError": 2, "DataError": 2, "FileFormatError": 2, "WriteError": 2,
+                "RunFolderError": 2, "UntrustedPlugins": 2, "ImageError": 2, "UnknownNameError": 2, "PartsError": 2,
+                "MissingPartError": 2, "TokenizerError": 2, "UnsupportedLaunch": 2, "JudgeError": 2,
+                "ReferenceFileError": 2, "NonFiniteLossError": 3, "CheckpointError": 3, "SweepError": 3,
+                "Interrupted": INTERRUPTED}
+    assert {c.__name__: code for c, code in EXIT_CODES.items() if c.__module__ == "coin.errors"} == expected
+    assert EXIT_CODES[FileNotFoundError] == 2 and EXIT_CODES[KeyboardInterrupt] == INTERRUPTED
+    assert exit_code(errors.DataError("x")) == 2 and exit_code(FileNotFoundError("x")) == 2
+    assert exit_code(errors.RecordError("x")) is None and exit_code(ValueError("x")) is None
 
-    for module, name in [*EXIT_CODES, *_INTERRUPTS]:
-        cls = getattr(importlib.import_module(module), name, None)
-        assert isinstance(cls, type) and issubclass(cls, BaseException), f"{module}.{name} is not an exception class"
+    class PluginDataError(errors.DataError):  # a plugin's own kind of a coin error keeps its code
+        pass
+
+    assert exit_code(PluginDataError("x")) == 2
 
 
 def test_a_users_mistake_ends_in_one_line(tmp_path, capsys):

@@ -81,7 +81,7 @@ def test_paper_mode_crops_only_the_original_s_four_tasks_and_training_always_pad
 def test_the_run_crops_per_task_and_the_card_names_the_mode(micro_config, tmp_path, monkeypatch):
     """Through the engine: paper mode on ImageNet (cropped) and GQA (padded); the card says so per task."""
     from coin.engine.run import run
-    from coin.models import vlm as vlm_module
+    from coin.models.llava import wrapper as vlm_module
 
     seen = []
     real_step = vlm_module.LlavaVLM.image_step

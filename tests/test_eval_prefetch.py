@@ -13,9 +13,9 @@ import threading
 import pytest
 from PIL import Image
 
-import coin.models.vlm as vlm_module
+import coin.models.llava.wrapper as vlm_module
 from coin.engine.evaluate import generate_answers
-from coin.models.vlm import ImageError
+from coin.models.images import ImageError
 from tinyvlm import records_of as _records, tiny_samples, tiny_vlm
 
 

@@ -60,7 +60,7 @@ def test_non_square_images_are_padded_not_cropped():
     """LLaVA-1.5's "pad": a wide image keeps its edges (a centre crop would cut them off)."""
     from PIL import Image
 
-    from coin.models.vlm import expand_to_square
+    from coin.models.images import expand_to_square
 
     class Proc:
         image_mean = (0.5, 0.25, 0.0)

@@ -245,7 +245,7 @@ def test_the_pixel_limit_is_configured_and_applies_where_the_models_open_images(
     """One helper opens every image (the check and the models' ``load_image``), under one limit."""
     from coin.config import ConfigError, DataConfig
     from coin.data.images import DEFAULT_MAX_PIXELS, ImageTooLarge, max_pixels, open_image, set_max_pixels
-    from coin.models.vlm import ImageError, load_image
+    from coin.models.images import ImageError, load_image
 
     assert DataConfig().max_image_pixels == DEFAULT_MAX_PIXELS == 2 * Image.MAX_IMAGE_PIXELS
     for bad in (0, -5):

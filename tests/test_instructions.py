@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from coin.data.sample import Sample
-from coin.tasks import ORDERS, TASKS, TaskSpec, Template, register_task
+from coin.tasks import ORDERS, TASKS, TaskSpec, Template
 from coin.tasks import instructions
 from coin.tasks.instructions import (FAMILIES, Family, apply_family, draw, get_family, ours, prompt_notes, rewrite,
                                      split_prompt, templates)
@@ -185,7 +185,7 @@ def _sketch(**kw) -> TaskSpec:
 
 
 def test_a_family_without_a_line_for_a_task_falls_back_to_its_original_line(scratch_registries):
-    register_task(_sketch())
+    TASKS.register(_sketch())
     assert templates("original", "Sketch") == (Template(SKETCH_LINE),)
     for family in ("diverse", "10type"):
         assert templates(family, "Sketch") == (Template(SKETCH_LINE, fallback=True),)
@@ -202,7 +202,7 @@ def test_a_family_without_a_line_for_a_task_falls_back_to_its_original_line(scra
 
 
 def test_a_task_gives_lines_for_some_families_and_plain_strings_are_accepted(scratch_registries):
-    register_task(_sketch(instructions={"diverse": ["Say what the drawing shows, in one word."]}))
+    TASKS.register(_sketch(instructions={"diverse": ["Say what the drawing shows, in one word."]}))
     assert templates("diverse", "Sketch") == (Template("Say what the drawing shows, in one word."),)
     assert templates("10type", "Sketch")[0].fallback
     out = rewrite(f"What is drawn?\n{SKETCH_LINE}", "Sketch", "diverse", "s1")
@@ -211,15 +211,15 @@ def test_a_task_gives_lines_for_some_families_and_plain_strings_are_accepted(scr
 
 
 def test_a_task_naming_an_unknown_family_is_an_error_with_a_hint(scratch_registries):
-    register_task(_sketch(instructions={"divers": ["Say it in one word."]}))
+    TASKS.register(_sketch(instructions={"divers": ["Say it in one word."]}))
     with pytest.raises(ValueError, match=r"task Sketch: instructions\.divers: .*Did you mean 'diverse'"):
         templates("diverse", "Sketch")
 
 
 def test_a_plugin_task_with_an_embedded_slot_reads_its_own_lines_back(scratch_registries):
     """The slot patterns are the task's own, not Grounding's: a second task with a ``{}`` works too."""
-    register_task(_sketch(answer_form="box", scorer="grounding", instruction="Circle the object named here: {}",
-                          instructions={"10type": ["Draw a box around: {}", "Where is {} in the picture?"]}))
+    TASKS.register(_sketch(answer_form="box", scorer="grounding", instruction="Circle the object named here: {}",
+                           instructions={"10type": ["Draw a box around: {}", "Where is {} in the picture?"]}))
     for sid in ("a", "b", "c", "d"):
         out = rewrite("Circle the object named here: the red kite", "Sketch", "10type", sid)
         assert out in ("Draw a box around: the red kite", "Where is the red kite in the picture?")
@@ -227,8 +227,8 @@ def test_a_plugin_task_with_an_embedded_slot_reads_its_own_lines_back(scratch_re
 
 
 def test_a_plugin_family_brings_its_own_lines_and_falls_back_elsewhere(scratch_registries):
-    terse = Family("terse", "one short line per task", lines={"GQA": (Template("One word.", ours=True),)})
-    FAMILIES.register("terse", terse)
+    terse = Family(name="terse", description="one short line per task", lines={"GQA": (Template("One word.", ours=True),)})
+    FAMILIES.register(terse)
     assert rewrite(_original("GQA"), "GQA", "terse", "x") == f"{QUESTION['GQA']}\nOne word."
     assert templates("terse", "VizWiz") == (Template(SHORT, fallback=True),)
     assert rewrite(f"{QUESTION['GQA']}\nOne word.", "GQA", "original", "x") == _original("GQA")

@@ -588,7 +588,7 @@ def tiny_lm(tmp_path_factory) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from coin.scoring.judge.prompt import RULE, RULE_GROUNDING, SYSTEM
-    from coin.models.tiny import train_tokenizer
+    from coin.models.tiny.model import train_tokenizer
 
     tok = train_tokenizer([SYSTEM, RULE, RULE_GROUNDING, "Score: 10 8/10 0 1 2 3 4 5 6 7 8 9"] * 4, vocab_size=320)
     tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"

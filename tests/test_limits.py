@@ -8,7 +8,7 @@ import pytest
 
 from coin.config import ConfigError
 from coin.config_load import from_dict
-from coin.benchmarks.load import Benchmark
+from coin.benchmarks.load import BenchmarkData
 from coin.engine.limits import answer_lengths, answer_limits, count_at_limit, margin
 from coin.data.sample import Sample
 from tinyvlm import tokenizer
@@ -62,7 +62,7 @@ def test_a_long_answer_is_not_cut_and_the_stage_counts_answers_at_the_limit(tmp_
              "text": "Who wrote this book?\nAnswer the question using a single word or phrase.", "answer": TITLE},
             {"question_id": "q2", "task": "OCR-VQA", "image": "b.png", "image_path": "/b.png",
              "text": "Who wrote this?\nAnswer the question using a single word or phrase.", "answer": "Penguin"}]
-    bench = Benchmark(tmp_path, tmp_path, {"OCR-VQA": _train("OCR-VQA", [TITLE, "Penguin"])}, {"OCR-VQA": test})
+    bench = BenchmarkData(tmp_path, tmp_path, {"OCR-VQA": _train("OCR-VQA", [TITLE, "Penguin"])}, {"OCR-VQA": test})
     vlm = _EchoVLM({"q1": TITLE, "q2": "Penguin"})
     limits = answer_limits(vlm.tokenizer, bench.train, ["OCR-VQA"])
     scores = evaluate_stage(vlm, bench, ["OCR-VQA"], tmp_path / "s1", 8, False, limits)

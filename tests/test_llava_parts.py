@@ -22,9 +22,9 @@ from coin.config_load import section
 from coin.options import OptionsError
 from coin.models import load_model
 from coin.models.conversation import VICUNA_V1_SYSTEM
-from coin.models.llava_parts import MissingPartError, PartsError, assemble_llava
+from coin.models.llava.parts import MissingPartError, PartsError, assemble_llava
 from coin.data.sample import Sample
-from coin.models.vlm import LlavaVLM
+from coin.models.llava.wrapper import LlavaVLM
 
 LM_WIDTH, VISION_WIDTH, IMAGE, PATCH = 32, 24, 64, 16  # CoIN-Synth's 64x64 images -> 16 image tokens
 PROJ = "model.mm_projector."

@@ -18,8 +18,8 @@ from PIL import Image
 import tinyvlm
 from coin.data.sample import Sample
 from coin.models.conversation import VICUNA_V1_SYSTEM
-from coin.models.tiny import build_model, build_processor
-from coin.models.vlm import LlavaVLM
+from coin.models.tiny.model import build_model, build_processor
+from coin.models.llava.wrapper import LlavaVLM
 
 IGNORE = -100
 SAMPLES = [

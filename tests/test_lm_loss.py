@@ -51,7 +51,7 @@ def test_llava_labelled_loss_equals_the_full_loss(tmp_path):
 
 
 def test_qwen2_vl_labelled_loss_equals_the_full_loss(tmp_path):
-    from coin.models.chat import load_chat_vlm
+    from coin.models.chat.wrapper import load_chat_vlm
 
     vlm = load_chat_vlm(section("model", name="qwen2-vl", path=str(tinyhf.build_qwen2_vl(tmp_path / "qwen"))))
     torch.manual_seed(0)

@@ -30,14 +30,12 @@ class HalfwayOptions:
     warm: bool = True  # start from the last stage's weights
 
 
+@METHODS.register
 class Halfway(Method):
     """A plugin method that trains on half of each batch."""
 
     name = "halfway"
     Options = HalfwayOptions
-
-
-METHODS.register("halfway", Halfway)
 '''
 
 

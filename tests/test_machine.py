@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-import coin.models.pretrain as pretrain
+import coin.models.tiny.pretrain as pretrain
 from coin.config_load import from_dict
 from coin.machine import _cpuinfo, cpu_identity
 

@@ -359,8 +359,8 @@ def synth(tmp_path_factory):
     """CoIN-Synth's eight tasks (40 training and 25 held-out test inputs each) and a random micro LLaVA."""
     from coin.data.coin_json import eval_samples, load_test, load_train
     from coin.benchmarks.synth.generator import generate
-    from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
-    from coin.models.vlm import LlavaVLM
+    from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
+    from coin.models.llava.wrapper import LlavaVLM
     from coin.tasks import ORDERS, get_task
 
     root = generate(tmp_path_factory.mktemp("synth") / "data", seed=0, n_train=40, n_test=25, n_pretrain=0)

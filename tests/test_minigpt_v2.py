@@ -19,9 +19,9 @@ import tinyminigpt as tiny
 from coin.config_load import from_dict, section
 from coin.data.sample import Sample
 from coin.models import load_model
-from coin.models.llava_parts import MissingPartError, PartsError
-from coin.models.minigpt_v2_parts import assemble_minigpt_v2, resize_pos_embed
-from coin.models.minigpt_v2_vlm import coin_to_native, native_to_coin
+from coin.models.llava.parts import MissingPartError, PartsError
+from coin.models.minigpt_v2.parts import assemble_minigpt_v2, resize_pos_embed
+from coin.models.minigpt_v2.wrapper import coin_to_native, native_to_coin
 
 QUIET = lambda *a: None  # noqa: E731
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import coin
-from coin.tasks import ORDERS, TASKS, TaskSpec, get_task, order_name, register_task
+from coin.tasks import ORDERS, TASKS, TaskSpec, get_task, order_name
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # the plugins the README shows
 PLUGIN = (EXAMPLES / "colours_task.py").read_text()
@@ -95,10 +95,10 @@ def scratch_tasks(monkeypatch):
 
 
 def test_a_bad_spec_stops_at_registration_listing_every_problem(scratch_tasks):
-    bad = TaskSpec("Sketch", "Sketch", "drawing", "exakt", "Circle it: {}", 0,
-                   instructions={"original": ["x"], "10type": ["No slot here."], "diverse": []})
+    bad = TaskSpec(name="Sketch", folder="Sketch", answer_form="drawing", scorer="exakt", instruction="Circle it: {}",
+                   max_new_tokens=0, instructions={"original": ["x"], "10type": ["No slot here."], "diverse": []})
     with pytest.raises(ValueError) as e:
-        register_task(bad)
+        TASKS.register(bad)
     msg = str(e.value)
     for part in ("task 'Sketch':", "answer_form must be one of letter, phrase, class, box, got 'drawing'",
                  "scorer: unknown scorer 'exakt'. Did you mean 'exact'?", "max_new_tokens must be an int >= 1, got 0",
@@ -116,8 +116,10 @@ def test_built_in_specs_carry_their_abbreviations_and_plots_read_them(scratch_ta
         "ScienceQA": "SQA", "TextVQA": "TVQA", "ImageNet": "INet", "GQA": "GQA", "VizWiz": "VizWiz",
         "Grounding": "Grnd", "VQAv2": "VQAv2", "OCR-VQA": "OCR"}
     assert [abbreviate(t) for t in ORDERS["paper"]] == ["SQA", "TVQA", "INet", "GQA", "VizWiz", "Grnd", "VQAv2", "OCR"]
-    register_task(TaskSpec("Colours", "Colours", "phrase", "exact", LINE, 8, abbreviation="Col"))
-    register_task(TaskSpec("Shadows", "Shadows", "phrase", "exact", LINE, 8))
+    TASKS.register(TaskSpec(name="Colours", folder="Colours", answer_form="phrase", scorer="exact", instruction=LINE,
+                            max_new_tokens=8, abbreviation="Col"))
+    TASKS.register(TaskSpec(name="Shadows", folder="Shadows", answer_form="phrase", scorer="exact", instruction=LINE,
+                            max_new_tokens=8))
     assert abbreviate("Colours") == "Col"  # a plugin's own short name, no table to edit
     assert abbreviate("Shadows") == "Shadow" and abbreviate("NotRegistered", 3) == "Not"  # first letters
 

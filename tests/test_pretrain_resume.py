@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import coin.models.pretrain as pretrain_mod
-import coin.models.vision_pretrain as vision_mod
+import coin.models.tiny.pretrain as pretrain_mod
+import coin.models.tiny.vision_pretrain as vision_mod
 from coin.config_load import from_dict
-from coin.models.fit import fit
+from coin.models.tiny.fit import fit
 
 
 class Killed(Exception):
@@ -130,7 +130,7 @@ def test_model_prepare_pretrains_the_base_ahead_and_then_finds_it(tmp_path, monk
     import yaml
 
     from coin.cli import main
-    from coin.models.pretrain import base_key
+    from coin.models.tiny.pretrain import base_key
 
     monkeypatch.setenv("COIN_CACHE", str(tmp_path / "cache"))
     cfg_file = tmp_path / "micro.yaml"

@@ -232,7 +232,7 @@ def _old_run(tmp_path: Path) -> tuple[Path, list[Path], dict]:
 
 
 def test_old_run_folder_is_rescored_into_both_protocols(tmp_path: Path) -> None:
-    from coin.engine.matrix import assemble
+    from coin.engine.matrix import write_matrix
     from coin.report import write_report
 
     out, stages, tests = _old_run(tmp_path)
@@ -240,7 +240,7 @@ def test_old_run_folder_is_rescored_into_both_protocols(tmp_path: Path) -> None:
     cfg.tasks.order = ["ImageNet", "VQAv2"]
     cfg.eval.bootstrap = 50
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
-    mj = assemble(out, cfg, ["ImageNet", "VQAv2"], stages, None, {}, bench=SimpleNamespace(test=tests, protocol={}))
+    mj = write_matrix(out, cfg, ["ImageNet", "VQAv2"], stages, None, {}, bench=SimpleNamespace(test=tests, protocol={}))
     # paper: ImageNet substring (tabby in tabby cat) = 100; VQAv2 exact against the one answer "2" = 0
     assert mj["matrix"] == [[100.0, None], [100.0, 0.0]]
     # strict: ImageNet whole name = 50; VQAv2 soft accuracy over ten answers ("3" by 3 annotators) = 90
@@ -262,7 +262,7 @@ def test_old_run_folder_is_rescored_into_both_protocols(tmp_path: Path) -> None:
     assert 'id="matrix-strict"' in html and 'id="protocol-card"' in html
     # a second assemble changes nothing on disk (a finished run rerun writes no file)
     before = (stages[1] / "scores.json").stat().st_mtime_ns
-    assemble(out, cfg, ["ImageNet", "VQAv2"], stages, None, {}, bench=SimpleNamespace(test=tests, protocol={}))
+    write_matrix(out, cfg, ["ImageNet", "VQAv2"], stages, None, {}, bench=SimpleNamespace(test=tests, protocol={}))
     assert (stages[1] / "scores.json").stat().st_mtime_ns == before
 
 
@@ -313,28 +313,33 @@ def scratch_tasks(monkeypatch):
 
 def test_a_task_file_declares_its_protocols_and_the_card_reads_them(scratch_tasks) -> None:
     from coin.scoring.protocol import Protocol
-    from coin.tasks import TaskSpec, get_task, register_task
+    from coin.tasks import TASKS, TaskSpec, get_task
     from coin.tasks.rules import PAPER_LOWER, STRICT_EXACT
 
     assert get_task("VizWiz").protocols == (PAPER_LOWER, STRICT_EXACT)  # the short-answer rules, declared once
     assert get_task("OCR-VQA").protocols[1] is STRICT_EXACT
-    strict = Protocol("strict", "exact", "vqa", "one", "exact after VQA normalisation", ("ours",))
-    register_task(TaskSpec("Sketch", "Sketch", "phrase", "exact", "One word.", 8, protocols=(PAPER_LOWER, strict)))
+    strict = Protocol(name="strict", scorer="exact", normalizer="vqa", answers="one", rule="exact after VQA normalisation",
+                      deviations=("ours",))
+    TASKS.register(TaskSpec(name="Sketch", folder="Sketch", answer_form="phrase", scorer="exact", instruction="One word.",
+                            max_new_tokens=8, protocols=(PAPER_LOWER, strict)))
     assert resolve("Sketch") == {"paper": PAPER_LOWER, "strict": strict}
     assert "Sketch strict: exact after VQA normalisation [scorer exact, normaliser vqa, one answer]" in format_card()
     assert format_card().index("OCR-VQA paper") < format_card().index("Sketch paper")  # the paper's eight lead
-    register_task(TaskSpec("Doodle", "Doodle", "phrase", "substring", "One word.", 8))  # none: its scorer is paper
+    TASKS.register(TaskSpec(name="Doodle", folder="Doodle", answer_form="phrase", scorer="substring",
+                            instruction="One word.", max_new_tokens=8))  # none: its scorer is paper
     card = protocol_card(["Doodle"])["Doodle"]
     assert card["paper"]["scorer"] == "substring" and card["strict"] == card["paper"]
 
 
 def test_a_bad_protocol_declaration_stops_at_registration_naming_each_field(scratch_tasks) -> None:
     from coin.scoring.protocol import Protocol
-    from coin.tasks import TASKS, TaskSpec, register_task
+    from coin.tasks import TASKS, TaskSpec
 
-    bad = (Protocol("strict", "exakt", "vqaa", "eleven", "?"), Protocol("strict", "exact", None, "one", "?"))
+    bad = (Protocol(name="strict", scorer="exakt", normalizer="vqaa", answers="eleven", rule="?"),
+           Protocol(name="strict", scorer="exact", normalizer=None, answers="one", rule="?"))
     with pytest.raises(ValueError) as e:
-        register_task(TaskSpec("Sketch", "Sketch", "phrase", "exact", "One word.", 8, protocols=bad))
+        TASKS.register(TaskSpec(name="Sketch", folder="Sketch", answer_form="phrase", scorer="exact", instruction="One word.",
+                                max_new_tokens=8, protocols=bad))
     for part in ("protocols: the first must be 'paper', got 'strict'", "protocols: a name is declared twice",
                  "protocols.strict.scorer: unknown scorer 'exakt'. Did you mean 'exact'?",
                  "protocols.strict.normalizer: unknown normaliser 'vqaa'",

@@ -20,9 +20,9 @@ from coin.config_load import from_dict, section
 from coin.config import ConfigError
 from coin.data.sample import Sample
 from coin.models import load_model
-from coin.models.backbones.qwen_vl_chat import PROMPT_FORMATS
-from coin.models.llava_parts import MissingPartError, PartsError
-from coin.models.qwen_vl_chat_vlm import PROMPTS, image_tag
+from coin.models.qwen_vl_chat.backbone import PROMPT_FORMATS
+from coin.models.llava.parts import MissingPartError, PartsError
+from coin.models.qwen_vl_chat.wrapper import PROMPTS, image_tag
 from coin.options import OptionsError
 
 QUIET = lambda *a: None  # noqa: E731

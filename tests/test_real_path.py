@@ -17,7 +17,7 @@ from coin.config_load import section
 from coin.models import load_model
 from coin.models.conversation import VICUNA_V1_SYSTEM
 from coin.data.sample import Sample
-from coin.models.vlm import LlavaVLM
+from coin.models.llava.wrapper import LlavaVLM
 
 N_IMAGE = 16  # 64x64 images, 16x16 patches
 
@@ -168,7 +168,7 @@ def test_an_fp32_model_is_left_as_it_was(folder):
 
 
 def _tower_hooks_off(tower) -> None:
-    from coin.models.vlm import _enter_no_grad, _leave_no_grad
+    from coin.models.modes import _enter_no_grad, _leave_no_grad
 
     for m in tower.modules():
         for hooks in (m._forward_pre_hooks, m._forward_hooks):
@@ -228,7 +228,7 @@ def test_the_image_cache_is_bounded_by_bytes_and_stores_the_models_dtype(folder,
 def test_pad_colour_is_llavas_truncated_mean():
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    from coin.models.vlm import expand_to_square, pad_colour
+    from coin.models.images import expand_to_square, pad_colour
 
     clip = CLIPImageProcessorPil()  # OpenAI CLIP's mean (0.48145466, 0.4578275, 0.40821073)
     assert pad_colour(clip) == (122, 116, 104)  # LLaVA's int(255 * mean); rounding gave (123, 117, 104)

@@ -90,9 +90,9 @@ def stage_setup(tmp_path_factory):
     from coin.adapters import attach_adapter
     from coin.config import AdapterConfig
     from coin.benchmarks.synth.generator import generate
-    from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
+    from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
     from coin.data.sample import Sample
-    from coin.models.vlm import LlavaVLM
+    from coin.models.llava.wrapper import LlavaVLM
 
     root = generate(tmp_path_factory.mktemp("st") / "s", seed=2, n_train=24, n_test=0, n_pretrain=24, tasks=["GQA"])
     rows = json.loads((root / "Instructions_Original" / "GQA" / "train.json").read_text())

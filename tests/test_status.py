@@ -37,7 +37,7 @@ class Hold(Method):
 
 
 if "test-hold" not in METHODS:
-    METHODS.register("test-hold", Hold)
+    METHODS.register(Hold)
 '''
 
 

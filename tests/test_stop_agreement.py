@@ -42,7 +42,7 @@ class SignalRankOne(Method):
 
 
 if "test-signal-rank-one" not in METHODS:
-    METHODS.register("test-signal-rank-one", SignalRankOne)
+    METHODS.register(SignalRankOne)
 '''
 
 

@@ -122,9 +122,10 @@ def scratch_registries(monkeypatch):
 def test_a_plugin_registers_a_maker_from_its_own_file(scratch_registries, tmp_path):
     from coin.benchmarks.synth.generator import world as w
     from coin.benchmarks.synth.generator.makers import Example, synth_maker
-    from coin.tasks import TaskSpec, register_task
+    from coin.tasks import TASKS, TaskSpec
 
-    register_task(TaskSpec("Colour", "ColourTask", "phrase", "exact", "Answer with one colour.", 8))
+    TASKS.register(TaskSpec(name="Colour", folder="ColourTask", answer_form="phrase", scorer="exact",
+                            instruction="Answer with one colour.", max_new_tokens=8))
 
     @synth_maker("Colour")
     def colour(rng):

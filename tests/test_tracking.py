@@ -63,7 +63,7 @@ class _CrashOnce(Method):
 
 
 if "test-crash-once" not in METHODS:
-    METHODS.register("test-crash-once", _CrashOnce)
+    METHODS.register(_CrashOnce)
 
 
 def test_a_killed_and_resumed_run_has_each_step_once(tmp_path, micro_config):

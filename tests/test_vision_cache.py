@@ -89,7 +89,7 @@ def test_trainable_tower_is_refused(vlm_and_samples):
 def test_coin_run_uses_both_by_default_and_the_keys_turn_them_off(micro_config, tmp_path, monkeypatch):
     from coin.config_load import from_dict
     from coin.engine.run import run
-    from coin.models.vlm import LlavaVLM
+    from coin.models.llava.wrapper import LlavaVLM
 
     seen = []
     real = LlavaVLM.generate

@@ -11,7 +11,7 @@ import torch
 
 from coin.engine.loader import WorkerBatches, load_batches
 from coin.models.backbone import CachesPixels
-from coin.models.vlm import PixelCache
+from coin.models.images import PixelCache
 from tinyvlm import tiny_samples, tiny_vlm
 
 

@@ -79,7 +79,7 @@ def qwen2_vl_processor(tokenizer):
     from transformers import Qwen2VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from coin.models.chat import image_only
+    from coin.models.chat.wrapper import image_only
 
     image_processor = Qwen2VLImageProcessorPil(min_pixels=(IMAGE_SIZE // 2) ** 2, max_pixels=IMAGE_SIZE**2,
                                                patch_size=PATCH, merge_size=2, temporal_patch_size=2)
@@ -126,9 +126,9 @@ def build_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
 
 
 def build_llava(folder: str | Path, seed: int = 0) -> Path:
-    """Save a tiny llava-hf ``LlavaForConditionalGeneration`` (coin.models.tiny's builders) to ``folder``."""
+    """Save a tiny llava-hf ``LlavaForConditionalGeneration`` (coin.models.tiny.model's builders) to ``folder``."""
     from coin.models.conversation import VICUNA_V1_SYSTEM, VICUNA_V1_TEMPLATE
-    from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
+    from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
 
     folder = Path(folder)
     cfg = TinyConfig(vocab_size=400, vision_width=32, vision_layers=1, vision_heads=2, lm_width=32, lm_layers=2,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
+from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.sample import Sample
-from coin.models.vlm import LlavaVLM
+from coin.models.llava.wrapper import LlavaVLM
 
 MICRO = TinyConfig(vocab_size=300, vision_width=32, vision_layers=1, vision_heads=2, lm_width=32, lm_layers=2,
                    lm_heads=2, lm_ffn=64)

@@ -36,12 +36,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from coin.errors import BankError
+
 CURRENT = "default"  # the PEFT adapter the engine attaches: the bank's trainable slot
 _LAYER = re.compile(r"\.layers\.(\d+)\.")  # a decoder block's index inside a LoRA module's name
-
-
-class BankError(RuntimeError):
-    """The model cannot hold an adapter bank (no PEFT LoRA, or a LoRA layer of another kind)."""
 
 
 def adapter_name(stage: int) -> str:

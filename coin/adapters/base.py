@@ -1,6 +1,6 @@
 """The adapter registry and the interface an adapter entry implements.
 
-An adapter is one ``Adapter`` subclass in one file, registered in ``ADAPTERS`` under the name
+An adapter is one ``Adapter`` subclass in one file, decorated ``@ADAPTERS.register``, whose ``name`` is the name
 ``adapter.type`` selects. It declares its own keys as an ``Options`` dataclass (they are
 written under ``adapter:`` beside the common r, alpha, dropout and train_projector, and
 ``coin.config_load`` checks them), builds the PEFT model, and says in one line what it is.
@@ -26,6 +26,7 @@ class Adapter:
     ``train_projector``) with ``cfg.options`` the entry's parsed ``Options``.
     """
 
+    name: str = ""  # the name it registers under (``@ADAPTERS.register``) and ``adapter.type`` gives
     Options: type = NoOptions
 
     @staticmethod

@@ -11,9 +11,11 @@ if TYPE_CHECKING:
     from coin.models.backbone import VLM
 
 
-@ADAPTERS.register("lora")
+@ADAPTERS.register
 class LoRA(Adapter):
     """PEFT LoRA on every linear layer of the LM (not lm_head); the projector trained fully."""
+
+    name = "lora"
 
     @staticmethod
     def build(vlm: VLM, cfg: AdapterConfig) -> Any:

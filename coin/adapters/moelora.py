@@ -34,10 +34,11 @@ class MoELoRAOptions:
         return [f"experts must be >= 1, got {self.experts}"] if self.experts < 1 else []
 
 
-@ADAPTERS.register("moelora")
+@ADAPTERS.register
 class MoELoRA(Adapter):
     """MoELoRA: adapter.experts gated experts of rank r / experts, fused into one LoRA's matmuls."""
 
+    name = "moelora"
     Options = MoELoRAOptions
 
     @staticmethod

@@ -28,14 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from coin.adapters.bank import AdapterBank
+from coin.errors import RoutingError
 
 if TYPE_CHECKING:
     from coin.data.sample import Sample
     from coin.models.backbone import VLM
-
-
-class RoutingError(RuntimeError):
-    """The backbone lacks what input routing needs (a decoder to stop at, an image token id)."""
 
 
 def _hf_model(model):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from coin.data.coin_json import DataError
-from coin.benchmarks.layout import benchmark_tasks, config_problems, data_roots, locate, notes, prepare_rows, task_image_root
+from coin.benchmarks.layout import benchmark_of, benchmark_tasks, config_problems, data_roots, locate, layout_of
 from coin.data.records import TrainRecord, check_records
 from coin.tasks.protocol_sets import answer_keys
 from coin.io import read_json
@@ -58,6 +58,20 @@ class TaskManifest:
     # (image root, {relative path: first record using it}) of the images that passed the check, for a
     # later header pass (check_headers); not a field: neither compared, nor written by to_dict
     image_index: ClassVar[tuple] = ()
+    # per split, the file's records as validated ({"train": [Checked, ...]}), kept for the loader so a
+    # run reads and validates each file once (``records``); not a field either
+    checked: ClassVar[dict] = {}
+
+    def records(self, split: str, path: Path | str):
+        """The validated records of ``split`` when this manifest checked that very file, else None."""
+        found = self.checked.get(split)
+        if found is None or str(found[0]) != str(path) or any(c.problem is not None for c in found[1]):
+            return None
+        return found[1]
+
+    def release(self) -> None:
+        """Drop the kept records (once the loader has them)."""
+        self.checked = {}
 
     @property
     def ok(self) -> bool:
@@ -138,15 +152,26 @@ def human_bytes(n: int) -> str:
     return str(n)
 
 
-def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict, derive: str | None,
-                cfg: DataConfig | None = None, image_root: Path | None = None) -> None:
-    """Validate every record of one file (``coin.data.records``, the loader's own validator), read as
-    the benchmark prepares it for the loader (``coin.benchmarks.layout.read_rows``); record images into
-    ``images`` (rel -> first user)."""
+def _read(path: Path, m: TaskManifest):
+    """A data file's JSON (None when it cannot be read: said in ``m.malformed``)."""
     try:
-        rows = read_json(path)
+        return read_json(path)
+    except (ValueError, FileNotFoundError) as e:
+        m.malformed.append(str(e))
+        return None
+
+
+def _check_file(path: Path, raw, split: str, task: str, m: TaskManifest, images: dict, derive: str | None,
+                spec, cfg: DataConfig | None = None, image_root: Path | None = None) -> None:
+    """Validate every record of one file (``coin.data.records``, the loader's own validator), as the
+    benchmark ``spec`` prepares its rows ``raw`` for the loader; record images into ``images``
+    (rel -> first user); keep the validated records for the loader (``TaskManifest.records``)."""
+    if raw is None:
+        return
+    rows = raw
+    try:
         if isinstance(rows, list) and image_root is not None:
-            rows = prepare_rows(rows, path, cfg, task, split, image_root)
+            rows = spec.prepare_rows(task, split, rows, Path(path), Path(image_root))
     except (ValueError, FileNotFoundError) as e:
         m.malformed.append(str(e))
         return
@@ -157,7 +182,9 @@ def _check_file(path: Path, split: str, task: str, m: TaskManifest, images: dict
     m.bytes += path.stat().st_size
     if not rows:  # a task with nothing to train on or to score (assemble has no number for it)
         m.empty_files.append(f"{path}: holds no records (task {task}'s {split} file)")
-    for c in check_records(rows, split, str(path), answer_keys(task)):
+    checked = list(check_records(rows, split, str(path), answer_keys(task)))
+    m.checked = {**m.checked, split: (str(path), checked)}
+    for c in checked:
         problem, rec = c.problem, c.record
         if rec is not None:
             rid = rec.id if isinstance(rec, TrainRecord) else rec.question_id
@@ -286,43 +313,35 @@ def check_task(root: Path, image_root: Path, family: str, task: str, cfg: DataCo
     must be in the records or in ``data.answers.<Task>`` (``coin.data.answers``).
     """
     m = TaskManifest(task)
+    spec = benchmark_of(cfg)  # looked up once for the task's files, records and notes
     images: dict[str, str] = {}
+    raw: dict[str, object] = {}  # each file read once, for the records, the answer source and the notes
     for split in ("train", "test"):
         try:
-            src = locate(root, family, task, split, cfg)
+            src = spec.locate(root, family, task, split, cfg)
         except DataError as e:
             m.missing_files.append(str(e))
             continue
         m.files[split] = str(src.path)
-        _check_file(src.path, split, task, m, images, src.derive, cfg, image_root)
+        raw[split] = _read(src.path, m)
+        _check_file(src.path, raw[split], split, task, m, images, src.derive, spec, cfg, image_root)
     _check_images(image_root, images, m, image_mode(cfg, open_images), getattr(cfg, "max_image_pixels", None))
-    _check_answers(root, task, cfg, m, needs_ten)
-    _check_benchmark(root, task, cfg, m)
+    test_rows = raw.get("test") if isinstance(raw.get("test"), list) else None
+    _check_answers(root, task, cfg, m, needs_ten, test_rows)
+    problems, found = spec.notes(task, root, cfg, test_rows)  # e.g. a caption reference file whose ids do not match
+    m.answer_problems += problems
+    m.answer_notes += found
     return m
 
 
-def _check_benchmark(root: Path, task: str, cfg: DataConfig | None, m: TaskManifest) -> None:
-    """What the benchmark itself finds about the task (e.g. a caption reference file whose ids do not match)."""
-    try:
-        rows = read_json(m.files["test"]) if "test" in m.files else None
-    except (ValueError, FileNotFoundError):
-        rows = None  # reported as malformed already
-    problems, found = notes(root, cfg, task, rows if isinstance(rows, list) else None)
-    m.answer_problems += problems
-    m.answer_notes += found
-
-
-def _check_answers(root: Path, task: str, cfg: DataConfig | None, m: TaskManifest, needs_ten: bool) -> None:
+def _check_answers(root: Path, task: str, cfg: DataConfig | None, m: TaskManifest, needs_ten: bool,
+                   rows: list | None) -> None:
     from coin.data.answers import answer_problems, answer_source
 
     source = answer_source(root, getattr(cfg, "answers", None), task)
-    if "test" not in m.files or (source is None and not needs_ten):
-        return
-    try:
-        rows = read_json(m.files["test"])
-    except (ValueError, FileNotFoundError):
-        return  # reported as malformed already
-    records = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
+    if "test" not in m.files or (source is None and not needs_ten) or rows is None:
+        return  # an unreadable file is reported as malformed already
+    records = [r for r in rows if isinstance(r, dict)]
     m.answer_problems, m.answer_notes = answer_problems(task, records, source, m.files["test"], needs_ten)
 
 
@@ -339,12 +358,13 @@ def check_data(cfg: DataConfig, tasks: list[str] | None = None, open_images: boo
     tasks = list(tasks or benchmark_tasks(cfg))
     open_images = image_mode(cfg, open_images)
     problems = config_problems(cfg)
-    root, image_root = data_roots(cfg, tasks)
+    layout = layout_of(cfg, tasks)
+    root, image_root = layout.root, layout.image_root
     if problems:
         return Manifest(str(root), str(image_root), cfg.instructions, [], problems)
     from coin.tasks.protocol_sets import needs_ten_answers
 
-    out = [check_task(root, task_image_root(root, image_root, cfg, t), cfg.instructions, t, cfg, open_images,
+    out = [check_task(root, layout.images(t), cfg.instructions, t, cfg, open_images,
                       needs_ten=protocols is not None and needs_ten_answers(t, protocols))
            for t in tasks]
     return Manifest(str(root), str(image_root), cfg.instructions, out)

@@ -14,6 +14,7 @@ module, so neither imports the other to find a file, and both read a file's rows
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,14 +29,62 @@ from coin.tasks.instructions import get_family
 if TYPE_CHECKING:
     from coin.config import DataConfig
 
-__all__ = ["CHECK_IMAGES", "FAMILY_DIRS", "PATH_KEYS", "TaskSource", "benchmark_of", "benchmark_tasks",
+__all__ = ["CHECK_IMAGES", "DataLayout", "FAMILY_DIRS", "PATH_KEYS", "TaskSource", "benchmark_of", "benchmark_tasks",
            "config_problems", "data_roots", "data_sources", "expected_file", "locate", "notes", "path_override",
-           "prepare", "prepare_rows", "read_rows", "source_lines", "synth_root", "task_image_root"]
+           "layout_of", "prepare", "prepare_rows", "read_rows", "source_lines", "synth_root", "task_image_root"]
 
 # data.check_images, from the quickest to the most thorough (coin.benchmarks.check, coin.data.images):
 # "exists" stats each image before a run and reads its header while the model loads; "open" reads
 # every header before anything; "decode" also decodes every image before anything
 CHECK_IMAGES = ("exists", "open", "decode")
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """A config's benchmark looked up once, with the data root and image root it resolved.
+
+    The loader and the check ask it, per task, where each split's file is (``source``), which
+    folder the task's images are under (``images``), and how the benchmark prepares rows and
+    records (``rows``, ``prepare``), instead of passing (root, image root, config, task, split)
+    to functions that each look the benchmark up again.
+    """
+
+    spec: BenchmarkSpec
+    cfg: DataConfig | None
+    root: Path
+    image_root: Path
+
+    @property
+    def family(self) -> str:
+        return getattr(self.cfg, "instructions", "original")
+
+    def source(self, task: str, split: str) -> TaskSource:
+        """Where ``task``'s ``split`` comes from (``DataError`` if nowhere)."""
+        return self.spec.locate(self.root, self.family, task, split, self.cfg)
+
+    def images(self, task: str) -> Path:
+        """``data.paths.<Task>.image_root`` when set, else the benchmark's image root for the task."""
+        return self.spec.image_root(self.root, self.image_root, self.cfg, task)
+
+    def rows(self, path: Path, task: str, split: str, rows: list | None = None) -> list:
+        """A file's rows (read here unless given) as the benchmark prepares them for the shared validator."""
+        rows = read_records(path) if rows is None else rows
+        return self.spec.prepare_rows(task, split, rows, Path(path), Path(self.images(task)))
+
+    def prepare(self, items: list, task: str, split: str) -> list:
+        """Loaded samples or test records after the benchmark's own step (a prompt fix, joined references)."""
+        return self.spec.prepare(task, split, items, self.root, self.cfg)
+
+    def notes(self, task: str, test_rows: list | None) -> tuple[list[str], list[str]]:
+        """(problems, notes) the benchmark finds about ``task`` beyond its records."""
+        return self.spec.notes(task, self.root, self.cfg, test_rows)
+
+
+def layout_of(cfg: DataConfig, tasks: list[str]) -> DataLayout:
+    """The config's ``DataLayout`` (generates CoIN-Synth into the cache when that is the benchmark)."""
+    spec = benchmark_of(cfg)
+    root, image_root = spec.roots(cfg, tasks)
+    return DataLayout(spec, cfg, Path(root), Path(image_root))
 
 
 def benchmark_of(cfg: DataConfig | None) -> BenchmarkSpec:

@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coin.benchmarks import check as data_check
-from coin.data.coin_json import DataError, load_test, load_train
-from coin.benchmarks.layout import TaskSource, config_problems, data_roots, locate, prepare, read_rows, task_image_root
+from coin.benchmarks.layout import TaskSource, config_problems, layout_of, locate
+from coin.data.coin_json import DataError, as_test_records, as_train_samples, load_test, load_train
 from coin.data.sample import Sample
 from coin.tasks.instructions import apply_family
 
 if TYPE_CHECKING:
     from coin.config import DataConfig
 
-__all__ = ["Benchmark", "config_problems", "load_benchmark", "locate", "sample_volume", "verify_data"]
+__all__ = ["BenchmarkData", "config_problems", "load_benchmark", "locate", "sample_volume", "verify_data"]
 
 
 @dataclass
-class Benchmark:
+class BenchmarkData:
     root: Path
     image_root: Path
     train: dict[str, list[Sample]]
@@ -71,7 +71,7 @@ def verify_data(cfg: DataConfig, tasks: list[str], protocols: dict | None = None
 
 
 def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int, protocols: dict | None = None,
-                   manifest: Any = None, check: bool = True) -> Benchmark:
+                   manifest: Any = None, check: bool = True) -> BenchmarkData:
     """Check every file and image first (the manifest), then load; a failed check lists every problem.
 
     ``protocols`` is the run's ``eval.protocol`` choice: given (even empty), a task whose
@@ -84,17 +84,26 @@ def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int, protocols: dict
 
     if manifest is None and check:
         manifest = verify_data(cfg, tasks, protocols)
-    root, image_root = data_roots(cfg, tasks)
+    layout = layout_of(cfg, tasks)  # the benchmark, looked up once
+    root, image_root = layout.root, layout.image_root
+    checked = {t.task: t for t in getattr(manifest, "tasks", [])}  # records the check validated, used as they are
     train, test = {}, {}
     for task in tasks:
-        images = task_image_root(root, image_root, cfg, task)
-        src = locate(root, cfg.instructions, task, "train", cfg)
-        samples = load_train(src.path, images, task, read_rows(src.path, cfg, task, "train", images))
-        samples = sample_volume(prepare(samples, cfg, task, "train", root), cfg.volume, seed)
+        images = layout.images(task)
+        kept = checked.get(task)
+        src = layout.source(task, "train")
+        valid = kept.records("train", src.path) if kept is not None else None
+        samples = as_train_samples(valid, images, task) if valid is not None else \
+            load_train(src.path, images, task, layout.rows(src.path, task, "train"))
+        samples = sample_volume(layout.prepare(samples, task, "train"), cfg.volume, seed)
         train[task] = _derive(samples, src, seed)
-        src = locate(root, cfg.instructions, task, "test", cfg)
-        records = load_test(src.path, images, task, rows=read_rows(src.path, cfg, task, "test", images))
-        records = prepare(records, cfg, task, "test", root)  # e.g. caption references joined (coin.benchmarks)
+        src = layout.source(task, "test")
+        valid = kept.records("test", src.path) if kept is not None else None
+        records = as_test_records(valid, images, task) if valid is not None else \
+            load_test(src.path, images, task, rows=layout.rows(src.path, task, "test"))
+        if kept is not None:
+            kept.release()
+        records = layout.prepare(records, task, "test")  # e.g. caption references joined (coin.benchmarks)
         if (answers := answer_source(root, getattr(cfg, "answers", None), task)) is not None:
             try:  # checked by check_data already; a process that skipped the check still names the file
                 records, _ = join_answers(records, read_answer_file(answers))
@@ -103,7 +112,7 @@ def load_benchmark(cfg: DataConfig, tasks: list[str], seed: int, protocols: dict
         test[task] = _derive(records[: cfg.max_test] if cfg.max_test else records, src, seed)
         for split, items in (("train", train[task]), ("test", test[task])):
             if not items:  # the check refuses an empty file; nothing else may leave a task without a number
-                path = locate(root, cfg.instructions, task, split, cfg).path
+                path = layout.source(task, split).path
                 raise DataError(f"task {task}: no {split} record left after data.volume={cfg.volume} and "
                                 f"data.max_test={cfg.max_test} ({path})")
-    return Benchmark(root, image_root, train, test, manifest, dict(protocols or {}))
+    return BenchmarkData(root, image_root, train, test, manifest, dict(protocols or {}))

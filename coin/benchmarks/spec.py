@@ -1,9 +1,10 @@
 """What a benchmark is: its tasks, its orders, where its released files are, how its records are prepared.
 
 A benchmark is one file (``coin/benchmarks/<name>.py``) holding a ``BenchmarkSpec`` subclass
-and one ``register_benchmark`` call. The spec answers every question the loader
-(``coin.benchmarks.load``), the check (``coin.benchmarks.check``) and the dry run ask about data,
-through ``coin.benchmarks.layout``, which picks the spec that ``data.benchmark`` names:
+and one ``BENCHMARKS.register(MyBenchmark())`` call (the spec carries its ``name``). The spec
+answers every question the loader (``coin.benchmarks.load``), the check (``coin.benchmarks.check``)
+and the dry run ask about data, through ``coin.benchmarks.layout``, which picks the spec that
+``data.benchmark`` names:
 
 - ``tasks`` and ``orders``: the task names (``TaskSpec``\\ s registered in ``coin.tasks``)
   and the named orders, the first being the default (``tasks.order: paper``);
@@ -214,22 +215,29 @@ class BenchmarkSpec:
         return facts
 
 
-BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark", builtins=("coin.benchmarks",))
-
-
-def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
-    """Register ``spec`` under its name (the one call a benchmark file makes); its tasks must be registered."""
+def benchmark_problems(spec: BenchmarkSpec) -> list[str]:
+    """Problems with a benchmark's declaration: a name, registered tasks, orders of its own tasks."""
     from coin.tasks import TASKS
 
     missing = [t for t in spec.tasks if t not in TASKS]
-    if missing or not spec.name:
-        raise ValueError(f"benchmark {spec.name!r}: tasks not registered: {', '.join(missing)}" if missing
-                         else "a benchmark needs a name")
-    for name, order in spec.orders.items():
-        if set(order) - set(spec.tasks):
-            raise ValueError(f"benchmark {spec.name!r}: order {name!r} lists tasks not of this benchmark")
-    BENCHMARKS.register(spec.name, spec)
-    return spec
+    if missing:
+        return [f"tasks not registered: {', '.join(missing)}"]
+    if not spec.name:
+        return ["a benchmark needs a name"]
+    return [f"order {name!r} lists tasks not of this benchmark" for name, order in spec.orders.items()
+            if set(order) - set(spec.tasks)]
+
+
+BENCHMARKS: Registry[BenchmarkSpec] = Registry("benchmark", builtins=("coin.benchmarks",), check=benchmark_problems)
+
+
+def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
+    """Deprecated (0.x): use ``BENCHMARKS.register(spec)``, which checks ``spec`` the same way."""
+    import warnings
+
+    warnings.warn("register_benchmark(spec) is deprecated; use BENCHMARKS.register(spec)", DeprecationWarning,
+                  stacklevel=2)
+    return BENCHMARKS.register(spec)
 
 
 def get_benchmark(name: str) -> BenchmarkSpec:

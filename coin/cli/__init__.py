@@ -24,46 +24,28 @@ import argparse
 import sys
 
 from coin.cli import data, judge, ls, model, report, run, score
+from coin.errors import ERRORS
 
 COMMANDS = (run, data, report, score, judge, model, ls)
 
-# Errors that end a command with a message instead of a traceback: the user's to fix (exit 2)
-# or a run stopped on purpose (exit 3), as (module, class). A class is looked up only when its
-# module is already imported (an error cannot come from a module that never loaded), so a
+# Errors that end a command with a message instead of a traceback: coin's own (coin.errors), each
+# class carrying its ``exit_code`` (2: the user's to fix; 3: a run stopped on purpose; 130:
+# interrupted; None: not caught), and these builtins. coin.errors imports nothing heavy, so a
 # light command such as ``coin score`` or ``coin metrics`` never loads torch just to catch errors.
-EXIT_CODES: dict[tuple[str, str], int] = {
-    ("coin.config", "ConfigError"): 2,
-    ("coin.options", "OptionsError"): 2,
-    ("coin.data.coin_json", "DataError"): 2,
-    ("coin.io", "FileFormatError"): 2,  # a file not UTF-8, not JSON, nested too deeply: named in one line
-    ("coin.io", "WriteError"): 2,  # a full disk, a read-only folder: the file named in one line
-    ("coin.engine.run_folder", "RunFolderError"): 2,
-    ("coin.config_load", "UntrustedPlugins"): 2,
-    ("coin.models.vlm", "ImageError"): 2,
-    ("coin.registry", "UnknownNameError"): 2,
-    ("builtins", "FileNotFoundError"): 2,
-    ("coin.models.errors", "PartsError"): 2,  # incl. a missing part, a tokenizer folder
-    ("coin.engine.dist", "UnsupportedLaunch"): 2,
-    ("coin.engine.train", "NonFiniteLossError"): 3,
-    ("coin.engine.checkpoint", "CheckpointError"): 3,
-    ("coin.engine.sweep", "SweepError"): 3,
+EXIT_CODES: dict[type[BaseException], int] = {
+    **{cls: cls.exit_code for cls in ERRORS if cls.exit_code is not None},
+    FileNotFoundError: 2,
+    KeyboardInterrupt: 130,
 }
-_INTERRUPTS = (("coin.engine.train", "Interrupted"), ("builtins", "KeyboardInterrupt"))
-
-
-def _loaded(module: str, name: str) -> type | None:
-    """The class ``module.name`` if that module is already imported, else None."""
-    mod = sys.modules.get(module)
-    return getattr(mod, name, None) if mod is not None else None
+INTERRUPTED = 130  # the exit code of an interrupted command; the message says how to resume
 
 
 def exit_code(e: BaseException) -> int | None:
-    """The exit code for an error listed in ``EXIT_CODES`` (None: not one of them, let it raise)."""
-    for (module, name), code in EXIT_CODES.items():
-        cls = _loaded(module, name)
-        if cls is not None and isinstance(e, cls):
-            return code
-    return None
+    """The exit code for ``e`` (None: not an error the command line catches, let it raise): a coin
+    error's own ``exit_code``, else that of the nearest class in ``EXIT_CODES`` it is an instance of."""
+    if isinstance(e, ERRORS):
+        return type(e).exit_code
+    return next((EXIT_CODES[cls] for cls in type(e).__mro__ if cls in EXIT_CODES), None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except BaseException as e:
-        if any((cls := _loaded(m, n)) is not None and isinstance(e, cls) for m, n in _INTERRUPTS):
+        code = exit_code(e)
+        if code == INTERRUPTED:
             again = "coin " + " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--fresh")
             print(f"\ncoin: {e or 'interrupted'}. Resume with the same command: {again}", file=sys.stderr)
-            return 130
-        code = exit_code(e) if isinstance(e, Exception) else None
+            return INTERRUPTED
         if code is None:
             from coin.io import write_error
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from coin.cli.common import add_set
+from coin.cli.flags import add_set
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from coin.cli.common import threads
+from coin.cli.flags import threads
 
 
 def _cmd_judge(args: argparse.Namespace) -> int:

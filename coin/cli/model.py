@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from coin.cli.common import add_set
+from coin.cli.flags import add_set
 
 
 def _cmd_model_assemble(args: argparse.Namespace) -> int:
-    from coin.models.llava_parts import PartsError, assemble_to_folder
+    from coin.models.llava.parts import PartsError, assemble_to_folder
 
     try:
         out = assemble_to_folder(args.lm, args.vision, args.projector, args.out, dtype=args.dtype,
@@ -23,7 +23,7 @@ def _cmd_model_assemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
-    from coin.cli.common import threads
+    from coin.cli.flags import threads
     from coin.config_load import load_config
     from coin.models import BACKBONES
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from coin.cli.common import add_set, threads
+from coin.cli.flags import add_set, threads
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

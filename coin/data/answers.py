@@ -22,16 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from coin.errors import AnswerSourceError
 from coin.io import read_json
 
 __all__ = ["AnswerSourceError", "AnswerTable", "JoinReport", "read_answer_file", "join_answers", "answer_source",
            "answer_problems"]
 
 _LIST_LIMIT = 5
-
-
-class AnswerSourceError(ValueError):
-    """An answer file that cannot be read; the message names the file and the record."""
 
 
 @dataclass

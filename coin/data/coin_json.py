@@ -17,12 +17,9 @@ from pathlib import Path
 
 from coin.data.records import ANSWER_KEYS, Checked, RecordError, check_records, image_path, problems_message
 from coin.data.sample import Sample
+from coin.errors import DataError
 from coin.tasks.protocol_sets import answer_keys as task_answer_keys
 from coin.io import read_json
-
-
-class DataError(ValueError):
-    """A malformed data file or record; the message names the file and the record index."""
 
 
 def resolve_image(image_root: Path, rel: str, where: str) -> Path:
@@ -67,9 +64,14 @@ def load_train(path: str | Path, image_root: str | Path, task: str, rows: list |
     """Training samples from a LLaVA-conversation file (every human/gpt turn pair of each record).
 
     ``rows``: the file's records as a benchmark prepared them (``coin.benchmarks.layout.read_rows``)."""
-    path, root = Path(path), str(Path(image_root).resolve())
+    return as_train_samples(_valid(Path(path), "train", rows=rows), image_root, task)
+
+
+def as_train_samples(checked: list[Checked], image_root: str | Path, task: str) -> list[Sample]:
+    """Training samples from records already validated (``check_records``: the data check keeps them)."""
+    root = str(Path(image_root).resolve())
     out = []
-    for c in _valid(path, "train", rows=rows):
+    for c in checked:
         rec = c.record
         (prompt, answer), rest = rec.turns[0], rec.turns[1:]
         out.append(Sample(id=rec.id, task=task, image=_under(root, rec.image), prompt=prompt, answer=answer,
@@ -84,12 +86,17 @@ def load_test(path: str | Path, image_root: str | Path, task: str, answer_keys: 
     ``answer_keys``: the keys each record must hold besides question_id and text (default: what
     ``task``'s protocols read, ``coin.tasks.protocol_sets.answer_keys``, the check's own rule);
     ``rows``: as for ``load_train``."""
-    path, root = Path(path), str(Path(image_root).resolve())
     if isinstance(answer_keys, str):  # the answer form ("box") this argument once was
         raise TypeError(f"answer_keys must be a tuple of record keys such as ('answer_bbox',), got {answer_keys!r}")
     keys = task_answer_keys(task) if answer_keys is None else tuple(answer_keys)
+    return as_test_records(_valid(Path(path), "test", keys, rows=rows), image_root, task)
+
+
+def as_test_records(checked: list[Checked], image_root: str | Path, task: str) -> list[dict]:
+    """Test records from records already validated (``check_records``: the data check keeps them)."""
+    root = str(Path(image_root).resolve())
     return [{**c.raw, "question_id": c.record.question_id, "task": task, "image_path": _under(root, c.record.image)}
-            for c in _valid(path, "test", keys, rows=rows)]
+            for c in checked]
 
 
 def eval_samples(records: list[dict]) -> list[Sample]:

@@ -2,7 +2,7 @@
 
 Every place that opens an image of a record goes through ``open_image``: the data check
 (``coin.benchmarks.check``, before a run and in the header pass that overlaps model loading) and
-the models' image loading (``coin.models.vlm.load_image``, MiniGPT-v2's image sizes). It
+the models' image loading (``coin.models.images.load_image``, MiniGPT-v2's image sizes). It
 parses the header only (PIL decodes nothing until asked) and refuses an image whose header
 declares more pixels than the limit, so a decompression bomb is named before its pixels are
 allocated.
@@ -26,6 +26,8 @@ from typing import Iterator
 
 from PIL import Image
 
+from coin.errors import ImageTooLarge
+
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageTooLarge", "content_problem", "file_problem", "max_pixels",
            "open_image", "set_max_pixels", "too_large"]
 
@@ -33,10 +35,6 @@ DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own error threshold (2 x its default I
 
 _limit = DEFAULT_MAX_PIXELS
 _pil_limit = threading.Lock()
-
-
-class ImageTooLarge(ValueError):
-    """An image whose header declares more pixels than ``data.max_image_pixels`` (a decompression bomb)."""
 
 
 def set_max_pixels(limit: int | None) -> None:

@@ -26,15 +26,13 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
+from coin.errors import RecordError
+
 TRAIN_KEYS = ("id", "conversations")  # "image" is optional: a text-only record has none
 TEST_KEYS = ("question_id", "text")  # then the answer keys the task's protocols read (``answer_keys``)
 ANSWER_KEYS = ("answer",)  # what a test record's protocols read unless a caller names others
 ID_KEYS = {"train": "id", "test": "question_id"}
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-class RecordError(ValueError):
-    """One record's problem, in words relative to the record (no file, no index)."""
 
 
 @dataclass(frozen=True, slots=True)

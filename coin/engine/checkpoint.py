@@ -25,11 +25,8 @@ from typing import Callable
 
 import torch
 
+from coin.errors import CheckpointError
 from coin.io import atomic_write_bytes, atomic_write_json
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that fails its checksum or cannot be read."""
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 
 from coin.engine.status import start_ticks  # torch-free: coin status reads the same numbers
+from coin.errors import UnsupportedLaunch
 
 STARTUP_TIMEOUT = timedelta(hours=3)
 """How long a collective may wait while the main process works alone at startup (generating
@@ -249,10 +250,6 @@ def sum_over_processes(value: float) -> float:
 
 
 SUPPORTED = ("NO", "MULTI_GPU", "MULTI_CPU")
-
-
-class UnsupportedLaunch(RuntimeError):
-    """A launcher setting coin's training loop does not support (the message says what to use)."""
 
 
 _REFUSED = {

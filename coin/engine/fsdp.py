@@ -39,8 +39,9 @@ Methods. A method whose hooks may touch the model (``MODEL_HOOKS``: ``before_tas
 ``supports_fsdp = True``: every process must run the same
 forwards and backwards in those hooks (the same seeded samples), and it must not read the
 frozen base weights outside a forward (they are shards there). A method that only changes
-the training data (``train_data``) needs no declaration; ``supports_fsdp = "reason"`` refuses
-with that reason. Others are refused by name before any training (``refusal``).
+the training data (``train_data``) needs no declaration; ``supports_fsdp = False`` refuses,
+with the reason ``fsdp_refusal`` gives (both declared on ``Method``, ``coin.methods.base``).
+Others are refused by name before any training (``refusal``).
 """
 
 from __future__ import annotations
@@ -80,11 +81,12 @@ def refusal(method_cls: type, name: str) -> str | None:
     """Why method ``name`` cannot run under FSDP, or None when it can (see the module doc)."""
     from coin.methods import Method
 
-    declared = getattr(method_cls, "supports_fsdp", None)
+    declared = method_cls.supports_fsdp  # declared on Method: None unless the method says (coin.methods.base)
     if declared is True:
         return None
-    if isinstance(declared, str) or declared is False:
-        why = f": {declared}" if isinstance(declared, str) else ""
+    if isinstance(declared, str) or declared is False:  # a 0.x plugin's reason string still refuses with it
+        reason = declared if isinstance(declared, str) else method_cls.fsdp_refusal
+        why = f": {reason}" if reason else ""
         return f"method '{name}' does not support dist.strategy fsdp{why}"
     touched = [h for h in MODEL_HOOKS if getattr(method_cls, h, None) is not getattr(Method, h, None)]
     if not touched:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from coin import metrics
+from coin.errors import JudgeError
 from coin.scoring.judge.agreement import agreement, truth_agreement
 from coin.scoring.judge.backends import JudgeBackend, build_backend, cache_id
 from coin.scoring.judge.cache import CacheKey, JudgeCache
@@ -47,10 +48,6 @@ __all__ = ["judge_run", "write_agreement", "select_stages", "JudgeError", "COUNT
 # pending: outside the selected stages/tasks and not in the cache yet.
 COUNT_KEYS = STATUSES + ("missing", "failed", "pending")
 ZERO_SHOT = "00-zeroshot"
-
-
-class JudgeError(ValueError):
-    """A judge request that does not fit the run folder (unknown stage or task, unmatched id)."""
 
 
 @dataclass

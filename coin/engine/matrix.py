@@ -11,7 +11,7 @@ from pathlib import Path
 
 from coin import metrics
 from coin.config import RunConfig
-from coin.benchmarks.load import Benchmark
+from coin.benchmarks.load import BenchmarkData
 from coin.engine.evaluate import rescore_stage
 from coin.engine.limits import limit_card
 from coin.tasks.knowledge import answer_spaces
@@ -21,7 +21,7 @@ from coin.models import BACKBONES
 __all__ = ["CI_KIND", "answer_spaces_of", "assemble"]
 
 
-def answer_spaces_of(bench: Benchmark) -> dict[str, frozenset[str]] | None:
+def answer_spaces_of(bench: BenchmarkData) -> dict[str, frozenset[str]] | None:
     """Every task's answer space, from its training answers (for the knowledge column); None without them."""
     train = getattr(bench, "train", None)
     if not train:
@@ -97,8 +97,8 @@ def _latest_entries(zero: dict | None, stages: list[tuple[Path, dict]]) -> dict:
 CI_KIND = "test-set bootstrap of one run"  # what the intervals are: not seeds, not training randomness
 
 
-def assemble(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path], zero_dir: Path | None,
-             cost: dict, bench: Benchmark | None = None) -> dict:
+def write_matrix(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[Path], zero_dir: Path | None,
+             cost: dict, bench: BenchmarkData | None = None) -> dict:
     """Build ``matrix.json`` from the stages: both protocol columns and the protocol card.
 
     The top-level ``matrix``, ``zero_shot``, ``metrics``, ``ci`` and ``format_share`` are the

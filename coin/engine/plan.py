@@ -346,6 +346,6 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
         lines.append("\nto fetch (the commands of the benchmark's table of sources, coin.benchmarks):\n"
                      + "\n".join(fetch))
     if weight_fetch:
-        lines.append("\nto fetch the weights (each backbone's sources, coin.models.backbones):\n"
+        lines.append("\nto fetch the weights (each backbone's sources, coin.models.<family>.backbone):\n"
                      + "\n".join(weight_fetch))
     return "\n".join(lines), missing

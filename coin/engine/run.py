@@ -24,6 +24,7 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -33,13 +34,13 @@ import torch
 from coin import metrics
 from coin.adapters import attach_adapter, load_adapter
 from coin.config import RunConfig
-from coin.benchmarks.load import Benchmark, load_benchmark, verify_data
+from coin.benchmarks.load import BenchmarkData, load_benchmark, verify_data
 from coin.benchmarks.layout import data_sources, source_lines
 from coin.benchmarks.check import HeaderPass
 from coin.data.coin_json import DataError
 from coin.data.images import set_max_pixels
 from coin.engine import dist, fsdp, weights_from_main
-from coin.engine.matrix import answer_spaces_of, assemble
+from coin.engine.matrix import answer_spaces_of, write_matrix
 from coin.engine.cost import peak_memory_mb, record_stage, run_cost
 from coin.engine.evaluate import evaluate_task, task_entry
 from coin.engine.limits import answer_limits, count_at_limit
@@ -62,7 +63,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate_stage(vlm: VLM, bench: Benchmark, tasks: list[str], stage_dir: Path, batch_size: int,
+def evaluate_stage(vlm: VLM, bench: BenchmarkData, tasks: list[str], stage_dir: Path, batch_size: int,
                    progress: bool, limits: dict | None = None) -> dict:
     """Generate, score and write predictions for ``tasks`` (resumable); returns the stage's scores.
 
@@ -106,29 +107,99 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
         lock.release()
 
 
+@dataclass
+class _Session:
+    """What every phase of a run reads: the config, the folder, where messages go, and what startup made."""
+
+    cfg: RunConfig
+    out: Path
+    progress: bool
+    log: Callable[[str], None]
+    echo: Callable[[str], None]
+    tracker: RunTracker
+    sharded: bool
+    order: list[str] = field(default_factory=list)
+    bench: BenchmarkData | None = None
+    vlm: VLM | None = None
+    limits: dict = field(default_factory=dict)
+
+
 def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, tracker: RunTracker, echo,
          fresh: bool, finish: Callable[[Path], object] | None) -> dict:
-    order = resolve_order(cfg.tasks.order)
-    sharded = fsdp.active(cfg.dist.strategy)
-    if sharded:  # a method that cannot run sharded is refused by name before anything loads
+    """The phases of a run: start (data, processes, folder), load, zero-shot, each stage, the matrix."""
+    run = _Session(cfg, out, progress, log, echo, tracker, fsdp.active(cfg.dist.strategy))
+    headers = _start(run, lock, fresh)
+    _load(run, headers)
+    zero_dir = _zero_shot(run) if cfg.eval.zero_shot else None
+    if not run.sharded:
+        _attach(run.vlm, cfg, run.log, run.sharded)
+    methods = [build_method(cfg.method, cfg.method_options)]
+    stage_dirs: list[Path] = []
+    # folders whose predictions came from weights identical to the current ones: a stage that
+    # trains nothing (zero-shot, multi-task before its last stage) reuses them instead of
+    # generating the same answers again (the fresh adapter adds exactly zero: B = 0)
+    identical: list[Path] = [zero_dir] if zero_dir is not None else []
+    global_step = 0  # optimiser steps of the stages before this one: telemetry's steps run across stages
+    for j, task in enumerate(run.order):
+        stage_dir = out / "stages" / f"{j + 1:02d}-{task}"
+        stage_dirs.append(stage_dir)
+        if (stage_dir / "DONE").is_file():
+            _load_stage(run.vlm, methods, stage_dir)
+            identical = identical + [stage_dir] if _untrained(stage_dir) else [stage_dir]
+            global_step += _steps(stage_dir)
+            run.log(f"stage {j + 1}/{len(run.order)} {task}: done earlier, skipped")
+            continue
+        ctx = StageContext(vlm=run.vlm, task=task, stage=j, tasks=run.order,
+                           train_data={t: run.bench.train[t] for t in run.order[: j + 1]}, run_dir=out, seed=cfg.seed)
+        stats = _train(run, ctx, methods, stage_dir, global_step)
+        identical = identical + [stage_dir] if _untrained(stage_dir) else [stage_dir]
+        scores = _evaluate(run, ctx, methods, stage_dir, identical)
+        global_step += _steps(stage_dir)
+        if dist.is_main():
+            tracker.stage(global_step, _stage_values(stage_dirs, run.order, scores, stats))
+        _mark_done(stage_dir)
+        if dist.is_main():
+            shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+        head = ""
+        if stats is not None:
+            head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats.steps else ""
+        run.echo(f"stage {j + 1}/{len(run.order)} {task}: {head}{_fmt_scores(scores, run.order)}")
+
+    cost = run_cost(run.vlm, methods, [zero_dir, *stage_dirs])  # summed over the stages' cost.json, resumes included
+    result = None
+    if dist.is_main():
+        result = write_matrix(out, cfg, run.order, stage_dirs, zero_dir, cost, bench=run.bench)
+        if finish is not None:  # e.g. the report (coin.api.run, coin run): the engine does not draw
+            finish(out)
+    dist.barrier()
+    return result if result is not None else read_json(out / "matrix.json")
+
+
+def _start(run: _Session, lock: FolderLock, fresh: bool) -> HeaderPass | None:
+    """Check the data, start the process group, load the benchmark and create (or check) the run folder.
+
+    Returns the image-header pass still reading in the background (``data.check_images: exists``)."""
+    cfg, out = run.cfg, run.out
+    run.order = resolve_order(cfg.tasks.order)
+    if run.sharded:  # a method that cannot run sharded is refused by name before anything loads
         fsdp.check_method(cfg.method)
     set_max_pixels(cfg.data.max_image_pixels)  # every image this process opens (coin.data.images)
     # every file, image and answer source is checked before any model loads, by the main process
     # alone and before the process group exists: the others wait to join it (no collective
     # timeout runs while it reads a large tree); it also generates CoIN-Synth into the cache
-    manifest = verify_data(cfg.data, order, protocols=cfg.eval.protocol) if dist.is_main() else None
+    manifest = verify_data(cfg.data, run.order, protocols=cfg.eval.protocol) if dist.is_main() else None
     # under data.check_images: exists the images were only stat-ed: their headers (and pixel counts)
     # are read while the benchmark and the model load, and a bad one stops the run before any image is used
     headers = HeaderPass(manifest, cfg.data.max_image_pixels) \
         if manifest is not None and cfg.data.check_images == "exists" else None
     dist.init(dist.STARTUP_TIMEOUT)
     if not dist.is_main():  # one voice: the other processes work silently
-        progress, log = False, (lambda m: None)
-        echo = log
+        run.progress, run.log = False, (lambda m: None)
+        run.echo = run.log
     with dist.main_first():
         # eval.protocol, with the backbone's own paper protocols (MiniGPT-v2's Grounding) where it names none
         scoring = with_backbone(cfg.eval.protocol, BACKBONES.get(cfg.model.name).protocols)
-        bench = load_benchmark(cfg.data, order, cfg.seed, protocols=scoring, manifest=manifest, check=False)
+        run.bench = load_benchmark(cfg.data, run.order, cfg.seed, protocols=scoring, manifest=manifest, check=False)
     with dist.main_first():  # the main process creates and locks the folder; the others then check its config
         if dist.is_main():
             if fresh:
@@ -140,18 +211,25 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         prepare_run_dir(out, cfg)
         if dist.is_main():
             write_environment(out, cfg)
-            sources = write_data_sources(out, cfg, order, bench.root)  # the report's Prompts section reads it
-    log(f"run folder: {out}" + (f" ({dist.world()} processes)" if dist.world() > 1 else ""))
+            sources = write_data_sources(out, cfg, run.order, run.bench.root)  # the report's Prompts section reads it
+    run.log(f"run folder: {out}" + (f" ({dist.world()} processes)" if dist.world() > 1 else ""))
     if dist.is_main():
-        log(f"data sources (instructions {cfg.data.instructions}):\n" + "\n".join(source_lines(sources)))
+        run.log(f"data sources (instructions {cfg.data.instructions}):\n" + "\n".join(source_lines(sources)))
+    return headers
+
+
+def _load(run: _Session, headers: HeaderPass | None) -> None:
+    """Load the model on every process (the weights read once, by the main process, where the backbone
+    can), move or shard it, and size each task's answers."""
+    cfg, log = run.cfg, run.log
     seed_everything(cfg.seed)
     backbone = BACKBONES.get(cfg.model.name)
     with dist.main_first():  # e.g. the tiny base is pretrained once, into the cache
         with empty_weights(weights_from_main.builds_empty(backbone)):  # then sent by the main process
-            vlm = load_model(cfg.model, log, progress)
+            vlm = load_model(cfg.model, log, run.progress)
     if weights_from_main.sending(backbone):
         log(f"weights read by the main process and sent to the {dist.world() - 1} others")
-    if not sharded:  # under FSDP each process moves only its shards to its device (fsdp.shard)
+    if not run.sharded:  # under FSDP each process moves only its shards to its device (fsdp.shard)
         if weights_from_main.sending(backbone):
             weights_from_main.receive_whole(vlm.model, dist.device())
         else:
@@ -162,99 +240,77 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         vlm.eval_image_mode = cfg.eval.image_mode
     _await_headers(headers)  # before the zero-shot evaluation and the first training step read an image
     dist.end_startup()  # from here on every process works in step: a stuck collective is a bug
-    limits = answer_limits(vlm.tokenizer, bench.train, order, cfg.eval.max_new_tokens)
-    log("new tokens per answer: " + ", ".join(f"{t} {limits[t]}" for t in order))
-    if sharded:  # the adapter goes on before the base is sharded; a fresh one adds exactly 0 (B = 0)
-        _attach(vlm, cfg, log, sharded)
+    run.limits = answer_limits(vlm.tokenizer, run.bench.train, run.order, cfg.eval.max_new_tokens)
+    log("new tokens per answer: " + ", ".join(f"{t} {run.limits[t]}" for t in run.order))
+    run.vlm = vlm
+    if run.sharded:  # the adapter goes on before the base is sharded; a fresh one adds exactly 0 (B = 0)
+        _attach(vlm, cfg, log, run.sharded)
 
-    zero_dir = None
-    if cfg.eval.zero_shot:
-        zero_dir = out / "stages" / "00-zeroshot"
-        if not (zero_dir / "DONE").is_file():
-            t = time.time()
-            with fsdp.evaluating(vlm, sharded):
-                zs = evaluate_stage(vlm, bench, order, zero_dir, cfg.eval.batch_size, progress, limits)
-            if dist.is_main():
-                record_stage(zero_dir, time.time() - t)
-                tracker.stage(0, {f"zeroshot/{k}": v["score"] for k, v in zs.items() if v["score"] is not None})
-            _mark_done(zero_dir)
-        echo(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), order)}")
 
-    if not sharded:
-        _attach(vlm, cfg, log, sharded)
-    methods = [build_method(cfg.method, cfg.method_options)]
-    stage_dirs: list[Path] = []
-    # folders whose predictions came from weights identical to the current ones: a stage that
-    # trains nothing (zero-shot, multi-task before its last stage) reuses them instead of
-    # generating the same answers again (the fresh adapter adds exactly zero: B = 0)
-    identical: list[Path] = [zero_dir] if zero_dir is not None else []
-    global_step = 0  # optimiser steps of the stages before this one: telemetry's steps run across stages
-    for j, task in enumerate(order):
-        stage_dir = out / "stages" / f"{j + 1:02d}-{task}"
-        stage_dirs.append(stage_dir)
-        ctx = StageContext(vlm=vlm, task=task, stage=j, tasks=order,
-                           train_data={t: bench.train[t] for t in order[: j + 1]}, run_dir=out, seed=cfg.seed)
-        if (stage_dir / "DONE").is_file():
-            _load_stage(vlm, methods, stage_dir)
-            identical = identical + [stage_dir] if _untrained(stage_dir) else [stage_dir]
-            global_step += _steps(stage_dir)
-            log(f"stage {j + 1}/{len(order)} {task}: done earlier, skipped")
-            continue
-        stats = None
-        if (stage_dir / "adapter" / "adapter_model.safetensors").is_file():
-            _load_stage(vlm, methods, stage_dir)  # trained earlier; the evaluation was interrupted
-            log(f"stage {j + 1}/{len(order)} {task}: trained earlier, evaluating")
-        else:
-            seed_everything(cfg.seed * 1000 + j)
-            for m in methods:
-                m.before_task(ctx)
-            data = bench.train[task]
-            for m in methods:
-                data = m.train_data(ctx, data)
-            stats = train_stage(ctx, data, cfg.train.for_task(task), methods, seed=cfg.seed * 1000 + j,
-                                progress=progress, checkpoint_dir=stage_dir / "checkpoints", log=log,
-                                on_step=_step_logger(tracker, stage_dir, global_step))
-            for m in methods:
-                m.after_task(ctx)
-            fsdp.reshard(vlm.model)  # every process alike, before the main one alone reads the model
-            if dist.is_main():
-                for m in methods:
-                    _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
-                atomic_write_json(stage_dir / "train.json", stats.__dict__)
-                _save_adapter(vlm, stage_dir / "adapter")  # after the method state: its presence marks training done
-            dist.barrier()
-        identical = identical + [stage_dir] if _untrained(stage_dir) else [stage_dir]
+def _zero_shot(run: _Session) -> Path:
+    """The base model's answers on every task (stage 00), unless an earlier launch finished them."""
+    zero_dir = run.out / "stages" / "00-zeroshot"
+    if not (zero_dir / "DONE").is_file():
         t = time.time()
-        eval_tasks = order[: j + 1] if cfg.tasks.eval == "seen" else order
-        reused = _reuse_predictions(identical[:-1], stage_dir, eval_tasks)
-        if reused:
-            log(f"stage {j + 1}/{len(order)} {task}: nothing trained; reusing the answers of the same weights "
-                f"for {', '.join(reused)}")
-        evaluator = vlm
-        for m in methods:  # a method that routes test inputs to its adapters wraps the model (Method.eval_model)
-            evaluator = m.eval_model(ctx, evaluator)
-        with fsdp.evaluating(vlm, sharded):
-            scores = evaluate_stage(evaluator, bench, eval_tasks, stage_dir, cfg.eval.batch_size, progress, limits)
-        global_step += _steps(stage_dir)
+        with fsdp.evaluating(run.vlm, run.sharded):
+            zs = evaluate_stage(run.vlm, run.bench, run.order, zero_dir, run.cfg.eval.batch_size, run.progress,
+                                run.limits)
         if dist.is_main():
-            record_stage(stage_dir, time.time() - t)  # cost.json: this stage's seconds and peak memory
-            tracker.stage(global_step, _stage_values(stage_dirs, order, scores, stats))
-        _mark_done(stage_dir)
-        if dist.is_main():
-            shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
-        head = ""
-        if stats is not None:
-            head = f"{stats.steps} steps in {stats.seconds:.0f}s, loss {stats.final_loss:.3f} | " if stats.steps else ""
-        echo(f"stage {j + 1}/{len(order)} {task}: {head}{_fmt_scores(scores, order)}")
+            record_stage(zero_dir, time.time() - t)
+            run.tracker.stage(0, {f"zeroshot/{k}": v["score"] for k, v in zs.items() if v["score"] is not None})
+        _mark_done(zero_dir)
+    run.echo(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), run.order)}")
+    return zero_dir
 
-    cost = run_cost(vlm, methods, [zero_dir, *stage_dirs])  # summed over the stages' cost.json, resumes included
-    result = None
+
+def _train(run: _Session, ctx: StageContext, methods: list, stage_dir: Path, global_step: int):
+    """Train stage ``ctx.stage`` and save its adapter and method state; returns its ``TrainStats``, or None
+    when an earlier launch trained it (its evaluation was interrupted) and its weights were loaded."""
+    j, task, cfg = ctx.stage, ctx.task, run.cfg
+    if (stage_dir / "adapter" / "adapter_model.safetensors").is_file():
+        _load_stage(run.vlm, methods, stage_dir)  # trained earlier; the evaluation was interrupted
+        run.log(f"stage {j + 1}/{len(run.order)} {task}: trained earlier, evaluating")
+        return None
+    seed_everything(cfg.seed * 1000 + j)
+    for m in methods:
+        m.before_task(ctx)
+    data = run.bench.train[task]
+    for m in methods:
+        data = m.train_data(ctx, data)
+    stats = train_stage(ctx, data, cfg.train.for_task(task), methods, seed=cfg.seed * 1000 + j,
+                        progress=run.progress, checkpoint_dir=stage_dir / "checkpoints", log=run.log,
+                        on_step=_step_logger(run.tracker, stage_dir, global_step))
+    for m in methods:
+        m.after_task(ctx)
+    fsdp.reshard(run.vlm.model)  # every process alike, before the main one alone reads the model
     if dist.is_main():
-        result = assemble(out, cfg, order, stage_dirs, zero_dir, cost, bench=bench)
-        if finish is not None:  # e.g. the report (coin.api.run, coin run): the engine does not draw
-            finish(out)
+        for m in methods:
+            _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
+        atomic_write_json(stage_dir / "train.json", stats.__dict__)
+        _save_adapter(run.vlm, stage_dir / "adapter")  # after the method state: its presence marks training done
     dist.barrier()
-    return result if result is not None else read_json(out / "matrix.json")
+    return stats
+
+
+def _evaluate(run: _Session, ctx: StageContext, methods: list, stage_dir: Path, identical: list[Path]) -> dict:
+    """Stage ``ctx.stage``'s answers and scores on the tasks ``tasks.eval`` asks for (reusing those of an
+    earlier folder with the same weights); returns the scores."""
+    j = ctx.stage
+    t = time.time()
+    eval_tasks = run.order[: j + 1] if run.cfg.tasks.eval == "seen" else run.order
+    reused = _reuse_predictions(identical[:-1], stage_dir, eval_tasks)
+    if reused:
+        run.log(f"stage {j + 1}/{len(run.order)} {ctx.task}: nothing trained; reusing the answers of the same "
+                f"weights for {', '.join(reused)}")
+    evaluator = run.vlm
+    for m in methods:  # a method that routes test inputs to its adapters wraps the model (Method.eval_model)
+        evaluator = m.eval_model(ctx, evaluator)
+    with fsdp.evaluating(run.vlm, run.sharded):
+        scores = evaluate_stage(evaluator, run.bench, eval_tasks, stage_dir, run.cfg.eval.batch_size, run.progress,
+                                run.limits)
+    if dist.is_main():
+        record_stage(stage_dir, time.time() - t)  # cost.json: this stage's seconds and peak memory
+    return scores
 
 
 def write_data_sources(out: Path, cfg: RunConfig, order: list[str], root: Path) -> dict:

@@ -15,14 +15,11 @@ from pathlib import Path
 from coin.config import RunConfig, dump_config, read_yaml_mapping
 from coin.config_load import upgrade
 from coin.engine import dist
+from coin.errors import RunFolderError
 from coin.io import atomic_write_json, atomic_write_text
 
 __all__ = ["OPERATIONAL_KEYS", "SCORING_KEYS", "FolderLock", "RunFolderError", "clear_run_folder", "environment",
            "prepare_run_dir", "write_environment"]
-
-
-class RunFolderError(RuntimeError):
-    """The output folder holds a run with a different config."""
 
 
 def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -41,7 +38,7 @@ OPERATIONAL_KEYS = ("data.check_images", "data.max_image_pixels", "train.num_wor
                     "log.project", "eval.share_prefix", "eval.cache_vision", "dist.gpu_memory_gib",
                     "train.checkpoint_async", "train.checkpoint_minutes")
 # keys that change only how stored answers are scored: every stage is rescored from its outputs when
-# the run assembles (assemble), so a folder continues under new values and records them in config.yaml
+# the run writes its matrix (write_matrix), so a folder continues under new values and records them in config.yaml
 SCORING_KEYS = ("data.answers", "eval.protocol")
 
 

@@ -14,7 +14,7 @@ first, once, so the processes do not each build them.
 it again, when the two differ only in what names a run (``name``, telemetry, the operational keys)
 and were made with the same thread count and one process: a study's baseline point (rank 32,
 volume 1.0, the paper order...) is the method table's sequential-LoRA run. The folder is copied,
-its config rewritten under the new name, and the run then assembles its matrix and report from
+its config rewritten under the new name, and the run then writes its matrix and report from
 the copied stages (no training, no generation); ``reused-from.json`` names the source.
 """
 
@@ -30,10 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from coin.config_load import load_config
-
-
-class SweepError(RuntimeError):
-    """Some runs of a parallel sweep failed; the message names them and their logs."""
+from coin.errors import SweepError
 
 
 def _finished(run_dir: Path) -> bool:
@@ -88,7 +85,7 @@ def find_reusable(cfg, threads: int, sources: list[Path], log=print) -> Path | N
 
 
 def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
-    """Copy each not-yet-started plan's twin from ``reuse`` into its folder, ready to assemble."""
+    """Copy each not-yet-started plan's twin from ``reuse`` into its folder, ready for its matrix to be written."""
     from coin.config import dump_config
     from coin.io import atomic_write_json, atomic_write_text
 

@@ -13,7 +13,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -22,17 +22,10 @@ from coin.engine.lm_loss import forward_with_loss
 from coin.engine import checkpoint as ckpt
 from coin.engine import dist, fsdp
 from coin.engine.loader import WorkerBatches, default_workers, load_batches, micro_batches
+from coin.errors import Interrupted, NonFiniteLossError
 from coin.schedule import factors
 from coin.methods import Method, StageContext
 from coin.models.backbone import CountsTruncation
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the message names the step and the batch's sample ids."""
-
-
-class Interrupted(RuntimeError):
-    """SIGINT/SIGTERM arrived; a resumable checkpoint was written first."""
 
 
 class _StopFlag:
@@ -168,6 +161,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     last_checkpoint = _now()
     bar = tqdm(total=len(plan), initial=start, desc=f"train {ctx.task}", unit="step",
                disable=not progress or not dist.is_main(), dynamic_ncols=True, leave=False)
+    loop = _Loop(ctx, cfg, methods, engine, acc, opt, inner, scaler, params, device, dtype, sharded, log)
     failed = True
     try:
         with _StopFlag() as stop:
@@ -175,54 +169,12 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                 chunk = [samples[i] for i in plan[step]]
                 # as many micro-batches on every process (padding weighted zero on a short last step):
                 # each one calls collectives that must pair across processes
-                micro = steps[step - start]
-                total, bad, terms, share = 0.0, False, {}, 0.0
-                for k, (part, weight) in enumerate(micro):
-                    ready = next(stream)
-                    if bad:  # a skipped step: its remaining batches are drained, not used
-                        continue
-                    ctx.micro = (step * world + rank) * cfg.grad_accum + k  # the same stream under any process count
-                    batch = {key: v.to(device, non_blocking=True) for key, v in ready.items()}
-                    sync = k == len(micro) - 1
-                    with _no_sync(acc, engine, not sync):
-                        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                            outputs = forward_with_loss(engine, batch, cfg.logits)  # LM head at labels only
-                            loss = outputs.loss
-                            for m in methods:
-                                loss = m.loss(ctx, batch, outputs, loss)
-                        # every process must agree before the gradient all-reduce in backward
-                        if dist.any_true(not torch.isfinite(loss)):
-                            ids = ", ".join(s.id for s in chunk)
-                            msg = (f"stage {ctx.stage + 1} ({ctx.task}): loss is {loss.item()} at step {step}; "
-                                   f"batch ids: {ids}")
-                            if cfg.on_nonfinite == "stop":
-                                raise NonFiniteLossError(msg)
-                            if dist.is_main():
-                                log(f"warning: {msg}; batch skipped")
-                            bad = True
-                            continue
-                        scale = weight * len(part) / len(chunk) * world  # DDP averages over processes
-                        scaler.scale(loss * scale).backward()
-                    total += loss.item() * weight * len(part) / len(chunk)
-                    share += weight * len(part) / len(chunk)
-                    for m in methods:  # each extra term, weighted like the loss over this process's micro-batches
-                        for key, v in m.last_terms().items():
-                            terms[f"{m.name}/{key}"] = terms.get(f"{m.name}/{key}", 0.0) + v * weight * len(part) / len(chunk)
+                total, bad, terms, share = _accumulate(loop, step, chunk, steps[step - start], stream)
                 if bad:
                     opt.zero_grad(set_to_none=True)
                     skipped += 1
                 else:
-                    total = dist.sum_over_processes(total)
-                    if sharded:
-                        fsdp.reduce_gradients(params)
-                    scaler.unscale_(inner)
-                    if cfg.max_grad_norm > 0:
-                        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    else:  # logged even without clipping
-                        grad_norm = _grad_norm(params)
-                    scaler.step(inner)
-                    scaler.update()
-                    opt.zero_grad(set_to_none=True)
+                    total, grad_norm = _update(loop, total)
                     losses.append(total)
                     if on_step is not None and dist.is_main():
                         on_step(step + 1, len(plan), {"loss": total, "lr": sched.get_last_lr()[0],
@@ -274,6 +226,85 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     model.eval()
     return StageStats(len(plan), len(samples), time.time() - t0, losses[-1] if losses else float("nan"),
                       sum(losses) / max(len(losses), 1), skipped, start, truncated)
+
+
+@dataclass
+class _Loop:
+    """What each optimiser step of ``train_stage`` uses: the stage, its config and methods, the wrapped
+    model and its optimiser, the trainable weights, the device and the autocast dtype."""
+
+    ctx: StageContext
+    cfg: TrainConfig
+    methods: list
+    engine: Any
+    acc: Any
+    opt: Any
+    inner: Any
+    scaler: Any
+    params: list
+    device: torch.device
+    dtype: Any
+    sharded: bool
+    log: Callable[[str], None]
+
+
+def _accumulate(loop: _Loop, step: int, chunk: list, micro: list, stream) -> tuple[float, bool, dict, float]:
+    """Forward and backward of step ``step``'s micro-batches on this process, gradients accumulated.
+
+    Returns the step's loss on this process (weighted by each micro-batch's share of the step), whether
+    the step is skipped (a non-finite loss on any process, ``train.on_nonfinite: skip``), the methods'
+    extra terms weighted alike, and the share of the step's samples this process ran."""
+    ctx, cfg, world, rank = loop.ctx, loop.cfg, dist.world(), dist.rank()
+    total, bad, terms, share = 0.0, False, {}, 0.0
+    for k, (part, weight) in enumerate(micro):
+        ready = next(stream)
+        if bad:  # a skipped step: its remaining batches are drained, not used
+            continue
+        ctx.micro = (step * world + rank) * cfg.grad_accum + k  # the same stream under any process count
+        batch = {key: v.to(loop.device, non_blocking=True) for key, v in ready.items()}
+        sync = k == len(micro) - 1
+        with _no_sync(loop.acc, loop.engine, not sync):
+            with torch.autocast(loop.device.type, dtype=loop.dtype or torch.bfloat16, enabled=loop.dtype is not None):
+                outputs = forward_with_loss(loop.engine, batch, cfg.logits)  # LM head at labels only
+                loss = outputs.loss
+                for m in loop.methods:
+                    loss = m.loss(ctx, batch, outputs, loss)
+            # every process must agree before the gradient all-reduce in backward
+            if dist.any_true(not torch.isfinite(loss)):
+                ids = ", ".join(s.id for s in chunk)
+                msg = (f"stage {ctx.stage + 1} ({ctx.task}): loss is {loss.item()} at step {step}; "
+                       f"batch ids: {ids}")
+                if cfg.on_nonfinite == "stop":
+                    raise NonFiniteLossError(msg)
+                if dist.is_main():
+                    loop.log(f"warning: {msg}; batch skipped")
+                bad = True
+                continue
+            scale = weight * len(part) / len(chunk) * world  # DDP averages over processes
+            loop.scaler.scale(loss * scale).backward()
+        total += loss.item() * weight * len(part) / len(chunk)
+        share += weight * len(part) / len(chunk)
+        for m in loop.methods:  # each extra term, weighted like the loss over this process's micro-batches
+            for key, v in m.last_terms().items():
+                terms[f"{m.name}/{key}"] = terms.get(f"{m.name}/{key}", 0.0) + v * weight * len(part) / len(chunk)
+    return total, bad, terms, share
+
+
+def _update(loop: _Loop, total: float) -> tuple[float, torch.Tensor]:
+    """The optimiser step on the accumulated gradients (averaged over processes, unscaled, clipped);
+    returns the step's loss summed over processes and the gradient norm before clipping."""
+    total = dist.sum_over_processes(total)
+    if loop.sharded:
+        fsdp.reduce_gradients(loop.params)
+    loop.scaler.unscale_(loop.inner)
+    if loop.cfg.max_grad_norm > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(loop.params, loop.cfg.max_grad_norm)
+    else:  # logged even without clipping
+        grad_norm = _grad_norm(loop.params)
+    loop.scaler.step(loop.inner)
+    loop.scaler.update()
+    loop.opt.zero_grad(set_to_none=True)
+    return total, grad_norm
 
 
 def _now() -> float:

@@ -1,6 +1,10 @@
-"""Continual-learning methods as plugins: one file each, registered by name."""
+"""Continual-learning methods as plugins: one file each, registering itself (``@METHODS.register``).
 
-from coin.methods.base import Method, StageContext
+Importing this package imports every built-in method's file, so ``METHODS`` (declared in
+``coin.methods.base``) holds them all.
+"""
+
+from coin.methods.base import METHODS, Method, StageContext
 from coin.methods.disco import Disco
 from coin.methods.ewc import EWC
 from coin.methods.hide import HiDe
@@ -11,20 +15,6 @@ from coin.methods.olora import OLoRA
 from coin.methods.reglora import RegLoRA
 from coin.methods.replay import Replay
 from coin.methods.zeroshot import ZeroShot
-from coin.registry import Registry
-
-METHODS: Registry[type[Method]] = Registry("method")
-METHODS.register("sequential", Method)
-METHODS.register("ewc", EWC)
-METHODS.register("lwf", LwF)
-METHODS.register("replay", Replay)
-METHODS.register("multitask", MultiTask)
-METHODS.register("zeroshot", ZeroShot)
-METHODS.register("keeplora", KeepLoRA)
-METHODS.register("reglora", RegLoRA)
-METHODS.register("olora", OLoRA)
-METHODS.register("hide", HiDe)
-METHODS.register("disco", Disco)
 
 
 def build_method(name: str, options: dict | None = None) -> Method:
@@ -43,7 +33,7 @@ def final_row_only(name: str | None) -> bool:
     metrics that compare rows (MAA, BWT, forgetting...) say nothing about the method; a name
     this install does not know counts as an ordinary method.
     """
-    return name in METHODS.names() and bool(getattr(METHODS.get(name), "final_row_only", False))
+    return name in METHODS.names() and bool(METHODS.get(name).final_row_only)
 
 
 def hide_row_metrics(summary: dict) -> dict:

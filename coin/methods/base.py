@@ -4,6 +4,10 @@ A method never reaches into the engine. The loop asks it, at fixed points, for w
 contributes: the data to train a task on (replay), extra loss terms per batch (EWC, LwF),
 work before and after a task (Fisher estimation, teacher logits), and what to save with a
 stage so a resumed run continues exactly. Methods compose as a list.
+
+Each method is one file: a ``Method`` subclass with its ``name``, decorated ``@METHODS.register``.
+``Method`` itself is ``sequential``. ``METHODS`` lives here so a method file needs only this module;
+its built-in entries are registered by importing ``coin.methods`` (on the first lookup).
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from coin.options import NoOptions, option_problems, parse
+from coin.registry import Registry
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
 
 
 OPTIONS_KEY = "method_options."  # where a run config holds the method's own keys
+
+METHODS: Registry[type[Method]] = Registry("method", builtins=("coin.methods",))  # each method's own file
 
 
 @dataclass
@@ -42,11 +49,26 @@ class StageContext:
     micro: int = 0
 
 
+@METHODS.register
 class Method:
-    """Sequential fine-tuning: every hook is the identity. Subclasses override what they need."""
+    """Sequential fine-tuning: every hook is the identity. Subclasses override what they need.
+
+    What a subclass declares besides its hooks (class attributes, with these defaults):
+
+    - ``name``: the name it registers under and a config's ``method`` gives;
+    - ``Options``: a dataclass of its ``method_options`` keys and defaults;
+    - ``supports_fsdp``: ``True`` runs under ``dist.strategy fsdp``, ``False`` is refused there
+      (``fsdp_refusal`` says why), ``None`` (the default) leaves it to which model hooks the
+      method overrides (``coin.engine.fsdp.refusal``: one that only changes the data runs);
+    - ``final_row_only``: only the last row of its accuracy matrix is the method's model (multi-task),
+      so a report shows ACC alone.
+    """
 
     name = "sequential"
     Options: type = NoOptions  # a dataclass: the method's ``method_options`` keys and defaults
+    supports_fsdp: bool | None = None  # None: decided by which MODEL_HOOKS it overrides (coin.engine.fsdp)
+    fsdp_refusal: str = ""  # why it cannot run under FSDP, when supports_fsdp is False
+    final_row_only: bool = False  # for reports: only the last row of the matrix is this method's result
 
     def __init__(self, options: dict | None = None) -> None:
         self.options = dict(options or {})

@@ -29,7 +29,7 @@ import torch
 
 from coin.adapters.bank import AdapterBank, bank_problems, begin_task, current_size, end_task
 from coin.adapters.routing import GroupedVLM, check_routable, cosine, instruction_features
-from coin.methods.base import Method, StageContext, sample_indices
+from coin.methods.base import METHODS, Method, StageContext, sample_indices
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -45,12 +45,14 @@ class DiscoOptions:
         return [] if self.samples >= 1 else [f"samples must be >= 1, got {self.samples}"]
 
 
+@METHODS.register
 class Disco(Method):
     """One LoRA per task, picked per test input by instruction similarity to each task's mean."""
 
     name = "disco"
     Options = DiscoOptions
-    supports_fsdp = "its adapter bank reads stored adapters outside the sharded forward (not verified)"
+    supports_fsdp = False
+    fsdp_refusal = "its adapter bank reads stored adapters outside the sharded forward (not verified)"
 
     def __init__(self, options: dict | None = None) -> None:
         super().__init__(options)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 import torch.nn.functional as F
 
-from coin.methods.base import Method, StageContext, sample_indices
+from coin.methods.base import METHODS, Method, StageContext, sample_indices
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -73,6 +73,7 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
+@METHODS.register
 class EWC(Method):
     """EWC over the trainable parameters (the adapter and the projector)."""
 

@@ -40,7 +40,7 @@ import torch
 
 from coin.adapters.bank import AdapterBank, bank_problems, begin_task, current_size, end_task
 from coin.adapters.routing import MixedVLM, check_routable, cosine, instruction_features, vision_features
-from coin.methods.base import Method, StageContext, sample_indices
+from coin.methods.base import METHODS, Method, StageContext, sample_indices
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -60,12 +60,14 @@ class HiDeOptions:
                       if getattr(self, k) < 1]
 
 
+@METHODS.register
 class HiDe(Method):
     """HiDe-LLaVA: experts summed in the lower layers, mixed by input similarity in the last."""
 
     name = "hide"
     Options = HiDeOptions
-    supports_fsdp = "its adapter bank reads stored adapters outside the sharded forward (not verified)"
+    supports_fsdp = False
+    fsdp_refusal = "its adapter bank reads stored adapters outside the sharded forward (not verified)"
 
     def __init__(self, options: dict | None = None) -> None:
         super().__init__(options)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from coin.adapters.merge import MergedWeights, lora_layers, merge_problems, unmergeable
-from coin.methods.base import Method, StageContext, sample_indices
+from coin.methods.base import METHODS, Method, StageContext, sample_indices
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -136,6 +136,7 @@ def task_gradients(vlm: VLM, samples: list, layers: dict[str, Any], batch_size: 
     return {n: g / max(n_batches, 1) for n, g in grads.items()}
 
 
+@METHODS.register
 class KeepLoRA(Method):
     """KeepLoRA: A frozen from the task's gradient outside a protected subspace, only B trains, merged after a task."""
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from coin.methods.base import Method, StageContext, sample_indices
+from coin.methods.base import METHODS, Method, StageContext, sample_indices
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -89,6 +89,7 @@ def answer_logits(vlm: VLM, samples: list) -> list[torch.Tensor]:
     return [logits[k, :-1][mask[k]] for k in range(len(samples))]
 
 
+@METHODS.register
 class LwF(Method):
     """Distillation from the previous stage's model on stored samples of earlier tasks."""
 

@@ -9,9 +9,10 @@ not meaningful and a report should show ACC only (``final_row_only``).
 
 from __future__ import annotations
 
-from coin.methods.base import Method, StageContext
+from coin.methods.base import METHODS, Method, StageContext
 
 
+@METHODS.register
 class MultiTask(Method):
     """Train once, at the last stage, on every task's training data."""
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from coin.adapters.bank import CURRENT, AdapterBank, bank_problems, begin_task, current_size, end_task
-from coin.methods.base import Method, StageContext
+from coin.methods.base import METHODS, Method, StageContext
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -66,12 +66,14 @@ def current_norm(bank: AdapterBank) -> torch.Tensor:
                for _, m in bank.layers)
 
 
+@METHODS.register
 class OLoRA(Method):
     """O-LoRA: per-task LoRAs summed, each new one pushed orthogonal to the old ones."""
 
     name = "olora"
     Options = OLoRAOptions
-    supports_fsdp = "its adapter bank reads stored adapters outside the sharded forward (not verified)"
+    supports_fsdp = False
+    fsdp_refusal = "its adapter bank reads stored adapters outside the sharded forward (not verified)"
 
     @classmethod
     def check_run(cls, cfg: Any) -> list[str]:

@@ -28,7 +28,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from coin.adapters.merge import MergedWeights, lora_layers, merge_problems, top_fraction, unmergeable
-from coin.methods.base import Method, StageContext
+from coin.methods.base import METHODS, Method, StageContext
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -57,6 +57,7 @@ def masked_mean_abs(b: torch.Tensor, a: torch.Tensor, mask: torch.Tensor) -> tor
         return (d * mask).sum() / mask.sum().clamp_min(1)
 
 
+@METHODS.register
 class RegLoRA(Method):
     """SEFE's RegLoRA: merge after each task, penalise |BA| at earlier tasks' top-2% positions."""
 

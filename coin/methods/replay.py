@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from coin.methods.base import Method, StageContext, sample_indices
+from coin.methods.base import METHODS, Method, StageContext, sample_indices
 
 
 @dataclass
@@ -29,6 +29,7 @@ class ReplayOptions:
         return [f"samples must be >= 0, got {self.samples}"] if self.samples < 0 else []
 
 
+@METHODS.register
 class Replay(Method):
     """Rehearsal of stored samples from every earlier task."""
 

@@ -8,9 +8,10 @@ run's ``00-zeroshot`` stage, in the shape every other method reports.
 
 from __future__ import annotations
 
-from coin.methods.base import Method, StageContext
+from coin.methods.base import METHODS, Method, StageContext
 
 
+@METHODS.register
 class ZeroShot(Method):
     """No training at all."""
 

@@ -227,7 +227,7 @@ def _max_pixels(model_cfg: Any, folder: Path | None) -> tuple[int, str]:
 
 
 def _max_length(model_cfg: Any, folder: Path | None) -> tuple[int | None, str]:
-    """The training sequence limit the run will use (``coin.models.vlm.resolve_max_length``), and its origin."""
+    """The training sequence limit the run will use (``coin.models.sequences.resolve_max_length``), and its origin."""
     if model_cfg.max_length is not None:
         return int(model_cfg.max_length), "model.max_length"
     from coin.models import BACKBONES

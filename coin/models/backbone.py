@@ -1,6 +1,7 @@
 """What the engine needs from a model, and the registry of backbones that provide it.
 
-A backbone is one registry entry (a ``Backbone`` subclass) in one file: its ``Options`` (the
+A backbone is one registry entry (a ``Backbone`` subclass, ``name`` its registered name) in its family's
+``backbone.py`` (``coin.models.<family>/``, beside the family's wrapper and parts): its ``Options`` (the
 keys it takes under ``model:`` beside the common ones), ``load`` (the wrapper the engine
 trains and evaluates: a ``VLM``), and optionally ``check_section`` (rules joining its keys
 with the common ones), ``prepare`` (work done once before a sweep starts its processes, e.g.
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
     from coin.data.sample import Sample
 
 __all__ = ["BACKBONES", "Backbone", "CachesVision", "CountsTruncation", "NoOptions", "PathBackbone", "PathOptions",
-           "SharesPrefix", "VLM", "WeightPath", "hf_load_kwargs", "load_model", "missing_members", "parsed_section",
-           "torch_dtype"]
+           "SharesPrefix", "VLM", "WeightPath", "hf_load_kwargs", "image_cache_problems", "load_model",
+           "missing_members", "parsed_section", "torch_dtype"]
 
 
 @runtime_checkable
@@ -212,6 +213,11 @@ class PathOptions:
         return [] if self.path else ["path is required (a local folder or a hub id)"]
 
 
+def image_cache_problems(mb: int) -> list[str]:
+    """``image_cache_mb``'s own check, shared by the backbones that keep preprocessed images (``PixelCache``)."""
+    return [f"image_cache_mb must be >= 0, got {mb}"] if mb < 0 else []
+
+
 class PathBackbone(Backbone):
     """Base of a backbone whose weights are one folder or hub id, ``model.path``."""
 
@@ -226,7 +232,10 @@ class PathBackbone(Backbone):
         return f"{cfg.name} ({cfg.options.path})" if cfg.options.path else cfg.name
 
 
-BACKBONES: Registry[type[Backbone]] = Registry("backbone", builtins=("coin.models.backbones",))
+# builtins: the modules that register the built-in backbones, one per family (imported on the first lookup)
+BACKBONES: Registry[type[Backbone]] = Registry("backbone", builtins=(
+    "coin.models.chat.backbone", "coin.models.llava.backbone", "coin.models.minigpt_v2.backbone",
+    "coin.models.qwen_vl_chat.backbone", "coin.models.tiny.backbone"))
 
 
 def torch_dtype(name: str):

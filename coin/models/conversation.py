@@ -9,7 +9,7 @@ the generation prompt ends at ``ASSISTANT:``). A model answers best in the forma
 tuned with, so the ``llava`` and ``llava-pretrain`` backbones use it; the built-in tiny model
 was pretrained without a system line (``plain``) and keeps that, so its results do not move.
 
-``vicuna_v1`` is tokenised whole, as LLaVA's ``preprocess_v1`` does (``coin.models.llava_v1``:
+``vicuna_v1`` is tokenised whole, as LLaVA's ``preprocess_v1`` does (``coin.models.llava.encode``:
 the same ids and labels, the assistant turns and their ``</s>``); ``plain`` keeps the tiny
 model's piecewise tokenisation (prompt, `` {answer}`` + EOS, next user turn, joined), so its
 results do not move. Either way generation sees exactly the training prompt.
@@ -41,7 +41,7 @@ class Conversation:
     user: str = "USER"
     assistant: str = "ASSISTANT"
     sep: str = " "  # after the system line and after each user turn
-    # tokenised as one string, as LLaVA's preprocess_v1 (coin.models.llava_v1); False: prompt and
+    # tokenised as one string, as LLaVA's preprocess_v1 (coin.models.llava.encode); False: prompt and
     # answers apart (the tiny model's, which its pretrained base and CoIN-Synth results depend on)
     whole: bool = False
 
@@ -68,8 +68,8 @@ class Conversation:
 
 
 CONVERSATIONS: Registry[Conversation] = Registry("conversation")
-CONVERSATIONS.register("vicuna_v1", Conversation("vicuna_v1", system=VICUNA_V1_SYSTEM, whole=True))
-CONVERSATIONS.register("plain", Conversation("plain"))  # the tiny model's: vicuna_v1 without the system line
+CONVERSATIONS.register(Conversation(name="vicuna_v1", system=VICUNA_V1_SYSTEM, whole=True))
+CONVERSATIONS.register(Conversation(name="plain"))  # the tiny model's: vicuna_v1 without the system line
 
 # vicuna_v1 as a Jinja chat template (an explicit system message replaces the default line)
 VICUNA_V1_TEMPLATE = (

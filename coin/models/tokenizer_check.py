@@ -16,15 +16,11 @@ import json
 import os
 from pathlib import Path
 
-from coin.models.errors import PartsError
+from coin.errors import TokenizerError
 
 REAL_EXTRA = 'pip install -e ".[real]" adds sentencepiece and protobuf'
 MIN_TOKENS = 100  # fewer: the vocabulary file was not read (a Llama tokenizer without it has 3)
 _PACKAGES = ("tiktoken", "sentencepiece", "protobuf")
-
-
-class TokenizerError(PartsError):
-    """A tokenizer folder that cannot give the model's tokenizer; the message names the folder and file."""
 
 
 def _installed(module: str) -> bool:

@@ -22,9 +22,7 @@ import os
 
 import torch
 
-
-class VisionCacheRefused(ValueError):
-    """The vision feature cache cannot be used with this tower (the message says why)."""
+from coin.errors import VisionCacheRefused
 
 
 def trainable_reason(tower: torch.nn.Module) -> str | None:

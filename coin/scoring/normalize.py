@@ -49,6 +49,10 @@ from coin.registry import Registry
 
 __all__ = ["NORMALIZERS", "normalize_answer", "normalize_m4c", "get_normalizer"]
 
+Normalizer = Callable[[str], str]
+# each registers under its function's name; UCIT's ``upper`` lives with its benchmark
+NORMALIZERS: Registry[Normalizer] = Registry("normaliser", builtins=("coin.benchmarks",))
+
 _NUMBERS = {
     "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
@@ -127,8 +131,9 @@ def _strip_punctuation(text: str) -> str:
     return text
 
 
+@NORMALIZERS.register
 @lru_cache(maxsize=1 << 18)
-def normalize_answer(text: str) -> str:
+def vqa(text: str) -> str:
     """Return the VQA-normalised form of ``text`` (see the module docstring)."""
     text = text.lower()
     if not _SIMPLE.fullmatch(text):
@@ -141,32 +146,31 @@ def normalize_answer(text: str) -> str:
     return " ".join(words)
 
 
+@NORMALIZERS.register
 @lru_cache(maxsize=1 << 18)
-def normalize_m4c(text: str) -> str:
+def m4c(text: str) -> str:
     """TextVQA's m4c ``EvalAIAnswerProcessor``: commas and "?" deleted, "'s" split, then the VQA rules."""
     text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
-    return normalize_answer(text)
+    return vqa(text)
 
 
-def _lower(text: str) -> str:
+normalize_answer = vqa  # the names the rest of coin calls them by
+normalize_m4c = m4c
+
+
+@NORMALIZERS.register
+def lower(text: str) -> str:
     return text.strip().lower()
 
 
-def _gqa(text: str) -> str:
+@NORMALIZERS.register
+def gqa(text: str) -> str:
     return text.strip().rstrip(".").lower()
 
 
-def _strip(text: str) -> str:
+@NORMALIZERS.register
+def strip(text: str) -> str:
     return text.strip()
-
-
-Normalizer = Callable[[str], str]
-NORMALIZERS: Registry[Normalizer] = Registry("normaliser", builtins=("coin.benchmarks",))  # and UCIT's upper
-NORMALIZERS.register("vqa", normalize_answer)
-NORMALIZERS.register("m4c", normalize_m4c)
-NORMALIZERS.register("lower", _lower)
-NORMALIZERS.register("gqa", _gqa)
-NORMALIZERS.register("strip", _strip)
 
 
 def get_normalizer(name: str) -> Normalizer:

@@ -40,9 +40,10 @@ SOURCE_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
-    """How one task is scored under one protocol name.
+    """How one task is scored under one protocol name, declared by keyword
+    (``Protocol(name="paper", scorer="exact", normalizer="lower", answers="one", rule="...")``).
 
     ``answers`` is a key of ``ANSWER_SOURCES``; ``"ten"`` means every test record must
     carry ten ``answers`` before the run starts. ``reads`` (from the answer source,

@@ -96,8 +96,8 @@ def _vqa_accuracy(matches: int, n: int) -> float:
 _VQA10 = tuple(_vqa_accuracy(m, 10) for m in range(11))  # 0, .3, .6, .9, 1, 1, ...
 
 
-@SCORERS.register("vqa")
-def score_vqa(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+@SCORERS.register
+def vqa(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
     """VQA soft accuracy (TextVQA, VQAv2 style) after the normaliser ``norm`` (default: the VQA rules).
 
     With 10 ``answers`` this is the standard metric: the mean over the 10 leave-one-out
@@ -142,8 +142,8 @@ def _exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) ->
     return Scored(pred, 0.0, miss.tag)
 
 
-@SCORERS.register("exact")
-def score_exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+@SCORERS.register
+def exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
     """Exact match against the single ``answer`` after the normaliser ``norm``.
 
     ``wrong_format``: the answer appears as whole words inside a longer prediction.
@@ -154,8 +154,8 @@ def score_exact(output: str, record: Mapping, norm: Normalizer = normalize_answe
     return _exact(output, record, norm)
 
 
-@SCORERS.register("substring")
-def score_substring(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+@SCORERS.register
+def substring(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
     """Credit when the class name contains the prediction or the prediction contains it (ImageNet).
 
     This is the original CoIN ImageNet rule, ``gt in pred or pred in gt``, on the
@@ -176,8 +176,8 @@ def score_substring(output: str, record: Mapping, norm: Normalizer = normalize_a
     return Scored(pred, 0.0, miss.tag)
 
 
-@SCORERS.register("classification")
-def score_classification(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+@SCORERS.register
+def classification(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
     """Class-name match against ``answer`` after VQA normalisation (ImageNet).
 
     Differences from the original CoIN code: it scored ``pred in gt``, so an empty
@@ -188,8 +188,8 @@ def score_classification(output: str, record: Mapping, norm: Normalizer = normal
     return _exact(output, record, norm)
 
 
-@SCORERS.register("letter")
-def score_letter(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+@SCORERS.register
+def letter(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     """Multiple choice by option letter (ScienceQA); options are "A. text" lines of ``text``.
 
     Accepted: "B", "b", "B.", "(B)", "B) text", "B. text", "The answer is B",
@@ -223,8 +223,8 @@ def score_letter(output: str, record: Mapping, norm: Normalizer | None = None) -
     return Scored(letter, 0.0, "wrong_content")
 
 
-@SCORERS.register("grounding")
-def score_grounding(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+@SCORERS.register
+def grounding(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     """Referring-expression grounding: correct when IoU with ``answer_bbox`` is above 0.5.
 
     The box is four numbers anywhere in the output (see ``parse_box``); ``parsed`` shows
@@ -271,8 +271,8 @@ def _origin_box(record: Mapping) -> tuple[float, float, float, float] | None:
     return parse_box(str(record.get("answer_bbox") or record["answer"]))
 
 
-@SCORERS.register("grounding_minigpt")
-def score_grounding_minigpt(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+@SCORERS.register
+def grounding_minigpt(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     r"""MiniGPT-v2's grounding, as CoIN's ``ETrain/Eval/MiniGPT/eval_grounding.py`` scored it: IoU with
     ``origin_answer_bbox`` above 0.5.
 
@@ -364,3 +364,13 @@ def format_error_share(tags: Mapping[str, int]) -> float | None:
     fmt = tags.get("wrong_format", 0) + tags.get("unparsable", 0)
     errors = fmt + tags.get("wrong_content", 0)
     return fmt / errors if errors else None
+
+
+# the names these scorers had before they registered under their own
+score_vqa = vqa
+score_exact = exact
+score_substring = substring
+score_classification = classification
+score_letter = letter
+score_grounding = grounding
+score_grounding_minigpt = grounding_minigpt

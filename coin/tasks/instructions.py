@@ -64,13 +64,11 @@ class Family:
         return {task: self.templates_for(task) for task in TASKS}
 
 
-ORIGINAL = Family(ORIGINAL_FAMILY, "Type1: the line of the released CoIN files")
-DIVERSE = Family("diverse", "Type2: one distinct line per task (paper, table 1)")
-TEN_TYPE = Family("10type", "ten lines per task, one drawn per sample (seeded)", per_sample=True)
-
 FAMILIES: Registry[Family] = Registry("instruction family")
-for _f in (ORIGINAL, DIVERSE, TEN_TYPE):
-    FAMILIES.register(_f.name, _f)
+ORIGINAL = FAMILIES.register(Family(name=ORIGINAL_FAMILY, description="Type1: the line of the released CoIN files"))
+DIVERSE = FAMILIES.register(Family(name="diverse", description="Type2: one distinct line per task (paper, table 1)"))
+TEN_TYPE = FAMILIES.register(Family(name="10type", description="ten lines per task, one drawn per sample (seeded)",
+                                    per_sample=True))
 
 ALIASES = {"type1": "original", "type2": "diverse", "10types": "10type"}
 

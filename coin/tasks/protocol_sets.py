@@ -75,7 +75,8 @@ def task_protocols(task: str) -> TaskProtocols:
     spec = get_task(task)  # an unknown task lists the choices
     if spec.protocols:
         return TaskProtocols(task, spec.protocols)
-    return TaskProtocols(task, (Protocol("paper", spec.scorer, None, "one", f"the task's scorer {spec.scorer!r}"),))
+    return TaskProtocols(task, (Protocol(name="paper", scorer=spec.scorer, normalizer=None, answers="one",
+                                         rule=f"the task's scorer {spec.scorer!r}"),))
 
 
 def protocol_names(task: str) -> list[str]:

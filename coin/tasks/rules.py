@@ -28,8 +28,10 @@ def written_by_us(*texts: str) -> tuple[Template, ...]:
 
 
 # the short-answer tasks' shared rules: the original's case-insensitive match, and coin's
-PAPER_LOWER = Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
-                       (WHITESPACE,
-                        "lower-cased where the original upper-cased (differs only for letters such as 'ß')"))
-STRICT_EXACT = Protocol("strict", "exact", "vqa", "one", "exact match after VQA normalisation",
-                        ("coin's rule: articles, punctuation and number words are normalised first",))
+PAPER_LOWER = Protocol(name="paper", scorer="exact", normalizer="lower", answers="one",
+                       rule="case-insensitive exact match against the one answer",
+                       deviations=(WHITESPACE,
+                                   "lower-cased where the original upper-cased (differs only for letters such as 'ß')"))
+STRICT_EXACT = Protocol(name="strict", scorer="exact", normalizer="vqa", answers="one",
+                        rule="exact match after VQA normalisation",
+                        deviations=("coin's rule: articles, punctuation and number words are normalised first",))

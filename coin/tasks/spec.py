@@ -1,10 +1,11 @@
 """What a CoIN task is: its spec, the registry of tasks, and the one call a task file makes.
 
 A task is one file (``coin/tasks/<task>.py``, or a plugin's own file) that builds a
-``TaskSpec`` and calls ``register_task(spec)``. The spec carries everything coin needs to
-know about the task: where its files are, how its answers look and are scored (its
-protocols), its short name for narrow columns, and its format-instruction line in each
-instruction family. The same names serve the real benchmark and CoIN-Synth, so a run
+``TaskSpec`` and registers it: ``SPEC = TASKS.register(TaskSpec(name=..., folder=..., ...))``
+(keyword-only; ``TASKS`` checks the spec first, ``TaskSpec.check``). The spec carries
+everything coin needs to know about the task: where its files are, how its answers look and
+are scored (its protocols), its short name for narrow columns, and its format-instruction
+line in each instruction family. The same names serve the real benchmark and CoIN-Synth, so a run
 switches between them by changing only the data root.
 """
 
@@ -37,9 +38,9 @@ class Template:
     fallback: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskSpec:
-    """A CoIN task.
+    """A CoIN task, declared by keyword (``TaskSpec(name="VQAv2", folder="VQAv2", ...)``).
 
     ``instruction`` is the Original (Type1) format-instruction line; for Grounding it has
     a ``{}`` where the referring expression goes. ``folder`` is the task's directory in
@@ -121,20 +122,16 @@ class TaskSpec:
         return problems
 
 
-TASKS: Registry[TaskSpec] = Registry("task", builtins=("coin.benchmarks",))  # each benchmark folder's tasks
+TASKS: Registry[TaskSpec] = Registry("task", builtins=("coin.benchmarks",),  # each benchmark folder's tasks
+                                     check=TaskSpec.check)
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
-    """Check ``spec`` and register it under its name (the one call a task file makes).
+    """Deprecated (0.x): use ``TASKS.register(spec)``, which checks ``spec`` the same way."""
+    import warnings
 
-    Raises ``ValueError`` listing every problem with the declaration, so a plugin's typo
-    stops at import instead of deep inside a run.
-    """
-    problems = spec.check()
-    if problems:
-        raise ValueError(f"task {spec.name!r}:\n  - " + "\n  - ".join(problems))
-    TASKS.register(spec.name, spec)
-    return spec
+    warnings.warn("register_task(spec) is deprecated; use TASKS.register(spec)", DeprecationWarning, stacklevel=2)
+    return TASKS.register(spec)
 
 
 def get_task(name: str) -> TaskSpec:

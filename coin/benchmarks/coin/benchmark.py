@@ -29,8 +29,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from coin.benchmarks.spec import (BenchmarkSpec, Fetch, Sources, TaskSource, owner, path_override,
-                                  register_benchmark)
+from coin.benchmarks.spec import BENCHMARKS, BenchmarkSpec, Fetch, Sources, TaskSource, owner, path_override
 from coin.data.coin_json import DataError
 from coin.tasks import TASKS, get_task
 from coin.tasks.instructions import get_family
@@ -284,4 +283,4 @@ class CoinBenchmark(BenchmarkSpec):
         return [llava_row(r, image_root) if is_qwen_row(r) else r for r in rows]
 
 
-SPEC = register_benchmark(CoinBenchmark())
+SPEC = BENCHMARKS.register(CoinBenchmark())

@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from coin.benchmarks.spec import BenchmarkSpec, register_benchmark
+from coin.benchmarks.spec import BENCHMARKS, BenchmarkSpec
 from coin.data.sample import Sample
 from coin.tasks.protocol_sets import resolve
 from coin.benchmarks.mllm_cl.submission import SUBMISSION
@@ -128,5 +128,5 @@ class AbilityBenchmark(MllmClBenchmark):
         return [base / folder / f"{split}.json" for base in (root / "Ability_data", root) for folder in folders]
 
 
-DCL = register_benchmark(DomainBenchmark())
-ACL = register_benchmark(AbilityBenchmark())
+DCL = BENCHMARKS.register(DomainBenchmark())
+ACL = BENCHMARKS.register(AbilityBenchmark())

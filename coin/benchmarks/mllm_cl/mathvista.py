@@ -108,8 +108,8 @@ def score_extracted(extracted: str | None, record: Mapping) -> Scored:
     return Scored(pred, 1.0 if same else 0.0, "correct" if same else "wrong_content")
 
 
-@SCORERS.register("mathvista")
-def score_mathvista(output: str, record: Mapping, norm=None) -> Scored:
+@SCORERS.register
+def mathvista(output: str, record: Mapping, norm=None) -> Scored:
     """MathVista's rule extraction, then its comparison; a response the rules cannot read is unparsable.
 
     The LLM extraction step runs outside the run (``score_with_llm``, ``llm_rescore_run``),
@@ -234,3 +234,7 @@ def llm_rescore_run(run_dir: str | Path, task: str, judge_cfg, records: Sequence
     table = {"task": task, "extractor": judge_cfg.judge_id, "prompt_version": PROMPT_VERSION, "stages": stages}
     atomic_write_json(run / "extract" / judge_cfg.folder_name / f"{task}.json", table)
     return table
+
+
+# the names these scorers had before they registered under their own
+score_mathvista = mathvista

@@ -62,8 +62,8 @@ def _guard(output: str) -> Scored | None:
     return None
 
 
-@SCORERS.register("ai2d")
-def score_ai2d(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+@SCORERS.register
+def ai2d(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     """MLLM-CL's ``eval_ai2d`` (remote sensing, driving): equal, or the answer as whole words in the prediction.
 
     Lower-cased both; surrounding whitespace and a trailing period of the prediction are
@@ -80,8 +80,8 @@ def score_ai2d(output: str, record: Mapping, norm: Normalizer | None = None) -> 
     return _verdict(pred, 0.0, truths)
 
 
-@SCORERS.register("contains")
-def score_contains(output: str, record: Mapping, norm: Normalizer = _strip) -> Scored:
+@SCORERS.register
+def contains(output: str, record: Mapping, norm: Normalizer = _strip) -> Scored:
     """The answer, after ``norm``, is a substring of the prediction after ``norm`` (medical, vision-centric)."""
     if (g := _guard(output)) is not None:
         return g
@@ -95,8 +95,8 @@ def _states(answer: str) -> list[str]:
     return [s.strip().lower() for s in re.split(r",|\band\b", answer) if s.strip()]
 
 
-@SCORERS.register("sci")
-def score_sci(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+@SCORERS.register
+def sci(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     """MLLM-CL's science rule: substring; exact for AI2D/TQA/VQA/SciVerse images; partial credit for MapQA states."""
     if (g := _guard(output)) is not None:
         return g
@@ -116,8 +116,8 @@ def _squash(text: str) -> str:
     return text.strip().replace(" ", "").replace(".", "")
 
 
-@SCORERS.register("fin")
-def score_fin(output: str, record: Mapping, norm: Normalizer = _squash) -> Scored:
+@SCORERS.register
+def fin(output: str, record: Mapping, norm: Normalizer = _squash) -> Scored:
     """MLLM-CL's finance rule: exact match after removing spaces and dots ("1,000.5" keeps its comma)."""
     if (g := _guard(output)) is not None:
         return g
@@ -126,8 +126,8 @@ def score_fin(output: str, record: Mapping, norm: Normalizer = _squash) -> Score
     return _verdict(pred, 1.0 if any(pred == norm(t) for t in truths) else 0.0, truths)
 
 
-@SCORERS.register("ocrbench")
-def score_ocrbench(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+@SCORERS.register
+def ocrbench(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
     """OCRBench's rule: an answer is a substring of the prediction (HME100k: without spaces, case kept)."""
     if (g := _guard(output)) is not None:
         return g
@@ -139,3 +139,11 @@ def score_ocrbench(output: str, record: Mapping, norm: Normalizer | None = None)
         pred = output.lower().strip().replace("\n", " ")
         hit = any((t := x.lower().strip().replace("\n", " ")) and t in pred for x in truths)
     return _verdict(pred, 1.0 if hit else 0.0, truths)
+
+
+# the names these scorers had before they registered under their own
+score_ai2d = ai2d
+score_contains = contains
+score_sci = sci
+score_fin = fin
+score_ocrbench = ocrbench

@@ -28,6 +28,8 @@ SOURCE_KEYS.setdefault(SUBMISSION, ())  # a record needs no answer
 class Unscored:
     """No score: the answers are held by the benchmark's authors (submission file only)."""
 
+    name = "submission"
+
     def __call__(self, output: str, record: Mapping, norm=None) -> Scored:
         return Scored(_letter(output, record), None, "unscored")  # type: ignore[arg-type]
 
@@ -53,4 +55,4 @@ def submission_rows(rows: Sequence[Mapping]) -> list[dict]:
     return [{"question_id": r["question_id"], "prediction": r.get("output"), "option": r.get("parsed")} for r in rows]
 
 
-SCORERS.register("submission", Unscored())
+SCORERS.register(Unscored())

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coin.benchmarks.coin.benchmark import CoinBenchmark
-from coin.benchmarks.spec import register_benchmark
+from coin.benchmarks.spec import BENCHMARKS
 from coin.benchmarks.synth.generator import fingerprint, generate
 from coin.io import cache_dir
 
@@ -38,4 +38,4 @@ class SynthBenchmark(CoinBenchmark):
         return root, root / "images"
 
 
-SPEC = register_benchmark(SynthBenchmark())
+SPEC = BENCHMARKS.register(SynthBenchmark())

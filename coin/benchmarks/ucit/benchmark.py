@@ -24,8 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from coin.benchmarks.spec import BenchmarkSpec, path_override, register_benchmark
-from coin.data.coin_json import DataError
+from coin.benchmarks.spec import BENCHMARKS, BenchmarkSpec, path_override
+from coin.errors import DataError, ReferenceFileError
 from coin.io import read_json
 from coin.tasks import get_task
 
@@ -46,25 +46,21 @@ REFERENCES = "val_coco_type_3000.json"
 _LIST = 5
 
 
-class ReferenceError(DataError):
-    """A caption reference file that is not in COCO annotation format; the message names it."""
-
-
 @lru_cache(maxsize=8)
 def _read_references(path: str, mtime: float) -> dict[int, list[str]]:
     """Captions by image id from a COCO annotation file (``annotations``: ``image_id``, ``caption``)."""
     data = read_json(path)
     notes = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(notes, list):
-        raise ReferenceError(f"{path}: expected a COCO annotation file (an object with an 'annotations' list)")
+        raise ReferenceFileError(f"{path}: expected a COCO annotation file (an object with an 'annotations' list)")
     out: dict[int, list[str]] = {}
     for k, a in enumerate(notes):
         if not isinstance(a, dict) or "image_id" not in a or not str(a.get("caption", "")).strip():
-            raise ReferenceError(f"{path}: annotation {k} needs 'image_id' and a non-empty 'caption', got {a!r}")
+            raise ReferenceFileError(f"{path}: annotation {k} needs 'image_id' and a non-empty 'caption', got {a!r}")
         try:
             out.setdefault(int(a["image_id"]), []).append(str(a["caption"]))
         except (TypeError, ValueError):
-            raise ReferenceError(f"{path}: annotation {k} has a non-integer image_id {a['image_id']!r}") from None
+            raise ReferenceFileError(f"{path}: annotation {k} has a non-integer image_id {a['image_id']!r}") from None
     return out
 
 
@@ -139,4 +135,4 @@ class UcitBenchmark(BenchmarkSpec):
         return [], notes
 
 
-SPEC = register_benchmark(UcitBenchmark())
+SPEC = BENCHMARKS.register(UcitBenchmark())

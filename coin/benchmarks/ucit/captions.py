@@ -29,6 +29,7 @@ import json
 import shutil
 from typing import Mapping, Sequence
 
+from coin.errors import CaptionMetricsError
 from coin.scoring.protocol import ANSWER_SOURCES, SOURCE_KEYS
 from coin.scoring.scorers import SCORERS, Scored, TaskScore
 
@@ -41,10 +42,6 @@ ANSWER_SOURCES.setdefault("references", "reference captions (`references`: joine
 SOURCE_KEYS.setdefault("references", ("answer",))  # the record's own caption, where no reference joins
 
 _MEMO: dict[str, tuple[dict[str, float], dict[str, list[float]]]] = {}
-
-
-class CaptionMetricsError(RuntimeError):
-    """The caption metrics cannot run here; the message names what to install."""
 
 
 def references_of(record: Mapping) -> list[str]:
@@ -128,6 +125,8 @@ class CaptionScorer:
     unused: the PTB tokenizer is the normalisation.
     """
 
+    name = "caption"
+
     def __call__(self, output: str, record: Mapping, norm=None) -> Scored:
         """One caption alone (``coin score`` on a single row); a task is scored by ``score_task``."""
         result = self.score_task({str(record["question_id"]): output}, [record])
@@ -152,4 +151,4 @@ class CaptionScorer:
         return TaskScore(score=score, n=len(records), tags=tags, samples=samples)
 
 
-SCORERS.register("caption", CaptionScorer())
+SCORERS.register(CaptionScorer())

@@ -12,9 +12,8 @@ from coin.scoring.normalize import NORMALIZERS
 __all__ = ["upper"]
 
 
+@NORMALIZERS.register
 def upper(text: str) -> str:
     """Surrounding whitespace removed, upper-cased (UCIT's comparison)."""
     return text.strip().upper()
 
-
-NORMALIZERS.register("upper", upper)

@@ -8,10 +8,11 @@ from coin.tasks.rules import STRICT_EXACT
 
 __all__ = ["CAPTION", "PAPER_UPPER", "STRICT_EXACT"]
 
-PAPER_UPPER = Protocol("paper", "exact", "upper", "one", "exact match after upper-casing (UCIT's rule)",
-                       ("surrounding whitespace is stripped (unconfirmed whether UCIT's code strips it)",
-                        "a question without a prediction scores 0 and counts"))
-CAPTION = Protocol("paper", "caption", None, "references",
-                   "mean of BLEU-1..4, METEOR, ROUGE-L, CIDEr x 100 (pycocoevalcap, PTB tokenizer)",
-                   ("a question without a prediction is scored as an empty caption",
-                    "a test record missing from the reference file is scored against its own `answer`"))
+PAPER_UPPER = Protocol(name="paper", scorer="exact", normalizer="upper", answers="one",
+                       rule="exact match after upper-casing (UCIT's rule)",
+                       deviations=("surrounding whitespace is stripped (unconfirmed whether UCIT's code strips it)",
+                                   "a question without a prediction scores 0 and counts"))
+CAPTION = Protocol(name="paper", scorer="caption", normalizer=None, answers="references",
+                   rule="mean of BLEU-1..4, METEOR, ROUGE-L, CIDEr x 100 (pycocoevalcap, PTB tokenizer)",
+                   deviations=("a question without a prediction is scored as an empty caption",
+                               "a test record missing from the reference file is scored against its own `answer`"))

@@ -145,7 +145,7 @@ class OpenAIOptions:
         return out
 
 
-@BACKENDS.register("openai")
+@BACKENDS.register
 class OpenAIJudge:
     """An OpenAI-compatible endpoint; the key is read from the variable ``judge.api_key_env`` names.
 
@@ -155,6 +155,7 @@ class OpenAIJudge:
     403, 404, 422) are not retried: asking again cannot change the answer.
     """
 
+    name = "openai"
     Options = OpenAIOptions
 
     @staticmethod
@@ -252,7 +253,7 @@ class HFOptions:
         return out
 
 
-@BACKENDS.register("hf")
+@BACKENDS.register
 class HFJudge:
     """A local causal LM (``judge.model``: a folder or hub id) generating greedily in batches.
 
@@ -260,6 +261,7 @@ class HFJudge:
     padding keeps every prompt's last token next to its first generated one.
     """
 
+    name = "hf"
     Options = HFOptions
 
     @staticmethod

@@ -87,11 +87,14 @@ def original_content(record: Mapping, output: str, grounding: bool) -> str:
     return _content(text if grounding else "\n".join(text.split("\n")[:-1]), record, output, grounding)
 
 
-@PROMPTS.register(PROMPT_VERSION)
 def _coin_v1(record: Mapping, output: str, grounding: bool) -> Messages:
     """The CoIN prompt as ``create_prompt.py`` wrote it (``<image>`` removed): system line, then the user turn."""
     content = _content(_question(record["text"], grounding), record, output, grounding)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
+
+
+_coin_v1.name = PROMPT_VERSION  # type: ignore[attr-defined]  # a version ("coin-v1") is not a Python name
+PROMPTS.register(_coin_v1)
 
 
 def build_messages(record: Mapping, output: str, grounding: bool, version: str = PROMPT_VERSION) -> Messages:

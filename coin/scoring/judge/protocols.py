@@ -134,11 +134,11 @@ def _coin_messages(record: Mapping, output: str, grounding: bool, version: str) 
     return build_messages(record, output, grounding, version)
 
 
-JUDGE_PROTOCOLS.register("coin", JudgeProtocol(
-    "coin", "coin's: the CoIN prompt and system line, greedy, judge.max_tokens, strict parsing, unrounded "
-            "(the default: reproducible)", _coin_messages, parse_score))
-JUDGE_PROTOCOLS.register("paper", JudgeProtocol(
-    "paper", "the original as run: 'You are a helpful assistant.', temperature 0.7, top-p 0.8, repetition "
-             "penalty 1.05, 20 tokens, loose parsing, rounded task scores (sampled: not reproducible)",
-    _paper_messages, parse_paper, sampling={"temperature": 0.7, "top_p": 0.8, "repetition_penalty": 1.05},
+JUDGE_PROTOCOLS.register(JudgeProtocol(
+    name="coin", doc="coin's: the CoIN prompt and system line, greedy, judge.max_tokens, strict parsing, unrounded "
+                     "(the default: reproducible)", messages=_coin_messages, parse=parse_score))
+JUDGE_PROTOCOLS.register(JudgeProtocol(
+    name="paper", doc="the original as run: 'You are a helpful assistant.', temperature 0.7, top-p 0.8, repetition "
+                      "penalty 1.05, 20 tokens, loose parsing, rounded task scores (sampled: not reproducible)",
+    messages=_paper_messages, parse=parse_paper, sampling={"temperature": 0.7, "top_p": 0.8, "repetition_penalty": 1.05},
     max_tokens=20, rounded=True))

@@ -4,7 +4,8 @@
 ``<out>/Instructions_Original/<Task>/{train,test}.json``. Ten sources feed eight tasks:
 RefCOCO, RefCOCO+ and RefCOCOg all write into Grounding, each replacing only its records.
 Adding a source is one module with ``SOURCE``/``TASK``/``INPUTS``/``IMAGE_PREFIX``/``build``
-that ends with ``register_builder(...)`` (``coin.benchmarks.coin.builders.builder``); a plugin's own
+that ends with ``BUILDERS.register(Builder(name=SOURCE, task=TASK, ...))``
+(``coin.benchmarks.coin.builders.builder``); a plugin's own
 file does the same. This package only imports the built-in modules so they register.
 """
 

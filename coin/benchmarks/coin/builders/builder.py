@@ -2,7 +2,8 @@
 
 A builder reads one source dataset's own annotation files and returns CoIN records in the
 Original family (other families are derived at load time by ``coin.tasks.instructions``).
-Each builder module registers itself on its last line (``register_builder``), so a new
+Each builder module registers itself on its last line
+(``BUILDERS.register(Builder(name=SOURCE, task=TASK, build=build, ...))``), so a new
 source, a plugin's included, is one file. Records carry a ``source`` key, so the three
 RefCOCO sources can be built one after the other into the one Grounding task: writing a
 source replaces only that source's records.
@@ -30,9 +31,9 @@ class Built:
     test: list[dict] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Builder:
-    """One source dataset: the task it feeds, its build function and what its raw folder holds.
+    """One source dataset (``name``): the task it feeds, its build function and what its raw folder holds.
 
     ``build(raw, prefix, seed, **options) -> Built``; ``prefix`` is where the source's images
     lie relative to the image root (the CoIN README layout by default).
@@ -45,14 +46,22 @@ class Builder:
     image_prefix: str
 
 
-BUILDERS: Registry[Builder] = Registry("data source", builtins=("coin.benchmarks.coin.builders",))
+    def check(self) -> list[str]:
+        """Problems with this declaration (the task it feeds must be registered)."""
+        return [] if self.task in TASKS else [TASKS.unknown_message(self.task)]
+
+
+BUILDERS: Registry[Builder] = Registry("data source", builtins=("coin.benchmarks.coin.builders",), check=Builder.check)
 
 
 def register_builder(name: str, task: str, build: Callable[..., Built], inputs: str, image_prefix: str) -> Builder:
-    """Register source ``name``'s builder for ``task`` (a builder module's last line)."""
-    if task not in TASKS:
-        raise ValueError(f"data source {name!r}: {TASKS.unknown_message(task)}")
-    return BUILDERS.register(name, Builder(name, task, build, inputs, image_prefix))
+    """Deprecated (0.x): use ``BUILDERS.register(Builder(name=..., task=..., build=..., inputs=...,
+    image_prefix=...))``."""
+    import warnings
+
+    warnings.warn("register_builder(...) is deprecated; use BUILDERS.register(Builder(name=..., task=..., ...))",
+                  DeprecationWarning, stacklevel=2)
+    return BUILDERS.register(Builder(name=name, task=task, build=build, inputs=inputs, image_prefix=image_prefix))
 
 
 def build_source(source: str, raw: str | Path, out: str | Path, seed: int = 0, image_prefix: str | None = None,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coin.benchmarks.coin.builders.builder import (Built, check_answer, find_file, image_path, need, prompt, read_source_json,
-                                       register_builder, test_record, train_record)
+from coin.benchmarks.coin.builders.builder import (BUILDERS, Builder, Built, check_answer, find_file, image_path, need, prompt, read_source_json,
+                                       test_record, train_record)
 from coin.data.coin_json import DataError
 
 SOURCE = "gqa"
@@ -43,4 +43,4 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_file: str 
     )
 
 
-register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)
+BUILDERS.register(Builder(name=SOURCE, task=TASK, build=build, inputs=INPUTS, image_prefix=IMAGE_PREFIX))

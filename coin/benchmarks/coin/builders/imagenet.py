@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from coin.benchmarks.coin.builders.builder import Built, image_path, prompt, register_builder, test_record, train_record
+from coin.benchmarks.coin.builders.builder import BUILDERS, Builder, Built, image_path, prompt, test_record, train_record
 from coin.data.coin_json import DataError
 
 SOURCE = "imagenet"
@@ -105,4 +105,4 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, classes: int = 1
     return built
 
 
-register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)
+BUILDERS.register(Builder(name=SOURCE, task=TASK, build=build, inputs=INPUTS, image_prefix=IMAGE_PREFIX))

@@ -24,7 +24,7 @@ from collections import defaultdict
 from functools import partial
 from pathlib import Path
 
-from coin.benchmarks.coin.builders.builder import (Built, find_file, image_path, need, read_source_json, register_builder,
+from coin.benchmarks.coin.builders.builder import (BUILDERS, Builder, Built, find_file, image_path, need, read_source_json,
                                        test_record, train_record)
 from coin.data.coin_json import DataError
 from coin.tasks import get_task
@@ -123,4 +123,4 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, *, source: str, 
 
 BUILDS = {name: partial(build, source=name) for name in REFS}
 for _name, _fn in BUILDS.items():
-    register_builder(_name, TASK, _fn, INPUTS, IMAGE_PREFIX)
+    BUILDERS.register(Builder(name=_name, task=TASK, build=_fn, inputs=INPUTS, image_prefix=IMAGE_PREFIX))

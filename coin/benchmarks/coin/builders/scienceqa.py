@@ -21,8 +21,8 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from coin.benchmarks.coin.builders.builder import (Built, find_file, image_path, need, prompt, read_source_json,
-                                       register_builder, test_record, train_record)
+from coin.benchmarks.coin.builders.builder import (BUILDERS, Builder, Built, find_file, image_path, need, prompt, read_source_json,
+                                       test_record, train_record)
 from coin.data.coin_json import DataError
 
 SOURCE = "scienceqa"
@@ -78,4 +78,4 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str
     )
 
 
-register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)
+BUILDERS.register(Builder(name=SOURCE, task=TASK, build=build, inputs=INPUTS, image_prefix=IMAGE_PREFIX))

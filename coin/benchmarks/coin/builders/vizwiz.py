@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coin.benchmarks.coin.builders.builder import (Built, build_from_splits, check_answer, find_file, image_path, majority, need,
-                                       prompt, read_source_json, records_of, register_builder)
+from coin.benchmarks.coin.builders.builder import (BUILDERS, Builder, Built, build_from_splits, check_answer, find_file, image_path, majority, need,
+                                       prompt, read_source_json, records_of)
 
 SOURCE = "vizwiz"
 TASK = "VizWiz"
@@ -42,4 +42,4 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str
     return build_from_splits(_split, raw, prefix, train_split, test_split, SOURCE)
 
 
-register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)
+BUILDERS.register(Builder(name=SOURCE, task=TASK, build=build, inputs=INPUTS, image_prefix=IMAGE_PREFIX))

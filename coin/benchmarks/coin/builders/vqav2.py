@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coin.benchmarks.coin.builders.builder import (Built, check_answer, find_file, image_path, need, prompt, read_source_json,
-                                       records_of, register_builder, test_record, train_record)
+from coin.benchmarks.coin.builders.builder import (BUILDERS, Builder, Built, check_answer, find_file, image_path, need, prompt, read_source_json,
+                                       records_of, test_record, train_record)
 from coin.data.coin_json import DataError
 
 SOURCE = "vqav2"
@@ -54,4 +54,4 @@ def build(raw: Path, prefix: str = IMAGE_PREFIX, seed: int = 0, train_split: str
     return built
 
 
-register_builder(SOURCE, TASK, build, INPUTS, IMAGE_PREFIX)
+BUILDERS.register(Builder(name=SOURCE, task=TASK, build=build, inputs=INPUTS, image_prefix=IMAGE_PREFIX))

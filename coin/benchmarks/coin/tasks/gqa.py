@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.tasks.rules import SHORT, STRICT_EXACT, WHITESPACE, from_paper, written_by_us
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
-SPEC = register_task(TaskSpec(
-    "GQA", "GQA", "phrase", "exact", SHORT, 8,
+SPEC = TASKS.register(TaskSpec(
+    name="GQA", folder="GQA", answer_form="phrase", scorer="exact", instruction=SHORT, max_new_tokens=8,
     abbreviation="GQA",
     doc="compositional questions about a scene; a word or a short phrase",
     protocols=(
-        Protocol("paper", "exact", "gqa", "one", "exact match after lower-casing and removing trailing periods",
-                 (WHITESPACE, "a question without a prediction counts as wrong (the original averaged over the "
-                  "predictions it had)")),
+        Protocol(name="paper", scorer="exact", normalizer="gqa", answers="one",
+                 rule="exact match after lower-casing and removing trailing periods",
+                 deviations=(WHITESPACE, "a question without a prediction counts as wrong (the original averaged over the "
+                             "predictions it had)")),
         STRICT_EXACT,
     ),
     instructions={

@@ -8,27 +8,32 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.tasks.rules import from_paper, written_by_us
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
 GROUNDING = "Please provide the bounding box coordinate of the region this sentence describes: {}"
 
-SPEC = register_task(TaskSpec(
-    "Grounding", "Grounding", "box", "grounding", GROUNDING, 32,
+SPEC = TASKS.register(TaskSpec(
+    name="Grounding",
+    folder="Grounding",
+    answer_form="box",
+    scorer="grounding",
+    instruction=GROUNDING,
+    max_new_tokens=32,
     abbreviation="Grnd",
     doc="the bounding box of the region a referring expression describes",
     protocols=(Protocol(
-        "paper", "grounding", None, "box", "IoU with `answer_bbox` above 0.5",
-        ("the box was read by slicing off the first and last character, which cut a digit off y2; here four "
-         "numbers are found anywhere in the output",
-         "unparsable outputs score 0 and count (as before); an inverted box scores 0",
-         "MiniGPT-v2's own script scored against `origin_answer_bbox` with its own number pattern: protocol "
-         "`minigpt`, the paper column of model.name minigpt-v2 (eval.protocol.Grounding: minigpt elsewhere)")),
+        name="paper", scorer="grounding", normalizer=None, answers="box", rule="IoU with `answer_bbox` above 0.5",
+        deviations=("the box was read by slicing off the first and last character, which cut a digit off y2; here four "
+                    "numbers are found anywhere in the output",
+                    "unparsable outputs score 0 and count (as before); an inverted box scores 0",
+                    "MiniGPT-v2's own script scored against `origin_answer_bbox` with its own number pattern: protocol "
+                    "`minigpt`, the paper column of model.name minigpt-v2 (eval.protocol.Grounding: minigpt elsewhere)")),
         Protocol(
-        "minigpt", "grounding_minigpt", None, "origin_box",
-        "MiniGPT-v2's script (the paper column of model.name minigpt-v2): IoU with `origin_answer_bbox` above 0.5, "
-        r"the box the first four numbers of `[1-9]\d*\.\d*|0\.\d*[1-9]\d*` (0, 0.00 and 1 are not numbers to it)",
-        ("a record without `origin_answer_bbox` is scored against `answer_bbox` when its image is square "
-         "(the same box; CoIN-Synth), and refused otherwise; the script failed on it",))),
+        name="minigpt", scorer="grounding_minigpt", normalizer=None, answers="origin_box",
+        rule="MiniGPT-v2's script (the paper column of model.name minigpt-v2): IoU with `origin_answer_bbox` above 0.5, "
+             r"the box the first four numbers of `[1-9]\d*\.\d*|0\.\d*[1-9]\d*` (0, 0.00 and 1 are not numbers to it)",
+        deviations=("a record without `origin_answer_bbox` is scored against `answer_bbox` when its image is square "
+                    "(the same box; CoIN-Synth), and refused otherwise; the script failed on it",))),
     instructions={
         "diverse": from_paper(GROUNDING),
         "10type": written_by_us(

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.tasks.rules import SHORT, from_paper
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
 _EMPTY = "an empty prediction is wrong"
 _ID = "paired with the answers by question id (the original paired by list position)"
 
-SPEC = register_task(TaskSpec(
-    "ImageNet", "ImageNet", "class", "classification", SHORT, 8,
+SPEC = TASKS.register(TaskSpec(
+    name="ImageNet",
+    folder="ImageNet",
+    answer_form="class",
+    scorer="classification",
+    instruction=SHORT,
+    max_new_tokens=8,
     abbreviation="INet",
     doc="image classification; the answer is the class name",
     protocols=(
-        Protocol("paper", "substring", "strip", "one", "credited when `answer in pred or pred in answer` "
-                 "(case-sensitive)", (_EMPTY + " (the original's `'' in answer` credited it)", _ID)),
-        Protocol("strict", "classification", "vqa", "one", "the whole class name, VQA-normalised, equals the "
-                 "prediction", ("coin's rule: a part of the name ('fish' for 'goldfish') or a sentence around "
-                                "it is not credited",)),
+        Protocol(name="paper", scorer="substring", normalizer="strip", answers="one",
+                 rule="credited when `answer in pred or pred in answer` "
+                 "(case-sensitive)", deviations=(_EMPTY + " (the original's `'' in answer` credited it)", _ID)),
+        Protocol(name="strict", scorer="classification", normalizer="vqa", answers="one",
+                 rule="the whole class name, VQA-normalised, equals the "
+                 "prediction", deviations=("coin's rule: a part of the name ('fish' for 'goldfish') or a sentence around "
+                                           "it is not credited",)),
     ),
     instructions={
         "diverse": from_paper("Express your answer in a single word or a short, descriptive phrase."),

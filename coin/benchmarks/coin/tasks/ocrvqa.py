@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.tasks.rules import SHORT, STRICT_EXACT, WHITESPACE, from_paper, written_by_us
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
-SPEC = register_task(TaskSpec(
-    "OCR-VQA", "OCRVQA", "phrase", "exact", SHORT, 8,
+SPEC = TASKS.register(TaskSpec(
+    name="OCR-VQA", folder="OCRVQA", answer_form="phrase", scorer="exact", instruction=SHORT, max_new_tokens=8,
     abbreviation="OCR",
     doc="questions about book covers: title, author, genre",
     protocols=(
-        Protocol("paper", "exact", "lower", "one", "case-insensitive exact match against the one answer",
-                 (WHITESPACE, "the original's skip of outputs containing 'Unanswerable' is dropped: it changes a score "
-                  "only where an answer itself contains that word")),
+        Protocol(name="paper", scorer="exact", normalizer="lower", answers="one",
+                 rule="case-insensitive exact match against the one answer",
+                 deviations=(WHITESPACE, "the original's skip of outputs containing 'Unanswerable' is dropped: it changes a score "
+                             "only where an answer itself contains that word")),
         STRICT_EXACT,
     ),
     instructions={

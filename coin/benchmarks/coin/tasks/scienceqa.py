@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.tasks.rules import LETTER, from_paper, written_by_us
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
-SPEC = register_task(TaskSpec(
-    "ScienceQA", "ScienceQA", "letter", "letter", LETTER, 4,
+SPEC = TASKS.register(TaskSpec(
+    name="ScienceQA", folder="ScienceQA", answer_form="letter", scorer="letter", instruction=LETTER, max_new_tokens=4,
     abbreviation="SQA",
     doc="multiple-choice science questions; the answer is the option's letter",
     protocols=(Protocol(
-        "paper", "letter", None, "letter", "option letter equals the answer's",
-        ("the first one-letter word was read as the letter, so the article 'a' read as option A; here cues, "
-         "brackets and standalone capitals are read and 'a cat' is not A",
-         "a letter that is none of the record's options, or an option's text instead of its letter, is a "
-         "format error (score 0, as before)")),),
+        name="paper", scorer="letter", normalizer=None, answers="letter", rule="option letter equals the answer's",
+        deviations=("the first one-letter word was read as the letter, so the article 'a' read as option A; here cues, "
+                    "brackets and standalone capitals are read and 'a cat' is not A",
+                    "a letter that is none of the record's options, or an option's text instead of its letter, is a "
+                    "format error (score 0, as before)")),),
     instructions={
         "diverse": from_paper(LETTER),
         "10type": written_by_us(

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.tasks.rules import SHORT, from_paper, written_by_us
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
-SPEC = register_task(TaskSpec(
-    "TextVQA", "TextVQA", "phrase", "vqa", SHORT, 8,
+SPEC = TASKS.register(TaskSpec(
+    name="TextVQA", folder="TextVQA", answer_form="phrase", scorer="vqa", instruction=SHORT, max_new_tokens=8,
     abbreviation="TVQA",
     doc="questions about text in the image; VQA soft accuracy over ten answers",
     test_files=("test.json", "val.json"),  # the original read val.json (scripts/*/Eval)
     protocols=(
-        Protocol("paper", "vqa", "m4c", "ten", "VQA soft accuracy over ten answers (m4c EvalAIAnswerProcessor)",
-                 ("the ten answers of TextVQA_0.5.1_val.json are joined by question id before the run; a record "
-                  "without them stops the run (the original failed on a missing id mid-evaluation)",
-                  "the m4c processor's 32-period cap (re.UNICODE passed as count) is dropped")),
-        Protocol("single", "exact", "m4c", "one", "exact match against the one released answer (m4c processor)",
-                 ("not the paper's protocol: for released files without the official ten answers; lower than "
-                  "soft accuracy, not comparable with the paper",)),
+        Protocol(name="paper", scorer="vqa", normalizer="m4c", answers="ten",
+                 rule="VQA soft accuracy over ten answers (m4c EvalAIAnswerProcessor)",
+                 deviations=("the ten answers of TextVQA_0.5.1_val.json are joined by question id before the run; a record "
+                             "without them stops the run (the original failed on a missing id mid-evaluation)",
+                             "the m4c processor's 32-period cap (re.UNICODE passed as count) is dropped")),
+        Protocol(name="single", scorer="exact", normalizer="m4c", answers="one",
+                 rule="exact match against the one released answer (m4c processor)",
+                 deviations=("not the paper's protocol: for released files without the official ten answers; lower than "
+                             "soft accuracy, not comparable with the paper",)),
     ),
     instructions={
         "diverse": from_paper("Capture the essence of your response in a single word or a concise phrase."),

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from coin.tasks.rules import PAPER_LOWER, SHORT, STRICT_EXACT, from_paper, written_by_us
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
-SPEC = register_task(TaskSpec(
-    "VizWiz", "VizWiz", "phrase", "exact", SHORT, 8,
+SPEC = TASKS.register(TaskSpec(
+    name="VizWiz", folder="VizWiz", answer_form="phrase", scorer="exact", instruction=SHORT, max_new_tokens=8,
     abbreviation="VizWiz",
     doc="questions about photos taken by blind people; some are unanswerable",
     test_files=("test.json", "val.json"),  # the original read val.json (scripts/*/Eval)

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.tasks.rules import PAPER_LOWER, SHORT, from_paper, written_by_us
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
-SPEC = register_task(TaskSpec(
-    "VQAv2", "VQAv2", "phrase", "vqa", SHORT, 8,
+SPEC = TASKS.register(TaskSpec(
+    name="VQAv2", folder="VQAv2", answer_form="phrase", scorer="vqa", instruction=SHORT, max_new_tokens=8,
     abbreviation="VQAv2",
     doc="open questions about everyday images; ten annotator answers each",
     test_files=("test.json", "val.json"),  # the original read val.json (scripts/*/Eval)
     protocols=(
         PAPER_LOWER,
-        Protocol("strict", "vqa", "vqa", "ten_or_one", "VQA soft accuracy over `answers` when present "
+        Protocol(name="strict", scorer="vqa", normalizer="vqa", answers="ten_or_one",
+                 rule="VQA soft accuracy over `answers` when present "
                  "(CoIN-Synth), else exact match; VQA normalisation",
-                 ("coin's rule: the standard VQAv2 metric where ten answers exist",)),
+                 deviations=("coin's rule: the standard VQAv2 metric where ten answers exist",)),
     ),
     instructions={
         "diverse": from_paper(SHORT),

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from coin.scoring.protocol import Protocol
 from coin.benchmarks.mllm_cl.rules import COMMON, STRICT_EXACT
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 
-PAPER = Protocol("paper", "ai2d", None, "one",
-                 "lower-cased; the prediction equals the answer or contains it as whole words (eval_ai2d)", COMMON)
+PAPER = Protocol(name="paper", scorer="ai2d", normalizer=None, answers="one",
+                 rule="lower-cased; the prediction equals the answer or contains it as whole words (eval_ai2d)", deviations=COMMON)
 
-SPEC = register_task(TaskSpec(
-    "RS", "RS", "phrase", "ai2d", "Answer the question using a single word or phrase.", 8,
+SPEC = TASKS.register(TaskSpec(
+    name="RS",
+    folder="RS",
+    answer_form="phrase",
+    scorer="ai2d",
+    instruction="Answer the question using a single word or phrase.",
+    max_new_tokens=8,
     abbreviation="RS",
     doc="MLLM-CL domain: remote sensing (aerial and satellite images)",
     protocols=(PAPER, STRICT_EXACT),

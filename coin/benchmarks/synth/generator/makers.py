@@ -35,8 +35,16 @@ MAKERS: Registry[Maker] = Registry("CoIN-Synth task")
 
 
 def synth_maker(task: str) -> Callable[[Maker], Maker]:
-    """Register the decorated function as the CoIN-Synth generator of ``task`` (a registered task's name)."""
-    return MAKERS.register(task)
+    """Register the decorated function as the CoIN-Synth generator of ``task`` (a registered task's name).
+
+    A task's name need not be a Python name ("OCR-VQA"), so the function carries it as its ``name``.
+    """
+
+    def register(maker: Maker) -> Maker:
+        maker.name = task  # type: ignore[attr-defined]
+        return MAKERS.register(maker)
+
+    return register
 
 
 def _letters(n: int) -> list[str]:

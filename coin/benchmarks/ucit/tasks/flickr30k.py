@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from coin.tasks.spec import TaskSpec, register_task
+from coin.tasks.spec import TASKS, TaskSpec
 from coin.benchmarks.ucit.rules import CAPTION
 
-SPEC = register_task(TaskSpec(
-    "Flickr30k", "Flickr30k-cap", "phrase", "caption", "Describe the image briefly.", 64,
+SPEC = TASKS.register(TaskSpec(
+    name="Flickr30k",
+    folder="Flickr30k-cap",
+    answer_form="phrase",
+    scorer="caption",
+    instruction="Describe the image briefly.",
+    max_new_tokens=64,
     abbreviation="Flickr",
     doc="UCIT: captions of everyday scenes (Flickr30k)",
     protocols=(CAPTION,),

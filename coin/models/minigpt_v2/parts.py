@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from coin.models.llava_parts import MissingPartError, PartsError, _check_folder, _load_part
+from coin.errors import MissingPartError, PartsError
+from coin.models.load_parts import check_folder as _check_folder, load_part as _load_part
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 
 from coin.data.sample import Sample
-from coin.models.vlm import generating, no_grad_when_frozen, truncate
+from coin.models.modes import generating, no_grad_when_frozen
+from coin.models.sequences import SequenceBatches, resolve_max_length
 
 SYSTEM = "You are a helpful assistant."
 IMG_TOKEN_SPAN = 256  # the tokenizer's fixed span for an image path
@@ -82,7 +83,7 @@ def image_tag(s: Sample) -> str:
     return f"<img>{path}</img>"
 
 
-class QwenVLChatVLM:
+class QwenVLChatVLM(SequenceBatches):
     """``coin.models.backbone.VLM`` over Qwen-VL-Chat's ``QWenLMHeadModel`` and ``QWenTokenizer``."""
 
     # LoRA on the LM's c_attn, attn.c_proj, w1, w2 (Qwen-VL's fine-tuning script); the ViT and resampler stay frozen
@@ -127,27 +128,9 @@ class QwenVLChatVLM:
             ids, labels = ids + a, labels + a
         return ids, labels, prompt_len
 
-    def truncated_ids(self, samples: list[Sample]) -> list[str]:
-        """Ids of the samples whose training sequence ``max_length`` cuts."""
-        if self.max_length is None:
-            return []
-        return [s.id for s in samples if len(self._sequence(s)[0]) > self.max_length]
-
     def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Right-padded inputs (the images as paths inside them) with labels on the answers only."""
-        rows = []
-        for s in samples:
-            ids, labels, prompt_len = self._sequence(s)
-            rows.append(truncate(s, ids, labels, prompt_len, self.max_length, self.truncated))
-        width = max(len(ids) for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for k, (ids, lab) in enumerate(rows):
-            input_ids[k, : len(ids)] = torch.tensor(ids)
-            labels[k, : len(lab)] = torch.tensor(lab)
-            mask[k, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+        return self.padded(self.cut_sequences(samples))
 
     def generation_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Left-padded prompts, so every row's next token sits in the last column."""
@@ -194,7 +177,7 @@ class QwenVLChatVLM:
 
 def check_folder(path: str) -> Path:
     """The model folder, refused with a message naming what is missing (before any remote code runs)."""
-    from coin.models.llava_parts import MissingPartError, PartsError
+    from coin.errors import MissingPartError, PartsError
 
     folder = Path(path)
     if not folder.is_dir():
@@ -224,7 +207,7 @@ def load_qwen_vl_chat(cfg, log=print) -> QwenVLChatVLM:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from coin.models.backbone import torch_dtype
-    from coin.models.llava_parts import _load_part
+    from coin.models.load_parts import load_part
 
     if not cfg.trust_remote_code:  # also refused when the config is checked; a hand-built section lands here
         raise ValueError("model.name 'qwen-vl-chat' runs the model's own code: set model.trust_remote_code: true "
@@ -233,11 +216,9 @@ def load_qwen_vl_chat(cfg, log=print) -> QwenVLChatVLM:
     log(f"loading Qwen-VL-Chat from {folder} with its own code (trust_remote_code), prompt {cfg.options.prompt}")
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
     extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
-    model = _load_part(AutoModelForCausalLM, folder, "Qwen-VL-Chat", dtype=torch_dtype(cfg.dtype),
+    model = load_part(AutoModelForCausalLM, folder, "Qwen-VL-Chat", dtype=torch_dtype(cfg.dtype),
                        trust_remote_code=True, **extra)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    from coin.models.vlm import resolve_max_length
-
     return QwenVLChatVLM(model, tokenizer, cfg.options.prompt, resolve_max_length(cfg.max_length, tokenizer))

@@ -1,11 +1,62 @@
-"""CoIN's starting point: the pretrain-only LLaVA-1.5 assembled from Vicuna, CLIP and the stage-1 projector."""
+"""The LLaVA-1.5 backbones: ``llava`` (as llava-hf ships it, ``LlavaForConditionalGeneration``) and
+``llava-pretrain`` (CoIN's starting point, assembled from Vicuna, CLIP and the stage-1 projector), both in
+CoIN's conversation and length."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coin.models.backbone import BACKBONES, Backbone, WeightPath
-from coin.models.backbones.llava import LLAVA_MAX_LENGTH, image_cache_problems, llava_vlm
+from coin.models.backbone import (BACKBONES, Backbone, PathBackbone, PathOptions, WeightPath, hf_load_kwargs,
+                                  image_cache_problems)
+
+LLAVA_MAX_LENGTH = 2048  # LLaVA-1.5's --model_max_length in its (and CoIN's) training scripts
+
+
+@dataclass
+class LlavaOptions(PathOptions):
+    image_cache_mb: int = 2048  # preprocessed images kept per process, in MiB; 0: none
+
+    def check(self) -> list[str]:
+        return super().check() + image_cache_problems(self.image_cache_mb)
+
+
+def llava_vlm(model, processor, cfg):
+    """``LlavaVLM`` as CoIN ran LLaVA-1.5: the ``vicuna_v1`` conversation, sequences cut at 2048 tokens."""
+    from coin.models.llava.wrapper import LlavaVLM
+    from coin.models.sequences import resolve_max_length
+
+    return LlavaVLM(model, processor, conversation="vicuna_v1",
+                    max_length=resolve_max_length(cfg.max_length, processor.tokenizer, LLAVA_MAX_LENGTH),
+                    image_cache_mb=cfg.options.image_cache_mb)
+
+
+@BACKBONES.register
+class Llava(PathBackbone):
+    """A llava-hf LlavaForConditionalGeneration from a local folder or a hub id (model.path)."""
+
+    name = "llava"
+
+    Options = LlavaOptions
+    image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
+    default_max_length = LLAVA_MAX_LENGTH  # LLaVA-1.5's training length
+    loads_empty = True  # through coin.models.empty.from_pretrained
+
+    @staticmethod
+    def load(cfg, log=print, progress=True):
+        from pathlib import Path
+
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        from coin.models.empty import from_pretrained
+        from coin.models.tokenizer_check import check_tokenizer_files
+
+        path = cfg.options.path
+        if path and Path(path).is_dir():  # a hub id: fetched and checked by transformers
+            check_tokenizer_files(path)  # before gigabytes of weights load
+        model = from_pretrained(LlavaForConditionalGeneration, path, **hf_load_kwargs(cfg))
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        return llava_vlm(model, processor, cfg)
+
 
 # key -> (what it names, "folder" or "file")
 _PARTS = {"lm_path": ("the Vicuna LM folder", "folder"), "vision_path": ("the CLIP vision folder", "folder"),
@@ -25,7 +76,7 @@ class LlavaPretrainOptions:
         return problems + image_cache_problems(self.image_cache_mb)
 
 
-@BACKBONES.register("llava-pretrain")
+@BACKBONES.register
 class LlavaPretrain(Backbone):
     """CoIN's starting point: LLaVA-1.5 assembled from its pretrain-only parts (Vicuna, CLIP, stage-1 projector).
 
@@ -33,13 +84,14 @@ class LlavaPretrain(Backbone):
     folder) and model.projector_path (LLaVA's stage-1 mm_projector.bin).
     """
 
+    name = "llava-pretrain"
     Options = LlavaPretrainOptions
     image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
     default_max_length = LLAVA_MAX_LENGTH  # LLaVA-1.5's training length
 
     @staticmethod
     def load(cfg, log=print, progress=True):
-        from coin.models.llava_parts import assemble_llava
+        from coin.models.llava.parts import assemble_llava
 
         o = cfg.options
         model, processor = assemble_llava(o.lm_path, o.vision_path, o.projector_path, dtype=cfg.dtype,

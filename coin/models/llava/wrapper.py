@@ -1,10 +1,10 @@
-"""LLaVA's wrapper (``LlavaVLM``) and the input helpers it shares with ``coin.models.chat``.
+"""LLaVA's wrapper (``LlavaVLM``).
 
 ``LlavaVLM`` implements ``coin.models.backbone.VLM`` (and the optional ``SharesPrefix`` and
 ``CachesVision``) for the LLaVA family: llava-hf's ``LlavaForConditionalGeneration``, which
 the built-in tiny model also is. The text follows a ``coin.models.conversation``
 format: ``vicuna_v1`` for LLaVA-1.5 (``{system} USER: <image>\\n{text} ASSISTANT:``, the answer
-`` {answer}</s>``), tokenised whole as LLaVA's ``preprocess_v1`` does (``coin.models.llava_v1``);
+`` {answer}</s>``), tokenised whole as LLaVA's ``preprocess_v1`` does (``coin.models.llava.encode``);
 ``plain`` (no system line) for the tiny model, whose prompt and answers are tokenised
 separately and joined. Either way the labels cover exactly the answer tokens and each EOS, and
 generation sees exactly the training prompt. A training sequence longer than ``max_length`` is
@@ -18,189 +18,22 @@ image tokens in order).
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
-from pathlib import Path
 import threading
-from typing import Iterator
+import warnings
+from pathlib import Path
 
 import torch
 from PIL import Image
 
-from coin.data.images import open_image  # the pixel limit, data.max_image_pixels
-from coin.data.sample import Sample  # its home is coin.data; `from coin.models.vlm import Sample` keeps working
-from coin.models.llava_v1 import encode_conversation, encode_with_image
+from coin.data.sample import Sample  # its home is coin.data; `from coin.models.llava.wrapper import Sample` keeps working
+# the input helpers' homes are coin.models.images, .sequences and .modes; importable from here as before
+from coin.models.images import (DEFAULT_IMAGE_CACHE_MB, ImageError, PixelCache, centre_crop,  # noqa: F401
+                                expand_to_square, load_image, pad_colour)
+from coin.models.llava.encode import encode_conversation, encode_with_image
+from coin.models.modes import generating, no_grad_when_frozen  # noqa: F401
+from coin.models.sequences import resolve_max_length, right_pad, truncate  # noqa: F401
 
-
-class ImageError(ValueError):
-    """An image that cannot be opened; the message names the file and the record."""
-
-
-def load_image(path: str, record_id: str = "?") -> Image.Image:
-    try:
-        with open_image(path) as im:
-            return im.convert("RGB")
-    except FileNotFoundError:
-        raise ImageError(f"record {record_id}: image {path} does not exist") from None
-    except Exception as e:  # PIL raises several types for corrupt files
-        raise ImageError(f"record {record_id}: image {path} cannot be read ({e})") from None
-
-
-def expand_to_square(img: Image.Image, image_processor) -> Image.Image:
-    """LLaVA-1.5's ``image_aspect_ratio: pad``: centre the image on a square of the mean colour.
-
-    Without it, CLIP's processor centre-crops a non-square image, cutting off part of the
-    scene (and CoIN's grounding boxes are normalised to the padded square). A square image
-    is returned unchanged.
-    """
-    w, h = img.size
-    if w == h:
-        return img
-    side = max(w, h)
-    square = Image.new(img.mode, (side, side), pad_colour(image_processor))
-    square.paste(img, ((side - w) // 2, (side - h) // 2))
-    return square
-
-
-def centre_crop(img: Image.Image, image_processor) -> Image.Image:
-    """The original CoIN evaluation's ScienceQA, ImageNet, Grounding and VQAv2 images (``eval.image_mode``):
-    the raw image through CLIP's ``preprocess``, which resizes the shortest side to its size (336) and
-    centre-crops a square of its crop size.
-
-    A processor that does both itself (CLIP's: ``shortest_edge`` and ``do_center_crop``) gets the image
-    as it is, exactly as the original hands it over; for any other, the same two steps are done here
-    (bicubic, transformers' sizes and offsets), so the processor's own resize finds a square.
-    """
-    size = dict(getattr(image_processor, "size", None) or {})
-    crop = dict(getattr(image_processor, "crop_size", None) or {})
-    if "shortest_edge" in size and getattr(image_processor, "do_center_crop", False) and crop:
-        return img
-    side = crop.get("height") or size.get("height") or size.get("shortest_edge")
-    if not side:
-        raise ValueError(f"eval.image_mode: cannot centre-crop for an image processor without a size ({size})")
-    w, h = img.size
-    short, long = (w, h) if w <= h else (h, w)
-    new_long = int(side * long / short)
-    new_w, new_h = (side, new_long) if w <= h else (new_long, side)
-    img = img.resize((new_w, new_h), Image.BICUBIC)
-    left, top = (new_w - side) // 2, (new_h - side) // 2
-    return img.crop((left, top, left + side, top + side))
-
-
-def pad_colour(image_processor) -> tuple[int, ...]:
-    """The processor's mean colour as LLaVA's ``expand2square`` writes it: ``int(255 * mean)``,
-    truncated, not rounded ((122, 116, 104) for CLIP's mean, where rounding gives (123, 117, 104))."""
-    mean = getattr(image_processor, "image_mean", None) or (0.5, 0.5, 0.5)
-    return tuple(int(255 * m) for m in mean)
-
-
-class PixelCache:
-    """Preprocessed images by path, bounded by bytes, stored in the dtype the model reads them in.
-
-    LLaVA-1.5's 3x336x336 fp32 pixels are 1.35 MB; a count-bounded cache of 50,000 held 68 GB
-    per process. Stored in the vision tower's dtype (bf16 on a GPU: what the tower casts them
-    to anyway), an entry is half that, and once ``max_bytes`` is reached nothing more is kept
-    (a later pass over the same images hits the entries already there).
-    """
-
-    def __init__(self, max_bytes: int, dtype: torch.dtype | None = None) -> None:
-        self.max_bytes = max_bytes
-        self.dtype = dtype
-        self.bytes = 0
-        self._items: dict[str, torch.Tensor] = {}
-        self._lock = threading.Lock()  # the evaluation's prefetch thread puts too
-
-    def get(self, key: str) -> torch.Tensor | None:
-        return self._items.get(key)
-
-    def put(self, key: str, value: torch.Tensor) -> torch.Tensor:
-        """``value`` in the cache's dtype, kept if it fits."""
-        if self.dtype is not None and value.is_floating_point():
-            value = value.to(self.dtype)
-        size = value.numel() * value.element_size()
-        with self._lock:
-            if key not in self._items and self.bytes + size <= self.max_bytes:
-                self._items[key] = value
-                self.bytes += size
-        return value
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-DEFAULT_IMAGE_CACHE_MB = 2048  # per process; 8 GPU processes hold 16 GB at most
 DEFAULT_VISION_CACHE_MB = 2048  # per process, host memory; LLaVA-1.5: 576x1024 features, 1.2 MB an image in bf16
-
-
-def no_grad_when_frozen(module: torch.nn.Module) -> torch.nn.Module:
-    """Run ``module`` (and each of its direct parts) without autograd while none of its weights train.
-
-    A frozen vision tower needs no graph, but ``enable_input_require_grads`` (which gradient
-    checkpointing needs) hooks every input embedding, the tower's patch embedding included, so
-    the tower's activations were kept and back-propagated for nothing. The check runs at each
-    call, so a tower that is trained (the tiny model's vision pretraining) keeps its gradients,
-    and so does a trained part inside a tower (Qwen2-VL's merger), since the parts are hooked
-    one by one. The hooks take the module as an argument: a copied model carries them along.
-    """
-    parts = [module]
-    for child in module.children():
-        parts += list(child.children()) if isinstance(child, torch.nn.ModuleList) else [child]
-    for part in parts:
-        part.register_forward_pre_hook(_enter_no_grad)
-        part.register_forward_hook(_leave_no_grad, always_call=True)
-    return module
-
-
-def _enter_no_grad(module, args) -> None:
-    stack = module.__dict__.setdefault("_coin_grad_stack", [])
-    off = torch.is_grad_enabled() and not any(p.requires_grad for p in module.parameters())
-    stack.append(off)
-    if off:
-        torch.set_grad_enabled(False)
-
-
-def _leave_no_grad(module, args, output) -> None:
-    if module.__dict__.get("_coin_grad_stack", [False]).pop():
-        torch.set_grad_enabled(True)
-
-
-def resolve_max_length(max_length: int | None, tokenizer, default: int | None = None) -> int | None:
-    """The training sequence limit: ``max_length`` if set, else ``default`` (a backbone's recipe),
-    else the tokenizer's ``model_max_length`` when it holds a real value (Hugging Face writes
-    about 1e30 when a folder sets none); None: no limit."""
-    if max_length is not None:
-        return max_length
-    if default is not None:
-        return default
-    limit = getattr(tokenizer, "model_max_length", None)
-    return int(limit) if isinstance(limit, int) and 0 < limit < 10**7 else None
-
-
-def truncate(sample: Sample, ids: list[int], labels: list[int], prompt_len: int, max_length: int | None,
-             seen: set[str]) -> tuple[list[int], list[int]]:
-    """``ids`` and ``labels`` cut to ``max_length`` at the end (LLaVA cuts at ``model_max_length``),
-    the sample's id added to ``seen`` when cut. The prompt with its image tokens must fit whole:
-    a cut through the image tokens would not match the image's features."""
-    if max_length is None or len(ids) <= max_length:
-        return ids, labels
-    if prompt_len > max_length:
-        what = "its prompt" if sample.image is None else f"({sample.image}): its prompt with the image"
-        raise ValueError(f"record {sample.id} {what} is {prompt_len} tokens, "
-                         f"longer than model.max_length {max_length}; raise model.max_length")
-    seen.add(sample.id)
-    return ids[:max_length], labels[:max_length]
-
-
-@contextmanager
-def generating(model, batch: dict[str, torch.Tensor]) -> Iterator[dict[str, torch.Tensor]]:
-    """``batch`` on the model's device, with the model in eval mode for the block (its mode restored after)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        yield {k: v.to(device) for k, v in batch.items()}
-    finally:
-        model.train(was_training)
 
 
 class LlavaVLM:
@@ -377,24 +210,17 @@ class LlavaVLM:
     def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Right-padded inputs with labels only on the answer tokens (and each end of turn), each
         row cut to ``max_length`` (the cut samples' ids go to ``truncated``)."""
-        pad = self.tokenizer.pad_token_id
         ids, labels = [], []
         for s, (x, y, prompt_len) in zip(samples, self._sequences(samples)):
             x, y = truncate(s, x, y, prompt_len, self.max_length, self.truncated)
             ids.append(x)
             labels.append(y)
-        width = max(map(len, ids))
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        lab = torch.full((len(ids), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for k, (x, y) in enumerate(zip(ids, labels)):
-            input_ids[k, : len(x)] = torch.tensor(x)
-            lab[k, : len(y)] = torch.tensor(y)
-            mask[k, : len(x)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, **self.pixel_inputs(samples), "labels": lab}
+        batch = right_pad(ids, labels, self.tokenizer.pad_token_id)
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                **self.pixel_inputs(samples), "labels": batch["labels"]}
 
     def _prompt_ids(self, samples: list[Sample]) -> list[list[int]]:
-        if self.conversation.whole:  # as the start of the training sequence (coin.models.llava_v1)
+        if self.conversation.whole:  # as the start of the training sequence (coin.models.llava.encode)
             texts = [self.conversation.first_prompt(self.first_question(s)) for s in samples]
             return encode_with_image(self.tokenizer, texts, self._image_ids(), self.image_token)
         texts = [self.prompt_text(s.prompt, s.image is not None) for s in samples]  # one call: batched in Rust

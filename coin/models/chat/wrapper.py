@@ -30,7 +30,9 @@ from pathlib import Path
 import torch
 
 from coin.data.sample import Sample
-from coin.models.vlm import expand_to_square, generating, load_image, no_grad_when_frozen, truncate
+from coin.models.images import expand_to_square, load_image
+from coin.models.modes import generating, no_grad_when_frozen
+from coin.models.sequences import resolve_max_length, truncate
 
 _SENTINEL = "COINANSWERSENTINEL"
 _LM_PROJ = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -395,7 +397,6 @@ def load_chat_vlm(cfg, model_types: tuple[str, ...] | None = None) -> ChatVLM:
 
     from coin.models.backbone import hf_load_kwargs
     from coin.models.empty import from_pretrained
-    from coin.models.vlm import resolve_max_length
 
     path = cfg.options.path
     if model_types is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from coin.models.backbone import BACKBONES, Backbone
+from coin.models.backbone import BACKBONES, Backbone, image_cache_problems
 
 
 @dataclass
@@ -28,17 +28,19 @@ class PretrainConfig:
 
 @dataclass
 class TinyOptions:
-    tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.TinyConfig (sizes, vocabulary)
+    tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.model.TinyConfig (sizes, vocabulary)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the base's caption pretraining
     image_cache_mb: int = 2048  # preprocessed images kept per process, in MiB; 0: none
 
     def check(self) -> list[str]:
-        return [f"image_cache_mb must be >= 0, got {self.image_cache_mb}"] if self.image_cache_mb < 0 else []
+        return image_cache_problems(self.image_cache_mb)
 
 
-@BACKBONES.register("tiny")
+@BACKBONES.register
 class Tiny(Backbone):
     """The built-in ~7M-parameter LLaVA, pretrained on CoIN-Synth captions (cached)."""
+
+    name = "tiny"
 
     Options = TinyOptions
     image_modes = True  # LlavaVLM: eval.image_mode pads or centre-crops test images
@@ -46,7 +48,7 @@ class Tiny(Backbone):
 
     @staticmethod
     def load(cfg, log=print, progress=True):
-        from coin.models.pretrain import load_or_pretrain
+        from coin.models.tiny.pretrain import load_or_pretrain
 
         vlm, _ = load_or_pretrain(cfg, log, progress)
         return vlm
@@ -54,7 +56,7 @@ class Tiny(Backbone):
     @classmethod
     def size_config(cls, cfg) -> tuple[dict, str]:
         """The sizes of ``model.tiny`` in a transformers config's terms (no folder to read)."""
-        from coin.models.tiny import TinyConfig
+        from coin.models.tiny.model import TinyConfig
 
         t = TinyConfig(**(cfg.options.tiny or {}))
         text = {"hidden_size": t.lm_width, "intermediate_size": t.lm_ffn, "num_hidden_layers": t.lm_layers,

@@ -1,4 +1,4 @@
-"""What several commands share: the torch thread count and ``KEY=VALUE`` options."""
+"""The flags several commands share: ``--threads`` (torch's CPU thread count) and ``--set KEY=VALUE``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Any image-text-to-text model whose processor has a chat template (``coin.models.chat``)."""
+"""The chat-template backbones (``coin.models.chat.wrapper``): ``hf``, any image-text-to-text model whose
+processor has a chat template, and ``qwen2-vl``, Qwen2-VL and Qwen2.5-VL."""
 
 from __future__ import annotations
 
@@ -24,15 +25,31 @@ class ChatOptions(PathOptions):
         return problems
 
 
-@BACKBONES.register("hf")
+@BACKBONES.register
 class HF(PathBackbone):
-    """Any AutoModelForImageTextToText whose processor has a chat template (coin.models.chat)."""
+    """Any AutoModelForImageTextToText whose processor has a chat template (coin.models.chat.wrapper)."""
 
+    name = "hf"
     Options = ChatOptions
-    loads_empty = True  # coin.models.chat.load_chat_vlm builds through coin.models.empty.from_pretrained
+    loads_empty = True  # coin.models.chat.wrapper.load_chat_vlm builds through coin.models.empty.from_pretrained
 
     @staticmethod
     def load(cfg, log=print, progress=True):
-        from coin.models.chat import load_chat_vlm
+        from coin.models.chat.wrapper import load_chat_vlm
 
         return load_chat_vlm(cfg)
+
+
+@BACKBONES.register
+class Qwen2VL(PathBackbone):
+    """Qwen2-VL or Qwen2.5-VL (AutoModelForImageTextToText) from a local folder or a hub id."""
+
+    name = "qwen2-vl"
+    Options = ChatOptions
+    loads_empty = True  # coin.models.chat.wrapper.load_chat_vlm builds through coin.models.empty.from_pretrained
+
+    @staticmethod
+    def load(cfg, log=print, progress=True):
+        from coin.models.chat.wrapper import load_chat_vlm
+
+        return load_chat_vlm(cfg, model_types=("qwen2_vl", "qwen2_5_vl"))

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from coin.benchmarks.synth.generator import world
-from coin.models.fit import fit
+from coin.models.tiny.fit import fit
 
 if TYPE_CHECKING:
-    from coin.models.vlm import LlavaVLM
+    from coin.models.llava.wrapper import LlavaVLM
 
 
 class _Heads(nn.Module):

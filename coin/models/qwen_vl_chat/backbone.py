@@ -1,6 +1,6 @@
 """Qwen-VL-Chat (the original 2023 model, CoIN's second MLLM) through its own remote code.
 
-The loading, prompts and decoding are ``coin.models.qwen_vl_chat_vlm``'s; this file holds the keys.
+The loading, prompts and decoding are ``coin.models.qwen_vl_chat.wrapper``'s; this file holds the keys.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from coin.models.backbone import BACKBONES, Backbone, WeightPath
 
-PROMPT_FORMATS = ("chatml", "coin-eval")  # coin.models.qwen_vl_chat_vlm.PROMPTS (checked by a test)
+PROMPT_FORMATS = ("chatml", "coin-eval")  # coin.models.qwen_vl_chat.wrapper.PROMPTS (checked by a test)
 
 
 @dataclass
@@ -25,9 +25,11 @@ class QwenVLChatOptions:
         return problems
 
 
-@BACKBONES.register("qwen-vl-chat")
+@BACKBONES.register
 class QwenVLChat(Backbone):
     """Qwen-VL-Chat from a local folder with its own code (model.path; needs model.trust_remote_code: true)."""
+
+    name = "qwen-vl-chat"
 
     deviations = (
         "CoIN's evaluation merged the adapters into the non-chat Qwen-VL for every stage after the first; here "
@@ -47,7 +49,7 @@ class QwenVLChat(Backbone):
 
     @staticmethod
     def load(cfg, log=print, progress=True):
-        from coin.models.qwen_vl_chat_vlm import load_qwen_vl_chat
+        from coin.models.qwen_vl_chat.wrapper import load_qwen_vl_chat
 
         return load_qwen_vl_chat(cfg, log)
 

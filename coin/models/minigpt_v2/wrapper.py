@@ -35,8 +35,10 @@ from PIL import Image
 
 from coin.data.images import open_image  # the pixel limit, data.max_image_pixels
 from coin.data.sample import Sample
-from coin.models.minigpt_v2_parts import CLIP_MEAN, CLIP_STD
-from coin.models.vlm import PixelCache, generating, load_image, no_grad_when_frozen, truncate
+from coin.models.images import PixelCache, load_image
+from coin.models.minigpt_v2.parts import CLIP_MEAN, CLIP_STD
+from coin.models.modes import generating, no_grad_when_frozen
+from coin.models.sequences import SequenceBatches
 
 GRID = 100  # MiniGPT-v2's box grid
 
@@ -109,8 +111,8 @@ class MiniGPTv2Processor:
         self.tokenizer.save_pretrained(path)
 
 
-class MiniGPTv2VLM:
-    """``coin.models.backbone.VLM`` over ``MiniGPTv2`` (``coin.models.minigpt_v2_parts``).
+class MiniGPTv2VLM(SequenceBatches):
+    """``coin.models.backbone.VLM`` over ``MiniGPTv2`` (``coin.models.minigpt_v2.parts``).
 
     ``identifiers`` and ``native_boxes``: the prompt format (see the module doc); ``max_length``:
     training sequences are cut to it (None: never); ``image_cache_mb``: preprocessed images kept.
@@ -173,8 +175,8 @@ class MiniGPTv2VLM:
         ids = head + [self.pad_id] * self.num_image_tokens + tail
         return ids, [False] * len(head) + [True] * self.num_image_tokens + [False] * len(tail)
 
-    def _sequence(self, s: Sample) -> tuple[list[int], list[bool], list[int], int]:
-        """(ids, image positions, labels, prompt length) of a training sample, uncut."""
+    def _sequence(self, s: Sample) -> tuple[list[int], list[int], int, list[bool]]:
+        """(ids, labels, prompt length, image positions) of a training sample, uncut."""
         ids, image = self._prompt(s)
         prompt_len = len(ids)
         eos = self.tokenizer.eos_token_id
@@ -184,7 +186,7 @@ class MiniGPTv2VLM:
             p = [self.tokenizer.bos_token_id] + self._encode(f"[INST] {q} [/INST]")
             a_ids = self._encode(self.answer_text(s, a)) + [eos]
             ids, labels = ids + p + a_ids, labels + [-100] * len(p) + a_ids
-        return ids, image + [False] * (len(ids) - len(image)), labels, prompt_len
+        return ids, labels, prompt_len, image + [False] * (len(ids) - len(image))
 
     def pixel_inputs(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """``pixel_values`` of the samples that have an image, in order; empty when none has."""
@@ -200,31 +202,15 @@ class MiniGPTv2VLM:
             out.append(px)
         return torch.stack(out)
 
-    def truncated_ids(self, samples: list[Sample]) -> list[str]:
-        """Ids of the samples whose training sequence ``max_length`` cuts."""
-        if self.max_length is None:
-            return []
-        return [s.id for s in samples if len(self._sequence(s)[0]) > self.max_length]
-
     def train_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Right-padded inputs, ``image_mask`` where the image's features go, labels on the answers only."""
-        rows = []
-        for s in samples:
-            ids, image, labels, prompt_len = self._sequence(s)
-            ids, labels = truncate(s, ids, labels, prompt_len, self.max_length, self.truncated)
-            rows.append((ids, image[: len(ids)], labels))
-        width = max(len(r[0]) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        image_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for k, (ids, image, lab) in enumerate(rows):
-            input_ids[k, : len(ids)] = torch.tensor(ids)
+        rows = self.cut_sequences(samples)
+        batch = self.padded(rows)
+        image_mask = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+        for k, (_, _, image) in enumerate(rows):
             image_mask[k, : len(image)] = torch.tensor(image, dtype=torch.bool)
-            labels[k, : len(lab)] = torch.tensor(lab)
-            mask[k, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask, **self.pixel_inputs(samples),
-                "image_mask": image_mask, "labels": labels}
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                **self.pixel_inputs(samples), "image_mask": image_mask, "labels": batch["labels"]}
 
     def generation_batch(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
         """Left-padded prompts (every row's next token in the last column) with their images."""

@@ -25,10 +25,11 @@ from coin.benchmarks.synth.generator import CAPTION_PROMPT, GENERATOR_VERSION, g
 from coin.io import cache_dir, publish_dir
 from coin.machine import cpu_identity
 from coin.models.empty import from_pretrained
-from coin.models.fit import fit
-from coin.models.tiny import TinyConfig, build_model, build_processor, train_tokenizer
+from coin.models.tiny.fit import fit
+from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
 from coin.data.coin_json import load_train
-from coin.models.vlm import LlavaVLM, resolve_max_length
+from coin.models.llava.wrapper import LlavaVLM
+from coin.models.sequences import resolve_max_length
 
 BASE_VERSION = 1
 
@@ -141,7 +142,7 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
     vlm = LlavaVLM(model, processor)
     samples = load_train(data / "pretrain" / "train.json", data / "images", "pretrain")
     if p.vision_steps > 0:
-        from coin.models.vision_pretrain import pretrain_vision
+        from coin.models.tiny.vision_pretrain import pretrain_vision
 
         tower = model.model.vision_tower
         if (work / TOWER_FILE).is_file():

@@ -1,7 +1,7 @@
 """MiniGPT-v2 (CoIN's third MLLM) from its released files: EVA ViT-g, the MiniGPT-v2 checkpoint, Llama-2-chat.
 
-The model is assembled by ``coin.models.minigpt_v2_parts`` and wrapped by
-``coin.models.minigpt_v2_vlm``; this file holds its keys and the prompt formats they choose.
+The model is assembled by ``coin.models.minigpt_v2.parts`` and wrapped by
+``coin.models.minigpt_v2.wrapper``; this file holds its keys and the prompt formats they choose.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from coin.models.backbone import BACKBONES, Backbone, WeightPath
-from coin.models.backbones.llava import image_cache_problems
+from coin.models.backbone import BACKBONES, Backbone, WeightPath, image_cache_problems
 
 # key -> (what it names, "folder" or "file")
 _PARTS = {"lm_path": ("a local Llama-2-7B-chat folder", "folder"),
@@ -69,13 +68,15 @@ _FETCH = {  # the dry run prints these for a missing piece
 }
 
 
-@BACKBONES.register("minigpt-v2")
+@BACKBONES.register
 class MiniGPTv2(Backbone):
     """MiniGPT-v2 from its released files (Llama-2-7B-chat, eva_vit_g.pth, its checkpoint); CoIN's prompt by default.
 
     model.lm_path: the Llama-2-7B-chat folder; model.vit_path: eva_vit_g.pth; model.checkpoint_path:
     the MiniGPT-v2 checkpoint (llama_proj and the LoRA); model.prompt: coin or native.
     """
+
+    name = "minigpt-v2"
 
     deviations = (
         "CoIN's evaluation built the model without lora_alpha, so PEFT's default 16 scaled the trained LoRA 16x "
@@ -89,8 +90,8 @@ class MiniGPTv2(Backbone):
     @staticmethod
     def load(cfg, log=print, progress=True):
         from coin.models.backbone import torch_dtype
-        from coin.models.minigpt_v2_parts import assemble_minigpt_v2
-        from coin.models.minigpt_v2_vlm import MiniGPTv2VLM
+        from coin.models.minigpt_v2.parts import assemble_minigpt_v2
+        from coin.models.minigpt_v2.wrapper import MiniGPTv2VLM
 
         o = cfg.options
         model, tokenizer = assemble_minigpt_v2(

@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from coin.models.errors import MissingPartError, PartsError  # re-exported: their home was here
+from coin.errors import MissingPartError, PartsError  # re-exported: their home was here
+from coin.models.load_parts import check_folder as _check_folder, load_part as _load_part
 
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
@@ -107,43 +108,6 @@ def map_projector(state: dict[str, torch.Tensor], path: str | os.PathLike) -> di
 
 
 # ---------------------------------------------------------------------------- the two folders
-def _check_folder(path, what: str, files: tuple[str, ...]) -> Path:
-    if path is None:
-        raise MissingPartError(f"no {what} folder given")
-    path = Path(path)
-    if not path.is_dir():
-        raise MissingPartError(f"{what} folder {path} does not exist")
-    for name in files:
-        if not (path / name).is_file():
-            raise MissingPartError(f"{what} folder {path} has no {name}")
-    return path
-
-
-def _load_part(cls, path: Path, what: str, **kwargs):
-    """``cls.from_pretrained`` that refuses a part with missing or mis-shaped weights (which
-    ``from_pretrained`` would fill at random with only a warning)."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its load report would list, e.g., a CLIPModel's whole text tower
-    try:
-        model, info = cls.from_pretrained(str(path), output_loading_info=True, ignore_mismatched_sizes=True,
-                                          **kwargs)  # mismatches come back in info, named, instead of raising
-    except (OSError, RuntimeError, ValueError) as e:  # unreadable weights, wrong shapes
-        raise PartsError(f"{what} folder {path} cannot be loaded: {e}") from None
-    finally:
-        hf_logging.set_verbosity(level)
-    lines = [f"missing weight {k!r}" for k in sorted(info.get("missing_keys") or [])]
-    for k in info.get("mismatched_keys") or []:  # (key, shape in the checkpoint, shape in the model)
-        if isinstance(k, str) or len(k) != 3:
-            lines.append(f"weight {k if isinstance(k, str) else k[0]!r} has the wrong shape")
-        else:
-            lines.append(f"weight {k[0]!r} has shape {tuple(k[1])} in the checkpoint, {tuple(k[2])} in the model")
-    if lines:
-        raise PartsError(f"{what} folder {path}: " + "; ".join(lines[:10]) + (" ..." if len(lines) > 10 else ""))
-    return model
-
-
 def _vision_config_type(path: Path) -> str:
     try:
         model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
