@@ -93,10 +93,7 @@ def validate(cfg: RunConfig, problems: list[str]) -> None:
     from coin.tasks.protocol_sets import choice_problems
     from coin.methods import METHODS
     from coin.tasks import TASKS
-    try:  # TEMP until the tasks helper lands coin.tasks.orders
-        from coin.tasks.orders import order_problems
-    except ImportError:
-        from coin.tasks.orders import order_problems
+    from coin.tasks.orders import order_problems
 
     for task in cfg.eval.max_new_tokens or {}:
         if task not in TASKS:

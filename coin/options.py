@@ -348,6 +348,21 @@ class OptionDoc:
     doc: str
 
 
+
+def parsed(section: Any, key: str, selector: str, registry: Any) -> Any:
+    """``section`` with its entry's ``options`` parsed (``parse_section``), raising ``OptionsError`` on a problem.
+
+    A section from ``coin.config_load`` (its options already the entry's dataclass) is returned as it
+    is; one built by hand (``options`` still a mapping) is parsed here, so a bad key still names itself.
+    """
+    options_cls = registry.options_of(getattr(section, selector)) or NoOptions
+    if isinstance(section.options, options_cls):
+        return section
+    section, problems = parse_section(section, key, selector, registry)
+    if problems:
+        raise OptionsError(problems, what=key)
+    return section
+
 def describe(cls: type | None) -> list[OptionDoc]:
     """The options of the dataclass ``cls``: name, type, default and the comment beside the field."""
     if cls is None or not dataclasses.is_dataclass(cls):

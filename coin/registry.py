@@ -12,6 +12,7 @@ triggers that import, so a module that registers an entry can itself be a built-
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -90,6 +91,20 @@ class Registry(Generic[T]):
         self._items[name] = entry
         self._options[name] = options
         return entry
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator["Registry[T]"]:
+        """Entries registered inside the block are gone after it (a plugin's tests register freely).
+
+        The built-ins are loaded first, so the restored registry is the full one, not a snapshot
+        taken before the first lookup.
+        """
+        self._load()
+        items, options = dict(self._items), dict(self._options)
+        try:
+            yield self
+        finally:
+            self._items, self._options = items, options
 
     def options_of(self, name: str) -> type | None:
         """The options dataclass of entry ``name``: the one registered with it, else its ``Options``."""

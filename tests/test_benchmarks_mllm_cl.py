@@ -21,6 +21,7 @@ from coin.benchmarks.check import check_data
 from coin.benchmarks.mllm_cl import mathvista
 from coin.tasks.protocol_sets import score_protocols
 from coin.scoring.scorers import score_sample
+from coin.data.sample import TestItem
 
 
 def _edit(path, fn):
@@ -45,14 +46,14 @@ def acl(tmp_path):
 def test_both_streams_load_with_either_image_path_convention(dcl, acl):
     cfg = DataConfig(benchmark="mllm-dcl", root=str(dcl))
     bench = load_benchmark(cfg, ["RS", "Med"], seed=0)
-    assert bench.test["RS"][0]["image_path"] == str(dcl / "Domain_data" / "RS" / "images" / "test_0.png")
-    assert bench.test["Med"][0]["image_path"] == str(dcl / "Domain_data" / "Med" / "images" / "test_0.png")  # x.png
+    assert bench.test["RS"][0].image_path == str(dcl / "Domain_data" / "RS" / "images" / "test_0.png")
+    assert bench.test["Med"][0].image_path == str(dcl / "Domain_data" / "Med" / "images" / "test_0.png")  # x.png
     assert bench.train["Med"][0].image == str(dcl / "Domain_data" / "Med" / "images" / "train_0.png")
-    assert bench.test["RS"][0]["question_id"] == "0"  # an int id in the file
+    assert bench.test["RS"][0].question_id == "0"  # an int id in the file
     bench = load_benchmark(DataConfig(benchmark="mllm-acl", root=str(acl)), ["OCR", "Math", "VP", "APP"], seed=0)
-    assert bench.test["VP"][0]["image_path"] == str(acl / "CV-Benchv2" / "images" / "0.png")
+    assert bench.test["VP"][0].image_path == str(acl / "CV-Benchv2" / "images" / "0.png")
     assert bench.train["Math"][0].image == str(acl / "Math" / "images" / "0.png")
-    assert bench.test["OCR"][0]["answer"] == ["green", "GREEN"] and bench.test["APP"][0]["answer"] is None
+    assert bench.test["OCR"][0].answer == ["green", "GREEN"] and bench.test["APP"][0].answer is None
     assert check_data(DataConfig(benchmark="mllm-acl", root=str(acl))).ok
 
 
@@ -73,9 +74,9 @@ def test_fin_prompts_lose_the_gold_dependent_format_line_in_training_and_test(dc
     assert fin_prompt("Is it up?\nAnswer yes or no.") == f"Is it up?\n{FIN_LINE}"  # same line whatever the gold
     assert fin_prompt("How much is it?") == f"How much is it?\n{FIN_LINE}"  # no format line: one is appended
     bench = load_benchmark(DataConfig(benchmark="mllm-dcl", root=str(dcl)), ["Fin", "Sci"], seed=0)
-    assert bench.test["Fin"][0]["text"] == f"What colour is the chart?\n{FIN_LINE}"
+    assert bench.test["Fin"][0].text == f"What colour is the chart?\n{FIN_LINE}"
     assert bench.train["Fin"][0].prompt == f"What colour is the chart?\n{FIN_LINE}"
-    assert bench.test["Sci"][0]["text"].endswith("single word or phrase.")  # other domains keep theirs
+    assert bench.test["Sci"][0].text.endswith("single word or phrase.")  # other domains keep theirs
 
 
 # --------------------------------------------------------------------------------------------- scoring
@@ -116,11 +117,11 @@ def test_an_empty_output_is_unparsable_and_a_missing_one_counts():
 
 
 def test_mathvista_rules_read_options_numbers_and_the_quoted_answer():
-    opts = {"answer": "B", "text": "Which is larger?\nA. 3\nB. 5"}
+    opts = TestItem.from_row({"answer": "B", "text": "Which is larger?\nA. 3\nB. 5"})
     assert mathvista.extract_by_rules("B", opts) == "B" and mathvista.extract_by_rules("5", opts) == "B"
     assert score_sample("mathvista", "(B)", opts).score == 1.0
     assert mathvista.extract_by_rules("I believe it is larger.", opts) is None
-    num = {"answer": "2.5", "text": "What is x?"}
+    num = TestItem.from_row({"answer": "2.5", "text": "What is x?"})
     assert score_sample("mathvista", "2.50", num).score == 1.0  # rounded to the answer's decimals
     assert score_sample("mathvista", 'The answer is "2.5".', num).score == 1.0
     assert score_sample("mathvista", "x is two and a half", num).tag == "unparsable"  # the LLM's job
@@ -272,7 +273,7 @@ def test_coin_judge_extract_rescores_a_run_folder_from_its_own_config(extractor,
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
     records = load_benchmark(cfg.data, ["Math"], cfg.seed).test["Math"]
-    outputs = {str(r["question_id"]): f"I think it is {r['answer']}" for r in records}  # no rule reads this
+    outputs = {r.question_id: f"I think it is {r.answer}" for r in records}  # no rule reads this
     pred = run / "stages" / "01-Math" / "predictions" / "Math.jsonl"
     pred.parent.mkdir(parents=True)
     rows = score_protocols("Math", outputs, records)["paper"].samples

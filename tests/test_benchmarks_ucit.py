@@ -39,8 +39,8 @@ def test_the_released_layout_loads_with_every_folder_spelling(ucit):
     sample = bench.train["CLEVR-Math"][0]
     assert sample.image == str(ucit / "datasets" / "CLEVR" / "train_0.png") and sample.answer == "0"
     cap = bench.test["Flickr30k"][2]  # record k takes the captions of image id k + 1
-    assert cap["references"] == ["a yellow picture", "a square that is yellow"] and cap["answer"] == "a yellow picture"
-    assert bench.test["VizWiz-Caption"][0]["references"][0] == "a plain green square"
+    assert cap.extra["references"] == ["a yellow picture", "a square that is yellow"] and cap.answer == "a yellow picture"
+    assert bench.test["VizWiz-Caption"][0].extra["references"][0] == "a plain green square"
 
 
 def test_check_names_a_missing_image_a_malformed_record_and_a_path_escape(ucit):
@@ -71,7 +71,7 @@ def test_a_reference_file_whose_ids_do_not_match_is_named_and_the_record_keeps_i
     assert any("1 image id(s) match no test record" in n and "e.g. 9" in n for n in task.answer_notes)
     assert "answer note" in m.format()
     last = load_benchmark(_cfg(ucit), ["VizWiz-Caption"], seed=0).test["VizWiz-Caption"][3]
-    assert "references" not in last and captions.references_of(last) == [last["answer"]]
+    assert "references" not in last.extra and captions.references_of(last) == [last.answer]
     assert main(["data", "check", "--set", "data.benchmark=ucit", "--root", str(ucit), "--tasks", "VizWiz-Caption",
                  "--quick"]) == 0
     assert "without references" in capsys.readouterr().out

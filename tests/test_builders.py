@@ -270,14 +270,19 @@ BUILDERS.register(Builder(name="sketchsrc", task="Sketch", build=build, inputs="
 '''
 
 
-def test_a_plugin_source_is_one_file(tmp_path, monkeypatch):
+@pytest.fixture
+def scratch_builders():
+    """Tasks and builders registered in a test are gone after it."""
+    from coin.tasks import TASKS
+
+    with TASKS.scratch(), BUILDERS.scratch():
+        yield
+
+
+def test_a_plugin_source_is_one_file(tmp_path, scratch_builders):
     """The builder registry is filled by each module's own last line, so a plugin's builder needs no other edit."""
     import importlib.util
 
-    from coin.tasks import TASKS
-
-    for reg in (TASKS, BUILDERS):
-        monkeypatch.setattr(reg, "_items", dict(reg._items))
     (tmp_path / "sketch_plugin.py").write_text(PLUGIN_BUILDER)
     spec = importlib.util.spec_from_file_location("sketch_plugin_for_test", tmp_path / "sketch_plugin.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))

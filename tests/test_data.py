@@ -47,7 +47,7 @@ def test_test_records_and_boxes(tmp_path):
     good = {"question_id": 1, "image": "a.png", "text": "Please provide ...: the cat", "answer": "[0.10, 0.20, 0.30, 0.40]",
             "answer_bbox": "[0.10, 0.20, 0.30, 0.40]", "size": [64, 64]}
     f = _write(tmp_path / "test.json", [good])
-    assert load_test(f, tmp_path, "Grounding")[0]["question_id"] == "1"
+    assert load_test(f, tmp_path, "Grounding")[0].question_id == "1"
     bad = dict(good, question_id=2, answer_bbox="[0.1, 0.2, 1.3, 0.4]")
     f = _write(tmp_path / "test2.json", [good, bad])
     with pytest.raises(DataError, match=r"record 1 \(question_id 2\): answer_bbox .* not four numbers in \[0, 1\]"):

@@ -134,7 +134,7 @@ def test_stats(tree, capsys):
 def test_load_benchmark_applies_families_and_overrides(tree, tmp_path):
     bench = load_benchmark(_cfg(tree, instructions="diverse"), ["GQA", "VizWiz"], seed=0)
     assert bench.train["GQA"][0].prompt == "Is the sky dark?\nRespond to the question briefly, using only one word or a phrase."
-    assert bench.test["VizWiz"][0]["text"].endswith("\nProvide a succinct response with a single word or phrase.")
+    assert bench.test["VizWiz"][0].text.endswith("\nProvide a succinct response with a single word or phrase.")
     # a released Type2 folder is used as it is
     t2 = tree / "Instruction_Type2" / "GQA"
     t2.mkdir(parents=True)
@@ -153,7 +153,7 @@ def test_load_benchmark_applies_families_and_overrides(tree, tmp_path):
         load_benchmark(cfg, ["VizWiz"], 0)
     cfg.paths["VizWiz"].update(image_root=str(elsewhere), train="Instructions_Original/VizWiz/train.json")
     bench = load_benchmark(cfg, ["VizWiz"], 0)
-    assert bench.test["VizWiz"][0]["image_path"] == str((elsewhere / "VizWiz/val/VizWiz_val_00000000.jpg").resolve())
+    assert bench.test["VizWiz"][0].image_path == str((elsewhere / "VizWiz/val/VizWiz_val_00000000.jpg").resolve())
 
 
 def test_bad_paths_config_and_all_missing_files_listed(tree):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import coin.models.decode as decode
-from coin.models.kv_cache import PreallocatedLayer, cache_for, preallocated_cache
+from coin.models.kv_cache import PreallocatedLayer, cache_for, cache_kwargs, preallocated_cache
 from coin.data.sample import Sample
 from tinyvlm import sharp_vlm_and_samples
 
@@ -98,7 +98,7 @@ def test_preallocated_cache_grows_when_the_plan_is_too_small(vlm_and_batch):
     eos = vlm.tokenizer.eos_token_id
     cache = preallocated_cache(vlm.model, capacity=3)
     out = vlm.model.generate(**batch, max_new_tokens=6, do_sample=False, num_beams=1, eos_token_id=eos,
-                             pad_token_id=vlm.tokenizer.pad_token_id, past_key_values=cache)
+                             pad_token_id=vlm.tokenizer.pad_token_id, **cache_kwargs(cache))
     ref = vlm.model.generate(**batch, max_new_tokens=6, do_sample=False, num_beams=1, eos_token_id=eos,
                              pad_token_id=vlm.tokenizer.pad_token_id)
     assert torch.equal(out, ref)

@@ -14,6 +14,7 @@ import json
 import pytest
 
 import coin.engine.evaluate as ev
+from coin.data.sample import TestItem
 
 
 class CountingVLM:
@@ -30,8 +31,8 @@ class CountingVLM:
         return [f"answer {s.id}" for s in chunk]
 
 
-RECORDS = [{"question_id": f"q{k}", "task": "ImageNet", "image_path": None, "text": f"What is object {k}?" + "?" * k,
-            "answer": f"answer q{k}"} for k in range(10)]
+RECORDS = [TestItem.from_row({"question_id": f"q{k}", "task": "ImageNet", "image_path": None,
+                              "text": f"What is object {k}?" + "?" * k, "answer": f"answer q{k}"}) for k in range(10)]
 
 
 def _partial(pred_dir, rank, ids):
@@ -56,7 +57,7 @@ def _final(pred_dir):
 def test_one_process_killed_before_the_merge_resumes_on_two(tmp_path, monkeypatch):
     pred = tmp_path / "predictions"
     pred.mkdir()
-    _partial(pred, 0, [r["question_id"] for r in RECORDS])  # a 1-process launch answered all, then was killed
+    _partial(pred, 0, [r.question_id for r in RECORDS])  # a 1-process launch answered all, then was killed
     vlm = CountingVLM()
     _as_rank(monkeypatch, 1, 2)
     assert _evaluate(vlm, pred) is None  # rank 1 of the 2-process relaunch
@@ -64,14 +65,14 @@ def test_one_process_killed_before_the_merge_resumes_on_two(tmp_path, monkeypatc
     scores = _evaluate(vlm, pred)
     assert vlm.asked == []  # nothing asked twice
     assert scores["paper"].score == 100.0
-    assert _final(pred) == {r["question_id"]: f"answer {r['question_id']}" for r in RECORDS}
+    assert _final(pred) == {r.question_id: f"answer {r.question_id}" for r in RECORDS}
     assert not list(pred.glob("*.partial.jsonl"))
 
 
 def test_two_processes_killed_midway_resume_on_one(tmp_path, monkeypatch):
     pred = tmp_path / "predictions"
     pred.mkdir()
-    ids = [r["question_id"] for r in RECORDS]
+    ids = [r.question_id for r in RECORDS]
     _partial(pred, 0, ids[0::2][:3])  # each rank of a 2-process launch answered part of its shard
     _partial(pred, 1, ids[1::2][:4])
     with open(pred / "ImageNet.rank1.partial.jsonl", "a") as f:

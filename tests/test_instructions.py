@@ -166,11 +166,10 @@ def test_a_later_turn_without_an_instruction_line_names_its_turn():
 
 
 @pytest.fixture
-def scratch_registries(monkeypatch):
+def scratch_registries():
     """Tasks and families registered in a test are gone after it (the caches that key on them too)."""
-    for reg in (TASKS, FAMILIES):
-        monkeypatch.setattr(reg, "_items", dict(reg._items))
-    yield
+    with TASKS.scratch(), FAMILIES.scratch():
+        yield
     instructions._known_lines_of.cache_clear()
     instructions._slot_patterns.cache_clear()
 

@@ -125,8 +125,8 @@ def _cfg(server: ScriptedJudge, model: str = "judge-a", **kw):
 # --------------------------------------------------------------------------- a fake run folder
 
 
-def _truth(task: str, record: dict) -> str:
-    return str(record["answer_bbox"] if task == "Grounding" else record["answer"])
+def _truth(task: str, record) -> str:
+    return str(record.answer_bbox if task == "Grounding" else record.answer)
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def _write_predictions(run_dir: Path, records: dict, outputs: dict) -> None:
     for stage, tasks in STAGES.items():
         d = run_dir / "stages" / stage
         for task in tasks:
-            outs = {r["question_id"]: outputs[(stage, task, i)] for i, r in enumerate(records[task])
+            outs = {r.question_id: outputs[(stage, task, i)] for i, r in enumerate(records[task])
                     if outputs[(stage, task, i)] is not None}
             res = score_task(get_task(task).scorer, outs, records[task])
             (d / "predictions").mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,9 @@ import pytest
 
 from coin.tasks.knowledge import answer_spaces, content_score, judge_knowledge, knowledge_task
 from coin.scoring.scorers import score_sample
+from coin.data.sample import TestItem
+
+T = TestItem.from_row  # a test record as the loader gives it
 
 SPACES = answer_spaces({
     "GQA": ["large", "small", "left", "right", "red", "blue"],
@@ -24,14 +27,14 @@ SQA = {"question_id": "1", "text": "Which is a mammal?\nA. goldfish\nB. tabby ca
     ("", 0.0),
 ])
 def test_phrase_content(output, expected):
-    assert content_score("phrase", output, {"answer": "large"}) == expected
+    assert content_score("phrase", output, T({"answer": "large"})) == expected
 
 
 def test_ten_answers_give_soft_content():
     record = {"answer": "red", "answers": ["red"] * 2 + ["dark red"] * 1 + ["blue"] * 7}
-    assert content_score("phrase", "It is red.", record) == pytest.approx(2 / 3)  # "red" twice; "dark red" absent
-    assert content_score("phrase", "dark red", record) == 1.0  # both "red" and "dark red" are in it
-    assert content_score("phrase", "blue", record) == 1.0
+    assert content_score("phrase", "It is red.", T(record)) == pytest.approx(2 / 3)  # "red" twice; "dark red" absent
+    assert content_score("phrase", "dark red", T(record)) == 1.0  # both "red" and "dark red" are in it
+    assert content_score("phrase", "blue", T(record)) == 1.0
 
 
 @pytest.mark.parametrize("output, expected", [
@@ -43,15 +46,15 @@ def test_ten_answers_give_soft_content():
     ("goldfish", 0.0),
 ])
 def test_letter_content(output, expected):
-    assert content_score("letter", output, SQA) == expected
+    assert content_score("letter", output, T(SQA)) == expected
 
 
 def test_box_content():
     record = {"answer": "[0.1, 0.1, 0.5, 0.5]", "answer_bbox": "[0.1, 0.1, 0.5, 0.5]"}
-    assert content_score("box", "The box is at 0.1, 0.12, 0.5 and 0.5.", record) == 1.0
-    assert content_score("box", "[0.6, 0.6, 0.9, 0.9]", record) == 0.0
-    assert content_score("box", "[0.5, 0.5, 0.1, 0.1]", record) == 0.0  # inverted
-    assert content_score("box", "top left", record) == 0.0
+    assert content_score("box", "The box is at 0.1, 0.12, 0.5 and 0.5.", T(record)) == 1.0
+    assert content_score("box", "[0.6, 0.6, 0.9, 0.9]", T(record)) == 0.0
+    assert content_score("box", "[0.5, 0.5, 0.1, 0.1]", T(record)) == 0.0  # inverted
+    assert content_score("box", "top left", T(record)) == 0.0
 
 
 @pytest.mark.parametrize("task, form, output, record, paper, tag", [
@@ -68,7 +71,7 @@ def test_box_content():
     ("ScienceQA", "letter", "tabby cat", SQA, 0.0, "format"),
 ])
 def test_tags(task, form, output, record, paper, tag):
-    assert judge_knowledge(task, form, output, record, paper, SPACES).tag == tag
+    assert judge_knowledge(task, form, output, T(record), paper, SPACES).tag == tag
 
 
 def test_format_errors_of_the_paper_scorer_are_knowledge_kept():
@@ -76,7 +79,7 @@ def test_format_errors_of_the_paper_scorer_are_knowledge_kept():
     record = {"question_id": "q", "answer": "large", "text": "How big is the cross?"}
     paper = score_sample("exact", "The cross is large.", record).score
     assert paper == 0.0
-    k = judge_knowledge("GQA", "phrase", "The cross is large.", record, paper, SPACES)
+    k = judge_knowledge("GQA", "phrase", "The cross is large.", T(record), paper, SPACES)
     assert (k.score, k.tag) == (1.0, "format")
 
 

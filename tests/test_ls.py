@@ -40,11 +40,11 @@ class Halfway(Method):
 
 
 @pytest.fixture
-def scratch_methods(monkeypatch, request):
+def scratch_methods(request):
     """METHODS as it is now, restored after the test (a plugin's registration does not leak)."""
-    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
-    monkeypatch.setattr(METHODS, "_options", dict(METHODS._options))
     request.addfinalizer(lambda: [sys.modules.pop(m) for m in list(sys.modules) if m.startswith("coin_plugin_ls")])
+    with METHODS.scratch():
+        yield
 
 
 def _section(out: str, kind: str) -> str:

@@ -18,11 +18,13 @@ from coin.engine.plan import describe
 from coin.tasks.protocol_sets import protocol_card, resolve, score_protocols, with_backbone
 from coin.scoring.scorers import score_grounding, score_grounding_minigpt
 from coin.models import BACKBONES
+from coin.scoring.item import TestItem
 
 # a wide image: answer_bbox is normalised to the padded square, origin_answer_bbox to the image itself
-RECORD = {"question_id": "g1", "text": "Please provide the bounding box coordinate of the region this sentence "
+ROW = {"question_id": "g1", "text": "Please provide the bounding box coordinate of the region this sentence "
           "describes: the dog", "answer": "", "answer_bbox": "[0.10, 0.55, 0.30, 0.70]",
           "origin_answer_bbox": "[0.10, 0.60, 0.30, 0.90]", "size": [640, 320]}
+RECORD = TestItem.from_row(ROW)
 
 
 @pytest.mark.parametrize("output, score, tag", [
@@ -41,11 +43,11 @@ def test_the_minigpt_scorer_reads_as_the_script_read(output, score, tag):
 
 def test_the_truth_box_is_the_origin_one_or_a_square_images_answer_bbox():
     assert score_grounding("[0.10, 0.55, 0.30, 0.70]", RECORD).score == 1.0  # LLaVA's rule: the padded square
-    square = {k: v for k, v in RECORD.items() if k != "origin_answer_bbox"} | {"size": [64, 64]}
-    assert score_grounding_minigpt("[0.10, 0.55, 0.30, 0.70]", square).score == 1.0  # one box when square
+    square = {k: v for k, v in ROW.items() if k != "origin_answer_bbox"} | {"size": [64, 64]}
+    assert score_grounding_minigpt("[0.10, 0.55, 0.30, 0.70]", TestItem.from_row(square)).score == 1.0  # one box
     unsized = {k: v for k, v in square.items() if k != "size"}  # CoIN-Synth's records say nothing else
-    assert score_grounding_minigpt("[0.10, 0.55, 0.30, 0.70]", unsized).score == 1.0
-    wide = {k: v for k, v in RECORD.items() if k != "origin_answer_bbox"}
+    assert score_grounding_minigpt("[0.10, 0.55, 0.30, 0.70]", TestItem.from_row(unsized)).score == 1.0
+    wide = TestItem.from_row({k: v for k, v in ROW.items() if k != "origin_answer_bbox"})
     with pytest.raises(ValueError, match="g1.*origin_answer_bbox.*not square"):
         score_grounding_minigpt("[0.10, 0.55, 0.30, 0.70]", wide)
 

@@ -89,9 +89,10 @@ def test_a_task_in_one_plugin_file_checks_and_runs_end_to_end(tmp_path, micro_co
 
 
 @pytest.fixture
-def scratch_tasks(monkeypatch):
+def scratch_tasks():
     """Tasks registered in a test are gone after it."""
-    monkeypatch.setattr(TASKS, "_items", dict(TASKS._items))
+    with TASKS.scratch():
+        yield
 
 
 def test_a_bad_spec_stops_at_registration_listing_every_problem(scratch_tasks):

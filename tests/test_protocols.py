@@ -108,12 +108,12 @@ def test_dry_run_names_the_missing_answer_source(released: Path, tmp_path: Path,
 def test_with_the_source_textvqa_is_soft_scored(released: Path) -> None:
     cfg = DataConfig(benchmark="coin", root=str(released), answers={"TextVQA": "TextVQA_0.5.1_val.json"})
     records = load_benchmark(cfg, ["TextVQA"], 0, protocols={}).test["TextVQA"]
-    assert records[0]["answers"] == ["1735"] * 9 + ["1736"]
-    qid = records[0]["question_id"]
+    assert records[0].answers == ["1735"] * 9 + ["1736"]
+    qid = records[0].question_id
     scores = score_protocols("TextVQA", {qid: "1736"}, records)  # one annotator of ten said 1736
     assert scores["paper"].score == pytest.approx(30.0)  # soft accuracy, not exact match (0)
     # without the join, a protocol needing ten answers refuses instead of quietly using exact match
-    plain = [{k: v for k, v in r.items() if k != "answers"} for r in records]
+    plain = [r.without("answers") for r in records]
     with pytest.raises(ValueError, match="needs ten answers"):
         score_protocols("TextVQA", {qid: "1736"}, plain)
     assert score_protocols("TextVQA", {qid: "1735"}, plain, {"TextVQA": "single"})["paper"].score == 100.0
@@ -304,11 +304,12 @@ def test_a_miss_is_tagged_alike_under_both_protocols() -> None:
 
 
 @pytest.fixture
-def scratch_tasks(monkeypatch):
+def scratch_tasks():
     """Tasks registered in a test are gone after it."""
     from coin.tasks import TASKS
 
-    monkeypatch.setattr(TASKS, "_items", dict(TASKS._items))
+    with TASKS.scratch():
+        yield
 
 
 def test_a_task_file_declares_its_protocols_and_the_card_reads_them(scratch_tasks) -> None:

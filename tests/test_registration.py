@@ -91,16 +91,14 @@ def test_the_0x_form_warns_and_still_works():
 
 
 @pytest.fixture
-def scratch(monkeypatch):
+def scratch():
     """Entries registered in a test are gone after it."""
     from coin.benchmarks import BENCHMARKS
     from coin.benchmarks.coin.builders import BUILDERS
     from coin.tasks import TASKS
 
-    for reg in (TASKS, BENCHMARKS, BUILDERS):
-        reg.names()  # the built-ins first
-        monkeypatch.setattr(reg, "_items", dict(reg._items))
-        monkeypatch.setattr(reg, "_options", dict(reg._options))
+    with TASKS.scratch(), BENCHMARKS.scratch(), BUILDERS.scratch():
+        yield
 
 
 def _sketch(**kw):

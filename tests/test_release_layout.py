@@ -121,7 +121,7 @@ def test_the_whole_release_tree_loads(tmp_path):
     cfg = DataConfig(benchmark="coin", root=str(root), image_root=str(image_root))
     bench = load_benchmark(cfg, list(ORDERS["paper"]), seed=0, protocols={"TextVQA": "single"})
     assert {t: len(v) for t, v in bench.test.items()} == dict.fromkeys(ORDERS["paper"], 2)
-    assert bench.test["VQAv2"][0]["image_path"].endswith("COCO2014/val2014/VQAv2_t0.png")
+    assert bench.test["VQAv2"][0].image_path.endswith("COCO2014/val2014/VQAv2_t0.png")
 
 
 # --------------------------------------------------------------------------- 13. the dry run

@@ -111,12 +111,12 @@ def test_the_eight_tasks_files_are_pinned(tmp_path):
 
 
 @pytest.fixture
-def scratch_registries(monkeypatch):
+def scratch_registries():
     """Tasks and makers registered in a test are gone after it."""
     from coin.tasks import TASKS
 
-    for reg in (TASKS, MAKERS):
-        monkeypatch.setattr(reg, "_items", dict(reg._items))
+    with TASKS.scratch(), MAKERS.scratch():
+        yield
 
 
 def test_a_plugin_registers_a_maker_from_its_own_file(scratch_registries, tmp_path):

@@ -64,7 +64,7 @@ def test_text_only_train_and_test_records_load(tmp_path):
     assert [s.image for s in samples] == [str((tmp_path / "a.png").resolve()), None, None]
     assert samples[1].prompt == SQA  # no <image> line to strip
     records = load_test(folder / "test.json", tmp_path, "ScienceQA")
-    assert [r["image_path"] for r in records] == [str((tmp_path / "a.png").resolve()), None]
+    assert [r.image_path for r in records] == [str((tmp_path / "a.png").resolve()), None]
     assert [s.image for s in eval_samples(records)] == [str((tmp_path / "a.png").resolve()), None]
 
 
@@ -89,7 +89,7 @@ def test_grounding_needs_answer_bbox_not_answer_and_vqa_still_needs_answer(tmp_p
     m = check_task(tmp_path, tmp_path, "original", "Grounding", open_images=False)
     assert m.ok, m.malformed
     assert load_test(tmp_path / "Instructions_Original" / "Grounding" / "test.json", tmp_path,
-                     "Grounding")[0]["question_id"] == "g0"
+                     "Grounding")[0].question_id == "g0"
     # a VQA task's record without `answer` is still refused, by the check and the loader alike
     _tree(tmp_path, "GQA", [_train("t0")], [_test("q0"), {k: v for k, v in _test("q1").items() if k != "answer"}])
     m = check_task(tmp_path, tmp_path, "original", "GQA", open_images=False)
@@ -120,7 +120,7 @@ def test_scienceqa_builder_keeps_every_problem_of_the_test_split(tmp_path):
     assert [r["question_id"] for r in test] == ["9", "11"]
     assert "image" not in test[1] and test[1]["answer"] == "B"
     records = load_test(folder / "test.json", tmp_path, "ScienceQA")
-    assert records[1]["image_path"] is None
+    assert records[1].image_path is None and records[1].has("image_path")
 
 
 # ----------------------------------------------------------------------------- backbones

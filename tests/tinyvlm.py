@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from coin.models.tiny.model import TinyConfig, build_model, build_processor, train_tokenizer
-from coin.data.sample import Sample
+from coin.data.sample import Sample, TestItem
 from coin.models.llava.wrapper import LlavaVLM
 
 MICRO = TinyConfig(vocab_size=300, vision_width=32, vision_layers=1, vision_heads=2, lm_width=32, lm_layers=2,
@@ -77,6 +77,6 @@ def sharp_vlm_and_samples(root: Path, prompts: list[str], data_seed: int, model_
     return vlm, samples
 
 
-def records_of(samples: list[Sample]) -> list[dict]:
+def records_of(samples: list[Sample]) -> list[TestItem]:
     """Test records (as ``coin.data.coin_json.load_test`` gives them) for ``samples``."""
-    return [{"question_id": s.id, "task": s.task, "image_path": s.image, "text": s.prompt} for s in samples]
+    return [TestItem(question_id=s.id, task=s.task, image_path=s.image, text=s.prompt) for s in samples]

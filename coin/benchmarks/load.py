@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from coin.benchmarks import check as data_check
 from coin.benchmarks.layout import TaskSource, config_problems, layout_of, locate
 from coin.data.coin_json import DataError, as_test_records, as_train_samples, load_test, load_train
-from coin.data.sample import Sample
+from coin.data.sample import Sample, TestItem
 from coin.tasks.instructions import apply_family
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class BenchmarkData:
     root: Path
     image_root: Path
     train: dict[str, list[Sample]]
-    test: dict[str, list[dict]]
+    test: dict[str, list[TestItem]]
     manifest: Any = None  # coin.benchmarks.check.Manifest: counts, sizes (a run can log it)
     protocol: dict = field(default_factory=dict)  # eval.protocol: per-task scoring protocol chosen by name
 

@@ -198,7 +198,8 @@ class BenchmarkSpec:
         return rows
 
     def prepare(self, task: str, split: str, items: list, root: Path, cfg: DataConfig | None) -> list:
-        """Loaded samples (train) or test records (test) after validation: prompt fixes, joined answers."""
+        """Loaded samples (train: ``Sample``) or test records (test: ``coin.data.sample.TestItem``) after
+        validation: prompt fixes, joined answers (``dataclasses.replace``; a new key goes to ``extra``)."""
         return items
 
     def notes(self, task: str, root: Path, cfg: DataConfig | None,

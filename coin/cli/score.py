@@ -26,7 +26,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if not isinstance(p, dict) or "question_id" not in p or text is None:
             raise SystemExit(f"{args.predictions}:{k}: a prediction needs 'question_id' and 'text' (or 'output')")
         outputs[str(p["question_id"])] = str(text)
-    records = [{**r, "question_id": str(r["question_id"])} for r in read_json(args.ground_truth)]
+    from coin.data.sample import TestItem
+
+    records = [TestItem.from_row(r) for r in read_json(args.ground_truth)]  # the user's JSON rows, typed here
     if args.answers:
         from coin.data.answers import AnswerSourceError, join_answers, read_answer_file
 

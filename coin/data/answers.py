@@ -18,10 +18,11 @@ may hold fewer). ``answer_problems`` is the check ``coin data check``, ``coin ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from coin.data.sample import TestItem
 from coin.errors import AnswerSourceError
 from coin.io import read_json
 
@@ -104,28 +105,37 @@ def read_answer_file(path: str | Path) -> AnswerTable:
     return AnswerTable(path, answers, sorted(set(duplicates), key=duplicates.index))
 
 
-def join_answers(records: Sequence[Mapping], table: AnswerTable) -> tuple[list[dict], JoinReport]:
+def join_answers(records: Sequence[TestItem | Mapping], table: AnswerTable) -> tuple[list, JoinReport]:
     """Copies of ``records`` with ``answers`` from ``table`` (by question id), and what did not match.
 
     A record whose id is missing from the table keeps no ``answers`` (any it had are
-    dropped, so an unmatched record is never scored against stale answers).
+    dropped, so an unmatched record is never scored against stale answers). A loaded
+    ``TestItem`` gets them by ``dataclasses.replace`` (``answers`` last in its key order, as
+    written back); a raw JSON row (the data check's, ``coin score``'s file) stays a dict.
     """
     report = JoinReport(duplicates=list(table.duplicates))
     out, seen = [], set()
     for r in records:
-        if "question_id" not in r:  # a malformed record, reported by the data check
+        if isinstance(r, TestItem):
+            qid = r.question_id
+            answers = table.answers.get(qid)
+            r = r.without("answers")
+            out.append(r if answers is None else replace(r, answers=answers))
+        elif "question_id" not in r:  # a malformed record, reported by the data check
             out.append(dict(r))
             continue
-        qid = str(r["question_id"])
+        else:
+            qid = str(r["question_id"])
+            rec = {k: v for k, v in r.items() if k != "answers"}
+            if qid in table.answers:
+                rec["answers"] = table.answers[qid]
+            out.append(rec)
         seen.add(qid)
-        rec = {k: v for k, v in r.items() if k != "answers"}
         if qid in table.answers:
-            rec["answers"] = table.answers[qid]
-            if len(rec["answers"]) != 10:
-                report.wrong_count.append(f"{qid} ({len(rec['answers'])} answers)")
+            if len(table.answers[qid]) != 10:
+                report.wrong_count.append(f"{qid} ({len(table.answers[qid])} answers)")
         else:
             report.without_answers.append(qid)
-        out.append(rec)
     report.without_record = [q for q in table.answers if q not in seen]
     return out, report
 

@@ -5,7 +5,8 @@ Training files: a list of ``{"id", "image", "conversations": [{"from": "human", 
 ``{"question_id", "image", "text", "answer"}``; grounding adds ``answer_bbox`` and ``size``
 (and needs no ``answer``: a test record holds what its task's protocols read). A record
 without ``image`` is text-only: its sample's ``image`` is None. Image paths are relative to
-one image root and must stay inside it. Every record is validated by ``coin.data.records``,
+one image root and must stay inside it. A loaded test record is a ``coin.data.sample.TestItem``
+(``TestItem.to_row`` gives its JSON back). Every record is validated by ``coin.data.records``,
 the validator ``coin data check`` uses too; a file with bad records raises ``DataError``
 listing each (file, record index and id).
 """
@@ -16,7 +17,7 @@ import os
 from pathlib import Path
 
 from coin.data.records import ANSWER_KEYS, Checked, RecordError, check_records, image_path, problems_message
-from coin.data.sample import Sample
+from coin.data.sample import Sample, TestItem
 from coin.errors import DataError
 from coin.tasks.protocol_sets import answer_keys as task_answer_keys
 from coin.io import read_json
@@ -80,8 +81,8 @@ def as_train_samples(checked: list[Checked], image_root: str | Path, task: str) 
 
 
 def load_test(path: str | Path, image_root: str | Path, task: str, answer_keys: tuple[str, ...] | None = None,
-              rows: list | None = None) -> list[dict]:
-    """Test records, validated; each gets ``image_path`` (absolute; None: text-only) and ``task`` added.
+              rows: list | None = None) -> list[TestItem]:
+    """Test records (``TestItem``), validated; each gets ``image_path`` (absolute; None: text-only) and ``task`` added.
 
     ``answer_keys``: the keys each record must hold besides question_id and text (default: what
     ``task``'s protocols read, ``coin.tasks.protocol_sets.answer_keys``, the check's own rule);
@@ -92,16 +93,20 @@ def load_test(path: str | Path, image_root: str | Path, task: str, answer_keys: 
     return as_test_records(_valid(Path(path), "test", keys, rows=rows), image_root, task)
 
 
-def as_test_records(checked: list[Checked], image_root: str | Path, task: str) -> list[dict]:
-    """Test records from records already validated (``check_records``: the data check keeps them)."""
+def as_test_records(checked: list[Checked], image_root: str | Path, task: str) -> list[TestItem]:
+    """Test records from records already validated (``check_records``: the data check keeps them).
+
+    Each is the released record with ``question_id`` (a string), ``task`` and ``image_path`` set,
+    in that key order (``TestItem.to_row`` writes it back so)."""
     root = str(Path(image_root).resolve())
-    return [{**c.raw, "question_id": c.record.question_id, "task": task, "image_path": _under(root, c.record.image)}
+    return [TestItem.from_row({**c.raw, "question_id": c.record.question_id, "task": task,
+                               "image_path": _under(root, c.record.image)})
             for c in checked]
 
 
-def eval_samples(records: list[dict]) -> list[Sample]:
+def eval_samples(records: list[TestItem]) -> list[Sample]:
     """Model inputs for test records (the prompt is the record's full ``text``)."""
-    return [Sample(id=r["question_id"], task=r["task"], image=r["image_path"], prompt=str(r["text"]).replace("<image>\n", "").strip())
+    return [Sample(id=r.question_id, task=r.task, image=r.image_path, prompt=r.text.replace("<image>\n", "").strip())
             for r in records]
 
 

@@ -1,4 +1,4 @@
-"""``Sample``: one model input, the unit every stage after the loader works on.
+"""``Sample``: one model input, the unit every stage after the loader works on; ``TestItem``: one test record.
 
 It lives with the data (not with a model wrapper) so that reading a JSON file, applying an
 instruction family or building CoIN-Synth never imports torch: a backbone turns samples
@@ -8,6 +8,10 @@ into tensors, nothing here does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from coin.scoring.item import TestItem, as_item  # the loaded test record (it lives where scorers can read it)
+
+__all__ = ["Sample", "TestItem", "as_item"]
 
 
 @dataclass(frozen=True)
@@ -24,3 +28,4 @@ class Sample:
     prompt: str
     answer: str | None = None
     turns: tuple[tuple[str, str], ...] = ()  # further (question, answer) turns of a multi-turn conversation
+

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from coin.data.coin_json import eval_samples
+from coin.data.sample import TestItem, as_item
 from coin.engine.dist import barrier, rank as _rank, world as _world
 from coin.engine.eval_dtype import in_base_dtype
 from coin.tasks.knowledge import knowledge_share, score_knowledge
@@ -77,13 +78,14 @@ def _by_image(ordered: list) -> list:
     return [s for group in groups.values() for s in group]
 
 
-def generate_answers(vlm: VLM, records: list[dict], max_new_tokens: int, batch_size: int, progress: bool = True,
+def generate_answers(vlm: VLM, records: list[TestItem], max_new_tokens: int, batch_size: int, progress: bool = True,
                      desc: str = "eval", partial: Path | None = None) -> dict[str, str]:
-    """Raw model outputs for ``records`` as ``{question_id: output}``; resumable through ``partial``."""
+    """Raw model outputs for ``records`` (test items, or plain JSON records) as ``{question_id: output}``;
+    resumable through ``partial``."""
     from tqdm.auto import tqdm
 
     done = _read_partial(partial) if partial is not None else {}
-    samples = eval_samples(records)
+    samples = eval_samples([as_item(r) for r in records])
     encoded = vlm.tokenizer([s.prompt for s in samples], add_special_tokens=False)["input_ids"] if samples else []
     lengths = {s.id: len(ids) for s, ids in zip(samples, encoded)}
     ordered = sorted(samples, key=lambda s: (lengths[s.id], s.id))
@@ -126,7 +128,7 @@ def generate_answers(vlm: VLM, records: list[dict], max_new_tokens: int, batch_s
     return out
 
 
-def score_rows(task: str, outputs: dict, records: list[dict], protocol: dict | None = None,
+def score_rows(task: str, outputs: dict, records: list[TestItem], protocol: dict | None = None,
                spaces: Mapping[str, frozenset[str]] | None = None) -> tuple[dict[str, TaskScore], list[dict]]:
     """Scores by protocol column and the prediction rows to store (``score`` = paper, ``scores`` by column).
 
@@ -154,7 +156,7 @@ def task_entry(task: str, results: dict[str, TaskScore], protocol: dict | None =
                               "format_share": share[c](r.tags)} for c, r in results.items()}}
 
 
-def _rescore(final: Path, task: str, records: list[dict], protocol: dict | None, write: bool,
+def _rescore(final: Path, task: str, records: list[TestItem], protocol: dict | None, write: bool,
              spaces: Mapping[str, frozenset[str]] | None = None) -> dict[str, TaskScore]:
     """Rescore stored outputs; the file is rewritten (atomically) only when its rows change."""
     old = read_jsonl(final)
@@ -166,7 +168,7 @@ def _rescore(final: Path, task: str, records: list[dict], protocol: dict | None,
     return results
 
 
-def rescore_stage(stage_dir: Path, tests: dict[str, list[dict]], protocol: dict | None = None,
+def rescore_stage(stage_dir: Path, tests: dict[str, list[TestItem]], protocol: dict | None = None,
                   spaces: Mapping[str, frozenset[str]] | None = None) -> dict | None:
     """Rescore a finished stage's predictions under today's protocols; update ``scores.json`` if it changed.
 
@@ -197,14 +199,15 @@ def _write_submission(pred_dir: Path, task: str, protocol: dict | None, rows) ->
         atomic_write_json(path, submission_rows(rows()))
 
 
-def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int, batch_size: int,
+def evaluate_task(vlm: VLM, task: str, records: list[TestItem], max_new_tokens: int, batch_size: int,
                   pred_dir: Path, progress: bool = True, protocol: dict | None = None,
                   spaces: Mapping[str, frozenset[str]] | None = None) -> dict[str, TaskScore] | None:
     """Evaluate one task into ``pred_dir/<task>.jsonl`` (resumable, sharded); rank 0 returns its scores.
 
     The scores are by protocol column (``paper``, ``strict``); ``protocol`` is the run's
-    ``eval.protocol`` choice.
+    ``eval.protocol`` choice. ``records`` are test items (plain JSON records are read as ones).
     """
+    records = [as_item(r) for r in records]
     final = pred_dir / f"{task}.jsonl"
     if final.is_file():  # finished earlier (or reused from identical weights): rescore from the stored outputs
         result = _rescore(final, task, records, protocol, write=_rank() == 0, spaces=spaces)
@@ -219,7 +222,7 @@ def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int,
     for path in _shard_files(pred_dir, task):
         if path != own:
             elsewhere.update(_read_partial(path, repair=False))
-    shard = [r for r in records[rank::world] if r["question_id"] not in elsewhere]
+    shard = [r for r in records[rank::world] if r.question_id not in elsewhere]
     barrier()
     generate_answers(vlm, shard, max_new_tokens, batch_size, progress, desc=f"eval {task}", partial=own)
     barrier()
@@ -234,7 +237,7 @@ def evaluate_task(vlm: VLM, task: str, records: list[dict], max_new_tokens: int,
         if dup:
             raise RuntimeError(f"{pred_dir}: question ids answered by two shards: {sorted(dup)[:5]}")
         outputs.update(part)
-    missing = [r["question_id"] for r in records if r["question_id"] not in outputs]
+    missing = [r.question_id for r in records if r.question_id not in outputs]
     if missing:
         raise RuntimeError(f"{pred_dir}: {len(missing)} question ids have no answer after merging, e.g. {missing[:5]}")
     result, rows = score_rows(task, outputs, records, protocol, spaces)

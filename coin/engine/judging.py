@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from coin import metrics
+from coin.data.sample import TestItem
 from coin.errors import JudgeError
 from coin.scoring.judge.agreement import agreement, truth_agreement
 from coin.scoring.judge.backends import JudgeBackend, build_backend, cache_id
@@ -85,7 +86,7 @@ def select_stages(available: Sequence[str], wanted: Sequence[str | int] | None) 
     return out
 
 
-def _test_records(run_dir: Path, order: list[str], trust_plugins: bool = False) -> dict[str, dict[str, dict]]:
+def _test_records(run_dir: Path, order: list[str], trust_plugins: bool = False) -> dict[str, dict[str, TestItem]]:
     """The run's test records by task and question id, loaded as the run loaded them.
 
     Needed because prediction rows hold the output but not the question or the truth.
@@ -101,7 +102,7 @@ def _test_records(run_dir: Path, order: list[str], trust_plugins: bool = False) 
                     trust_plugins)
     cfg = load_config(run_dir / "config.yaml")
     test = load_benchmark(cfg.data, order, cfg.seed).test
-    return {task: {str(r["question_id"]): r for r in test[task]} for task in order}
+    return {task: {r.question_id: r for r in test[task]} for task in order}
 
 
 def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None]], cfg: JudgeConfig,
@@ -109,7 +110,7 @@ def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None
     """Every prediction as an ``_Item``, and the prompts of the selected ones by cache key."""
     items: list[_Item] = []
     prompts: dict[CacheKey, list] = {}
-    records: dict[str, dict[str, dict]] | None = None
+    records: dict[str, dict[str, TestItem]] | None = None
     judge, protocol = cache_id(cfg), get_protocol(cfg.protocol)
     for stage, _ in stages:
         for task in order:
@@ -125,7 +126,7 @@ def _collect(run_dir: Path, order: list[str], stages: list[tuple[str, int | None
                 items.append(item)
                 if output is None:
                     continue
-                record = row  # a row that carries its question and truth needs no test file
+                record = TestItem.from_row(row)  # a row that carries its question and truth needs no test file
                 if not all(k in row for k in (("text", "answer", "answer_bbox") if grounding else ("text", "answer"))):
                     if records is None:
                         records = _test_records(run_dir, order, trust_plugins)

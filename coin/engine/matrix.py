@@ -65,7 +65,7 @@ def _column(cfg: RunConfig, order: list[str], stages: list[tuple[Path, dict]], z
               for k, v in metrics.bootstrap_ci(samples, n_resamples=cfg.eval.bootstrap, seed=cfg.seed).items()}
     from coin.methods import METHODS
 
-    if getattr(METHODS.get(cfg.method), "final_row_only", False):
+    if METHODS.get(cfg.method).final_row_only:
         # e.g. multi-task: earlier rows are not this method's model, so only ACC means anything
         for key in ("maa", "bwt", "plasticity", "fwt", "mean_forgetting"):
             summary[key] = None

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from coin.scoring.normalize import Normalizer, normalize_answer
 from coin.scoring.parse import box_iou, option_letters, parse_box, parse_letter
 from coin.registry import Registry
+from coin.scoring.item import TestItem, as_item
 
 __all__ = [
     "TAGS",
@@ -62,9 +63,9 @@ _UNPARSABLE = Scored(None, 0.0, "unparsable")
 _MISSING = Scored(None, 0.0, "missing")
 
 
-def score_sample(scorer: str, output: str, record: Mapping) -> Scored:
-    """Score one output with the scorer registered as ``scorer``."""
-    return SCORERS.get(scorer)(output, record)
+def score_sample(scorer: str, output: str, record: TestItem | Mapping) -> Scored:
+    """Score one output with the scorer registered as ``scorer`` (a plain mapping is read by ``TestItem.from_row``)."""
+    return SCORERS.get(scorer)(output, as_item(record))
 
 
 # --------------------------------------------------------------------------- text
@@ -97,7 +98,7 @@ _VQA10 = tuple(_vqa_accuracy(m, 10) for m in range(11))  # 0, .3, .6, .9, 1, 1, 
 
 
 @SCORERS.register
-def vqa(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+def vqa(output: str, record: TestItem, norm: Normalizer = normalize_answer) -> Scored:
     """VQA soft accuracy (TextVQA, VQAv2 style) after the normaliser ``norm`` (default: the VQA rules).
 
     With 10 ``answers`` this is the standard metric: the mean over the 10 leave-one-out
@@ -117,9 +118,9 @@ def vqa(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Sc
     pred = norm(output)
     if not pred:
         return _UNPARSABLE
-    answers = record.get("answers")
+    answers = record.answers
     if not answers:
-        truth = norm(str(record["answer"]))
+        truth = norm(str(record.answer))
         return _judge_text(pred, (truth,), 1.0 if pred == truth else 0.0)
     truths = list(map(norm, answers))  # memoised: repeats cost a lookup
     matches = truths.count(pred)
@@ -129,21 +130,21 @@ def vqa(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Sc
     return _judge_text(pred, set(truths), 0.0)
 
 
-def _exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+def _exact(output: str, record: TestItem, norm: Normalizer = normalize_answer) -> Scored:
     pred = norm(output)
     if not pred:
         return _UNPARSABLE
-    truth = norm(str(record["answer"]))
+    truth = norm(str(record.answer))
     if pred == truth:
         return Scored(pred, 1.0, "correct")
     # why it missed is judged on the VQA-normalised forms whatever the protocol's normaliser, so the
     # format-vs-knowledge split means the same under every protocol ("a fish." for "fish": format)
-    miss = _judge_text(normalize_answer(output), (normalize_answer(str(record["answer"])),), 0.0)
+    miss = _judge_text(normalize_answer(output), (normalize_answer(str(record.answer)),), 0.0)
     return Scored(pred, 0.0, miss.tag)
 
 
 @SCORERS.register
-def exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+def exact(output: str, record: TestItem, norm: Normalizer = normalize_answer) -> Scored:
     """Exact match against the single ``answer`` after the normaliser ``norm``.
 
     ``wrong_format``: the answer appears as whole words inside a longer prediction.
@@ -155,7 +156,7 @@ def exact(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> 
 
 
 @SCORERS.register
-def substring(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+def substring(output: str, record: TestItem, norm: Normalizer = normalize_answer) -> Scored:
     """Credit when the class name contains the prediction or the prediction contains it (ImageNet).
 
     This is the original CoIN ImageNet rule, ``gt in pred or pred in gt``, on the
@@ -169,15 +170,15 @@ def substring(output: str, record: Mapping, norm: Normalizer = normalize_answer)
     pred = norm(output)
     if not pred:
         return _UNPARSABLE
-    truth = norm(str(record["answer"]))
+    truth = norm(str(record.answer))
     if truth in pred or pred in truth:
         return Scored(pred, 1.0, "correct")
-    miss = _judge_text(normalize_answer(output), (normalize_answer(str(record["answer"])),), 0.0)
+    miss = _judge_text(normalize_answer(output), (normalize_answer(str(record.answer)),), 0.0)
     return Scored(pred, 0.0, miss.tag)
 
 
 @SCORERS.register
-def classification(output: str, record: Mapping, norm: Normalizer = normalize_answer) -> Scored:
+def classification(output: str, record: TestItem, norm: Normalizer = normalize_answer) -> Scored:
     """Class-name match against ``answer`` after VQA normalisation (ImageNet).
 
     Differences from the original CoIN code: it scored ``pred in gt``, so an empty
@@ -189,7 +190,7 @@ def classification(output: str, record: Mapping, norm: Normalizer = normalize_an
 
 
 @SCORERS.register
-def letter(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+def letter(output: str, record: TestItem, norm: Normalizer | None = None) -> Scored:
     """Multiple choice by option letter (ScienceQA); options are "A. text" lines of ``text``.
 
     Accepted: "B", "b", "B.", "(B)", "B) text", "B. text", "The answer is B",
@@ -210,11 +211,11 @@ def letter(output: str, record: Mapping, norm: Normalizer | None = None) -> Scor
     option A; a bare option text was read as whatever one-letter word it contained
     instead of being reported as a format error.
     """
-    options = option_letters(str(record.get("text", "")))
+    options = option_letters(record.text)
     letter, as_letter = parse_letter(output, options)
     if letter is None:
         return _UNPARSABLE
-    truth = str(record["answer"]).strip()
+    truth = str(record.answer).strip()
     truth_letter, _ = parse_letter(truth, options)
     if not as_letter:
         return Scored(letter, 0.0, "wrong_format")
@@ -224,7 +225,7 @@ def letter(output: str, record: Mapping, norm: Normalizer | None = None) -> Scor
 
 
 @SCORERS.register
-def grounding(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+def grounding(output: str, record: TestItem, norm: Normalizer | None = None) -> Scored:
     """Referring-expression grounding: correct when IoU with ``answer_bbox`` is above 0.5.
 
     The box is four numbers anywhere in the output (see ``parse_box``); ``parsed`` shows
@@ -241,9 +242,9 @@ def grounding(output: str, record: Mapping, norm: Normalizer | None = None) -> S
     if box is None:
         return _UNPARSABLE
     parsed = "[" + ", ".join(f"{v:.2f}" for v in box) + "]"
-    truth = parse_box(str(record.get("answer_bbox") or record["answer"]))
+    truth = parse_box(str(record.answer_bbox or record.answer))
     if truth is None:
-        raise ValueError(f"record {record.get('question_id')!r} has no readable answer box")
+        raise ValueError(f"record {record.question_id!r} has no readable answer box")
     if box[2] < box[0] or box[3] < box[1]:
         return Scored(parsed, 0.0, "wrong_format")
     if box_iou(box, truth) > 0.5:
@@ -258,21 +259,21 @@ def grounding(output: str, record: Mapping, norm: Normalizer | None = None) -> S
 _MINIGPT_NUMBER = re.compile(r"[1-9]\d*\.\d*|0\.\d*[1-9]\d*")
 
 
-def _origin_box(record: Mapping) -> tuple[float, float, float, float] | None:
+def _origin_box(record: TestItem) -> tuple[float, float, float, float] | None:
     """The truth box normalised to the image itself: ``origin_answer_bbox``; for a square image (``size``,
     or none given: CoIN-Synth) ``answer_bbox`` is that box too, since padding a square changes nothing."""
-    if record.get("origin_answer_bbox") is not None:
-        return parse_box(str(record["origin_answer_bbox"]))
-    size = record.get("size")
+    if record.extra.get("origin_answer_bbox") is not None:
+        return parse_box(str(record.extra["origin_answer_bbox"]))
+    size = record.size
     if size is not None and not (len(size) == 2 and size[0] == size[1]):
-        raise ValueError(f"record {record.get('question_id')!r} has no origin_answer_bbox, which MiniGPT-v2's "
+        raise ValueError(f"record {record.question_id!r} has no origin_answer_bbox, which MiniGPT-v2's "
                          f"grounding protocol scores against; its image is {size}, not square, so answer_bbox "
                          "(normalised to the padded square) is another box")
-    return parse_box(str(record.get("answer_bbox") or record["answer"]))
+    return parse_box(str(record.answer_bbox or record.answer))
 
 
 @SCORERS.register
-def grounding_minigpt(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+def grounding_minigpt(output: str, record: TestItem, norm: Normalizer | None = None) -> Scored:
     r"""MiniGPT-v2's grounding, as CoIN's ``ETrain/Eval/MiniGPT/eval_grounding.py`` scored it: IoU with
     ``origin_answer_bbox`` above 0.5.
 
@@ -291,7 +292,7 @@ def grounding_minigpt(output: str, record: Mapping, norm: Normalizer | None = No
     parsed = "[" + ", ".join(f"{v:.2f}" for v in box) + "]"
     truth = _origin_box(record)
     if truth is None:
-        raise ValueError(f"record {record.get('question_id')!r} has no readable answer box")
+        raise ValueError(f"record {record.question_id!r} has no readable answer box")
     if box_iou(box, truth) > 0.5:
         return Scored(parsed, 1.0, "correct")
     if box[2] < box[0] or box[3] < box[1] or max(box) > 1.0:
@@ -312,8 +313,8 @@ class TaskScore:
     samples: list[dict] = field(default_factory=list)
 
 
-def score_task(scorer: str | Callable[[str, Mapping], Scored], outputs: Mapping,
-               records: Sequence[Mapping]) -> TaskScore:
+def score_task(scorer: str | Callable[[str, TestItem], Scored], outputs: Mapping,
+               records: Sequence[TestItem | Mapping]) -> TaskScore:
     """Score every record against ``outputs`` (question_id -> raw output), matched by id.
 
     ``scorer`` is a registered scorer's name (with its default normaliser) or any
@@ -324,10 +325,14 @@ def score_task(scorer: str | Callable[[str, Mapping], Scored], outputs: Mapping,
     Ids are compared as strings, so an int id in the test file matches its string key
     after a JSON round trip. A record without an output scores 0 with tag ``missing``;
     an output whose id is in no record raises ``ValueError``, as do duplicate record ids.
+    ``records`` are ``TestItem``; a plain mapping (a user's own JSON record) is read by
+    ``TestItem.from_row`` first.
     """
     fn = SCORERS.get(scorer) if isinstance(scorer, str) else scorer
     by_id = {str(k): v for k, v in outputs.items()}
-    keys = [str(r["question_id"]) for r in records]
+    ids = [r.question_id if isinstance(r, TestItem) else r["question_id"] for r in records]  # as given, for the rows
+    records = [as_item(r) for r in records]
+    keys = [str(i) for i in ids]
     if len(set(keys)) != len(keys):
         dup = next(k for k, c in Counter(keys).items() if c > 1)
         raise ValueError(f"duplicate question_id {dup!r} in the test records")
@@ -341,7 +346,7 @@ def score_task(scorer: str | Callable[[str, Mapping], Scored], outputs: Mapping,
     tags = dict.fromkeys(_TASK_TAGS, 0)
     samples: list[dict] = []
     total = 0.0
-    for record, key in zip(records, keys):
+    for record, key, qid in zip(records, keys, ids):
         output = by_id.get(key)
         if output is None:
             s = _MISSING
@@ -349,7 +354,7 @@ def score_task(scorer: str | Callable[[str, Mapping], Scored], outputs: Mapping,
             s = fn(output, record)
             total += s.score
         tags[s.tag] += 1
-        samples.append({"question_id": record["question_id"], "output": output,
+        samples.append({"question_id": qid, "output": output,
                         "parsed": s.parsed, "score": s.score, "tag": s.tag})
     n = len(samples)
     return TaskScore(score=100.0 * total / n if n else 0.0, n=n, tags=tags, samples=samples)

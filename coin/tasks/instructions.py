@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
+from coin.scoring.item import TestItem
 from coin.registry import Registry
 from coin.tasks.spec import TASKS, Template, get_task
 
@@ -151,6 +152,8 @@ def rewrite(text: str, task: str, family: str, sample_id: str, seed: int = 0, wh
 
 
 def _kind(item: Any) -> str:
+    if isinstance(item, TestItem):
+        return "item"
     if isinstance(item, dict):
         return "train" if "conversations" in item else "test"
     if dataclasses.is_dataclass(item) and hasattr(item, "prompt"):
@@ -165,6 +168,9 @@ def _apply_one(item: Any, family: str, seed: int, task: str | None, k: int) -> A
         turns = tuple((rewrite(q, t, family, item.id, seed, f"{where} turn {n + 1}"), a)
                       for n, (q, a) in enumerate(item.turns))
         return dataclasses.replace(item, prompt=rewrite(item.prompt, t, family, item.id, seed, where), turns=turns)
+    if kind == "item":  # a loaded test record
+        where = f"record {k} (question_id {item.question_id})"
+        return dataclasses.replace(item, text=rewrite(item.text, task or item.task, family, item.question_id, seed, where))
     if kind == "test":
         sid = str(item["question_id"])
         t = task or item["task"]
@@ -187,7 +193,7 @@ def _apply_one(item: Any, family: str, seed: int, task: str | None, k: int) -> A
 def apply_family(items: Iterable[Any], family: str, seed: int = 0, task: str | None = None) -> list:
     """Rewrite the format-instruction line of every item for ``family`` (new objects; inputs untouched).
 
-    Items may be training ``Sample``s, released test records (``text``) or released training
+    Items may be training ``Sample``s, loaded test records (``TestItem``), released test records (``text``) or released training
     records (``conversations``; these need ``task``). ``10type`` draws per sample id.
 
     Every human turn is rewritten, not only the first: released records group several

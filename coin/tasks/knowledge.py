@@ -40,6 +40,7 @@ from typing import Iterable, Mapping, Sequence
 
 from coin.scoring.normalize import normalize_answer
 from coin.scoring.parse import box_iou, option_letters, parse_box, parse_letter
+from coin.scoring.item import TestItem, as_item
 from coin.scoring.scorers import TaskScore
 
 __all__ = ["FORMS", "KNOWLEDGE_TAGS", "Knowledge", "answer_spaces", "content_score", "judge_knowledge",
@@ -66,24 +67,29 @@ def _contains(output: str, answer: str) -> bool:
     return bool(answer) and f" {answer} " in _words(output)
 
 
-def _gold(record: Mapping) -> list[str]:
-    answers = record.get("answers")
+def _answer(record: TestItem) -> object:
+    """The record's ``answer`` as released ("" when it has none)."""
+    return record.answer if record.has("answer") else ""
+
+
+def _gold(record: TestItem) -> list[str]:
+    answers = record.answers
     if isinstance(answers, list) and answers:
         return [str(a) for a in answers]
-    return [str(record.get("answer", ""))]
+    return [str(_answer(record))]
 
 
-def content_score(form: str, output: str, record: Mapping) -> float:
+def content_score(form: str, output: str, record: TestItem) -> float:
     """The content score of ``output`` for ``record`` under answer form ``form`` (see the module doc)."""
     output = str(output or "")
     if form == "box":
         box = parse_box(output)
-        truth = parse_box(str(record.get("answer_bbox") or record.get("answer", "")))
+        truth = parse_box(str(record.answer_bbox or _answer(record)))
         ok = box is not None and truth is not None and box[2] >= box[0] and box[3] >= box[1]
         return 1.0 if ok and box_iou(box, truth) > 0.5 else 0.0
     if form == "letter":
-        options = option_letters(str(record.get("text", "")))
-        truth, _ = parse_letter(str(record.get("answer", "")), options)
+        options = option_letters(record.text)
+        truth, _ = parse_letter(str(_answer(record)), options)
         letter, _ = parse_letter(output, options)
         if truth is not None and letter == truth:
             return 1.0
@@ -101,7 +107,7 @@ def answer_spaces(answers: Mapping[str, Iterable[str]]) -> dict[str, frozenset[s
     return {task: frozenset(a for a in (normalize_answer(str(x)) for x in xs) if a) for task, xs in answers.items()}
 
 
-def judge_knowledge(task: str, form: str, output: str, record: Mapping, paper_score: float,
+def judge_knowledge(task: str, form: str, output: str, record: TestItem, paper_score: float,
                     spaces: Mapping[str, frozenset[str]]) -> Knowledge:
     """The content score and tag of one prediction (``paper_score``: the paper protocol's score)."""
     score = content_score(form, output, record)
@@ -114,7 +120,7 @@ def judge_knowledge(task: str, form: str, output: str, record: Mapping, paper_sc
     if pred and pred not in own and any(pred in space for t, space in spaces.items() if t != task):
         return Knowledge(0.0, "confusion")
     if form == "letter":
-        options = option_letters(str(record.get("text", "")))
+        options = option_letters(record.text)
         well_formed = parse_letter(str(output or ""), options)[0] is not None
     elif form == "box":
         well_formed = parse_box(str(output or "")) is not None
@@ -123,13 +129,14 @@ def judge_knowledge(task: str, form: str, output: str, record: Mapping, paper_sc
     return Knowledge(0.0, "content" if well_formed else "other")
 
 
-def knowledge_task(task: str, form: str, outputs: Mapping[str, str], records: Sequence[Mapping],
+def knowledge_task(task: str, form: str, outputs: Mapping[str, str], records: Sequence[TestItem | Mapping],
                    paper_scores: Mapping[str, float], spaces: Mapping[str, frozenset[str]]) -> dict:
     """A task's knowledge accuracy (x 100) and tag counts, from outputs and paper scores by question id."""
     tags = dict.fromkeys(KNOWLEDGE_TAGS, 0)
     total = 0.0
+    records = [as_item(r) for r in records]
     for record in records:
-        qid = str(record["question_id"])
+        qid = record.question_id
         k = judge_knowledge(task, form, outputs.get(qid, ""), record, float(paper_scores.get(qid, 0.0)), spaces)
         tags[k.tag] += 1
         total += k.score
@@ -143,7 +150,7 @@ def knowledge_share(tags: Mapping[str, int]) -> float | None:
     return tags.get("format", 0) / errors if errors else None
 
 
-def score_knowledge(task: str, form: str, outputs: Mapping[str, str], records: Sequence[Mapping],
+def score_knowledge(task: str, form: str, outputs: Mapping[str, str], records: Sequence[TestItem | Mapping],
                     paper: TaskScore, spaces: Mapping[str, frozenset[str]]) -> TaskScore | None:
     """The knowledge column of a task as a ``TaskScore`` (rows in ``records`` order, as the paper's).
 
@@ -154,11 +161,12 @@ def score_knowledge(task: str, form: str, outputs: Mapping[str, str], records: S
     by_id = {str(k): v for k, v in outputs.items()}
     tags = dict.fromkeys(KNOWLEDGE_TAGS, 0)
     samples, total = [], 0.0
+    records = [as_item(r) for r in records]
     for record, row in zip(records, paper.samples):
-        qid = str(record["question_id"])
+        qid = record.question_id
         k = judge_knowledge(task, form, by_id.get(qid, ""), record, float(row["score"]), spaces)
         tags[k.tag] += 1
         total += k.score
-        samples.append({"question_id": record["question_id"], "score": k.score, "tag": k.tag})
+        samples.append({"question_id": record.question_id, "score": k.score, "tag": k.tag})
     n = len(records)
     return TaskScore(100.0 * total / n if n else 0.0, n, tags, samples)

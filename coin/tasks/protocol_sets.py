@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from coin.scoring.item import TestItem, as_item
 from coin.scoring.protocol import ANSWER_SOURCES, Protocol
 from coin.scoring.scorers import TaskScore, score_task
 from coin.options import closest
@@ -142,13 +143,13 @@ def answer_keys(task: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(key for p in task_protocols(task).protocols for key in p.reads))
 
 
-def missing_ten_answers(records: Sequence[Mapping]) -> list[str]:
-    """Question ids of records without a list of ten ``answers``."""
-    return [str(r.get("question_id")) for r in records
-            if not (isinstance(r.get("answers"), list) and len(r["answers"]) == 10)]
+def missing_ten_answers(records: Sequence[TestItem | Mapping]) -> list[str]:
+    """Question ids of records without a list of ten ``answers`` (a plain mapping is read by ``TestItem.from_row``)."""
+    records = [as_item(r) for r in records]
+    return [r.question_id for r in records if not (isinstance(r.answers, list) and len(r.answers) == 10)]
 
 
-def score_protocols(task: str, outputs: Mapping, records: Sequence[Mapping],
+def score_protocols(task: str, outputs: Mapping, records: Sequence[TestItem | Mapping],
                     choice: Mapping[str, str] | None = None) -> dict[str, TaskScore]:
     """Score ``outputs`` under each column's protocol; a protocol scored twice is computed once.
 
@@ -157,6 +158,7 @@ def score_protocols(task: str, outputs: Mapping, records: Sequence[Mapping],
     """
     out: dict[str, TaskScore] = {}
     done: dict[str, TaskScore] = {}
+    records = [as_item(r) for r in records]  # a user's own JSON records (``TestItem.from_row``)
     for column, p in resolve(task, choice).items():
         if p.name not in done:
             if p.answers == "ten" and (bad := missing_ten_answers(records)):

@@ -101,7 +101,7 @@ class MllmClBenchmark(BenchmarkSpec):
             return items
         if split == "train":
             return [replace(s, prompt=fin_prompt(s.prompt)) if isinstance(s, Sample) else s for s in items]
-        return [{**r, "text": fin_prompt(str(r["text"]))} for r in items]
+        return [replace(r, text=fin_prompt(r.text)) for r in items]
 
 
 class DomainBenchmark(MllmClBenchmark):

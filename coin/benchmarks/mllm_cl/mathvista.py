@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from coin.data.sample import TestItem, as_item
 from coin.scoring.parse import option_letters, parse_letter
 from coin.scoring.scorers import SCORERS, Scored, TaskScore
 
@@ -68,31 +69,31 @@ def _decimals(text: str) -> int:
     return len(t.split(".", 1)[1]) if "." in t else 0
 
 
-def extract_by_rules(response: str, record: Mapping) -> str | None:
+def extract_by_rules(response: str, record: TestItem) -> str | None:
     """MathVista's rule step: an option, a bare number, ``The answer is "X".``; None when none applies."""
     text = response.strip()
     if not text:
         return None
-    options = option_letters(str(record.get("text", "")))
+    options = option_letters(record.text)
     if options:
         letter, as_letter = parse_letter(text, options)
         bare = text.rstrip(".").strip()
         if letter is not None and (not as_letter or re.fullmatch(r"\(?[A-Za-z]\)?", bare)):
             return letter  # the response is an option letter or an option's text, alone
-    if _number(str(record.get("answer", ""))) is not None and _number(text.rstrip(".")) is not None:
+    if _number(str("" if record.answer is None else record.answer)) is not None and _number(text.rstrip(".")) is not None:
         return text.rstrip(".").replace(",", "")
     if m := _QUICK.search(text):
         return m.group(1).strip()
     return None
 
 
-def score_extracted(extracted: str | None, record: Mapping) -> Scored:
+def score_extracted(extracted: str | None, record: TestItem) -> Scored:
     """Compare an extracted answer with the record's ``answer`` (options, rounded numbers, text)."""
     if extracted is None or not str(extracted).strip():
         return Scored(None, 0.0, "unparsable")
     pred = str(extracted).strip()
-    truth = str(record["answer"]).strip()
-    options = option_letters(str(record.get("text", "")))
+    truth = str(record.answer).strip()
+    options = option_letters(record.text)
     if options:
         p, _ = parse_letter(pred, options)
         t, _ = parse_letter(truth, options)
@@ -109,7 +110,7 @@ def score_extracted(extracted: str | None, record: Mapping) -> Scored:
 
 
 @SCORERS.register
-def mathvista(output: str, record: Mapping, norm=None) -> Scored:
+def mathvista(output: str, record: TestItem, norm=None) -> Scored:
     """MathVista's rule extraction, then its comparison; a response the rules cannot read is unparsable.
 
     The LLM extraction step runs outside the run (``score_with_llm``, ``llm_rescore_run``),
@@ -118,10 +119,10 @@ def mathvista(output: str, record: Mapping, norm=None) -> Scored:
     return score_extracted(extract_by_rules(output, record), record)
 
 
-def extraction_messages(response: str, record: Mapping) -> list[dict[str, str]]:
+def extraction_messages(response: str, record: TestItem) -> list[dict[str, str]]:
     """The extraction prompt: the header, the five examples, then this question and response."""
     shots = "\n\n".join(f"Question: {q}\nModel response: {r}\nExtracted answer: {a}" for q, r, a in EXAMPLES)
-    question = str(record.get("text", "")).replace("<image>", "").strip()
+    question = record.text.replace("<image>", "").strip()
     return [{"role": "user", "content": f"{HEADER}\n\n{shots}\n\nQuestion: {question}\nModel response: "
                                         f"{response.strip()}\nExtracted answer:"}]
 
@@ -135,7 +136,7 @@ def parse_extraction(reply: str) -> str | None:
     return line or None
 
 
-def extract_answers(outputs: Mapping[str, str], records: Sequence[Mapping], judge_cfg=None,
+def extract_answers(outputs: Mapping[str, str], records: Sequence[TestItem | Mapping], judge_cfg=None,
                     cache_path: str | Path | None = None) -> dict[str, tuple[str | None, str]]:
     """Per question id: (extracted answer, how: "rules", "llm", "failed" or "none").
 
@@ -146,8 +147,8 @@ def extract_answers(outputs: Mapping[str, str], records: Sequence[Mapping], judg
     """
     out: dict[str, tuple[str | None, str]] = {}
     todo: list[tuple[str, list[dict[str, str]]]] = []
-    for r in records:
-        qid = str(r["question_id"])
+    for r in map(as_item, records):
+        qid = r.question_id
         response = outputs.get(qid)
         if response is None:
             continue
@@ -192,14 +193,15 @@ def _ask(todo: list[tuple[str, list]], judge_cfg, cache_path) -> dict[str, tuple
             for (qid, _), key in zip(todo, keys)}
 
 
-def score_with_llm(outputs: Mapping[str, str], records: Sequence[Mapping], judge_cfg,
+def score_with_llm(outputs: Mapping[str, str], records: Sequence[TestItem | Mapping], judge_cfg,
                    cache_path: str | Path | None = None) -> TaskScore:
     """The full MathVista protocol: rules, the LLM for what they miss, then the comparison."""
     extracted = extract_answers(outputs, records, judge_cfg, cache_path)
     tags = {"correct": 0, "wrong_content": 0, "wrong_format": 0, "unparsable": 0, "missing": 0}
     samples, total = [], 0.0
+    records = [as_item(r) for r in records]
     for r in records:
-        qid = str(r["question_id"])
+        qid = r.question_id
         if qid not in outputs:
             s, how = Scored(None, 0.0, "missing"), "none"
         else:
@@ -207,13 +209,13 @@ def score_with_llm(outputs: Mapping[str, str], records: Sequence[Mapping], judge
             s = score_extracted(value, r)
         total += s.score
         tags[s.tag] += 1
-        samples.append({"question_id": r["question_id"], "output": outputs.get(qid), "parsed": s.parsed,
+        samples.append({"question_id": r.question_id, "output": outputs.get(qid), "parsed": s.parsed,
                         "score": s.score, "tag": s.tag, "extracted_by": how})
     n = len(records)
     return TaskScore(score=100.0 * total / n if n else 0.0, n=n, tags=tags, samples=samples)
 
 
-def llm_rescore_run(run_dir: str | Path, task: str, judge_cfg, records: Sequence[Mapping]) -> dict:
+def llm_rescore_run(run_dir: str | Path, task: str, judge_cfg, records: Sequence[TestItem | Mapping]) -> dict:
     """Rescore ``task``'s predictions of every stage of a run with the LLM step; write and return the table.
 
     Writes ``RUN/extract/<judge folder>/<task>.json``: per stage, the rules-only score the run

@@ -22,8 +22,8 @@ containing "Unanswerable" counts as wrong (MLLM-CL's rule), an empty output is u
 from __future__ import annotations
 
 import re
-from typing import Mapping
 
+from coin.data.sample import TestItem
 from coin.scoring.normalize import Normalizer
 from coin.scoring.scorers import SCORERS, Scored
 
@@ -38,9 +38,9 @@ def _strip(text: str) -> str:
     return text.strip()
 
 
-def answers_of(record: Mapping) -> list[str]:
+def answers_of(record: TestItem) -> list[str]:
     """The record's answers as strings (``answer`` may be one string or a list)."""
-    a = record.get("answer")
+    a = record.answer
     return [str(x) for x in a] if isinstance(a, list) else [str(a)]
 
 
@@ -63,7 +63,7 @@ def _guard(output: str) -> Scored | None:
 
 
 @SCORERS.register
-def ai2d(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+def ai2d(output: str, record: TestItem, norm: Normalizer | None = None) -> Scored:
     """MLLM-CL's ``eval_ai2d`` (remote sensing, driving): equal, or the answer as whole words in the prediction.
 
     Lower-cased both; surrounding whitespace and a trailing period of the prediction are
@@ -81,7 +81,7 @@ def ai2d(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored
 
 
 @SCORERS.register
-def contains(output: str, record: Mapping, norm: Normalizer = _strip) -> Scored:
+def contains(output: str, record: TestItem, norm: Normalizer = _strip) -> Scored:
     """The answer, after ``norm``, is a substring of the prediction after ``norm`` (medical, vision-centric)."""
     if (g := _guard(output)) is not None:
         return g
@@ -96,17 +96,17 @@ def _states(answer: str) -> list[str]:
 
 
 @SCORERS.register
-def sci(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+def sci(output: str, record: TestItem, norm: Normalizer | None = None) -> Scored:
     """MLLM-CL's science rule: substring; exact for AI2D/TQA/VQA/SciVerse images; partial credit for MapQA states."""
     if (g := _guard(output)) is not None:
         return g
     pred = output.strip().rstrip(".").strip().lower()
     truths = answers_of(record)
     truth = truths[0].strip().lower()
-    folders = [p.lower() for p in re.split(r"[/\\]", str(record.get("image", "")))[:-1]]
+    folders = [p.lower() for p in re.split(r"[/\\]", str(record.extra.get("image", "")))[:-1]]
     if any(src in part for part in folders for src in SCI_EXACT_SOURCES):
         return _verdict(pred, 1.0 if pred == truth else 0.0, truths)
-    if _WHICH_STATES.search(str(record.get("text", ""))) and len(states := _states(truth)) > 1:
+    if _WHICH_STATES.search(record.text) and len(states := _states(truth)) > 1:
         named = sum(1 for s in states if re.search(r"(?<!\w)" + re.escape(s) + r"(?!\w)", pred))
         return _verdict(pred, named / len(states), truths)
     return _verdict(pred, 1.0 if truth and truth in pred else 0.0, truths)
@@ -117,7 +117,7 @@ def _squash(text: str) -> str:
 
 
 @SCORERS.register
-def fin(output: str, record: Mapping, norm: Normalizer = _squash) -> Scored:
+def fin(output: str, record: TestItem, norm: Normalizer = _squash) -> Scored:
     """MLLM-CL's finance rule: exact match after removing spaces and dots ("1,000.5" keeps its comma)."""
     if (g := _guard(output)) is not None:
         return g
@@ -127,12 +127,12 @@ def fin(output: str, record: Mapping, norm: Normalizer = _squash) -> Scored:
 
 
 @SCORERS.register
-def ocrbench(output: str, record: Mapping, norm: Normalizer | None = None) -> Scored:
+def ocrbench(output: str, record: TestItem, norm: Normalizer | None = None) -> Scored:
     """OCRBench's rule: an answer is a substring of the prediction (HME100k: without spaces, case kept)."""
     if (g := _guard(output)) is not None:
         return g
     truths = answers_of(record)
-    if str(record.get("answer_type", "")) == "HME100k":
+    if str(record.extra.get("answer_type", "")) == "HME100k":
         pred = output.strip().replace("\n", " ").replace(" ", "")
         hit = any((t := x.strip().replace("\n", " ").replace(" ", "")) and t in pred for x in truths)
     else:

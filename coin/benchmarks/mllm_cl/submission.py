@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from coin.data.sample import TestItem
 from coin.scoring.parse import option_letters, parse_letter
 from coin.scoring.protocol import ANSWER_SOURCES, SOURCE_KEYS
 from coin.scoring.scorers import SCORERS, Scored, TaskScore
@@ -30,19 +31,19 @@ class Unscored:
 
     name = "submission"
 
-    def __call__(self, output: str, record: Mapping, norm=None) -> Scored:
+    def __call__(self, output: str, record: TestItem, norm=None) -> Scored:
         return Scored(_letter(output, record), None, "unscored")  # type: ignore[arg-type]
 
-    def score_task(self, outputs: Mapping[str, str], records: Sequence[Mapping]) -> TaskScore:
-        samples = [{"question_id": r["question_id"], "output": outputs.get(str(r["question_id"])),
-                    "parsed": _letter(outputs.get(str(r["question_id"])) or "", r), "score": None, "tag": "unscored"}
+    def score_task(self, outputs: Mapping[str, str], records: Sequence[TestItem]) -> TaskScore:
+        samples = [{"question_id": r.question_id, "output": outputs.get(r.question_id),
+                    "parsed": _letter(outputs.get(r.question_id) or "", r), "score": None, "tag": "unscored"}
                    for r in records]
         n = len(records)
         return TaskScore(score=None, n=n, tags={"unscored": n}, samples=samples)  # type: ignore[arg-type]
 
 
-def _letter(output: str, record: Mapping) -> str | None:
-    return parse_letter(output, option_letters(str(record.get("text", ""))))[0]
+def _letter(output: str, record: TestItem) -> str | None:
+    return parse_letter(output, option_letters(record.text))[0]
 
 
 def is_unscored(protocol) -> bool:

@@ -20,6 +20,7 @@ are scored against their own ``answer``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,7 +107,7 @@ class UcitBenchmark(BenchmarkSpec):
         if not path.is_file():
             return items
         refs = read_references(path)
-        return [{**r, "references": refs[k + 1]} if k + 1 in refs else r for k, r in enumerate(items)]
+        return [replace(r, extra={**r.extra, "references": refs[k + 1]}) if k + 1 in refs else r for k, r in enumerate(items)]
 
     def notes(self, task: str, root: Path, cfg: DataConfig | None,
               test_rows: list | None) -> tuple[list[str], list[str]]:

@@ -29,6 +29,7 @@ import json
 import shutil
 from typing import Mapping, Sequence
 
+from coin.data.sample import TestItem
 from coin.errors import CaptionMetricsError
 from coin.scoring.protocol import ANSWER_SOURCES, SOURCE_KEYS
 from coin.scoring.scorers import SCORERS, Scored, TaskScore
@@ -44,12 +45,12 @@ SOURCE_KEYS.setdefault("references", ("answer",))  # the record's own caption, w
 _MEMO: dict[str, tuple[dict[str, float], dict[str, list[float]]]] = {}
 
 
-def references_of(record: Mapping) -> list[str]:
+def references_of(record: TestItem) -> list[str]:
     """A test record's reference captions: ``references`` when joined, else its ``answer``."""
-    refs = record.get("references")
+    refs = record.extra.get("references")
     if isinstance(refs, list) and refs:
         return [str(r) for r in refs]
-    answer = record.get("answer")
+    answer = record.answer
     return [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
 
 
@@ -127,14 +128,14 @@ class CaptionScorer:
 
     name = "caption"
 
-    def __call__(self, output: str, record: Mapping, norm=None) -> Scored:
+    def __call__(self, output: str, record: TestItem, norm=None) -> Scored:
         """One caption alone (``coin score`` on a single row); a task is scored by ``score_task``."""
-        result = self.score_task({str(record["question_id"]): output}, [record])
+        result = self.score_task({record.question_id: output}, [record])
         s = result.samples[0]
         return Scored(s["parsed"], s["score"], s["tag"])
 
-    def score_task(self, outputs: Mapping[str, str], records: Sequence[Mapping]) -> TaskScore:
-        keys = [str(r["question_id"]) for r in records]
+    def score_task(self, outputs: Mapping[str, str], records: Sequence[TestItem]) -> TaskScore:
+        keys = [r.question_id for r in records]
         cands = [str(outputs.get(k) or "").strip() for k in keys]
         corpus, each = caption_metrics(cands, [references_of(r) for r in records])
         tags = {"correct": 0, "wrong_content": 0, "wrong_format": 0, "unparsable": 0, "missing": 0}
@@ -145,7 +146,7 @@ class CaptionScorer:
             tag = "missing" if outputs.get(key) is None else "unparsable" if not cand else \
                 "correct" if each["Bleu_1"][k] > 1e-3 else "wrong_content"
             tags[tag] += 1
-            samples.append({"question_id": record["question_id"], "output": outputs.get(key), "parsed": cand or None,
+            samples.append({"question_id": record.question_id, "output": outputs.get(key), "parsed": cand or None,
                             "score": value, "tag": tag})
         score = 100.0 * sum(corpus[m] for m in METRICS) / len(METRICS) if records else 0.0
         return TaskScore(score=score, n=len(records), tags=tags, samples=samples)

@@ -18,6 +18,7 @@ import hashlib
 import json
 from typing import Callable, Mapping
 
+from coin.scoring.item import TestItem, as_item
 from coin.registry import Registry
 
 __all__ = ["PROMPT_VERSION", "PROMPTS", "SYSTEM", "RULE", "RULE_GROUNDING", "build_messages", "original_content",
@@ -69,9 +70,9 @@ def _question(text: str, grounding: bool) -> str:
     return "\n".join(text.split("\n")[:-1])
 
 
-def _content(question: str, record: Mapping, output: str, grounding: bool) -> str:
+def _content(question: str, record: TestItem, output: str, grounding: bool) -> str:
     """The user turn: context, ground truth (grounding: ``answer_bbox``), the answer, the rule."""
-    truth = record["answer_bbox"] if grounding and "answer_bbox" in record else record["answer"]
+    truth = record.answer_bbox if grounding and record.has("answer_bbox") else record.answer
     rule = RULE_GROUNDING if grounding else RULE
     return ("[Context]\n"
             f"[Question]\n{question}\n\n"
@@ -80,16 +81,18 @@ def _content(question: str, record: Mapping, output: str, grounding: bool) -> st
             f"[System]\n{rule}\n\n")
 
 
-def original_content(record: Mapping, output: str, grounding: bool) -> str:
+def original_content(record: TestItem | Mapping, output: str, grounding: bool) -> str:
     """The user text exactly as ``create_prompt.py`` wrote it: the question is the record's text
-    as it is (``<image>`` included, nothing stripped) without its last line; grounding: all of it."""
-    text = str(record["text"])
+    as it is (``<image>`` included, nothing stripped) without its last line; grounding: all of it.
+    A plain mapping is read by ``TestItem.from_row``."""
+    record = as_item(record)
+    text = record.text
     return _content(text if grounding else "\n".join(text.split("\n")[:-1]), record, output, grounding)
 
 
-def _coin_v1(record: Mapping, output: str, grounding: bool) -> Messages:
+def _coin_v1(record: TestItem, output: str, grounding: bool) -> Messages:
     """The CoIN prompt as ``create_prompt.py`` wrote it (``<image>`` removed): system line, then the user turn."""
-    content = _content(_question(record["text"], grounding), record, output, grounding)
+    content = _content(_question(record.text, grounding), record, output, grounding)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]
 
 
@@ -97,13 +100,15 @@ _coin_v1.name = PROMPT_VERSION  # type: ignore[attr-defined]  # a version ("coin
 PROMPTS.register(_coin_v1)
 
 
-def build_messages(record: Mapping, output: str, grounding: bool, version: str = PROMPT_VERSION) -> Messages:
+def build_messages(record: TestItem | Mapping, output: str, grounding: bool,
+                   version: str = PROMPT_VERSION) -> Messages:
     """Chat messages asking the judge to grade ``output`` against the test ``record``.
 
     ``record`` needs ``text`` and ``answer`` (grounding: ``answer_bbox``, else ``answer``);
-    ``grounding`` selects the box variant. An unknown ``version`` lists the known ones.
+    a plain mapping is read by ``TestItem.from_row``. ``grounding`` selects the box variant.
+    An unknown ``version`` lists the known ones.
     """
-    return PROMPTS.get(version)(record, output, grounding)
+    return PROMPTS.get(version)(as_item(record), output, grounding)
 
 
 def prompt_sha(messages: Messages) -> str:

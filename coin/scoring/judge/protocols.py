@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from coin.scoring.judge.parse import OK, OUT_OF_RANGE, UNPARSABLE, ParsedScore, parse_score
+from coin.scoring.item import TestItem
 from coin.scoring.judge.prompt import Messages, build_messages, original_content
 from coin.registry import Registry
 
@@ -57,7 +58,7 @@ class JudgeProtocol:
 
     name: str
     doc: str
-    messages: Callable[[Mapping, str, bool, str], Messages]  # (record, output, grounding, prompt version)
+    messages: Callable[[TestItem, str, bool, str], Messages]  # (record, output, grounding, prompt version)
     parse: Callable[[str | None], ParsedScore]
     sampling: Mapping[str, float] = field(default_factory=lambda: {"temperature": 0.0})
     max_tokens: int | None = None
@@ -124,13 +125,13 @@ def parse_paper(reply: str | None) -> ParsedScore:
     return ParsedScore(float(digit.group()), OK) if digit else ParsedScore(None, UNPARSABLE)
 
 
-def _paper_messages(record: Mapping, output: str, grounding: bool, version: str) -> Messages:
+def _paper_messages(record: TestItem, output: str, grounding: bool, version: str) -> Messages:
     """``create_prompt.py``'s user text, ``<image>`` removed and stripped, under "You are a helpful assistant."."""
     user = original_content(record, output, grounding).replace("<image>", "").strip()
     return [{"role": "system", "content": PAPER_SYSTEM}, {"role": "user", "content": user}]
 
 
-def _coin_messages(record: Mapping, output: str, grounding: bool, version: str) -> Messages:
+def _coin_messages(record: TestItem, output: str, grounding: bool, version: str) -> Messages:
     return build_messages(record, output, grounding, version)
 
 
