@@ -106,6 +106,7 @@ def main(argv: list[str]) -> int:
     from coin.engine import dist, fsdp
     from coin.engine.memory import GIB, arch_from_config, estimate
     from coin.models.llava.wrapper import LlavaVLM
+    from coin.models.modes import checkpoint_activations
 
     rank, world = dist.rank(), dist.world()
     if args.device.startswith("cuda"):
@@ -121,8 +122,7 @@ def main(argv: list[str]) -> int:
     tok = SimpleNamespace(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD_TOKEN)
     vlm = LlavaVLM(model, SimpleNamespace(tokenizer=tok))
     if not args.no_gradient_checkpointing:  # as coin.models.load_model
-        vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        vlm.model.enable_input_require_grads()
+        checkpoint_activations(vlm.model)
     attach_adapter(vlm, AdapterConfig(type="lora", r=args.rank, alpha=2.0 * args.rank, dropout=0.05,
                                       train_projector=True))
     units = fsdp.shard(vlm.model, device, log=lambda m: None)

@@ -77,6 +77,7 @@ def build_vlm(config, device: torch.device, dtype: torch.dtype, attn: str | None
 
     from coin.adapters import attach_adapter
     from coin.models.llava.wrapper import LlavaVLM
+    from coin.models.modes import checkpoint_activations
 
     torch.manual_seed(0)
     kw = {"attn_implementation": attn} if attn else {}
@@ -86,8 +87,7 @@ def build_vlm(config, device: torch.device, dtype: torch.dtype, attn: str | None
     tokenizer = SimpleNamespace(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD_TOKEN)
     vlm = LlavaVLM(model, SimpleNamespace(tokenizer=tokenizer))  # batches are built here, not by a processor
     if checkpointing:  # as coin.models.load_model
-        vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        vlm.model.enable_input_require_grads()
+        checkpoint_activations(vlm.model)
     attach_adapter(vlm, adapter)
     return vlm
 
@@ -183,7 +183,7 @@ def bench_prefill_decode(vlm, batch_size: int, args, device, dtype) -> dict:
     and its decode steps (one token each, KV cache written in place), with the peak memory of it."""
     from transformers.cache_utils import DynamicCache
 
-    from coin.models.kv_cache import preallocated_cache
+    from coin.models.kv_cache import cache_kwargs, preallocated_cache
 
     model = vlm.model
     model.eval()
@@ -198,7 +198,7 @@ def bench_prefill_decode(vlm, batch_size: int, args, device, dtype) -> dict:
         cache = preallocated_cache(model, mask.shape[1] + args.new_tokens) or DynamicCache(config=model.config)
         sync(device)
         t0 = time.perf_counter()
-        out = model(**batch, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(**batch, position_ids=positions, **cache_kwargs(cache), use_cache=True, logits_to_keep=1)
         nxt = out.logits[:, -1, :].argmax(dim=-1)
         sync(device)
         t1 = time.perf_counter()
@@ -206,7 +206,7 @@ def bench_prefill_decode(vlm, batch_size: int, args, device, dtype) -> dict:
         for _ in range(args.new_tokens - 1):
             mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
             position = position + 1
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, past_key_values=cache,
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, **cache_kwargs(cache),
                         use_cache=True)
             nxt = out.logits[:, -1, :].argmax(dim=-1)
         sync(device)

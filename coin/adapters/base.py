@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Mapping
 
-from coin.options import NoOptions, OptionsError, parse_section
+from coin.options import NoOptions, parsed
 from coin.registry import Registry
 
 if TYPE_CHECKING:
@@ -74,10 +74,20 @@ def parsed_section(cfg: AdapterConfig) -> AdapterConfig:
     A section from ``coin.config_load`` is returned as it is; one built by hand (``options`` still a
     mapping) is parsed here, so a bad key still names itself (``OptionsError``).
     """
-    options_cls = ADAPTERS.options_of(cfg.type) or NoOptions
-    if isinstance(cfg.options, options_cls):
-        return cfg
-    cfg, problems = parse_section(cfg, "adapter", "type", ADAPTERS)
-    if problems:
-        raise OptionsError(problems, what="adapter")
-    return cfg
+    return parsed(cfg, "adapter", "type", ADAPTERS)
+
+
+# PEFT 0.17-0.21 reads transformers' deprecated ``is_gradient_checkpointing`` inside get_peft_model
+# (PEFT's call, not coin's); the FutureWarning it raises is silenced for that one call only
+_PEFT_OWN_DEPRECATION = r"`is_gradient_checkpointing` is deprecated"
+
+
+def peft_model(model: Any, config: Any) -> Any:
+    """``peft.get_peft_model(model, config)``, without the deprecation warning PEFT's own probe raises."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PEFT_OWN_DEPRECATION, category=FutureWarning)
+        return get_peft_model(model, config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from coin.adapters.base import ADAPTERS, Adapter
+from coin.adapters.base import ADAPTERS, Adapter, peft_model
 
 if TYPE_CHECKING:
     from coin.config import AdapterConfig
@@ -19,7 +19,7 @@ class LoRA(Adapter):
 
     @staticmethod
     def build(vlm: VLM, cfg: AdapterConfig) -> Any:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
 
         config = LoraConfig(
             r=cfg.r,
@@ -29,4 +29,4 @@ class LoRA(Adapter):
             modules_to_save=list(vlm.full_train) if cfg.train_projector else None,
             bias="none",
         )
-        return get_peft_model(vlm.model, config)
+        return peft_model(vlm.model, config)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from coin.adapters.base import ADAPTERS, Adapter
+from coin.adapters.base import ADAPTERS, Adapter, peft_model
 
 if TYPE_CHECKING:
     from coin.config import AdapterConfig
@@ -43,14 +43,12 @@ class MoELoRA(Adapter):
 
     @staticmethod
     def build(vlm: VLM, cfg: AdapterConfig) -> Any:
-        from peft import get_peft_model
-
         from coin.adapters.moelora_layer import moelora_config
 
         config = moelora_config(r=cfg.r, alpha=cfg.alpha, num_experts=cfg.options.experts,
                                 target_modules=vlm.lora_target, dropout=cfg.dropout,
                                 modules_to_save=list(vlm.full_train) if cfg.train_projector else None)
-        return get_peft_model(vlm.model, config)
+        return peft_model(vlm.model, config)
 
     @staticmethod
     def check_section(cfg: AdapterConfig) -> list[str]:

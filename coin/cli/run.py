@@ -54,16 +54,43 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise ConfigError([f"--jobs must be >= 1, got {args.jobs}"])
+    extra = {}
+    if args.launcher == "slurm":
+        from coin.engine.slurm import SlurmOptions, parse_slurm_args
+
+        opts = SlurmOptions(partition=args.partition, gpus_per_run=1 if args.gpus_per_run is None else args.gpus_per_run,
+                            nodes=1 if args.nodes is None else args.nodes,
+                            time=args.time, account=args.account, slurm_args=parse_slurm_args(args.slurm_arg),
+                            folder=args.submitit_folder, wait=not args.no_wait)
+        opts.validate()
+        if args.jobs > 1:
+            raise ConfigError(["--jobs is for --launcher local (under slurm every run is a job of its own)"])
+        extra = {"launcher": "slurm", "slurm": opts}
+    else:
+        given = [flag for flag, value in (("--partition", args.partition), ("--gpus-per-run", args.gpus_per_run),
+                                          ("--nodes", args.nodes), ("--time", args.time), ("--account", args.account),
+                                          ("--slurm-arg", args.slurm_arg), ("--submitit-folder", args.submitit_folder),
+                                          ("--no-wait", args.no_wait or None)) if value is not None]
+        if given:
+            raise ConfigError([f"{flag} needs --launcher slurm" for flag in given])
     threads(args.threads)
     path = sweep(args.configs, args.seeds, args.out, args.set, progress=not args.quiet, jobs=args.jobs,
-                 threads=args.threads, reuse=args.reuse)
+                 threads=args.threads, reuse=args.reuse, **extra)
+    if path is None:
+        print(f"jobs submitted: {Path(args.out) / 'jobs.json'}; `coin status {args.out}` shows them, and the same "
+              "command writes the comparison report once every run has finished")
+        return 0
     print(f"comparison report: {path} (and {Path(path).with_suffix('.html')})")
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from coin.engine.status import format_status, run_status
+    from coin.engine.status import format_status, format_sweep_status, run_status, sweep_status
 
+    if (Path(args.run) / "jobs.json").is_file() and not (Path(args.run) / "config.yaml").is_file():
+        st = sweep_status(args.run)
+        print(json.dumps(st, indent=1) if args.json else format_sweep_status(st))
+        return 0
     st = run_status(args.run)
     print(json.dumps(st, indent=1) if args.json else format_status(st))
     return 0
@@ -93,9 +120,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="sweep folders whose finished runs may stand in for a run here when the configs differ "
                          "only in name (same thread count, one process); copied, then assembled under the new name")
     sw.add_argument("--quiet", action="store_true")
+    sl = sw.add_argument_group("Slurm (--launcher slurm; needs submitit: pip install 'coin[slurm]'; "
+                               "see docs/distributed.md, Sweeps on a Slurm cluster)")
+    sl.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                    help="local: the runs on this machine (default); slurm: each run one Slurm job, via submitit")
+    sl.add_argument("--partition", default=None, help="sbatch --partition")
+    sl.add_argument("--gpus-per-run", type=int, default=None,
+                    help="GPUs of each run (default 1; > 1: the job runs accelerate launch --num_processes N)")
+    sl.add_argument("--nodes", type=int, default=None, help="nodes of each run (sbatch --nodes; default 1)")
+    sl.add_argument("--time", type=int, default=None, help="time limit of each job in minutes (sbatch --time)")
+    sl.add_argument("--account", default=None, help="sbatch --account")
+    sl.add_argument("--slurm-arg", action="append", default=None, metavar="KEY=VALUE",
+                    help="a further sbatch argument, e.g. qos=high or constraint=a100 (repeatable)")
+    sl.add_argument("--submitit-folder", default=None, help="submitit's folder: job scripts and logs "
+                                                            "(default OUT/submitit)")
+    sl.add_argument("--no-wait", action="store_true",
+                    help="submit and return; the same command later writes the report once all runs are done")
     sw.set_defaults(func=_cmd_sweep)
 
     st = sub.add_parser("status", help="a run's state: stages done, the one in progress, matrix so far, last loss, lock")
-    st.add_argument("run", help="run folder (finished, running or killed)")
+    st.add_argument("run", help="run folder (finished, running or killed), or a --launcher slurm sweep folder "
+                                "(each run's job state, job id and stage)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_cmd_status)

@@ -244,3 +244,56 @@ def format_status(st: dict) -> str:
             cells = " ".join(f"{v:6.1f}" if v is not None else "     -" for v in row)
             lines.append(f"  {st['tasks'][j]:>{width}} {cells}")
     return "\n".join(lines)
+
+
+def sweep_status(sweep_dir: str | os.PathLike) -> dict:
+    """A ``--launcher slurm`` sweep folder's runs (from its ``jobs.json``): each run's job id, attempts, job
+    state (asked from the cluster when submitit is installed, else the one last recorded) and stage."""
+    sweep_dir = Path(sweep_dir)
+    jobs = json.loads((sweep_dir / "jobs.json").read_text(encoding="utf-8"))
+    runs = []
+    for name, entry in jobs.items():
+        run_dir = sweep_dir / name
+        row = {"run": name, "job_id": entry.get("job_id"), "attempts": entry.get("attempts"),
+               "state": entry.get("state"), "live": False, "stage": None, "finished": False}
+        if (run_dir / "matrix.json").is_file() and (run_dir / "report.md").is_file():
+            row.update(state="COMPLETED", finished=True)
+        else:
+            try:
+                from coin.engine.slurm import job_state
+
+                row["state"] = job_state(str(entry["job_id"]), Path(entry.get("folder") or sweep_dir / "submitit"),
+                                         entry.get("cluster", "slurm"))
+                row["live"] = True
+            except Exception:  # no submitit or no sacct here: the state last recorded
+                pass
+        if (run_dir / "config.yaml").is_file():
+            st = run_status(run_dir)
+            done = sum(s["state"] == "done" for s in st["stages"])
+            cur = st["current"]
+            row["stage"] = {"done": done, "of": len(st["stages"]),
+                            "current": None if cur is None else {k: cur.get(k) for k in ("stage", "task", "state")}}
+        runs.append(row)
+    return {"sweep": str(sweep_dir), "runs": runs,
+            "report": str(sweep_dir / "report" / "report.md") if (sweep_dir / "report" / "report.md").is_file() else None}
+
+
+def format_sweep_status(st: dict) -> str:
+    """``sweep_status`` as one line per run."""
+    lines = [f"{st['sweep']}: {sum(r['finished'] for r in st['runs'])} of {len(st['runs'])} runs finished"]
+    width = max((len(r["run"]) for r in st["runs"]), default=0)
+    for r in st["runs"]:
+        state = (r["state"] or "?") + ("" if r["live"] or r["finished"] else " (last recorded)")
+        text = f"  {r['run']:<{width}}  job {r['job_id']} (attempt {r['attempts']}): {state}"
+        s = r["stage"]
+        if s is None:
+            text += ", not started"
+        elif not r["finished"]:
+            text += f", {s['done']} of {s['of']} stages done"
+            if s["current"]:
+                c = s["current"]
+                text += f", stage {c['stage']} {c['task']} {c['state']}"
+        lines.append(text)
+    lines.append(f"  comparison report: {st['report']}" if st["report"] else
+                 "  no comparison report yet: the sweep's command writes it once every run has finished")
+    return "\n".join(lines)

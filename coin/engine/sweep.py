@@ -16,6 +16,10 @@ and were made with the same thread count and one process: a study's baseline poi
 volume 1.0, the paper order...) is the method table's sequential-LoRA run. The folder is copied,
 its config rewritten under the new name, and the run then writes its matrix and report from
 the copied stages (no training, no generation); ``reused-from.json`` names the source.
+
+``--launcher slurm`` makes each run a Slurm job through submitit (``coin.engine.slurm``): the job ids
+in ``runs/sweep/jobs.json``, the same command again resubmits the failed ones and leaves the running
+ones alone, and the report is written once every run has finished.
 """
 
 from __future__ import annotations
@@ -110,10 +114,17 @@ def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
 
 def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list[str] | None = None,
           progress: bool = True, log=print, jobs: int = 1, threads: int | None = None,
-          reuse: list[str | Path] | None = None, finish: Callable[[Path], object] | None = None) -> list[Path]:
+          reuse: list[str | Path] | None = None, finish: Callable[[Path], object] | None = None,
+          launcher: str = "local", slurm=None, cluster: str = "slurm") -> list[Path]:
     """Run every (config, seed) pair; returns the run folders, in order (``coin.api.sweep`` and ``coin sweep``
     then write the comparison report). ``finish(run_dir)`` ends each run done in this process (the run's
-    report, from ``coin.api.sweep``); a run in its own process (``jobs`` > 1) is ``coin run``, which writes it."""
+    report, from ``coin.api.sweep``); a run in its own process (``jobs`` > 1) is ``coin run``, which writes it.
+
+    ``launcher="slurm"``: each run is a Slurm job (``coin.engine.slurm``; ``slurm`` its ``SlurmOptions``,
+    ``cluster`` submitit's executor kind, ``"local"`` in tests); with ``slurm.wait`` false the runs may
+    still be in flight when this returns."""
+    if launcher not in ("local", "slurm"):
+        raise SweepError(f"--launcher must be local or slurm, got {launcher!r}")
 
     out = Path(out)
     overrides = list(overrides or [])
@@ -124,7 +135,12 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
             plans.append((path, seed, cfg, out / f"{Path(path).stem}-s{seed}"))
     if reuse:
         _reuse(plans, [Path(r) for r in reuse], _per_run_threads(jobs, threads), log)
-    if jobs > 1:
+    if launcher == "slurm":
+        from coin.engine.slurm import SlurmOptions, launch
+
+        launch(plans, out, slurm or SlurmOptions(), threads, log, cluster=cluster, finished=_finished,
+               warm=_warm_caches)
+    elif jobs > 1:
         _parallel(plans, out, overrides, jobs, threads, log)
     else:
         from coin.engine.run import run

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
-from coin.options import NoOptions, OptionsError, parse_section
+from coin.options import NoOptions, parsed
 from coin.registry import Registry
 
 if TYPE_CHECKING:
@@ -261,13 +261,7 @@ def parsed_section(cfg: ModelConfig) -> ModelConfig:
     A section from ``coin.config_load`` is returned as it is; one built by hand (``options`` still a
     mapping) is parsed here, so a bad key still names itself (``OptionsError``).
     """
-    options_cls = BACKBONES.options_of(cfg.name) or NoOptions
-    if isinstance(cfg.options, options_cls):
-        return cfg
-    cfg, problems = parse_section(cfg, "model", "name", BACKBONES)
-    if problems:
-        raise OptionsError(problems, what="model")
-    return cfg
+    return parsed(cfg, "model", "name", BACKBONES)
 
 
 def load_model(cfg: ModelConfig, log: Callable[[str], None] = print, progress: bool = True) -> VLM:
@@ -283,10 +277,6 @@ def load_model(cfg: ModelConfig, log: Callable[[str], None] = print, progress: b
         raise TypeError(f"backbone {cfg.name!r} returned a {type(vlm).__name__}, which lacks "
                         f"{', '.join(missing)} of coin.models.backbone.VLM")
     if cfg.gradient_checkpointing:
-        enable = getattr(vlm.model, "activation_checkpointing_enable", None)  # transformers >= 5.x's name
-        if enable is not None:
-            enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        vlm.model.enable_input_require_grads()  # so checkpointed blocks get gradients under frozen embeddings
+        from coin.models.modes import checkpoint_activations  # torch: imported when a model loads
+        checkpoint_activations(vlm.model)
     return vlm

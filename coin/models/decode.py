@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from coin.models.kv_cache import preallocated_cache
+from coin.models.kv_cache import cache_kwargs, preallocated_cache
 
 
 @torch.inference_mode()
@@ -45,7 +45,7 @@ def greedy_decode(model, batch: dict[str, torch.Tensor], max_new_tokens: int, eo
     width = batch["input_ids"].shape[1]
     positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
     cache = _new_cache(model, width + max_new_tokens)
-    out = model(**batch, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = model(**batch, position_ids=positions, **cache_kwargs(cache), use_cache=True, logits_to_keep=1)
     return _greedy_steps(model, out, cache, mask, positions[:, -1:], max_new_tokens, eos_ids, compact_at)
 
 
@@ -124,14 +124,14 @@ def shared_prefix_decode(model, plan: PrefixPlan, image_inputs: dict, pad_id: in
     s_ids, s_mask = left_pad(plan.suffixes, pad_id, device)
     cache = _new_cache(model, p_ids.shape[1] + s_ids.shape[1] + max_new_tokens)
     p_pos = (p_mask.cumsum(-1) - 1).masked_fill(p_mask == 0, 0)
-    model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, past_key_values=cache, use_cache=True,
+    model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, **cache_kwargs(cache), use_cache=True,
           logits_to_keep=1, **image_inputs)
     index = torch.tensor(plan.group_of, dtype=torch.long, device=device)
     for layer in cache.layers:
         layer.batch_select_indices(index)
     mask = torch.cat([p_mask[index], s_mask], dim=1)
     positions = (mask.cumsum(-1) - 1)[:, p_ids.shape[1]:].masked_fill(s_mask == 0, 0)
-    out = model(input_ids=s_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+    out = model(input_ids=s_ids, attention_mask=mask, position_ids=positions, **cache_kwargs(cache),
                 use_cache=True, logits_to_keep=1)
     return _greedy_steps(model, out, cache, mask, positions[:, -1:], max_new_tokens, eos_ids, compact_at)
 
@@ -166,7 +166,7 @@ def _greedy_steps(model, out, cache, mask, position, max_new_tokens: int, eos_id
             rows, nxt, mask, position, finished = rows[keep], nxt[keep], mask[keep], position[keep], finished[keep]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         position = position + 1
-        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, past_key_values=cache,
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, **cache_kwargs(cache),
                     use_cache=True)
     return [_until_end(t, eos_ids) for t in tokens]
 

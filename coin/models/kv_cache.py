@@ -15,6 +15,9 @@ doubling instead of failing.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
@@ -117,4 +120,27 @@ def cache_for(model, kind: str, prompt_width: int, max_new_tokens: int) -> dict:
     if kind not in KV_CACHES:
         raise ValueError(f"unknown kv cache {kind!r}; choices: {', '.join(KV_CACHES)}")
     cache = preallocated_cache(model, prompt_width + max_new_tokens) if kind == "preallocated" else None
-    return {} if cache is None else {"past_key_values": cache}
+    return {} if cache is None else cache_kwargs(cache)
+
+
+@functools.cache
+def cache_keyword() -> str:
+    """The keyword forward and ``generate`` take the KV cache by: ``cache`` (transformers 5.x renamed
+    ``past_key_values``, deprecated there and removed in 5.40 for model forwards), else the old name."""
+    from transformers import GenerationMixin
+
+    # deprecate_kwarg keeps the wrapped signature, which names the new keyword
+    params = inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_kwargs(cache) -> dict:
+    """``{keyword: cache}`` for a transformers model's forward or ``generate``."""
+    return {cache_keyword(): cache}
+
+
+def output_cache(out):
+    """The KV cache a forward returned: ``out.cache`` where transformers has the new name (reading
+    ``out.past_key_values`` there logs a deprecation), else ``out.past_key_values``."""
+    names = getattr(out, "__dataclass_fields__", {})
+    return out.get("cache") if "cache" in names else out.get("past_key_values")

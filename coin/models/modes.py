@@ -50,3 +50,18 @@ def generating(model, batch: dict[str, torch.Tensor]) -> Iterator[dict[str, torc
         yield {k: v.to(device) for k, v in batch.items()}
     finally:
         model.train(was_training)
+
+
+def checkpoint_activations(model: torch.nn.Module) -> None:
+    """Turn on activation (gradient) checkpointing, non-reentrant, by the name the installed transformers has.
+
+    transformers 5.x renamed ``gradient_checkpointing_enable`` to ``activation_checkpointing_enable``
+    (the old name warns); input embeddings are made to require grad so checkpointed blocks get
+    gradients under frozen embeddings.
+    """
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()

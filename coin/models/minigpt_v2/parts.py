@@ -183,8 +183,16 @@ class MiniGPTv2(nn.Module):
         return self.llama_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
     # what coin.models.backbone.load_model calls for model.gradient_checkpointing
-    def gradient_checkpointing_enable(self, **kwargs) -> None:
-        self.llama_model.gradient_checkpointing_enable(**kwargs)
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs) -> None:
+        lm = self.llama_model
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers' current name
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs)
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=activation_checkpointing_kwargs, **kwargs)
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs) -> None:
+        """The old name, for callers that still use it (without transformers' deprecation warning)."""
+        self.activation_checkpointing_enable(gradient_checkpointing_kwargs, **kwargs)
 
     def enable_input_require_grads(self) -> None:
         self.llama_model.enable_input_require_grads()

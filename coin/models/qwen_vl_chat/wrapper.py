@@ -143,6 +143,8 @@ class QwenVLChatVLM(SequenceBatches):
     @torch.inference_mode()
     def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
         """Greedy answers of at most ``max_new_tokens`` tokens, one per sample, stripped."""
+        from coin.models.kv_cache import output_cache  # imports transformers: not at module load
+
         tokens: list[list[int]] = [[] for _ in samples]
         if max_new_tokens >= 1:
             with generating(self.model, self.generation_batch(samples)) as batch:
@@ -163,8 +165,9 @@ class QwenVLChatVLM(SequenceBatches):
                         break
                     mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
                     position = position + 1
+                    # past_key_values: the keyword of Qwen-VL-Chat's own (remote) forward, not transformers'
                     out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position,
-                                     past_key_values=out.past_key_values, use_cache=True)
+                                     past_key_values=output_cache(out), use_cache=True)
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [t.strip() for t in texts]
 
