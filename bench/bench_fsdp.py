@@ -129,7 +129,7 @@ def main(argv: list[str]) -> int:
     _materialise(vlm.model, device, dtype, config)
     fsdp.ready(vlm.model, device)
     params = [p for p in vlm.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=2e-4)
+    opt = fsdp.adamw([{"params": params}], True, lr=2e-4)  # as coin's training (dist.shard_optimizer)
     gen = torch.Generator().manual_seed(rank)
     batch = train_batch(args.batch_size, args.text_tokens, args.answer_tokens, vlm.num_image_tokens, device, dtype, gen)
     if device.type == "cuda":

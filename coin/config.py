@@ -333,9 +333,14 @@ class DistConfig:
     # checks its memory estimate against it and names the largest per-GPU batch that fits (coin.engine.memory);
     # null: the estimate is printed unchecked. The run itself does not read it
     gpu_memory_gib: float | None = None
+    # under "fsdp": each process keeps AdamW's moments for its share of the trainable weights only (ZeRO
+    # stage 1; 8 + 8/N bytes per trainable weight instead of 16), the same updates (coin.engine.fsdp.adamw)
+    shard_optimizer: bool = True
 
     def check(self) -> list[str]:
         problems = _one_of(self, "strategy", ("ddp", "fsdp"))
+        if not isinstance(self.shard_optimizer, bool):
+            problems.append(f"shard_optimizer must be true or false, got {self.shard_optimizer!r}")
         g = self.gpu_memory_gib
         if g is not None and not (isinstance(g, (int, float)) and math.isfinite(g) and g > 0):
             problems.append(f"gpu_memory_gib must be a number > 0 (or null), got {g!r}")

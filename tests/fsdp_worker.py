@@ -37,12 +37,28 @@ def runs(root: Path, spec: dict) -> None:
 
     run_module.load_model = recording_load
 
+    from coin.engine import fsdp
+
+    adamw, made = fsdp.adamw, []
+
+    def recording_adamw(*args, **kwargs):  # the optimisers of a run's stages, to weigh their state after it
+        opt = adamw(*args, **kwargs)
+        made.append(opt)
+        return opt
+
+    fsdp.adamw = recording_adamw
+
     for name, over in spec["variants"].items():
+        made.clear()
         try:
             run(from_dict(merge(spec["base"], over)), root / name, progress=False, log=lambda m: None)
         except (dist.UnsupportedLaunch, ConfigError) as e:  # refused by the engine, or by the method's check_run
             if dist.is_main():
                 (root / f"{name}.refused").write_text(str(e))
+        with (root / f"optimizer-rank{dist.rank()}.jsonl").open("a") as f:  # what each process keeps of AdamW's state
+            f.write(json.dumps({"variant": name, "state_bytes": [fsdp.local_state_bytes(o) for o in made],
+                                "trainable_bytes": [sum(p.numel() * p.element_size() for g in o.param_groups
+                                                        for p in g["params"]) for o in made]}) + "\n")
 
 
 def units(out: Path) -> None:
@@ -196,6 +212,7 @@ def memory(out: Path) -> None:
     from coin.engine import dist, fsdp
     from coin.models.tiny.model import TinyConfig, build_model, build_processor
     from coin.models.llava.wrapper import LlavaVLM
+    from coin.models.modes import checkpoint_activations
 
     cfg = TinyConfig(vocab_size=300, vision_width=32, vision_layers=1, vision_heads=2, lm_width=128, lm_layers=4,
                      lm_heads=4, lm_ffn=512)
@@ -205,8 +222,7 @@ def memory(out: Path) -> None:
         strategy = name.split("-")[0]
         vlm = LlavaVLM(build_model(cfg, tokenizer(), seed=0), build_processor(tokenizer(), cfg))
         if name.endswith("checkpointing"):  # as coin.models.backbone.load_model does for model.gradient_checkpointing
-            vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            vlm.model.enable_input_require_grads()
+            checkpoint_activations(vlm.model)
         torch.manual_seed(0)
         attach_adapter(vlm, section("adapter", r=8, alpha=16))
         model = vlm.model
@@ -216,7 +232,7 @@ def memory(out: Path) -> None:
             engine = model
         else:
             engine = torch.nn.parallel.DistributedDataParallel(model)
-        opt = torch.optim.AdamW(params, lr=1e-3)
+        opt = fsdp.adamw([{"params": params}], strategy == "fsdp", lr=1e-3)  # as coin's training: moments sharded
         batch = vlm.train_batch(samples[dist.rank() * 4 : dist.rank() * 4 + 4])
 
         def step():
@@ -227,7 +243,8 @@ def memory(out: Path) -> None:
             opt.zero_grad(set_to_none=True)
 
         step()
-        held = [*model.parameters(), *model.buffers(), *(v for st in opt.state.values() for v in st.values())]
+        state = opt.optim.state if fsdp.is_sharded_optimizer(opt) else opt.state
+        held = [*model.parameters(), *model.buffers(), *(v for st in state.values() for v in st.values())]
         with _PeakBytes(held) as tracker:
             step()
         result[name] = tracker.peak

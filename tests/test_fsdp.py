@@ -158,6 +158,29 @@ def test_sharded_processes_receive_their_weights_from_the_main_one(method_runs):
     assert [o["weight_bytes"] for o in other] == [0] * len(other)
 
 
+def test_sharded_processes_keep_a_share_of_the_optimizer_moments(method_runs):
+    """#30.8: under FSDP each process keeps AdamW's moments for its share of the trainable weights only
+    (dist.shard_optimizer): the two processes' state adds up to the single process's, each holds less, and
+    the runs still give the single-process adapters (the test above)."""
+    root, _, alone = method_runs
+
+    def held(folder: str, rank: int) -> dict:
+        rows = (root / folder / f"optimizer-rank{rank}.jsonl").read_text().splitlines()
+        return {r["variant"]: r["state_bytes"] for r in map(json.loads, rows)}
+
+    one, two = held("one", 0), [held("two", 0), held("two", 1)]
+    checked = set()
+    for name in alone:
+        assert len(one[name]) == len(two[0][name]) == len(two[1][name]), name
+        for stage, whole in enumerate(one[name]):
+            shares = [two[0][name][stage], two[1][name][stage]]
+            assert sum(shares) == whole, (name, stage, shares, whole)
+            if whole:
+                assert max(shares) < whole, (name, stage, shares, whole)
+                checked.add(name)
+    assert {"sequential", "ewc", "lwf", "replay", "ewc-moelora"} <= checked
+
+
 @pytest.fixture(scope="module")
 def units(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp-units")

@@ -18,6 +18,16 @@ in-stage checkpoints and the adapter files are the same code on the same full te
 What sharding costs them is the extra all-gathers of each block's weights (forward, and
 again in backward).
 
+What is sharded of the trainable state. AdamW's two moments, half of the 16 bytes a trainable
+weight costs (fp32 weight, gradient, two moments), are kept by one process each
+(``adamw``, ``dist.shard_optimizer``, on by default): each process steps only the weights it
+owns and broadcasts them after the step (torch's ``ZeroRedundancyOptimizer``, ZeRO stage 1),
+so a trainable weight costs ``8 + 8 / N`` bytes per process instead of 16 (7.9 GiB of state
+for LLaVA-1.5-13B at r 128 becomes 4.4 GiB on 8 GPUs). The update of each weight is the same
+arithmetic as without sharding, so the adapters are those of a run that keeps the moments whole
+(tested). A checkpoint gathers the moments on the main process first (``optimizer_state_on_main``)
+and holds them whole, so it resumes under any number of processes, with or without sharding.
+
 Precision. The frozen base stays in ``model.dtype`` (bf16 on a GPU by default) and is
 gathered in it, so no FSDP mixed-precision policy is needed; compute follows
 ``train.precision`` (autocast) as without sharding; the trainable weights and their
@@ -189,6 +199,45 @@ def reshard(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.reshard()
+
+
+def adamw(groups: list[dict], shard_state: bool, **kwargs) -> torch.optim.Optimizer:
+    """AdamW over ``groups``; with ``shard_state`` on several processes each keeps the moments of its
+    share of the weights only and broadcasts its weights after each step (ZeRO stage 1).
+
+    Every process must call ``step`` (it is a collective then), which the training loop does.
+    """
+    if not shard_state or dist.world() < 2:
+        return torch.optim.AdamW(groups, **kwargs)
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    return ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **kwargs)
+
+
+def is_sharded_optimizer(opt: torch.optim.Optimizer) -> bool:
+    return hasattr(opt, "consolidate_state_dict")
+
+
+@contextmanager
+def optimizer_state_on_main(opt: torch.optim.Optimizer) -> Iterator[None]:
+    """Inside, ``opt.state_dict()`` on the main process is the whole state (every process's moments,
+    indexed as an unsharded AdamW indexes them), e.g. to write a checkpoint; every process must enter.
+    The gathered copy is dropped on leaving (it is the moments' size in host memory)."""
+    if not is_sharded_optimizer(opt):
+        yield
+        return
+    opt.consolidate_state_dict(to=0)
+    try:
+        yield
+    finally:
+        opt._all_state_dicts = []  # ZeroRedundancyOptimizer keeps the gathered copy until the next gather
+
+
+def local_state_bytes(opt: torch.optim.Optimizer) -> int:
+    """The bytes of optimiser state this process holds (its share when the state is sharded)."""
+    state = opt.optim.state if is_sharded_optimizer(opt) else opt.state
+    return sum(v.numel() * v.element_size() for st in state.values() for v in st.values()
+               if torch.is_tensor(v) and v.dim() > 0)
 
 
 def reduce_gradients(params: list[torch.Tensor]) -> None:

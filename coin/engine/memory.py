@@ -16,8 +16,10 @@ original beside the trained copy), ``B`` samples per micro-batch of ``T`` tokens
   (embeddings, LM head, vision tower, projector: gathered from a forward to its backward),
   ``w P_root (N - 1) / N`` more than its shard, and two whole decoder blocks, ``2 w P_block`` (the
   one running and the next, which FSDP2 gathers ahead);
-- trainable state: ``16 P_t`` (fp32 weight, gradient and AdamW's two moments), under both
-  strategies (coin replicates the adapter); DDP adds its gradient buckets, ``4 P_t``;
+- trainable state: ``16 P_t`` (fp32 weight, gradient and AdamW's two moments) under DDP, plus its
+  gradient buckets, ``4 P_t``; under FSDP the weight and gradient stay whole (coin replicates the
+  adapter) and each process keeps the moments of its share only, ``(8 + 8 / N) P_t``
+  (``dist.shard_optimizer``, the default; ``16 P_t`` without it);
 - activations per sample, per decoder layer and token: ``a (6h + 2h_kv + 4f + 7r)`` (the inputs the
   adapted linear layers and norms keep for backward: two norm inputs, the normed inputs, q, k, v,
   the attention output, the MLP's gate, up, activation and product, and the LoRA A outputs), plus
@@ -66,8 +68,9 @@ def activations(arch: Arch, tokens: int, act_bytes: int, r: int, checkpointing: 
 
 def estimate(arch: Arch, *, r: int, experts: int = 1, train_projector: bool = True, batch: int, tokens: int,
              weight_bytes: int, act_bytes: int, processes: int, checkpointing: bool, eager: bool = False,
-             logit_tokens: int | None = None) -> dict:
-    """Per-process bytes under ``ddp`` and ``fsdp``, by part (``weights``, ``state``, ``activations``, ``total``)."""
+             logit_tokens: int | None = None, shard_optimizer: bool = True) -> dict:
+    """Per-process bytes under ``ddp`` and ``fsdp``, by part (``weights``, ``state``, ``activations``, ``total``);
+    ``shard_optimizer``: FSDP's processes keep AdamW's moments sharded (``dist.shard_optimizer``)."""
     projector = arch.projector_params()
     frozen = arch.lm_params() + arch.vision_params() + projector
     trainable = arch.adapter_params(r, experts) + (projector if train_projector else 0)
@@ -77,9 +80,10 @@ def estimate(arch: Arch, *, r: int, experts: int = 1, train_projector: bool = Tr
     # the root unit stays gathered through a step; a block is gathered whole while it runs, and FSDP2
     # gathers the next one ahead (backward; forward too on GPUs): two whole blocks beside their shards
     gathered = root * weight_bytes * (n - 1) / n + 2 * arch.block_params() * weight_bytes
+    fsdp_state = 8 + 8 / n if shard_optimizer and n > 1 else 16  # weight and gradient whole, moments sharded
     out = {}
     for name, weights, state in (("ddp", frozen * weight_bytes, 20 * trainable),
-                                 ("fsdp", frozen * weight_bytes / n + gathered, 16 * trainable)):
+                                 ("fsdp", frozen * weight_bytes / n + gathered, fsdp_state * trainable)):
         out[name] = {"weights": weights, "state": state, "activations": acts, "total": weights + state + acts}
     out["params"] = {"frozen": frozen, "trainable": trainable}
     return out
@@ -107,7 +111,8 @@ def plan_lines(cfg: Any, processes: int, text_tokens: int = TEXT_TOKENS) -> list
     def est(n: int, ckpt: bool, batch: int = cfg.train.batch_size, length: int = tokens) -> dict:
         return estimate(arch, r=cfg.adapter.r, experts=experts, train_projector=cfg.adapter.train_projector,
                         batch=batch, tokens=length, weight_bytes=weight, act_bytes=act, processes=n,
-                        checkpointing=ckpt, eager=eager, logit_tokens=logit_tokens)
+                        checkpointing=ckpt, eager=eager, logit_tokens=logit_tokens,
+                        shard_optimizer=getattr(cfg.dist, "shard_optimizer", True))
 
     lines = [f"memory per GPU (estimate; formula in docs/distributed.md): sizes from {sizes.source}; weights "
              f"{'bf16' if weight == 2 else 'fp32'}{' (model.dtype auto: bf16 on a GPU)' if cfg.model.dtype == 'auto' else ''}, "

@@ -279,7 +279,8 @@ def _train(run: _Session, ctx: StageContext, methods: list, stage_dir: Path, glo
         data = m.train_data(ctx, data)
     stats = train_stage(ctx, data, cfg.train.for_task(task), methods, seed=cfg.seed * 1000 + j,
                         progress=run.progress, checkpoint_dir=stage_dir / "checkpoints", log=run.log,
-                        on_step=_step_logger(run.tracker, stage_dir, global_step))
+                        on_step=_step_logger(run.tracker, stage_dir, global_step),
+                        shard_optimizer=cfg.dist.shard_optimizer)
     for m in methods:
         m.after_task(ctx)
     fsdp.reshard(run.vlm.model)  # every process alike, before the main one alone reads the model

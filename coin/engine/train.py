@@ -88,7 +88,7 @@ def param_groups(named: dict, full_train: list[str], cfg: TrainConfig) -> list[d
 
 def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: list[Method], seed: int,
                 progress: bool = True, checkpoint_dir: Path | None = None, log=print,
-                on_step: Callable[[int, int, dict], None] | None = None) -> StageStats:
+                on_step: Callable[[int, int, dict], None] | None = None, shard_optimizer: bool = True) -> StageStats:
     """Train ``ctx.vlm.model`` on ``samples`` for one stage and return its statistics.
 
     One optimizer step consumes ``batch_size x grad_accum x processes`` samples of a seeded
@@ -101,6 +101,8 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     ``cfg.checkpoint_every`` steps and on SIGINT/SIGTERM; training resumes from the newest
     good one. ``on_step(done, total, values)`` is called on the main process after each optimiser
     step with its loss, learning rate, gradient norm and the methods' extra terms (telemetry).
+    ``shard_optimizer`` (``dist.shard_optimizer``): a model sharded by ``dist.strategy: fsdp`` keeps
+    AdamW's moments sharded over the processes too (``fsdp.adamw``).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -109,8 +111,9 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     rank, world = dist.rank(), dist.world()
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     params = list(named.values())
-    opt = torch.optim.AdamW(param_groups(named, vlm.full_train, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    # under dist.strategy fsdp the moments are sharded over the processes (dist.shard_optimizer; fsdp.adamw)
+    opt = fsdp.adamw(param_groups(named, vlm.full_train, cfg), fsdp.is_sharded(model) and shard_optimizer,
+                     lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
     per_rank = cfg.batch_size * cfg.grad_accum
     plan = batches(len(samples), per_rank * world, cfg.epochs, seed)
     # step k runs at lr x factor(k - 1): LambdaLR applies factor(0) now and steps after each optimiser step
@@ -194,15 +197,16 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                     # every process takes part: clocks differ, and one process's "time" is enough
                     periodic = dist.any_true(_now() - last_checkpoint >= 60 * cfg.checkpoint_minutes)
                 if checkpoint_dir is not None and (periodic or stop.signal is not None):
-                    if dist.is_main():
-                        meta = _plan_meta(plan, per_rank * world)
-                        if writer is not None and stop.signal is None:
-                            writer.submit(ckpt.snapshot(done, named, opt, sched, plan=meta))
-                        else:  # interrupted: written now, before the stage reports it
-                            if writer is not None:
-                                writer.wait()
-                            ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched, plan=meta)
-                            ckpt.prune(checkpoint_dir)
+                    with fsdp.optimizer_state_on_main(opt):  # the moments of every process, when sharded
+                        if dist.is_main():
+                            meta = _plan_meta(plan, per_rank * world)
+                            if writer is not None and stop.signal is None:
+                                writer.submit(ckpt.snapshot(done, named, opt, sched, plan=meta))
+                            else:  # interrupted: written now, before the stage reports it
+                                if writer is not None:
+                                    writer.wait()
+                                ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched, plan=meta)
+                                ckpt.prune(checkpoint_dir)
                     last_checkpoint = _now()
                     if stop.signal is None:
                         dist.barrier()
