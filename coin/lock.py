@@ -53,12 +53,15 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    """Every installed distribution's public version, by normalised name (coin itself left out)."""
+    """Every installed distribution's public version, by normalised name (coin itself left out).
+
+    Where one name is installed twice (a virtual environment over the system's site-packages), the
+    first on ``sys.path`` is the one Python imports, so that is the one recorded."""
     out = {}
     for dist in metadata.distributions():
         name = dist.metadata.get("Name")
         if name and _norm(name) != "coin":
-            out[_norm(name)] = _public(dist.version)
+            out.setdefault(_norm(name), _public(dist.version))
     return out
 
 

@@ -20,9 +20,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None
-                                and shutil.which("accelerate") is None, reason="accelerate launcher not installed")
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -36,9 +33,10 @@ def _env() -> dict:
     return env
 
 
-def _launcher() -> str:
-    local = Path(sys.executable).parent / "accelerate"
-    return str(local) if local.is_file() else shutil.which("accelerate")
+def _launcher() -> list[str]:
+    """``accelerate launch`` under this interpreter (not whichever ``accelerate`` script is first on PATH),
+    so the workers import the same packages as the test."""
+    return [sys.executable, "-m", "accelerate.commands.launch"]
 
 
 VARIANTS = {
@@ -82,7 +80,7 @@ def launched(tmp_path_factory, micro_factory):
     p1 = subprocess.run([sys.executable, str(WORKER), "runs", str(root / "one"), str(root / "one.json")],
                         capture_output=True, text=True, timeout=600, env=_env())
     assert p1.returncode == 0, p1.stderr[-3000:]
-    launch = [_launcher(), "launch", "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
+    launch = [*_launcher(), "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
               "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
               str(WORKER), "runs", str(root / "two"), str(root / "two.json")]
     p2 = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=_env())
@@ -156,7 +154,7 @@ def test_two_processes_resume_a_lost_stage(launched, tmp_path):
     for name in ("DONE", "scores.json"):
         (stage / name).unlink()
     shutil.rmtree(stage / "predictions")
-    launch = [_launcher(), "launch", "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
+    launch = [*_launcher(), "--config_file", str(Path(__file__).parents[1] / "configs/accelerate/ddp.yaml"),
               "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(_free_port()),
               "-m", "coin.cli", "run", "--config", str(launched / "two-lora.yaml"), "--out", str(two)]
     proc = subprocess.run(launch, capture_output=True, text=True, timeout=300, env=_env())

@@ -39,9 +39,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launcher() -> str:
-    local = Path(sys.executable).parent / "accelerate"
-    return str(local) if local.is_file() else shutil.which("accelerate")
+def _launcher() -> list[str]:
+    """``accelerate launch`` under this interpreter (not whichever ``accelerate`` script is first on PATH),
+    so the workers import the same packages as the test."""
+    return [sys.executable, "-m", "accelerate.commands.launch"]
 
 
 def _env() -> dict:
@@ -280,7 +281,7 @@ def test_sigkill_mid_stage_then_relaunch_with_three_processes(tmp_path, micro_fa
     cfg["dist"] = {"strategy": "fsdp"}
     (tmp_path / "fsdp.yaml").write_text(yaml.safe_dump(cfg))
     killed = tmp_path / "killed"
-    launch = [_launcher(), "launch", "--config_file", str(ROOT / "configs/accelerate/fsdp.yaml"), "--num_processes",
+    launch = [*_launcher(), "--config_file", str(ROOT / "configs/accelerate/fsdp.yaml"), "--num_processes",
               "2", "--num_machines", "1", "--main_process_port", str(_free_port()), "-m", "coin.cli", "run",
               "--config", str(tmp_path / "fsdp.yaml")]
     proc = subprocess.Popen(launch + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

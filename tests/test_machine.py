@@ -71,3 +71,18 @@ def test_the_lock_names_each_package_that_differs_from_it(tmp_path):
     assert lock_status(lock)["matches"]
     shipped = lock_path()  # the repository's own lock is read the same way
     assert shipped is not None and "torch" in read_lock(shipped) and "transformers" in read_lock(shipped)
+
+
+def test_the_lock_records_the_copy_python_imports_when_a_package_is_installed_twice(tmp_path, monkeypatch):
+    """A virtual environment over the system's site-packages holds two copies of a package; Python imports
+    the first on ``sys.path``, and ``env.json``'s versions must name that one, not the last one seen."""
+    import sys
+
+    from coin.lock import installed
+
+    for folder, version in (("venv", "1.0"), ("system", "2.0")):
+        info = tmp_path / folder / f"twice_installed_pkg-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: twice-installed-pkg\nVersion: {version}\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "venv"), str(tmp_path / "system"), *sys.path])
+    assert installed()["twice-installed-pkg"] == "1.0"

@@ -26,6 +26,7 @@ import tinyhf
 from coin.config_load import section
 from coin.data.sample import Sample
 from coin.models import load_model
+from coin.models.modes import activation_checkpointing_on
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,7 @@ def test_llava_load_train_step_and_decoding_raise_no_deprecation(folders, images
 
     with strict():
         vlm = load_model(section("model", name="llava", path=str(folders["llava"]), gradient_checkpointing=True))
-    assert vlm.model.is_activation_checkpointing
+    assert activation_checkpointing_on(vlm.model)
     with strict():  # PEFT's own probe of the deprecated property is silenced for its one call (adapters.base.peft_model)
         vlm.model = LoRA.build(vlm, SimpleNamespace(r=2, alpha=4, dropout=0.0, train_projector=True))
     train = [Sample(f"t{k}", "t", images[k], f"Question {k}?", answer=f"answer {k}") for k in range(3)]

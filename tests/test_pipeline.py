@@ -216,7 +216,9 @@ def test_gradient_checkpointing_changes_memory_not_results(micro_config, tmp_pat
     from coin.models import load_model
 
     vlm = load_model(from_dict(micro_config).model, log=lambda *a: None, progress=False)
-    assert vlm.model.is_activation_checkpointing  # it was really on
+    from coin.models.modes import activation_checkpointing_on
+
+    assert activation_checkpointing_on(vlm.model)  # it was really on
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -65,3 +65,11 @@ def checkpoint_activations(model: torch.nn.Module) -> None:
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
+
+
+def activation_checkpointing_on(model: torch.nn.Module) -> bool:
+    """Whether ``model`` checkpoints its activations, read by the name the installed transformers has
+    (``is_activation_checkpointing`` from 5.23, ``is_gradient_checkpointing`` before; the old name warns)."""
+    if hasattr(type(model), "is_activation_checkpointing"):
+        return bool(model.is_activation_checkpointing)
+    return bool(model.is_gradient_checkpointing)
