@@ -424,6 +424,44 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def _unset(data: dict, key: str) -> dict:
+    """A copy of ``data`` without the dotted ``key``; a ``ConfigError`` naming it when it is not there."""
+    parts = key.split(".")
+    if not all(parts):
+        raise _set_error(f"~{key}: the key has an empty part")
+    out = dict(data)
+    node = out
+    for k, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            break
+        node[part] = node = dict(child)
+    else:
+        if parts[-1] in node:
+            del node[parts[-1]]
+            return out
+    raise _set_error(f"~{key}: the config does not set {key}, so there is nothing to unset (its default applies)")
+
+
+def apply_overrides(data: dict, items: list[str]) -> dict:
+    """``data`` with the command line's overrides applied in order: ``key=value`` sets a key (the value
+    parsed as YAML, as ``--set`` does), ``~key`` removes one the config file set, so that its default
+    applies (Hydra's habit: ``~model.lm_path`` when switching a config to a backbone without that option)."""
+    out = data
+    pending: list[str] = []
+    for item in items:
+        if item.startswith("~"):
+            if pending:
+                out, pending = merge(out, parse_overrides(pending)), []
+            key = item[1:].strip()
+            if "=" in key:
+                raise _set_error(f"{item!r}: ~KEY takes no value (it removes the key; KEY=VALUE sets one)")
+            out = _unset(out, key)
+        else:
+            pending.append(item)
+    return merge(out, parse_overrides(pending)) if pending else out
+
+
 def merge(base: dict, over: dict) -> dict:
     """Recursively merge ``over`` into a copy of ``base``."""
     out = dict(base)

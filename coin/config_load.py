@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from coin.config import ConfigError, RunConfig, merge, parse_overrides, read_yaml_mapping
+from coin.config import ConfigError, RunConfig, apply_overrides, read_yaml_mapping
 from coin.errors import UntrustedPlugins
 from coin.options import build, flat_dict, parse_section
 
@@ -158,14 +158,15 @@ def section(key: str, data: dict | None = None, **keys: Any) -> Any:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config (the embedded default when ``path`` is None) and apply ``--set`` overrides."""
+    """Load a YAML config (the embedded default when ``path`` is None) and apply the overrides in order
+    (``key=value`` or ``~key``; see ``coin.config.apply_overrides``)."""
     data: dict = {}
     source = None
     if path is not None:
         source = str(path)
         data = read_yaml_mapping(path, "config file")
     if overrides:
-        data = merge(data, parse_overrides(overrides))
+        data = apply_overrides(data, list(overrides))
     return from_dict(data, source)
 
 

@@ -94,6 +94,13 @@ def test_status_of_a_running_then_killed_then_finished_run(tmp_path, micro_confi
     assert st["last_loss"]["stage"] == 2 and st["last_loss"]["step"] == 3
     assert main(["status", str(out), "--json"]) == 0
     assert '"finished": true' in capsys.readouterr().out
+    # a finished run's status leads with its result: the zero-shot row, MAA/BWT/ACC and the report's path
+    assert main(["status", str(out)]) == 0
+    text = capsys.readouterr().out
+    m = result["metrics"]
+    assert f"MAA {m['maa']:.2f}  BWT {m['bwt']:.2f}  ACC {m['acc']:.2f}" in text
+    assert "report:" not in text  # the engine's run() writes no report (the CLI does: tests/test_cli_habits.py)
+    assert "zero-shot" not in text  # eval.zero_shot is off here (tests/test_cli_habits.py has the row)
 
 
 def test_status_names_a_folder_that_is_not_a_run(tmp_path, capsys):

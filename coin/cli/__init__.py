@@ -1,9 +1,10 @@
 """The ``coin`` command line: thin shells over library functions, one module per group of commands.
 
-    coin run [--config FILE] [--out DIR] [--set key=value ...]
+    coin --version
+    coin run [--config FILE] [--out DIR] [--seed N] [key=value | ~key ...] [--set key=value ...]
     coin data synth --out DIR [--seed N] [--n-train N] [--n-test N]
     coin data build SOURCE --raw DIR --out DIR [--seed N] [--option key=value ...]
-    coin data check|stats [--config FILE] [--root DIR] [--image-root DIR] [--tasks T ...] [--json]
+    coin data check|stats [--config FILE] [key=value ...] [--root DIR] [--image-root DIR] [--tasks T ...] [--json]
     coin sweep CONFIG [CONFIG ...] [--seeds 0 1 2] [--out DIR]
     coin report RUN [RUN ...] [--out DIR]
     coin status RUN [--json]
@@ -50,16 +51,31 @@ def exit_code(e: BaseException) -> int | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``coin`` argument parser, every command module's subcommands added in ``COMMANDS`` order."""
+    from coin import __version__
+
     p = argparse.ArgumentParser(prog="coin", description="Continual instruction tuning of multimodal LLMs (CoIN).")
+    p.add_argument("--version", action="version", version=f"coin {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMANDS:
         module.add_commands(sub)
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``argv`` parsed; the bare ``KEY=VALUE`` / ``~KEY`` words of a command that takes overrides may stand
+    anywhere among its options (argparse alone takes one run of positional words)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(word.startswith("-") for word in extra):
+            parser.error("unrecognized arguments: " + " ".join(extra))
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``coin`` command ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except BaseException as e:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from coin.cli.flags import add_set
+from coin.cli.flags import add_set, overrides
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
@@ -26,13 +26,13 @@ def _data_target(args: argparse.Namespace) -> tuple:
     from coin.tasks.orders import resolve_order
 
     tasks, protocol = None, {}
-    if args.config or args.set:  # --root joins the overrides, so a benchmark that requires data.root validates
-        cfg = load_config(args.config, list(args.set or []) + ([f"data.root={args.root}"] if args.root else []))
-        data, tasks, protocol = cfg.data, resolve_order(cfg.tasks.order), cfg.eval.protocol
-    elif args.root:
+    words = overrides(args)
+    if args.root and not (args.config or words):
         data = DataConfig(benchmark="coin", root=args.root)
-    else:
-        raise SystemExit(f"coin data {args.data_command}: give --config FILE or --root DIR")
+    else:  # a config (with no --config, --set or --root: the embedded one, what `coin run` runs); --root joins
+        # the overrides, so a benchmark that requires data.root validates
+        cfg = load_config(args.config, words + ([f"data.root={args.root}"] if args.root else []))
+        data, tasks, protocol = cfg.data, resolve_order(cfg.tasks.order), cfg.eval.protocol
     over = {k: v for k, v in (("root", args.root), ("image_root", args.image_root),
                               ("instructions", args.instructions)) if v is not None}
     if args.root and data.benchmark == "synth":  # --root alone means CoIN; --set data.benchmark=ucit keeps UCIT
@@ -117,7 +117,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for name, func, text in (("check", _cmd_data_check, "check every file and image a run will touch; exit 1 on any problem"),
                              ("stats", _cmd_data_stats, "per-task counts, answer lengths and distinct answers")):
         c = d.add_parser(name, help=text)
-        c.add_argument("--config", help="run config whose data section and task order to use")
+        c.add_argument("--config", help="run config whose data section and task order to use (default, with no "
+                                        "--root: the embedded one, what `coin run` runs)")
         add_set(c, "override a config key")
         c.add_argument("--root", help="CoIN data root (instead of, or overriding, the config's data.root)")
         c.add_argument("--image-root", help="folder the records' image paths are relative to (default: --root)")

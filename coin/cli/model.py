@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from coin.cli.flags import add_set
+from coin.cli.flags import add_set, overrides
 
 
 def _cmd_model_assemble(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def _cmd_model_prepare(args: argparse.Namespace) -> int:
     from coin.config_load import load_config
     from coin.models import BACKBONES
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, overrides(args))
     threads(args.threads)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     BACKBONES.get(cfg.model.name).prepare(cfg.model, log=log)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from coin.cli.flags import add_set, threads
+from coin.cli.flags import add_set, overrides, threads
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from coin.config_load import load_config
     from coin.report import summary_table
 
-    cfg = load_config(args.config, args.set)
+    cfg = load_config(args.config, overrides(args))
     out = Path(args.out) if args.out else Path("runs") / (cfg.name or (Path(args.config).stem if args.config else "default"))
     if args.dry_run:
         from coin.engine.plan import describe
@@ -48,6 +48,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_sweep_words(items: list[str]) -> tuple[list[str], list[str]]:
+    """``coin sweep``'s positional words: config files, and overrides (``KEY=VALUE``, ``~KEY``) that are not files."""
+    from coin.config import ConfigError
+
+    configs, words = [], []
+    for item in items:
+        is_word = not Path(item).is_file() and ("=" in item or item.startswith("~"))
+        (words if is_word else configs).append(item)
+    if not configs:
+        raise ConfigError(["coin sweep: give at least one config file"])
+    return configs, words
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from coin.config import ConfigError
     from coin.api import sweep
@@ -73,8 +86,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                                           ("--no-wait", args.no_wait or None)) if value is not None]
         if given:
             raise ConfigError([f"{flag} needs --launcher slurm" for flag in given])
+    configs, words = _split_sweep_words(args.configs)
     threads(args.threads)
-    path = sweep(args.configs, args.seeds, args.out, args.set, progress=not args.quiet, jobs=args.jobs,
+    path = sweep(configs, args.seeds, args.out, [*args.set, *words], progress=not args.quiet, jobs=args.jobs,
                  threads=args.threads, reuse=args.reuse, **extra)
     if path is None:
         print(f"jobs submitted: {Path(args.out) / 'jobs.json'}; `coin status {args.out}` shows them, and the same "
@@ -102,6 +116,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--config", help="YAML config (default: the embedded CoIN-Synth config)")
     r.add_argument("--out", help="run folder (default: runs/<name>); an existing run there is continued")
     add_set(r, "override a config key, e.g. train.lr=1e-4")
+    r.add_argument("--seed", type=int, default=None, help="the run's seed (the same as seed=N)")
     r.add_argument("--fresh", action="store_true", help="empty the run folder first and start over (only a coin run folder, once no other run holds it)")
     r.add_argument("--dry-run", action="store_true", help="print the plan and the files it reads (missing ones marked); load nothing")
     r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -113,7 +128,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("configs", nargs="+", help="YAML configs")
     sw.add_argument("--seeds", type=int, nargs="+", default=[0])
     sw.add_argument("--out", default="runs/sweep")
-    add_set(sw, "override a key in every config")
+    add_set(sw, "override a key in every config (KEY=VALUE and ~KEY words among the configs do the same)",
+            positional=False)
     sw.add_argument("--threads", type=int, default=None, help="torch threads per run (with --jobs: default cores / jobs)")
     sw.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process (default 1)")
     sw.add_argument("--reuse", nargs="+", default=None, metavar="DIR",

@@ -190,7 +190,20 @@ def run_status(run_dir: str | os.PathLike) -> dict:
     return {"run": str(run_dir), "tasks": tasks, "stages": stages, "current": current, "matrix": matrix,
             "last_loss": last_loss, "running": holder is not None,
             "pid": holder if isinstance(holder, int) and holder is not True else None, "finished": finished,
-            **holders(run_dir, holder)}
+            "result": _result(run_dir) if finished else None, **holders(run_dir, holder)}
+
+
+def _result(run_dir: Path) -> dict | None:
+    """A finished run's headline, as its ``matrix.json`` has it: MAA, BWT, ACC, the zero-shot row and
+    where the report is (None when the file cannot be read)."""
+    try:
+        mj = json.loads((run_dir / "matrix.json").read_text(encoding="utf-8"))
+        metrics = mj.get("metrics") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    report = run_dir / "report.md"
+    return {"maa": metrics.get("maa"), "bwt": metrics.get("bwt"), "acc": metrics.get("acc"),
+            "zero_shot": mj.get("zero_shot"), "report": str(report) if report.is_file() else None}
 
 
 def _life(alive: bool | None) -> str:
@@ -237,12 +250,22 @@ def format_status(st: dict) -> str:
     if st["last_loss"]:
         ll = st["last_loss"]
         lines.append(f"  last loss {ll['loss']:.4f} (stage {ll['stage']} {ll['task']}, step {ll['step']})")
+    result = st.get("result")
     if st["matrix"]:
-        width = max(len(t) for t in st["tasks"])
-        lines.append("  matrix so far (rows: after stage; columns: " + ", ".join(st["tasks"]) + ")")
-        for j, row in enumerate(st["matrix"]):
+        width = max(len(t) for t in st["tasks"] + ["zero-shot"])
+        done = "matrix" if st["finished"] else "matrix so far"
+        lines.append(f"  {done} (rows: after stage; columns: " + ", ".join(st["tasks"]) + ")")
+        rows = [(t, row) for t, row in zip(st["tasks"], st["matrix"])]
+        if result and result.get("zero_shot") is not None:
+            rows.insert(0, ("zero-shot", result["zero_shot"]))
+        for label, row in rows:
             cells = " ".join(f"{v:6.1f}" if v is not None else "     -" for v in row)
-            lines.append(f"  {st['tasks'][j]:>{width}} {cells}")
+            lines.append(f"  {label:>{width}} {cells}")
+    if result:
+        lines.append("  " + "  ".join(f"{k.upper()} {result[k]:.2f}" if result.get(k) is not None else f"{k.upper()} -"
+                                      for k in ("maa", "bwt", "acc")))
+        if result.get("report"):
+            lines.append(f"  report: {result['report']}")
     return "\n".join(lines)
 
 
