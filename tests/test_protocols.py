@@ -182,9 +182,13 @@ def test_a_chosen_protocol_replaces_both_columns_and_the_card_says_so() -> None:
     assert any("empty prediction" in d for d in card["ImageNet"]["paper"]["deviations"])
 
 
-def test_score_help_shows_the_protocol_card(capsys) -> None:
+def test_score_help_shows_the_options_and_the_card_has_its_own_flag(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["score", "--help"])
+    help_text = capsys.readouterr().out
+    assert help_text.lstrip().startswith("usage: coin score") and "--predictions" in help_text
+    assert "--card" in help_text and format_card().splitlines()[0] not in help_text  # the options, not 300 lines
+    assert main(["score", "--card"]) == 0
     out = capsys.readouterr().out
     assert format_card().splitlines()[0] in out
     assert "ImageNet paper: credited when `answer in pred or pred in answer`" in out

@@ -13,6 +13,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from coin.scoring.scorers import SCORERS, score_task
     from coin.io import read_json, read_jsonl
 
+    if args.card:
+        from coin.tasks.protocol_sets import format_card
+
+        print("protocol card (per task: the rule, scorer, normaliser, answers; then each deliberate difference "
+              "from the original CoIN code):\n" + format_card())
+        return 0
     if args.normalize is not None:
         print(get_normalizer(args.normalizer or "vqa")(args.normalize))
         return 0
@@ -90,12 +96,11 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """``score`` and ``metrics``."""
-    from coin.tasks.protocol_sets import format_card
-
     sc = sub.add_parser("score", help="score predictions against a CoIN test file",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="protocol card (per task: the rule, scorer, normaliser, answers; then each "
-                               "deliberate difference from the original CoIN code):\n" + format_card())
+                        epilog="coin score --card prints the protocol card: per task, the rule, scorer, normaliser "
+                               "and answers of each protocol, then each deliberate difference from the original "
+                               "CoIN code.")
+    sc.add_argument("--card", action="store_true", help="print the protocol card and exit")
     sc.add_argument("--task", help="CoIN task whose protocol to use, e.g. TextVQA")
     sc.add_argument("--protocol", default="paper",
                     help="paper (default: the original rule, its bugs fixed), strict (coin's own) or a task's "
