@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from coin.io import atomic_write_jsonl, write_error
+from coin.io import atomic_write_jsonl, atomic_write_text, write_error
 from coin.registry import Registry
 
 STEP_LOG = "train_log.jsonl"
@@ -41,6 +41,11 @@ class TrackerKind:
     module: str
     extra: str
     build: Callable[[Path, str, str, int], object]  # (run folder, run name, project, purge step) -> GeneralTracker
+    # whether the tracker drops the values a resumed run logs again (TensorBoard's purge_step); for one that
+    # does not, coin logs each step once: it keeps the last step logged in RUN/logs/<name>.steps.json
+    purges: bool = False
+    # called once the tracker has started, to note what a resumed run needs to continue the same tracker run
+    started: Callable[[object, Path], None] | None = None
 
 
 def _tensorboard(out: Path, name: str, project: str, purge_step: int):
@@ -56,16 +61,48 @@ def _wandb(out: Path, name: str, project: str, purge_step: int):
     return WandBTracker(project, name=name, id=_stable_id(out), resume="allow", dir=str(out / "logs"))
 
 
+MLFLOW_RUN_ID = "mlflow_run_id"  # in RUN/logs/: a resumed run continues the MLflow run it started
+
+
 def _mlflow(out: Path, name: str, project: str, purge_step: int):
     from accelerate.tracking import MLflowTracker
 
-    return MLflowTracker(experiment_name=project, run_name=name)
+    saved = out / "logs" / MLFLOW_RUN_ID
+    run_id = saved.read_text(encoding="utf-8").strip() if saved.is_file() else None
+    return MLflowTracker(experiment_name=project, run_name=name, run_id=run_id or None)
+
+
+def _mlflow_started(tracker, out: Path) -> None:
+    run = getattr(tracker, "active_run", None)
+    if run is not None:
+        atomic_write_text(out / "logs" / MLFLOW_RUN_ID, run.info.run_id + "\n")
 
 
 TRACKERS: Registry[TrackerKind] = Registry("tracker")
-TRACKERS.register(TrackerKind(name="tensorboard", module="tensorboard", extra="tensorboard", build=_tensorboard))
+TRACKERS.register(TrackerKind(name="tensorboard", module="tensorboard", extra="tensorboard", build=_tensorboard,
+                              purges=True))
 TRACKERS.register(TrackerKind(name="wandb", module="wandb", extra="wandb", build=_wandb))
-TRACKERS.register(TrackerKind(name="mlflow", module="mlflow", extra="mlflow", build=_mlflow))
+TRACKERS.register(TrackerKind(name="mlflow", module="mlflow", extra="mlflow", build=_mlflow, started=_mlflow_started))
+
+
+def hyperparameters(config: dict) -> dict[str, bool | int | float | str]:
+    """A run config (nested dicts, as ``coin.options.flat_dict`` gives it) as the flat ``section.key`` ->
+    scalar mapping trackers take as hyperparameters: lists and mappings as JSON text, None as "none"."""
+    out: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (bool, int, float, str)):
+            out[prefix] = value
+        elif value is None:
+            out[prefix] = "none"
+        else:
+            out[prefix] = json.dumps(value, sort_keys=True, default=str)
+
+    walk("", config)
+    return out
 
 
 def _stable_id(out: Path) -> str:
@@ -97,29 +134,62 @@ class RunTracker:
     from the step after. Only the main process should call it.
     """
 
-    def __init__(self, names: list[str], out: Path, run_name: str, project: str = "coin") -> None:
+    def __init__(self, names: list[str], out: Path, run_name: str, project: str = "coin",
+                 config: dict | None = None) -> None:
         self.names, self.out, self.run_name, self.project = list(names), Path(out), run_name, project
+        self.config = config  # the resolved run config: each tracker stores it once per run as hyperparameters
         self._trackers: list | None = None
+        self._marks: dict[str, dict] = {}
+
+    def _mark_path(self, name: str) -> Path:
+        return self.out / "logs" / f"{name}.steps.json"
 
     def _open(self, purge_step: int) -> list:
         if self._trackers is None:
             self._trackers = []
             for name in self.names:
-                tracker = TRACKERS.get(name).build(self.out, self.run_name, self.project, purge_step)
+                kind = TRACKERS.get(name)
+                tracker = kind.build(self.out, self.run_name, self.project, purge_step)
                 tracker.start()
-                self._trackers.append(tracker)
+                if kind.started is not None:
+                    kind.started(tracker, self.out)
+                mark = self._mark_path(name)
+                try:
+                    self._marks[name] = json.loads(mark.read_text(encoding="utf-8")) if mark.is_file() else {}
+                except (OSError, ValueError):
+                    self._marks[name] = {}
+                if self.config is not None and not self._marks[name].get("config"):
+                    tracker.store_init_configuration(hyperparameters(self.config))
+                    self._note(name, "config", True)
+                self._trackers.append((kind, tracker))
         return self._trackers
 
-    def step(self, global_step: int, values: dict[str, float]) -> None:
-        for t in self._open(global_step):
-            t.log(values, step=global_step)
+    def _note(self, name: str, key: str, value) -> None:
+        self._marks.setdefault(name, {})[key] = value
+        atomic_write_text(self._mark_path(name), json.dumps(self._marks[name], sort_keys=True) + "\n")
 
-    def stage(self, global_step: int, values: dict[str, float]) -> None:
-        for t in self._open(global_step + 1):
+    def step(self, global_step: int, values: dict[str, float]) -> None:
+        for kind, t in self._open(global_step):
+            last = self._marks.get(kind.name, {}).get("step")
+            if not kind.purges and last is not None and global_step <= last:
+                continue  # a tracker that keeps what a killed run logged: each step once
             t.log(values, step=global_step)
+            if not kind.purges:
+                self._note(kind.name, "step", global_step)
+
+    def stage(self, global_step: int, values: dict[str, float], key: str | None = None) -> None:
+        """End-of-stage values at ``global_step``; ``key`` names them (e.g. "zero-shot", "stage 3") so that
+        a tracker that does not purge gets them once even when a resumed run logs them again."""
+        for kind, t in self._open(global_step + 1):
+            done = self._marks.get(kind.name, {}).get("stages", [])
+            if not kind.purges and key is not None and key in done:
+                continue
+            t.log(values, step=global_step)
+            if not kind.purges and key is not None:
+                self._note(kind.name, "stages", [*done, key])
 
     def close(self) -> None:
-        for t in self._trackers or []:
+        for _, t in self._trackers or []:
             t.finish()
         self._trackers = None
 

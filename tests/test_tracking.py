@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from coin.config import ConfigError
 from coin.config_load import from_dict
 from coin.engine.run import run
-from coin.tracking import StepLog, read_step_log, tracker_problems
+from coin.tracking import TRACKERS, StepLog, TrackerKind, read_step_log, tracker_problems
 from coin.methods import METHODS, Method
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,12 @@ def test_two_stages_write_every_step_and_the_stage_scores(tmp_path, micro_config
     assert [v for _, v in scores] == pytest.approx([result["matrix"][0][0], result["matrix"][1][0]])
     assert [s for s, _ in _scalars(out / "logs", "metrics/maa")] == [STEPS, 2 * STEPS]
     assert _scalars(out / "logs", "metrics/maa")[-1][1] == pytest.approx(result["metrics"]["maa"])
+    assert _scalars(out / "logs", "metrics/acc")[-1][1] == pytest.approx(result["metrics"]["acc"])  # ACC too
+    # the resolved config, stored once as the run's hyperparameters
+    (stored,) = list((out / "logs").glob("*/hparams.yml"))
+    hparams = yaml.safe_load(stored.read_text())
+    assert hparams["train.lr"] == micro_config["train"]["lr"] and hparams["tasks.order"] == '["ImageNet", "Grounding"]'
+    assert hparams["method"] == "sequential" and hparams["model.tiny.lm_width"] == 64
     # the light step log holds the same losses
     rows = read_step_log(out / "stages" / "02-Grounding" / "train_log.jsonl")
     assert [r["global_step"] for r in rows] == [4, 5, 6] and rows[0]["of"] == STEPS
@@ -86,6 +93,53 @@ def test_a_killed_and_resumed_run_has_each_step_once(tmp_path, micro_config):
     assert [s for s, _ in loss] == list(range(1, 13))  # no duplicate, none missing
     assert [r["step"] for r in read_step_log(stage2 / "train_log.jsonl")] == [1, 2, 3, 4, 5, 6]
     assert [s for s, _ in _scalars(out / "logs", "eval/Grounding")] == [12]
+    assert len(list((out / "logs").glob("*/hparams.yml"))) == 1  # the config is stored once, not per launch
+
+
+class _Remembering:
+    """A tracker that, like MLflow and W&B, keeps every value it was given (no purge_step)."""
+
+    calls: list = []
+
+    def start(self):
+        pass
+
+    def store_init_configuration(self, values):
+        self.calls.append(("config", values))
+
+    def log(self, values, step=None):
+        self.calls.append((step, dict(values)))
+
+    def finish(self):
+        pass
+
+
+def test_a_tracker_without_purge_gets_each_step_and_stage_once_across_a_resume(tmp_path, micro_config):
+    """MLflow and W&B keep what a killed run logged; a resumed run must not log those steps again."""
+    cfg = micro_config
+    cfg["eval"].update(zero_shot=True, bootstrap=0)
+    cfg["method"] = "test-crash-once"
+    cfg["data"]["synth"]["n_train"] = 48  # 6 steps a stage
+    cfg["train"]["checkpoint_every"] = 2
+    cfg["log"] = {"trackers": ["remembering"]}
+    out = tmp_path / "run"
+    _Remembering.calls = []
+    with TRACKERS.scratch():
+        TRACKERS.register(TrackerKind(name="remembering", module="json", extra="-", build=lambda *a: _Remembering()))
+        _CrashOnce.armed_at = 4
+        with pytest.raises(RuntimeError, match="killed"):
+            run(from_dict(cfg), out, progress=False, log=lambda *a: None)
+        import shutil
+
+        shutil.rmtree(out / "stages" / "02-Grounding" / "checkpoints" / "step-000004")  # steps 5 and 6 run again
+        result = run(from_dict(cfg), out, progress=False, log=lambda *a: None)
+    configs = [c for c in _Remembering.calls if c[0] == "config"]
+    assert len(configs) == 1 and configs[0][1]["train.checkpoint_every"] == 2
+    steps = [step for step, values in _Remembering.calls if step != "config" and "train/loss" in values]
+    assert steps == list(range(1, 13))  # each step once, though the resumed launch ran steps 5 and 6 again
+    stage_logs = [(step, values) for step, values in _Remembering.calls if step != "config" and "train/loss" not in values]
+    assert [step for step, _ in stage_logs] == [0, 6, 12]  # zero-shot, stage 1, stage 2: once each
+    assert stage_logs[-1][1]["metrics/acc"] == pytest.approx(result["metrics"]["acc"])
 
 
 def test_step_log_drops_stale_rows_and_a_torn_line(tmp_path):
@@ -138,3 +192,19 @@ def test_grad_norm_without_clipping_is_clip_grad_norms_and_changes_nothing():
     norm = _grad_norm(params)
     assert all(torch.equal(p.grad, b) for p, b in zip(params, before))
     assert float(norm) == pytest.approx(float(torch.nn.utils.clip_grad_norm_(params, 1e9)))
+
+
+def test_stage_values_reach_a_tracker_without_purge_once_per_key(tmp_path):
+    """A launch killed after a stage's scores were logged but before the stage was marked done logs them
+    again when it resumes; a tracker that keeps everything gets them once (RunTracker over one folder)."""
+    from coin.tracking import RunTracker
+
+    _Remembering.calls = []
+    with TRACKERS.scratch():
+        TRACKERS.register(TrackerKind(name="remembering", module="json", extra="-", build=lambda *a: _Remembering()))
+        for _launch in range(2):
+            tracker = RunTracker(["remembering"], tmp_path, "run", config={"train": {"lr": 0.1}})
+            tracker.stage(6, {"eval/GQA": 50.0}, key="stage 1")
+            tracker.stage(6, {"eval/GQA": 20.0}, key="stage 2")  # a stage that trained nothing: the same step
+            tracker.close()
+    assert _Remembering.calls == [("config", {"train.lr": 0.1}), (6, {"eval/GQA": 50.0}), (6, {"eval/GQA": 20.0})]

@@ -49,6 +49,7 @@ from coin.tracking import STEP_LOG, RunTracker, StepLog
 from coin.engine.train import train_stage
 from coin.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from coin.methods import StageContext, build_method
+from coin.options import flat_dict
 from coin.tasks.protocol_sets import with_backbone
 from coin.models import BACKBONES, VLM, load_model
 from coin.models.backbone import CachesVision, SharesPrefix
@@ -99,7 +100,8 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
     part (``coin.api.run`` and ``coin run`` pass the report writer; the engine draws nothing itself).
     """
     lock = FolderLock()
-    tracker = RunTracker(cfg.log.trackers, Path(out), cfg.name or Path(out).name, cfg.log.project)
+    tracker = RunTracker(cfg.log.trackers, Path(out), cfg.name or Path(out).name, cfg.log.project,
+                         config=flat_dict(cfg))
     try:
         return _run(cfg, Path(out), progress, log, lock, tracker, echo or log, fresh, finish)
     finally:
@@ -156,7 +158,7 @@ def _run(cfg: RunConfig, out: Path, progress: bool, log, lock: FolderLock, track
         scores = _evaluate(run, ctx, methods, stage_dir, identical)
         global_step += _steps(stage_dir)
         if dist.is_main():
-            tracker.stage(global_step, _stage_values(stage_dirs, run.order, scores, stats))
+            tracker.stage(global_step, _stage_values(stage_dirs, run.order, scores, stats), key=f"stage {j + 1}")
         _mark_done(stage_dir)
         if dist.is_main():
             shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
@@ -257,7 +259,8 @@ def _zero_shot(run: _Session) -> Path:
                                 run.limits)
         if dist.is_main():
             record_stage(zero_dir, time.time() - t)
-            run.tracker.stage(0, {f"zeroshot/{k}": v["score"] for k, v in zs.items() if v["score"] is not None})
+            run.tracker.stage(0, {f"zeroshot/{k}": v["score"] for k, v in zs.items() if v["score"] is not None},
+                              key="zero-shot")
         _mark_done(zero_dir)
     run.echo(f"zero-shot: {_fmt_scores(read_json(zero_dir / 'scores.json'), run.order)}")
     return zero_dir
@@ -380,7 +383,7 @@ def _stage_values(stage_dirs: list[Path], order: list[str], scores: dict, stats)
     n = len(stage_dirs)
     rows = [read_json(d / "scores.json") if d != stage_dirs[-1] else scores for d in stage_dirs]
     matrix = [[rows[r][t]["score"] if t in rows[r] else None for t in order[:n]] for r in range(n)]
-    for key, fn in (("maa", metrics.maa), ("bwt", metrics.bwt)):
+    for key, fn in (("maa", metrics.maa), ("bwt", metrics.bwt), ("acc", metrics.acc)):
         if (v := fn(matrix)) is not None:
             values[f"metrics/{key}"] = v
     if stats is not None and stats.steps > stats.resumed_from:
