@@ -5,10 +5,13 @@ the LoRA restarts (``B = 0``, ``A`` drawn afresh). Before the merge, for every a
 positions of the ``top`` (2%) largest entries of ``|B A|`` are recorded; the records of all
 finished tasks are kept together (a union). While later tasks train, the loss gains
 
-    lambda * sum over layers of mean |(B A)[recorded positions]|      (lambda = 2.5e3)
+    lambda * mean over layers of mean |(B A)[recorded positions]|      (lambda = 2.5e3)
 
 so the new task's update stays small exactly where earlier tasks wrote their largest changes,
-and is free elsewhere. Both defaults are SEFE's, as the issue quotes its released code; the
+and is free elsewhere. The penalty is averaged over the adapted layers before lambda multiplies
+it, as SEFE's released code (and MCITlib's port) does: a sum over layers would make the same
+lambda 28x stronger on the tiny model's 28 adapted layers and 224x on LLaVA-1.5-7B's 224. Both
+defaults are SEFE's released values; the
 product is ``B A`` without LoRA's ``alpha / r`` scaling, as written there (with CoIN's r 128 and
 alpha 256 the scaling is 2, so the choice is a factor 2 on lambda).
 
@@ -96,8 +99,12 @@ class RegLoRA(Method):
         self.merged.capture(ctx.vlm.model)
 
     def penalty(self, model: torch.nn.Module) -> torch.Tensor | None:
-        """``sum over layers of mean |(B A)[recorded]|`` (without lambda); None before any record."""
-        total = None
+        """``mean over layers of mean |(B A)[recorded]|`` (without lambda); None before any record.
+
+        The mean is over the layers that have recorded positions (every adapted layer once a task
+        is merged), so the penalty's scale does not grow with the model's depth.
+        """
+        total, layers = None, 0
         for name, layer in lora_layers(model).items():
             b, a = layer.lora_B["default"].weight, layer.lora_A["default"].weight
             mask = self.mask(name, layer.get_base_layer().weight)
@@ -108,7 +115,8 @@ class RegLoRA(Method):
             else:
                 term = masked_mean_abs(b, a, mask)
             total = term if total is None else total + term
-        return total
+            layers += 1
+        return None if total is None else total / layers
 
     def loss(self, ctx: StageContext, batch: dict, outputs, loss: torch.Tensor) -> torch.Tensor:
         """The task loss plus ``lambda * penalty`` (nothing before the first task is merged)."""
