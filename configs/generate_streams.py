@@ -41,8 +41,8 @@ METHODS = {  # stem -> (comment, method, method_options, adapter overrides)
     "multitask": ("Multi-task: one training on every task's data (the upper reference; only its last row counts).",
                   "multitask", {}, {}),
     "zeroshot": ("Zero-shot: the starting model on every task, nothing trained.", "zeroshot", {}, {}),
-    "olora": ("O-LoRA: a fresh LoRA per task, pushed orthogonal to the earlier ones (lambda_1 0.5, its released "
-              "code's).", "olora", {"lambda_1": 0.5, "lambda_2": 0.0}, {}),
+    "olora": ("O-LoRA: a fresh LoRA per task, pushed orthogonal to the earlier ones (lambda_1 0.05, MCITlib's "
+              "LLaVA recipe; O-LoRA's released T5/LLaMA code uses 0.5).", "olora", {"lambda_1": 0.05, "lambda_2": 0.0}, {}),
     "keeplora": ("KeepLoRA: A from the task's gradient outside W's protected subspace, frozen; B trains; merged "
                  "after each task (r 32, alpha r/4 as its scripts).", "keeplora",
                  {"init_energy": 0.6, "task_energy": 0.99}, {"r": 32, "alpha": 8}),

@@ -229,7 +229,7 @@ EWC = {"samples": 1000, "lambda_": 0.1}
 LWF = {"samples": 100, "lambda_": 0.1}
 KEEPLORA = {"init_energy": 0.6, "task_energy": 0.99, "grad_samples": 64}
 REGLORA = {"lambda_": 2500.0, "top": 0.02}
-OLORA = {"lambda_1": 0.5, "lambda_2": 0.0}
+OLORA = {"lambda_1": 0.05, "lambda_2": 0.0}
 HIDE = {"temperature": 0.1, "samples": 1000}
 DISCO = {"samples": 1000}
 # method_options comments of the methods beyond the paper (by method, then key)
@@ -239,8 +239,8 @@ OPTION_COMMENTS = {
                  "grad_samples": "samples whose loss gradient of W sets the frozen A (ours)"},
     "reglora": {"lambda_": "weight of the penalty at earlier tasks' key entries (SEFE's 2.5e3)",
                 "top": "share of |BA| entries recorded per layer after each task (SEFE's 2%)"},
-    "olora": {"lambda_1": "weight of the cross-Gram L1 penalty (O-LoRA's released code; MCITlib uses 0.05)",
-              "lambda_2": "squared L2 norm of the new LoRA (O-LoRA's default: off)"},
+    "olora": {"lambda_1": "weight of the cross-Gram L1 penalty (MCITlib's LLaVA recipe; O-LoRA's released code: 0.5)",
+              "lambda_2": "unsquared L2 norms of the new LoRA's tensors (O-LoRA's default: off)"},
     "hide": {"temperature": "softmax temperature over the similarities to each task's anchors (HiDe-LLaVA's)",
              "samples": "training inputs per task whose mean features are its anchors (ours)"},
     "disco": {"samples": "training inputs per task whose mean instruction feature represents it (ours)"},
