@@ -218,3 +218,23 @@ def test_a_training_step_moves_every_moelora_parameter(tmp_path):
     loss.backward()
     missing = [n for n, p in trainable.items() if "lora_" in n and (p.grad is None or p.grad.abs().sum() == 0)]
     assert not missing, missing[:3]
+
+
+@pytest.mark.parametrize("experts", [1, 4])
+def test_a_is_drawn_from_normal_0_001_as_coin_s_moelora_and_kaiming_on_request(experts):
+    """CoIN's MoELoRA draws A from normal(0, 0.01) (B = 0); ``adapter.init: kaiming`` keeps PEFT's LoRA init."""
+    for init in ("normal", "kaiming"):
+        vlm = tiny_vlm(seed=0)
+        torch.manual_seed(0)
+        cfg = section("adapter", type="moelora", r=8, alpha=16.0, dropout=0.0, experts=experts, init=init)
+        attach_adapter(vlm, cfg)
+        a = torch.cat([m.lora_A["default"].weight.flatten() for m in vlm.model.modules()
+                       if isinstance(m, MoELoraLinear)])
+        bs = [m.lora_B["default"].weight for m in vlm.model.modules() if isinstance(m, MoELoraLinear)]
+        assert all(not b.any() for b in bs)
+        if init == "normal":
+            assert abs(a.std().item() - 0.01) < 0.001 and abs(a.mean().item()) < 0.001
+        else:  # Kaiming-uniform over the 32 inputs of the micro LM: bound 1/sqrt(32), std about 0.10
+            assert a.abs().max() <= 1 / 32 ** 0.5 + 1e-6 and a.std().item() > 0.05
+    with pytest.raises(ConfigError, match="adapter.init must be one of normal, kaiming"):
+        section("adapter", type="moelora", init="xavier")

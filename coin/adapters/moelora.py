@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from coin.config import AdapterConfig
     from coin.models.backbone import VLM
 
+INITS = ("normal", "kaiming")  # MoELoraConfig.init_a's values
 _LAYER_NAMES = ("DEFAULT_EXPERTS", "MoELoraConfig", "MoELoraLinear", "count_experts", "load_moelora",
                 "moelora_config")
 
@@ -29,9 +30,13 @@ class MoELoRAOptions:
     # the paper's main MoELoRA rows (tables 11/12 of the CoIN paper) use 8 experts; the same as the
     # layer's DEFAULT_EXPERTS (a test keeps them equal)
     experts: int = 8  # number of experts, each of rank r / experts
+    init: str = "normal"  # A's init: "normal" draws normal(0, 0.01) as CoIN's MoELoRA; "kaiming" is PEFT's LoRA init
 
     def check(self) -> list[str]:
-        return [f"experts must be >= 1, got {self.experts}"] if self.experts < 1 else []
+        out = [f"experts must be >= 1, got {self.experts}"] if self.experts < 1 else []
+        if self.init not in INITS:
+            out.append(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        return out
 
 
 @ADAPTERS.register
@@ -45,7 +50,7 @@ class MoELoRA(Adapter):
     def build(vlm: VLM, cfg: AdapterConfig) -> Any:
         from coin.adapters.moelora_layer import moelora_config
 
-        config = moelora_config(r=cfg.r, alpha=cfg.alpha, num_experts=cfg.options.experts,
+        config = moelora_config(r=cfg.r, alpha=cfg.alpha, num_experts=cfg.options.experts, init_a=cfg.options.init,
                                 target_modules=vlm.lora_target, dropout=cfg.dropout,
                                 modules_to_save=list(vlm.full_train) if cfg.train_projector else None)
         return peft_model(vlm.model, config)
