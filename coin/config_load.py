@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from coin import shipped
 from coin.config import ConfigError, RunConfig, apply_overrides, read_yaml_mapping
 from coin.errors import UntrustedPlugins
 from coin.options import build, flat_dict, parse_section
@@ -157,14 +158,54 @@ def section(key: str, data: dict | None = None, **keys: Any) -> Any:
     return obj
 
 
+MODEL_PATH_SUFFIX = "path"  # a backbone's keys that name local files or folders (path, lm_path, vision_path...)
+
+
+def relative_to_file(data: dict, folder: Path) -> dict:
+    """``data`` with its relative paths read against ``folder`` (the config file's folder).
+
+    ``plugins`` files (``.py``), ``data.root`` and ``data.image_root`` always; a backbone's ``*path``
+    keys (``model.path``, ``model.lm_path``...) only where that file or folder exists, since
+    ``model.path`` may also be a hub id. ``~`` is expanded; absolute paths stay as they are.
+    """
+
+    def under(value: Any, must_exist: bool = False) -> Any:
+        if not isinstance(value, str) or not value or "://" in value:
+            return value
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            return str(p)
+        joined = folder / p
+        return str(joined) if not must_exist or joined.exists() else value
+
+    out = dict(data)
+    if isinstance(out.get("plugins"), list):
+        out["plugins"] = [under(x) if isinstance(x, str) and x.endswith(".py") else x for x in out["plugins"]]
+    if isinstance(out.get("data"), dict):
+        out["data"] = {k: under(v) if k in ("root", "image_root") else v for k, v in out["data"].items()}
+    if isinstance(out.get("model"), dict):
+        out["model"] = {k: under(v, must_exist=True) if k.endswith(MODEL_PATH_SUFFIX) else v
+                        for k, v in out["model"].items()}
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Load a YAML config (the embedded default when ``path`` is None) and apply the overrides in order
-    (``key=value`` or ``~key``; see ``coin.config.apply_overrides``)."""
+    (``key=value`` or ``~key``; see ``coin.config.apply_overrides``).
+
+    ``path`` is a file or a shipped config's name (``synth/lora``, ``coin/llava-1.5-7b/lora``;
+    ``coin.shipped``). Relative paths in a file of yours are read against its folder
+    (``relative_to_file``); in a shipped config, whose placeholders point at your data, against the
+    working directory, as are paths given in ``overrides``.
+    """
     data: dict = {}
     source = None
     if path is not None:
+        path = shipped.find(path)
         source = str(path)
         data = read_yaml_mapping(path, "config file")
+        if not shipped.is_shipped(path):
+            data = relative_to_file(data, Path(path).resolve().parent)
     if overrides:
         data = apply_overrides(data, list(overrides))
     return from_dict(data, source)

@@ -20,6 +20,8 @@ import re
 from importlib import metadata
 from pathlib import Path
 
+from coin import DISTRIBUTION
+
 LOCK_NAME = "constraints.txt"
 HEADER = ("# The exact package versions the README's figures were measured with (coin.lock).\n"
           "# pip install -c constraints.txt torch==2.13.0 -e \".[test]\"   reproduces that environment;\n"
@@ -60,7 +62,7 @@ def installed() -> dict[str, str]:
     out = {}
     for dist in metadata.distributions():
         name = dist.metadata.get("Name")
-        if name and _norm(name) != "coin":
+        if name and _norm(name) not in ("coin", DISTRIBUTION):
             out.setdefault(_norm(name), _public(dist.version))
     return out
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from coin import install_hint
 from coin.io import atomic_write_jsonl, atomic_write_text, write_error
 from coin.registry import Registry
 
@@ -121,7 +122,7 @@ def tracker_problems(names: object, key: str = "log.trackers") -> list[str]:
             problems.append(f"{key}[{k}]: {TRACKERS.unknown_message(str(name))}")
         elif importlib.util.find_spec(TRACKERS.get(name).module) is None:
             extra = TRACKERS.get(name).extra
-            problems.append(f"{key}[{k}]: {name!r} is not installed; pip install 'coin[{extra}]' "
+            problems.append(f"{key}[{k}]: {name!r} is not installed; {install_hint(extra)} "
                             f"(or remove it from {key})")
     return problems
 

@@ -121,7 +121,7 @@ def test_config_is_a_leaf():
 LAYERS: list[tuple[str, ...]] = [
     ("coin", "coin.errors", "coin.io", "coin.machine", "coin.lock", "coin.stats", "coin.metrics", "coin.options",
      "coin.registry", "coin.schedule"),  # foundations: no knowledge of tasks, models or runs
-    ("coin.config",),  # the run config's dataclasses
+    ("coin.config", "coin.shipped"),  # the run config's dataclasses; the configs shipped in the package
     ("coin.tracking",),  # step logs and experiment trackers
     ("coin.scoring",),  # scorers, normalisers, answer parsing, one protocol; the judge's parts
     ("coin.tasks",),  # what a task is, its registry, instruction families, orders, protocol sets, knowledge

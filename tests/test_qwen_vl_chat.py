@@ -200,5 +200,5 @@ def test_a_tokenizer_that_needs_tiktoken_names_the_extra_when_it_is_missing(fold
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "tiktoken" else find_spec(name, *a))
-    with pytest.raises(ImportError, match=r"needs the tiktoken package; install it with pip install 'coin\[qwen-vl\]'"):
+    with pytest.raises(ImportError, match=r"needs the tiktoken package; install it with pip install 'coin-cl\[qwen-vl\]'"):
         load_model(section("model", **tinyqwenvl.model_section(real)), log=QUIET)

@@ -163,7 +163,7 @@ def test_unknown_or_missing_tracker_is_named(micro_config, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "wandb" else real(n, *a))
     micro_config["log"] = {"trackers": ["tensorboard", "wandb"]}
-    with pytest.raises(ConfigError, match=r"log.trackers\[1\]: 'wandb' is not installed; pip install 'coin\[wandb\]'"):
+    with pytest.raises(ConfigError, match=r"log.trackers\[1\]: 'wandb' is not installed; pip install 'coin-cl\[wandb\]'"):
         from_dict(micro_config)
 
 

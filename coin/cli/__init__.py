@@ -14,6 +14,7 @@
     coin model assemble --lm DIR --vision DIR --projector FILE --out DIR [--dtype fp16]
     coin model prepare [--config RUN.yaml] [--set K=V ...] [--threads N]
     coin ls [KIND ...] [--plugin FILE] [--json]
+    coin cp [NAME [DEST]] [--force]
 
 A command module has ``add_commands(sub)``, which adds its subcommands with their handlers;
 ``COMMANDS`` lists the modules in the order ``coin --help`` shows them.
@@ -24,10 +25,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from coin.cli import data, judge, ls, model, report, run, score
+from coin.cli import cp, data, judge, ls, model, report, run, score
 from coin.errors import ERRORS
 
-COMMANDS = (run, data, report, score, judge, model, ls)
+COMMANDS = (run, data, report, score, judge, model, ls, cp)
 
 # Errors that end a command with a message instead of a traceback: coin's own (coin.errors), each
 # class carrying its ``exit_code`` (2: the user's to fix; 3: a run stopped on purpose; 130:

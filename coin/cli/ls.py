@@ -35,6 +35,14 @@ def format_catalog(cat: dict[str, dict]) -> str:
 def _cmd_ls(args: argparse.Namespace) -> int:
     from coin.catalog import catalog
 
+    if args.kinds == ["configs"]:  # not a registry: the YAML files shipped in the package (coin.shipped)
+        from coin import shipped
+
+        names = shipped.names()
+        print(json.dumps(names) if args.json else "configs: shipped in the package (coin cp NAME to copy one; "
+              "coin run --config NAME to run it)\n" + "\n".join(f"  {n}" for n in names))
+        return 0
+
     if args.plugin:
         from coin.config import ConfigError
         from coin.config_load import import_plugins
@@ -53,7 +61,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     from coin.catalog import KINDS
 
     ls = sub.add_parser("ls", help="list what is registered (methods, adapters, backbones, tasks...) with options",
-                        description="Kinds: " + ", ".join(KINDS) + ". Without KIND, every kind.")
+                        description="Kinds: " + ", ".join(KINDS) + ". Without KIND, every kind. "
+                                "coin ls configs lists the configs shipped in the package.")
     ls.add_argument("kinds", nargs="*", metavar="KIND", help="kinds to list (default: all)")
     ls.add_argument("-p", "--plugin", action="append", default=[], metavar="FILE",
                     help="import a plugin (a .py file or a module) first, so its entries show")

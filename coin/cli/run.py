@@ -136,7 +136,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                     help="sweep folders whose finished runs may stand in for a run here when the configs differ "
                          "only in name (same thread count, one process); copied, then assembled under the new name")
     sw.add_argument("--quiet", action="store_true")
-    sl = sw.add_argument_group("Slurm (--launcher slurm; needs submitit: pip install 'coin[slurm]'; "
+    sl = sw.add_argument_group("Slurm (--launcher slurm; needs submitit: pip install 'coin-cl[slurm]'; "
                                "see docs/distributed.md, Sweeps on a Slurm cluster)")
     sl.add_argument("--launcher", choices=["local", "slurm"], default="local",
                     help="local: the runs on this machine (default); slurm: each run one Slurm job, via submitit")

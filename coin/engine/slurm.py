@@ -8,7 +8,7 @@ cluster) and submits again those whose job failed, was cancelled, timed out or w
 folder continues where it stopped. By default the command waits for the jobs; ``--no-wait`` submits and
 returns, and a later run of the same command writes the comparison report once every run is done.
 
-submitit is optional (``pip install 'coin[slurm]'``); this module is imported only for ``--launcher slurm``.
+submitit is optional (``pip install 'coin-cl[slurm]'``); this module is imported only for ``--launcher slurm``.
 The executor's kind is a parameter (``cluster``): ``"slurm"`` on a cluster, ``"local"`` in the tests.
 """
 

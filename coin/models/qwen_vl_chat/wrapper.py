@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from coin import install_hint
 from coin.data.sample import Sample
 from coin.models.modes import generating, no_grad_when_frozen
 from coin.models.sequences import SequenceBatches, resolve_max_length
@@ -201,7 +202,7 @@ def check_folder(path: str) -> Path:
     if tokenization.is_file() and "import tiktoken" in tokenization.read_text(encoding="utf-8", errors="replace") \
             and importlib.util.find_spec("tiktoken") is None:
         raise ImportError(f"model.path {path}: Qwen-VL-Chat's tokenizer needs the tiktoken package; install it with "
-                          "pip install 'coin[qwen-vl]'")
+                          + install_hint("qwen-vl"))
     return folder
 
 

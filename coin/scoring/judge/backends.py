@@ -1,7 +1,7 @@
 """Judge backends: who answers the prompts. One registry, two entries.
 
 - ``openai``: any OpenAI-compatible chat endpoint (vLLM, SGLang, Ollama, OpenAI...)
-  through the ``openai`` client (``pip install coin[judge]``): bounded concurrency in
+  through the ``openai`` client (``pip install 'coin-cl[judge]'``): bounded concurrency in
   threads, a per-request timeout, retries with exponential backoff, temperature 0
   (the ``paper`` protocol's sampling settings instead under ``judge.protocol: paper``).
 - ``hf``: a local Hugging Face causal LM, batched greedy generation with left padding.
@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
+from coin import install_hint
 from coin.scoring.judge.settings import JudgeConfig
 from coin.scoring.judge.prompt import Messages
 from coin.scoring.judge.protocols import DEFAULT_PROTOCOL, get_protocol
@@ -169,7 +170,7 @@ class OpenAIJudge:
         try:
             import openai
         except ImportError:
-            raise ImportError("the openai judge backend needs the openai client: pip install 'coin[judge]'") from None
+            raise ImportError(f"the openai judge backend needs the openai client: {install_hint('judge')}") from None
         self.cfg = cfg
         self.opts = opts = options_of(cfg, OpenAIOptions)
         self._openai = openai
