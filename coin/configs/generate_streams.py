@@ -43,9 +43,10 @@ METHODS = {  # stem -> (comment, method, method_options, adapter overrides)
     "zeroshot": ("Zero-shot: the starting model on every task, nothing trained.", "zeroshot", {}, {}),
     "olora": ("O-LoRA: a fresh LoRA per task, pushed orthogonal to the earlier ones (lambda_1 0.05, MCITlib's "
               "LLaVA recipe; O-LoRA's released T5/LLaMA code uses 0.5).", "olora", {"lambda_1": 0.05, "lambda_2": 0.0}, {}),
-    "keeplora": ("KeepLoRA: A from the task's gradient outside W's protected subspace, frozen; B trains; merged "
-                 "after each task (r 32, alpha r/4 as its scripts).", "keeplora",
-                 {"init_energy": 0.6, "task_energy": 0.99}, {"r": 32, "alpha": 8}),
+    "keeplora": ("KeepLoRA: A from the task's gradient outside the protected subspace, frozen; B trains; merged "
+                 "after each task, then the subspace grows by the task's gradient at the merged model (r 64, alpha "
+                 "2r as its released scripts).", "keeplora",
+                 {"init_energy": 0.6, "task_energy": 0.99, "grow": "gradient"}, {"r": 64, "alpha": 128}),
     "reglora": ("SEFE's RegLoRA: merged after each task; the top 2% of |BA| positions kept off by a 2.5e3 "
                 "penalty.", "reglora", {"lambda_": 2500.0, "top": 0.02}, {}),
     "hide": ("HiDe-LLaVA: one LoRA expert per task, summed below the last layer, mixed by similarity there.",

@@ -1,29 +1,53 @@
 """KeepLoRA (Luo et al., ICLR 2026, arXiv 2601.19659; the InfLoRA family): a frozen A outside what earlier tasks use.
 
-For every adapted weight ``W`` (out x in, PyTorch's layout: ``y = W x``) the method keeps an
-orthonormal basis ``U`` (in x k) of input directions to leave alone:
+Follows the released code (github.com/MaolinLuo/KeepLoRA: ``DCL_UCIT/`` for LLaVA-1.5, ``CL_VISTA/``
+for Video-LLaVA; ``extract_weights.py``, ``extract_gradients.py`` and ``train.py``, run by the
+``train_all`` / ``train_CVU`` scripts). For every adapted weight ``W`` (out x in, PyTorch's layout:
+``y = W x``) the method keeps an orthonormal basis ``U`` (in x k) of input directions to leave alone,
+the release's "principal subspace":
 
 1. Before the first task, ``U`` is the principal subspace of ``W`` itself: its leading right
-   singular vectors covering ``init_energy`` (0.6) of the spectrum's energy ``sum sigma^2``.
-2. Before each task, the gradient ``G`` of the task's loss with respect to ``W`` is accumulated
-   over ``grad_samples`` training samples, ``U`` is projected out (``G - G U U^T``), and the top-r
-   input-side singular vectors of what remains (randomized SVD, ``torch.svd_lowrank``) become the
-   rows of the LoRA's ``A``, which stays frozen; only ``B`` (and the projector) train. So the
-   task's update ``scaling * B A`` maps every direction of ``U`` to zero: ``(W + BA) u = W u``.
-3. After the task, ``scaling * B A`` is merged into ``W`` (``coin.adapters.merge``), and ``U`` grows
-   by the update's leading input directions covering ``task_energy`` (0.99) of its energy.
+   singular vectors whose cumulative share of ``sum sigma^2`` stays below ``init_energy`` (0.6), at
+   least one (the release counts the shares below the threshold, so it keeps just under 60%).
+2. Before each task, the gradient ``G`` of the task's loss with respect to ``W`` at the current
+   (merged) model is averaged over ``grad_samples`` training samples, ``U`` is projected out
+   (``G - G U U^T``), and the top-r input-side singular vectors of what remains (randomized SVD,
+   ``torch.svd_lowrank``) become the rows of the LoRA's ``A``, which stays frozen; ``B`` starts at
+   zero and only ``B`` (and the projector) train. So the task's update ``scaling * B A`` maps every
+   direction of ``U`` to zero: ``(W + BA) u = W u``.
+3. After the task, ``scaling * B A`` is merged into ``W`` (``coin.adapters.merge``), the gradient of
+   the same task's loss is taken again at the merged model on the same samples, and ``U`` grows as
+   in GPM: counting the share of that gradient's energy ``||G||_F^2`` that ``U`` already holds, the
+   leading singular directions of ``G - G U U^T`` are appended one by one until the share reaches
+   ``task_energy`` (0.99); none when ``U`` already holds that much.
 
-Orientation: the paper writes ``y = x W`` and speaks of *left* singular vectors; in PyTorch's
-``y = W x`` those are the right singular vectors, the input side, which is where PEFT's ``A``
-lives. That the extension in step 3 uses the merged update (rather than the task's projected
-gradient) is our reading of the paper's description; the released code was not available to us.
+``grow: update`` keeps coin's earlier reading of step 3, written before the code was released:
+``U`` grows by the merged update's own input directions covering ``task_energy`` of its energy.
 
-Defaults: rank 32 with alpha = r / 4 (``adapter.r: 32, adapter.alpha: 8``, set in the shipped
-configs, not here) and the energies 0.6 / 0.99 are the paper's scripts' values as the issue
-quotes them; ``grad_samples``, ``batch_size``, ``oversample`` and ``niter`` are ours.
+Orientation: the release writes ``G^T`` (in x out) and takes *left* singular vectors; in PyTorch's
+``y = W x`` those are the right singular vectors of ``G``, the input side, where PEFT's ``A`` lives.
 
-When ``U`` already spans (nearly) all of a layer's input space, fewer than r directions are
-left: the remaining rows of ``A`` are zero and that part of the LoRA learns nothing.
+Rank and alpha are the adapter's (set in the shipped configs, not here). The release's Video-LLaVA
+scripts run r 64 with alpha = 2r (``--lora_alpha $((RANK * 2))``) and the energies 0.6 / 0.99 (one
+``extract_weights`` call with 0.6, ``energy_threshold: 0.99`` in every ``train_post`` config). Still
+our reading: that its current LLaVA-1.5 scripts, which we could not read, use the same values; an
+earlier snapshot of them (kept in a fork) ran r 32 with alpha = r / 4 on UCIT and r 64 with alpha = 2r
+on MLLM-DCL, with the same energies.
+
+Ours, not the release's:
+
+- ``grad_samples`` seeded random samples in batches of ``batch_size`` (eval mode), every process
+  of a distributed run computing the same estimate; the release takes an evenly spaced share of
+  the task's training set (``--data-ratio``: 0.1 in the Video-LLaVA scripts, 0.2 in the earlier
+  LLaVA-1.5 ones) one sample per batch (train mode; the merged LM has no dropout), split over the
+  GPUs. Both gradients of a task, before and after it, use the same samples, as the release;
+- ``oversample``: the release's randomized SVD takes q = r columns, no more; and where fewer than r
+  directions are left outside ``U`` (or the gradient has lower rank), the remaining rows of ``A``
+  are zero, so that part of the LoRA learns nothing, where the release keeps whatever the
+  randomized SVD returned;
+- one ``alpha`` for every layer: the release's current LLaVA-1.5 ``train.py`` also scales alpha per
+  LM layer, linearly from 0.2 alpha at the first to alpha at the last (its Video-LLaVA code and the
+  earlier LLaVA-1.5 snapshot do not).
 
 Saved with each stage (safetensors, only what the stage added): the initial subspace (first
 stage), the stage's extension of ``U`` and its merged factors. A resumed run reloads them stage by
@@ -43,17 +67,20 @@ from coin.methods.base import METHODS, Method, StageContext, sample_indices
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
 
+GROWTH = ("gradient", "update")  # what U grows by after a task: the release's, or coin's former reading
+
 
 @dataclass
 class KeepLoRAOptions:
     """``method_options`` of KeepLoRA."""
 
-    init_energy: float = 0.6  # share of each W's spectral energy its protected subspace covers at first (paper: 0.6)
-    task_energy: float = 0.99  # share of each merged update's energy added to the protected subspace (paper: 0.99)
-    grad_samples: int = 64  # training samples of the task whose loss gradient of W initialises A (ours)
-    batch_size: int = 4  # samples per batch of that gradient (ours; eval mode, no dropout)
-    oversample: int = 10  # randomized SVD: columns beyond r (torch.svd_lowrank's q = r + oversample)
-    niter: int = 2  # randomized SVD: power iterations (torch.svd_lowrank's default)
+    init_energy: float = 0.6  # U starts as W's leading directions holding just under this share of its energy (release: 0.6)
+    task_energy: float = 0.99  # after each task U grows until it holds this share of the task's gradient (release: 0.99)
+    grow: str = "gradient"  # gradient: the loss gradient at the merged model (the release's); update: the merged update's directions
+    grad_samples: int = 64  # training samples of the task whose loss gradient of W sets A and grows U (ours)
+    batch_size: int = 4  # samples per batch of that gradient (ours; eval mode, no dropout; the release: 1)
+    oversample: int = 10  # randomized SVD: columns beyond r (torch.svd_lowrank's q = r + oversample; the release: 0)
+    niter: int = 2  # randomized SVD: power iterations (torch.svd_lowrank's default, as the release)
 
     def check(self) -> list[str]:
         out = []
@@ -61,6 +88,8 @@ class KeepLoRAOptions:
             out.append(f"init_energy must be in [0, 1), got {self.init_energy}")
         if not 0 < self.task_energy <= 1:
             out.append(f"task_energy must be in (0, 1], got {self.task_energy}")
+        if self.grow not in GROWTH:
+            out.append(f"grow must be one of {', '.join(GROWTH)}, got {self.grow!r}")
         for key in ("grad_samples", "batch_size"):
             if getattr(self, key) < 1:
                 out.append(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -77,6 +106,29 @@ def energy_rank(sigma: torch.Tensor, share: float) -> int:
     if total <= 0 or share <= 0:
         return 0
     reached = torch.cumsum(energy, 0) >= share * total * (1 - 1e-12)
+    return int(torch.nonzero(reached)[0]) + 1 if bool(reached.any()) else len(sigma)
+
+
+def principal_rank(sigma: torch.Tensor, share: float) -> int:
+    """The release's size of W's principal subspace: the leading singular values whose cumulative share
+    of the energy stays below ``share``, at least one (0 for ``share`` 0 or a zero spectrum)."""
+    energy = sigma.double().pow(2)
+    total = float(energy.sum())
+    if total <= 0 or share <= 0:
+        return 0
+    return max(int((torch.cumsum(energy, 0) / total < share).sum()), 1)
+
+
+def growth_rank(held: float, sigma: torch.Tensor, total: float, share: float) -> int:
+    """How many leading directions outside ``U`` the release appends (GPM's rule).
+
+    ``held``: the share of the gradient's energy ``total`` already in ``U``; ``sigma``: the singular
+    values of the gradient's part outside ``U``. Directions are added while the share held is below
+    ``share``; 0 when ``U`` already holds it, all of them when rounding keeps it out of reach.
+    """
+    if held >= share:
+        return 0
+    reached = held + torch.cumsum(sigma.double().pow(2), 0) / total >= share
     return int(torch.nonzero(reached)[0]) + 1 if bool(reached.any()) else len(sigma)
 
 
@@ -174,9 +226,7 @@ class KeepLoRA(Method):
             self.subspace[(ctx.stage, "init")] = {
                 n: self._principal(layer.get_base_layer().weight) for n, layer in layers.items()}
         self.last_stage = ctx.stage
-        data = ctx.train_data[ctx.task]
-        idx = sample_indices(len(data), self.opts.grad_samples, ctx.seed, "keeplora", ctx.task)
-        grads = task_gradients(ctx.vlm, [data[i] for i in idx], layers, self.opts.batch_size)
+        grads = self._gradients(ctx, layers)
         device = next(iter(grads.values())).device
         # the randomized SVD draws from its own seeded stream: A depends on the seed and the stage only,
         # and the training's random stream is the one it would be without KeepLoRA
@@ -189,15 +239,18 @@ class KeepLoRA(Method):
                 a.requires_grad_(False)
 
     def after_task(self, ctx: StageContext) -> None:
-        """Grow each layer's protected subspace by the update's directions, then merge the LoRA into W."""
+        """Merge the LoRA into W, then grow each layer's protected subspace (by ``grow``'s rule)."""
         self.last_stage = ctx.stage
-        ext = {}
-        for n, layer in lora_layers(ctx.vlm.model).items():
-            new = self._update_directions(layer, self.basis(n))
-            if new.shape[1]:
-                ext[n] = new
-        self.subspace[(ctx.stage, "ext")] = ext
-        self.merged.merge(ctx.vlm.model, ctx.stage, reset_a=False)
+        model = ctx.vlm.model
+        self.merged.merge(model, ctx.stage, reset_a=False)  # B = 0 now: the model is the merged one
+        layers = lora_layers(model)
+        if self.opts.grow == "gradient":
+            grads = self._gradients(ctx, layers)
+            new = {n: self._gradient_directions(grads.pop(n), self.basis(n)) for n in layers}
+        else:
+            factors = self.merged.factors[ctx.stage]
+            new = {n: self._update_directions(*factors[n], self.basis(n)) for n in layers}
+        self.subspace[(ctx.stage, "ext")] = {n: u for n, u in new.items() if u.shape[1]}
 
     def restore(self, vlm: VLM) -> None:
         self.merged.apply(vlm.model)
@@ -205,10 +258,16 @@ class KeepLoRA(Method):
             layer.lora_A["default"].weight.requires_grad_(False)
 
     # ------------------------------------------------------------------ the linear algebra
+    def _gradients(self, ctx: StageContext, layers: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The task's loss gradient of every adapted W at the current model, on the task's seeded samples."""
+        data = ctx.train_data[ctx.task]
+        idx = sample_indices(len(data), self.opts.grad_samples, ctx.seed, "keeplora", ctx.task)
+        return task_gradients(ctx.vlm, [data[i] for i in idx], layers, self.opts.batch_size)
+
     def _principal(self, weight: torch.Tensor) -> torch.Tensor:
-        """Leading right singular vectors of ``weight`` covering ``init_energy`` (in x k, fp32, host)."""
+        """Leading right singular vectors of ``weight`` holding just under ``init_energy`` (in x k, fp32, host)."""
         _, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
-        return vh[: energy_rank(s, self.opts.init_energy)].T.contiguous().cpu()
+        return vh[: principal_rank(s, self.opts.init_energy)].T.contiguous().cpu()
 
     def _frozen_a(self, grad: torch.Tensor, basis: torch.Tensor | None, r: int) -> torch.Tensor:
         """``A`` (r x in): the top input-side singular vectors of ``grad`` with ``basis`` projected out.
@@ -227,10 +286,24 @@ class KeepLoRA(Method):
         out[: rows.shape[0]] = rows
         return out
 
-    def _update_directions(self, layer: Any, basis: torch.Tensor | None) -> torch.Tensor:
-        """The merged update's input directions covering ``task_energy`` of its energy, outside ``basis``."""
-        b = layer.lora_B["default"].weight.detach().float()
-        a = layer.lora_A["default"].weight.detach().float()
+    def _gradient_directions(self, grad: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+        """The release's growth: ``grad``'s leading input directions outside ``basis`` until ``basis`` and
+        they hold ``task_energy`` of its energy (in x k, fp32, host; k = 0 when ``basis`` already does)."""
+        total = float(grad.double().pow(2).sum())
+        if total == 0.0:
+            return torch.zeros(grad.shape[1], 0)
+        u = None if basis is None or basis.numel() == 0 else basis.to(grad.device)
+        rest = grad if u is None else grad - (grad @ u) @ u.T
+        _, s, vh = torch.linalg.svd(rest, full_matrices=False)
+        held = 1.0 - float(s.double().pow(2).sum()) / total
+        k = growth_rank(held, s, total, self.opts.task_energy)
+        if k == 0:
+            return torch.zeros(grad.shape[1], 0)
+        return orthonormal_outside(vh[:k].T, u).cpu()
+
+    def _update_directions(self, b: torch.Tensor, a: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+        """``grow: update``: the merged update ``b @ a``'s input directions covering ``task_energy`` of its
+        energy, outside ``basis`` (``b`` out x r, ``a`` r x in: a stage's merged factors)."""
         qa, ra = torch.linalg.qr(a.T)  # A^T = Qa Ra, so B A = (B Ra^T) Qa^T
         _, s, wh = torch.linalg.svd(b @ ra.T, full_matrices=False)
         k = energy_rank(s, self.opts.task_energy)

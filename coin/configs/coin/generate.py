@@ -227,16 +227,19 @@ ORDER_COMMENTS = {
 
 EWC = {"samples": 1000, "lambda_": 0.1}
 LWF = {"samples": 100, "lambda_": 0.1}
-KEEPLORA = {"init_energy": 0.6, "task_energy": 0.99, "grad_samples": 64}
+KEEPLORA = {"init_energy": 0.6, "task_energy": 0.99, "grow": "gradient", "grad_samples": 64}
 REGLORA = {"lambda_": 2500.0, "top": 0.02}
 OLORA = {"lambda_1": 0.05, "lambda_2": 0.0}
 HIDE = {"temperature": 0.1, "samples": 1000}
 DISCO = {"samples": 1000}
 # method_options comments of the methods beyond the paper (by method, then key)
 OPTION_COMMENTS = {
-    "keeplora": {"init_energy": "protect W's principal subspace up to 60% of its spectral energy (KeepLoRA's)",
-                 "task_energy": "then each task's update directions up to 99% of their energy (KeepLoRA's)",
-                 "grad_samples": "samples whose loss gradient of W sets the frozen A (ours)"},
+    "keeplora": {"init_energy": "protect W's leading directions holding just under 60% of its energy (the release's)",
+                 "task_energy": "after each task grow until the subspace holds 99% of the task's gradient at the "
+                                "merged model (the release's)",
+                 "grow": "gradient: the release's; update: coin's former reading (the merged update's directions)",
+                 "grad_samples": "samples whose loss gradient sets A and grows the subspace (ours; the release: "
+                                 "10-20% of the task's data)"},
     "reglora": {"lambda_": "weight of the penalty at earlier tasks' key entries (SEFE's 2.5e3)",
                 "top": "share of |BA| entries recorded per layer after each task (SEFE's 2%)"},
     "olora": {"lambda_1": "weight of the cross-Gram L1 penalty (MCITlib's LLaVA recipe; O-LoRA's released code: 0.5)",
@@ -284,10 +287,10 @@ SEVEN_B = [
     _v("lwf-vol0.4", "LwF: outputs of 100 samples per earlier task kept, lambda 0.1, at 40% volume (table 9)",
        method="lwf", options=LWF, data={"volume": 0.4}),
     _v("keeplora", "KeepLoRA (Luo et al., ICLR 2026): each task's A frozen from its gradient outside a protected "
-       "subspace, only B trains, merged into W after the task; rank 32 and alpha r/4 as the paper's scripts. Before "
-       "each task the gradient of every adapted W is summed in fp32 on the GPU (26 GB for the 7B LM, plus 13 GB "
-       "for one batch's bf16 gradients)",
-       method="keeplora", options=KEEPLORA, adapter={"r": 32, "alpha": 8}),
+       "subspace, only B trains, merged into W after the task, then the protected subspace grows by the task's loss "
+       "gradient at the merged model; rank 64 and alpha 2r as the released scripts. Before and after each task the "
+       "gradient of every adapted W is summed in fp32 on the GPU (26 GB for the 7B LM, plus 13 GB for one batch's "
+       "bf16 gradients)", method="keeplora", options=KEEPLORA, adapter={"r": 64, "alpha": 128}),
     _v("reglora", "SEFE's RegLoRA (Chen et al., ICML 2025): the LoRA merged after each task, later tasks penalised "
        "at earlier tasks' top-2% entries of BA; CoIN's LoRA (r 128). The records take one byte per adapted "
        "weight on the GPU (6.5 GB for the 7B LM)", method="reglora", options=REGLORA),
@@ -393,7 +396,7 @@ def _comment(key: str, cfg: dict, backbone: str) -> str | None:
     if key == "adapter.experts":
         return "MoELoRA: N experts share the rank r"
     if key == "adapter.alpha" and cfg["method"] == "keeplora":
-        return "alpha = r / 4, as KeepLoRA's scripts"
+        return "alpha = 2r, as KeepLoRA's released scripts"
     if key.startswith("method_options.") and cfg["method"] in OPTION_COMMENTS:
         return OPTION_COMMENTS[cfg["method"]].get(key.split(".", 1)[1])
     if key.startswith("method_options."):
