@@ -4,6 +4,7 @@ Importing this package imports every built-in method's file, so ``METHODS`` (dec
 ``coin.methods.base``) holds them all.
 """
 
+from coin.methods.asd import ASD, SEFE
 from coin.methods.base import METHODS, Method, StageContext
 from coin.methods.disco import Disco
 from coin.methods.ewc import EWC
