@@ -114,3 +114,18 @@ def test_coin_passes_the_cache_by_the_name_the_installed_transformers_takes():
     named = inspect.signature(LlavaForConditionalGeneration.forward).parameters
     expected = "cache" if "cache" in named else "past_key_values"  # "cache" on 5.25 (tested)
     assert cache_keyword() == expected and list(cache_kwargs(None)) == [expected]
+
+
+def test_a_saved_moelora_adapter_reloads_without_peft_s_deprecated_probe(tmp_path):
+    """Resuming a MoELoRA run reloads its adapter through ``PeftModel.from_pretrained``, which probes the
+    deprecated ``is_gradient_checkpointing`` (PEFT's call); coin silences that one message there too."""
+    from coin.adapters import attach_adapter
+    from coin.adapters.moelora_layer import load_moelora
+    from tinyvlm import tiny_vlm
+
+    vlm = tiny_vlm(seed=0)
+    attach_adapter(vlm, section("adapter", type="moelora", r=8, alpha=16.0, experts=2))
+    vlm.model.save_pretrained(tmp_path / "adapter")
+    with strict():
+        reloaded = load_moelora(tiny_vlm(seed=0).model, tmp_path / "adapter")
+    assert any("lora_gate" in name for name, _ in reloaded.named_parameters())

@@ -8,6 +8,7 @@ written under ``adapter:`` beside the common r, alpha, dropout and train_project
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -77,17 +78,25 @@ def parsed_section(cfg: AdapterConfig) -> AdapterConfig:
     return parsed(cfg, "adapter", "type", ADAPTERS)
 
 
-# PEFT 0.17-0.21 reads transformers' deprecated ``is_gradient_checkpointing`` inside get_peft_model
-# (PEFT's call, not coin's); the FutureWarning it raises is silenced for that one call only
+# PEFT 0.17-0.21 reads transformers' deprecated ``is_gradient_checkpointing`` when it wraps a model
+# (get_peft_model, PeftModel.from_pretrained: PEFT's call, not coin's); the FutureWarning it raises is
+# silenced around those calls only
 _PEFT_OWN_DEPRECATION = r"`is_gradient_checkpointing` is deprecated"
+
+
+@contextlib.contextmanager
+def peft_quiet():
+    """Around a PEFT call that wraps a model: its own deprecated probe says nothing (other warnings do)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PEFT_OWN_DEPRECATION, category=FutureWarning)
+        yield
 
 
 def peft_model(model: Any, config: Any) -> Any:
     """``peft.get_peft_model(model, config)``, without the deprecation warning PEFT's own probe raises."""
-    import warnings
-
     from peft import get_peft_model
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_PEFT_OWN_DEPRECATION, category=FutureWarning)
+    with peft_quiet():
         return get_peft_model(model, config)

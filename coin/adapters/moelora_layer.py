@@ -186,7 +186,10 @@ def moelora_config(r: int, alpha: float, num_experts: int, target_modules: Any, 
 
 def load_moelora(model: nn.Module, path: str | Path, is_trainable: bool = False) -> PeftModel:
     """Wrap a base ``model`` with the MoELoRA adapter saved in ``path`` (``save_pretrained``'s folder)."""
-    return PeftModel.from_pretrained(model, str(path), config=MoELoraConfig.load(path), is_trainable=is_trainable)
+    from coin.adapters.base import peft_quiet
+
+    with peft_quiet():  # PEFT's own probe of a deprecated transformers name, not coin's call
+        return PeftModel.from_pretrained(model, str(path), config=MoELoraConfig.load(path), is_trainable=is_trainable)
 
 
 def count_experts(model: nn.Module) -> dict[str, int]:
