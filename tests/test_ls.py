@@ -15,6 +15,7 @@ from coin.cli import main
 from coin.methods import METHODS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = README.parent / "docs"  # the method and task tables live on the docs site's pages
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -125,8 +126,8 @@ def test_a_plugin_that_cannot_be_imported_is_an_error(tmp_path, capsys, scratch_
 
 
 def _readme_table(header: str) -> list[list[str]]:
-    """The body rows of the README table whose header line starts with ``header``."""
-    lines = README.read_text(encoding="utf-8").splitlines()
+    """The body rows of the docs' table whose header line starts with ``header``."""
+    lines = [line for page in sorted(DOCS.glob("*.md")) for line in page.read_text(encoding="utf-8").splitlines()]
     start = next(k for k, line in enumerate(lines) if line.startswith(header))
     rows = []
     for line in lines[start + 2:]:

@@ -322,7 +322,7 @@ def test_the_dry_run_prints_the_command_that_fetches_each_missing_weight(tmp_pat
 def test_the_readme_carries_every_fetch_command_of_the_sources_table():
     from coin.benchmarks.coin.benchmark import SOURCES
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "real-coin.md").read_text()
     for what, _, _, commands in SOURCES.rows():
         for line in commands:
-            assert f"`{line}`" in readme, f"README lacks the command for {what}: {line}"
+            assert f"`{line}`" in readme, f"docs/real-coin.md lacks the command for {what}: {line}"

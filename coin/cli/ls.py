@@ -32,6 +32,36 @@ def format_catalog(cat: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def format_markdown(cat: dict[str, dict]) -> str:
+    """The catalog as the docs site's reference page: per kind a section, per entry its doc, options and facts.
+
+    ``docs/reference.md`` is this output for a clean install (``coin ls --markdown``); a test keeps it current.
+    """
+    lines = ["# Reference", "",
+             "Every registered entry with its options, defaults and doc, generated from the registries by "
+             "`coin ls --markdown > docs/reference.md` (a test checks that this page is current). "
+             "`coin ls KIND` prints the same in a terminal; a plugin's entries show with `--plugin FILE`.", ""]
+    for kind, section in cat.items():
+        lines += [f"## {kind}", "", f"{section['what']}", ""]
+        for e in section["entries"]:
+            lines += [f"### `{e['name']}`", ""]
+            if e["doc"]:
+                lines += [e["doc"], ""]
+            if e["options"]:
+                lines += ["| option | type | default | what |", "|---|---|---|---|"]
+                lines += [f"| `{o['name']}` | {_cell(o['type'])} | `{_cell(_default(o['default']))}` | {_cell(o['doc'])} |"
+                          for o in e["options"]]
+                lines.append("")
+            if e["facts"]:
+                lines += [f"- {key}: {_cell(value)}" for key, value in e["facts"].items()]
+                lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     from coin.catalog import catalog
 
@@ -52,6 +82,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         if problems:
             raise ConfigError(problems, "--plugin")
     cat = catalog(args.kinds)
+    if args.markdown:
+        print(format_markdown(cat), end="")
+        return 0
     print(json.dumps(cat, indent=1, default=str) if args.json else format_catalog(cat))
     return 0
 
@@ -67,4 +100,5 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("-p", "--plugin", action="append", default=[], metavar="FILE",
                     help="import a plugin (a .py file or a module) first, so its entries show")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--markdown", action="store_true", help="the docs site's reference page (docs/reference.md)")
     ls.set_defaults(func=_cmd_ls)
