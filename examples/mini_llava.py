@@ -63,7 +63,7 @@ class MiniLlava(Backbone):
     Options = MiniLlavaOptions
 
     @classmethod
-    def prepare(cls, cfg, log=print) -> None:
+    def prepare(cls, cfg, log=print, own=False) -> None:
         path = Path(cfg.options.folder)
         if not (path / "config.json").is_file():
             log(f"writing a random mini LLaVA to {path}")

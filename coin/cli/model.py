@@ -30,7 +30,7 @@ def _cmd_model_prepare(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides(args))
     threads(args.threads)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    BACKBONES.get(cfg.model.name).prepare(cfg.model, log=log)
+    BACKBONES.get(cfg.model.name).prepare(cfg.model, log=log, own=True)  # e.g. pretrain the tiny base here
     print(f"model '{cfg.model.name}' ready for {args.config or 'the default config'}")
     return 0
 

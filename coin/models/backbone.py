@@ -189,8 +189,12 @@ class Backbone:
         return []
 
     @classmethod
-    def prepare(cls, cfg: ModelConfig, log: Callable[[str], None] = print) -> None:
-        """Work to do once before several runs start in parallel (nothing by default)."""
+    def prepare(cls, cfg: ModelConfig, log: Callable[[str], None] = print, own: bool = False) -> None:
+        """Work to do once before several runs start in parallel (nothing by default).
+
+        ``own``: the user asked for it (``coin model prepare``): build it here even where the package
+        ships a ready copy (the tiny base), rather than use that copy.
+        """
 
     @classmethod
     def weights(cls, cfg: ModelConfig) -> list[WeightPath]:

@@ -66,8 +66,9 @@ class Tiny(Backbone):
         return {"text_config": text, "vision_config": vision}, "model.tiny"
 
     @classmethod
-    def prepare(cls, cfg, log=print) -> None:
-        """Pretrain (or find) the cached base once, before parallel runs would each start it."""
-        from coin.models.backbone import load_model
+    def prepare(cls, cfg, log=print, own: bool = False) -> None:
+        """Find the base (cached, or shipped with coin) or pretrain it once, before parallel runs would each
+        start it; ``own`` (``coin model prepare``) pretrains it into the cache even when coin ships it."""
+        from coin.models.tiny.pretrain import load_or_pretrain
 
-        load_model(cfg, log, progress=False)
+        load_or_pretrain(cfg, log, progress=False, shipped_ok=not own)

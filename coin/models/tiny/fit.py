@@ -44,11 +44,14 @@ def batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
 def fit(params: list, loss_of: Callable[[list[int]], torch.Tensor], n: int, *, steps: int, batch_size: int,
         lr: float, warmup: int, seed: int, desc: str, progress: bool = True,
         betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.01,
-        checkpoint: Path | None = None, every: int = 50, log: Callable[[str], None] | None = None) -> float:
+        checkpoint: Path | None = None, every: int = 50, log: Callable[[str], None] | None = None,
+        trace: list[float] | None = None, stop: int | None = None) -> float:
     """Minimise ``loss_of(indices)`` over batches of ``range(n)`` for ``steps``; returns the last loss.
 
     ``checkpoint``: a file to save the loop's state to every ``every`` steps and to resume from.
     ``log``: told the step and loss every ``every`` steps (where no progress bar shows).
+    ``trace``: each step's loss is appended to it. ``stop``: end after that many steps of the same
+    schedule (the first steps of the full run, for the recipe check of the shipped base).
     """
     from tqdm.auto import tqdm
 
@@ -72,6 +75,10 @@ def fit(params: list, loss_of: Callable[[list[int]], torch.Tensor], n: int, *, s
         sched.step()
         opt.zero_grad(set_to_none=True)
         last = loss.item()
+        if trace is not None:
+            trace.append(last)
+        if stop is not None and step + 1 >= stop:
+            break
         bar.set_postfix(loss=f"{last:.3f}")
         if (step + 1) % every == 0 and step + 1 < steps:
             if checkpoint is not None:

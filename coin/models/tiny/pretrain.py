@@ -42,12 +42,22 @@ def base_key(cfg: ModelConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True) -> tuple[LlavaVLM, Path]:
-    """The cached pretrained tiny base, pretraining it first when the cache has none."""
+def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True,
+                     shipped_ok: bool = True) -> tuple[LlavaVLM, Path]:
+    """The pretrained tiny base: the cache's, else the one shipped with coin for this recipe
+    (``coin.models.tiny.ship``; not with ``shipped_ok=False``), else pretrained now into the cache."""
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-    path = cache_dir() / "base" / f"tiny-{base_key(cfg)}"
-    if not (path / "COMPLETE").is_file():
+    from coin.models.tiny.ship import record, shipped_base
+
+    key = base_key(cfg)
+    path = cache_dir() / "base" / f"tiny-{key}"
+    if not (path / "COMPLETE").is_file() and shipped_ok and (shipped := shipped_base(key)) is not None:
+        rec = record()
+        log(f"using the tiny base shipped with coin ({shipped}; pretrained at {rec.get('threads')} torch threads "
+            f"on {_cpu_text(rec.get('cpu') or {})}); coin model prepare pretrains your own")
+        path = shipped
+    elif not (path / "COMPLETE").is_file():
         log(f"pretraining the tiny base model (cached afterwards in {path})")
         pretrain(cfg, path, log, progress)
     else:
@@ -116,7 +126,23 @@ TOWER_FILE = "vision-tower.safetensors"  # the pretrained tower, kept in the wor
 RNG_KEY = "__torch_rng__"
 
 
-def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
+def recipe_trace(cfg: ModelConfig, steps: int = 3) -> dict[str, list[float]]:
+    """The losses of the first ``steps`` steps of both pretraining stages under ``cfg``'s recipe.
+
+    The same code path as a full pretraining (data, tokenizer, initialisation, both stages' losses and
+    schedules), stopped early in a temporary folder: the shipped base records this curve, and a test
+    compares a fresh one with it, so a change to the recipe that the cache key does not see is caught.
+    """
+    import tempfile
+
+    trace: dict[str, list[float]] = {"vision": [], "lm": []}
+    with tempfile.TemporaryDirectory(prefix="coin-recipe-") as tmp:
+        _pretrain(cfg, Path(tmp) / "work", lambda *a: None, False, trace=trace, stop=steps)
+    return trace
+
+
+def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool, trace: dict | None = None,
+              stop: int | None = None) -> None:
     from safetensors.torch import load_file, save_file
     from transformers import LlavaProcessor
 
@@ -153,8 +179,9 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
         else:
             t1 = time.time()
             vloss = pretrain_vision(vlm, samples, [c["labels"] for c in caps], p.vision_steps, p.vision_batch_size,
-                                    p.vision_lr, p.seed, progress, checkpoint=work / "vision.ckpt",
-                                    log=None if progress else log)
+                                    p.vision_lr, p.seed, progress, checkpoint=None if stop else work / "vision.ckpt",
+                                    log=None if progress else log, trace=None if trace is None else trace["vision"],
+                                    stop=stop)
             log(f"vision tower pretrained in {time.time() - t1:.0f}s, final loss {vloss:.3f}")
             state = {k: v.detach().contiguous() for k, v in tower.state_dict().items()}
             save_file({**state, RNG_KEY: torch.get_rng_state()}, work / f"{TOWER_FILE}.partial")
@@ -166,8 +193,11 @@ def _pretrain(cfg: ModelConfig, work: Path, log, progress: bool) -> None:
     t0 = time.time()
     final = fit(params, lambda idx: model(**vlm.train_batch([samples[i] for i in idx])).loss, len(samples),
                 steps=p.steps, batch_size=p.batch_size, lr=p.lr, warmup=int(p.warmup_ratio * p.steps), seed=p.seed,
-                desc="pretrain base", progress=progress, betas=(0.9, 0.98), checkpoint=work / "lm.ckpt",
-                log=None if progress else log)
+                desc="pretrain base", progress=progress, betas=(0.9, 0.98),
+                checkpoint=None if stop else work / "lm.ckpt", log=None if progress else log,
+                trace=None if trace is None else trace["lm"], stop=stop)
+    if stop:  # recipe_trace: the first steps only, nothing kept
+        return
     log(f"pretrained in {time.time() - t0:.0f}s, final loss {final:.3f}")
     model.requires_grad_(True)
     vlm.save_base(work)

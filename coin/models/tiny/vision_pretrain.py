@@ -38,7 +38,8 @@ class _Heads(nn.Module):
 
 
 def pretrain_vision(vlm: LlavaVLM, samples: list, labels: list[dict], steps: int, batch_size: int, lr: float, seed: int,
-                    progress: bool = True, checkpoint: Path | None = None, log=None) -> float:
+                    progress: bool = True, checkpoint: Path | None = None, log=None,
+                    trace: list[float] | None = None, stop: int | None = None) -> float:
     """Train ``vlm``'s vision tower on scene labels for ``steps``; returns the final loss."""
     tower = vlm.model.model.vision_tower
     cfg = vlm.model.config.vision_config
@@ -56,4 +57,4 @@ def pretrain_vision(vlm: LlavaVLM, samples: list, labels: list[dict], steps: int
     tower.train()
     return fit(list(tower.parameters()) + list(heads.parameters()), loss_of, len(samples), steps=steps,
                batch_size=batch_size, lr=lr, warmup=steps // 20, seed=seed, desc="pretrain vision", progress=progress,
-               checkpoint=checkpoint, log=log)
+               checkpoint=checkpoint, log=log, trace=trace, stop=stop)
