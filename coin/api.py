@@ -30,18 +30,19 @@ def run(cfg: RunConfig, out: str | os.PathLike, *, report: bool = True, **kwargs
 
 
 def sweep(configs: list[str], seeds: list[int], out: str | os.PathLike, overrides: list[str] | None = None,
-          **kwargs: Any) -> Path | None:
+          allow_diff: tuple[str, ...] = (), **kwargs: Any) -> Path | None:
     """Every (config, seed) run, then the comparison report; returns its path (``<out>/report/report.md``).
     ``kwargs`` go to ``coin.engine.sweep.sweep`` (``progress``, ``log``, ``jobs``, ``threads``, ``reuse``,
-    ``launcher``, ``slurm``, ``cluster``). Under ``launcher="slurm"`` without waiting (``slurm.wait`` false)
-    the report waits for every run to finish: None while some are in flight (call again later)."""
+    ``data_seeds``, ``launcher``, ``slurm``, ``cluster``); ``allow_diff`` to ``write_comparison`` (``allow``).
+    Under ``launcher="slurm"`` without waiting (``slurm.wait`` false) the report waits for every run to finish:
+    None while some are in flight (call again later)."""
     from coin.engine.sweep import _finished, sweep as run_sweep
     from coin.report import write_comparison, write_report
 
     runs = run_sweep(configs, seeds, out, overrides, finish=write_report, **kwargs)
     if not all(_finished(r) for r in runs):
         return None
-    return write_comparison(runs, Path(out) / "report")
+    return write_comparison(runs, Path(out) / "report", allow=allow_diff)
 
 
 def judge(run_dir: str | os.PathLike, judge_cfg: Any, *, report: bool = True, **kwargs: Any) -> dict:

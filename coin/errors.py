@@ -19,10 +19,10 @@ import errno
 
 __all__ = [
     "ERRORS", "AnswerSourceError", "BankError", "CaptionMetricsError", "CheckpointError", "ConfigError", "DataError",
-    "FileFormatError", "ImageError", "ImageTooLarge", "Interrupted", "JudgeError", "MissingPartError",
-    "NonFiniteLossError", "OptionsError", "PartsError", "RecordError", "ReferenceFileError", "RoutingError",
-    "RunFolderError", "SweepError", "TokenizerError", "UnknownNameError", "UnsupportedLaunch", "UntrustedPlugins",
-    "VisionCacheRefused", "WriteError",
+    "FileFormatError", "ImageError", "ImageTooLarge", "IncomparableRuns", "Interrupted", "JudgeError",
+    "MissingPartError", "NonFiniteLossError", "OptionsError", "PartsError", "RecordError", "ReferenceFileError",
+    "RoutingError", "RunFolderError", "SweepError", "TokenizerError", "UnknownNameError", "UnsupportedLaunch",
+    "UntrustedPlugins", "VisionCacheRefused", "WriteError",
 ]
 
 
@@ -224,10 +224,18 @@ class Interrupted(RuntimeError):
     exit_code = 130
 
 
+# ----------------------------------------------------------------------------- reports
+class IncomparableRuns(ValueError):
+    """Runs set side by side (``coin report``, ``coin findings``) that differ in more than their seeds, their
+    method or a study's variable; the message names each key that differs, with its values and runs."""
+
+    exit_code = 2
+
+
 # every class above, each with its ``exit_code``
 ERRORS: tuple[type[Exception], ...] = (
     OptionsError, ConfigError, UnknownNameError, FileFormatError, WriteError, DataError, RecordError, ImageTooLarge,
     AnswerSourceError, ReferenceFileError, CaptionMetricsError, PartsError, MissingPartError, TokenizerError,
     ImageError, VisionCacheRefused, BankError, RoutingError, UntrustedPlugins, RunFolderError, UnsupportedLaunch,
-    JudgeError, NonFiniteLossError, CheckpointError, SweepError, Interrupted,
+    JudgeError, NonFiniteLossError, CheckpointError, SweepError, Interrupted, IncomparableRuns,
 )

@@ -1,55 +1,55 @@
-"""Tests of a difference over seeds: Welch's t, the one-sample t and one-way ANOVA, with p-values.
+"""Tests of a difference over seeds: Welch's t, the one-sample t and one-way ANOVA, by SciPy.
 
 A study has a handful of seeds per configuration, so whether a difference is more than seed
-noise is a small-sample question. These are the textbook tests, written on numpy and the
-standard library (no SciPy dependency): Student's t and Fisher's F tails both come from the
-regularized incomplete beta function I_x(a, b), evaluated by its continued fraction.
+noise is a small-sample question. The statistics and p-values are SciPy's
+(``scipy.stats.ttest_ind(..., equal_var=False)``, ``ttest_1samp``, ``f_oneway``); this module adds
+what a table of findings needs around them:
 
-- ``welch(a, b)``: two groups with unequal variances; t = (mean_a − mean_b) / sqrt(s²_a/n_a + s²_b/n_b),
-  Welch–Satterthwaite degrees of freedom, two-sided p = I_{df/(df+t²)}(df/2, 1/2).
-- ``one_sample(a, mu)``: t = (mean − mu) / (s / sqrt(n)), n − 1 degrees of freedom.
-- ``anova(groups)``: F = between-group mean square / within-group mean square with (k − 1, N − k)
-  degrees of freedom, p = I_{d2/(d2 + d1 F)}(d2/2, d1/2).
+- ``welch(a, b)``: two groups with unequal variances (Welch–Satterthwaite degrees of freedom);
+- ``one_sample(a, mu)``: mean(a) against ``mu``, n − 1 degrees of freedom (for pairs, pass the differences);
+- ``anova(groups)``: do the groups' means differ? F with (k − 1, N − k) degrees of freedom.
 
-Each returns a ``Test`` (statistic, degrees of freedom, two-sided p, and the difference it
-tested). With zero spread in every group the statistic is infinite (p = 0) when the means
-differ and undefined (p = 1) when they do not. Fewer than two values in a group raise
-``ValueError``: a test over one seed means nothing.
+Each returns a ``Test`` (statistic, degrees of freedom, p, the difference it tested). A test that
+cannot be made is *undefined*, never significant: ``Test.undefined`` says why (``TOO_FEW``: a group
+with fewer than two values, as a test over one seed means nothing; ``ZERO_VARIANCE``: every group
+constant, so no spread to measure the difference against), and its statistic and p are NaN. Where
+SciPy answers t = ±inf and p = 0 for two constant groups with different means, that is a division by a
+zero spread estimated from two or three seeds (CoIN-Synth's two tasks at 20% data gave equal numbers at
+both seeds), not evidence. ``None`` values (a seed whose metric is undefined) are dropped first.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Sequence
 
-__all__ = ["Test", "welch", "one_sample", "anova", "t_sf2", "f_sf", "betainc"]
+from scipy import special
+from scipy import stats as sp
+
+__all__ = ["TOO_FEW", "ZERO_VARIANCE", "Test", "welch", "one_sample", "anova", "t_sf2", "f_sf", "betainc"]
+
+TOO_FEW = "fewer than two values"
+ZERO_VARIANCE = "zero variance"
+_REL_TOL = 1e-9  # values this close (relative to their size, at least 1) are equal: float noise is no spread
 
 
 class Test(NamedTuple):
-    statistic: float  # t or F
+    statistic: float  # t or F; NaN when undefined
     df: float | tuple[float, float]
-    p: float  # two-sided for t, upper tail for F
+    p: float  # two-sided for t, upper tail for F; NaN when undefined
     difference: float  # mean_a − mean_b, mean − mu, or the range of the group means (ANOVA)
+    undefined: str | None = None  # why no test could be made (TOO_FEW, ZERO_VARIANCE); None: a test
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """The continued fraction of I_x(a, b) (modified Lentz), to double precision."""
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        for num in (m * (b - m) * x / ((a + m2 - 1.0) * (a + m2)),
-                    -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            return h
-    raise ArithmeticError(f"incomplete beta did not converge for a={a}, b={b}, x={x}")
+def t_sf2(t: float, df: float) -> float:
+    """Two-sided tail P(|T| >= |t|) of Student's t with ``df`` (possibly fractional) degrees of freedom."""
+    return float(min(1.0, 2.0 * sp.t.sf(abs(t), df)))
+
+
+def f_sf(f: float, d1: float, d2: float) -> float:
+    """Upper tail P(F >= f) of Fisher's F with (d1, d2) degrees of freedom."""
+    return float(sp.f.sf(f, d1, d2)) if f > 0 else 1.0
 
 
 def betainc(a: float, b: float, x: float) -> float:
@@ -58,78 +58,69 @@ def betainc(a: float, b: float, x: float) -> float:
         raise ValueError(f"betainc needs a, b > 0, got a={a}, b={b}")
     if not 0.0 <= x <= 1.0:
         raise ValueError(f"betainc needs 0 <= x <= 1, got {x}")
-    if x in (0.0, 1.0):
-        return x
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast on this side; use symmetry on the other
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+    return float(special.betainc(a, b, x))
 
 
-def t_sf2(t: float, df: float) -> float:
-    """Two-sided tail P(|T| >= |t|) of Student's t with ``df`` (possibly fractional) degrees of freedom."""
-    if math.isinf(t):
-        return 0.0
-    return min(1.0, betainc(df / 2.0, 0.5, df / (df + t * t)))
+def _values(xs: Sequence[float | None]) -> list[float]:
+    return [float(v) for v in xs if v is not None]
 
 
-def f_sf(f: float, d1: float, d2: float) -> float:
-    """Upper tail P(F >= f) of Fisher's F with (d1, d2) degrees of freedom."""
-    if math.isinf(f):
-        return 0.0
-    if f <= 0:
-        return 1.0
-    return min(1.0, betainc(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f)))
+def _mean(vals: list[float]) -> float:
+    return sum(vals) / len(vals) if vals else math.nan
 
 
-def _values(xs: Sequence[float | None], what: str) -> list[float]:
-    vals = [float(v) for v in xs if v is not None]
-    if len(vals) < 2:
-        raise ValueError(f"{what} needs at least two values, got {len(vals)}")
-    return vals
+def _constant(vals: list[float]) -> bool:
+    return max(vals) - min(vals) <= _REL_TOL * max(1.0, max(abs(v) for v in vals))
 
 
-def _mean_var(vals: list[float]) -> tuple[float, float]:
-    m = sum(vals) / len(vals)
-    return m, sum((v - m) ** 2 for v in vals) / (len(vals) - 1)
+def _undefined(why: str, df, difference: float) -> Test:
+    return Test(math.nan, df, math.nan, difference, why)
+
+
+def _quiet(test, *args, **kwargs):
+    """SciPy's test, without its "catastrophic cancellation" warning for a group of equal values (one
+    constant group beside one that varies is a defined Welch test: the other group's spread is the error)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        return test(*args, **kwargs)
 
 
 def welch(a: Sequence[float | None], b: Sequence[float | None]) -> Test:
-    """Welch's two-sample t test of mean(a) = mean(b); None values (undefined seeds) are dropped."""
-    a, b = _values(a, "welch (first group)"), _values(b, "welch (second group)")
-    (ma, va), (mb, vb) = _mean_var(a), _mean_var(b)
-    qa, qb = va / len(a), vb / len(b)
-    diff = ma - mb
-    if qa + qb == 0.0:
-        return Test(math.copysign(math.inf, diff) if diff else math.nan, math.nan, 0.0 if diff else 1.0, diff)
-    t = diff / math.sqrt(qa + qb)
-    df = (qa + qb) ** 2 / ((qa * qa / (len(a) - 1) if qa else 0.0) + (qb * qb / (len(b) - 1) if qb else 0.0))
-    return Test(t, df, t_sf2(t, df), diff)
+    """Welch's two-sample t test of mean(a) = mean(b) (``scipy.stats.ttest_ind(a, b, equal_var=False)``)."""
+    a, b = _values(a), _values(b)
+    diff = _mean(a) - _mean(b)
+    if len(a) < 2 or len(b) < 2:
+        return _undefined(TOO_FEW, math.nan, diff)
+    if _constant(a) and _constant(b):
+        return _undefined(ZERO_VARIANCE, math.nan, diff)
+    r = _quiet(sp.ttest_ind, a, b, equal_var=False)
+    return Test(float(r.statistic), float(r.df), float(r.pvalue), diff)
 
 
 def one_sample(a: Sequence[float | None], mu: float = 0.0) -> Test:
-    """The one-sample t test of mean(a) = mu (for paired data, pass the differences)."""
-    a = _values(a, "one_sample")
-    m, v = _mean_var(a)
-    diff = m - mu
-    if v == 0.0:
-        return Test(math.copysign(math.inf, diff) if diff else math.nan, len(a) - 1, 0.0 if diff else 1.0, diff)
-    t = diff / math.sqrt(v / len(a))
-    return Test(t, len(a) - 1, t_sf2(t, len(a) - 1), diff)
+    """The one-sample t test of mean(a) = mu (``scipy.stats.ttest_1samp``)."""
+    a = _values(a)
+    diff = _mean(a) - mu
+    if len(a) < 2:
+        return _undefined(TOO_FEW, math.nan, diff)
+    if _constant(a):
+        return _undefined(ZERO_VARIANCE, len(a) - 1, diff)
+    r = sp.ttest_1samp(a, mu)
+    return Test(float(r.statistic), len(a) - 1, float(r.pvalue), diff)
 
 
 def anova(groups: Sequence[Sequence[float | None]]) -> Test:
-    """One-way ANOVA: do the groups' means differ? ``difference`` is max − min of the group means."""
-    gs = [_values(g, f"anova (group {k})") for k, g in enumerate(groups)]
-    if len(gs) < 2:
-        raise ValueError(f"anova needs at least two groups, got {len(gs)}")
+    """One-way ANOVA (``scipy.stats.f_oneway``): do the groups' means differ? ``difference`` is max − min of
+    the group means."""
+    if len(groups) < 2:
+        raise ValueError(f"anova needs at least two groups, got {len(groups)}")
+    gs = [_values(g) for g in groups]
+    means = [_mean(g) for g in gs]
+    spread = max(means) - min(means) if all(g for g in gs) else math.nan
     n, k = sum(len(g) for g in gs), len(gs)
-    means = [sum(g) / len(g) for g in gs]
-    grand = sum(sum(g) for g in gs) / n
-    between = sum(len(g) * (m - grand) ** 2 for g, m in zip(gs, means)) / (k - 1)
-    within = sum((v - m) ** 2 for g, m in zip(gs, means) for v in g) / (n - k)
-    spread = max(means) - min(means)
-    if within == 0.0:
-        return Test(math.inf if between else math.nan, (k - 1, n - k), 0.0 if between else 1.0, spread)
-    f = between / within
-    return Test(f, (k - 1, n - k), f_sf(f, k - 1, n - k), spread)
+    if any(len(g) < 2 for g in gs):
+        return _undefined(TOO_FEW, (k - 1, n - k), spread)
+    if all(_constant(g) for g in gs):
+        return _undefined(ZERO_VARIANCE, (k - 1, n - k), spread)
+    r = _quiet(sp.f_oneway, *gs)
+    return Test(float(r.statistic), (k - 1, n - k), float(r.pvalue), spread)

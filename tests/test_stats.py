@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from coin.stats import anova, betainc, f_sf, one_sample, t_sf2, welch
+from coin.stats import TOO_FEW, ZERO_VARIANCE, anova, betainc, f_sf, one_sample, t_sf2, welch
 
 
 @pytest.mark.parametrize("t", [0.0, 0.3, 1.0, 2.5, 12.0])
@@ -54,9 +54,41 @@ def test_anova_of_two_groups_is_the_pooled_t_test():
     assert got.p == pytest.approx(t_sf2(t, 4)) and got.difference == pytest.approx(14.5 / 3 - 7 / 3)
 
 
-def test_degenerate_groups():
-    assert welch([1, 1], [1, 1]).p == 1.0 and welch([1, 1], [2, 2]).p == 0.0
-    assert one_sample([3, 3, 3], 0).p == 0.0 and anova([[1, 1], [1, 1]]).p == 1.0
-    assert welch([1, None, 3], [2, 4]).difference == 2 - 3  # an undefined seed is dropped
-    with pytest.raises(ValueError, match="at least two values"):
-        welch([1.0], [2.0, 3.0])
+def test_an_undefined_seed_is_dropped():
+    assert welch([1, None, 3], [2, 4]).difference == 2 - 3
+
+
+def test_zero_variance_is_no_test_not_p_zero():
+    """Constant groups carry no estimate of the spread: the t (or F) is undefined, never inf with p = 0.
+
+    (``coin findings`` printed "t(1) = -inf, p < 0.001, reproduced" from two seeds with equal numbers.)"""
+    for got in (welch([1, 1], [2, 2]), welch([1, 1], [1, 1]), one_sample([3, 3, 3], 0), one_sample([3, 3], 3),
+                anova([[1, 1], [2, 2]]), anova([[1, 1], [1, 1]]),
+                welch([60.0, 60.0 + 1e-12], [61.0, 61.0 - 1e-12])):  # float noise is no spread either
+        assert got.undefined == ZERO_VARIANCE and math.isnan(got.p) and math.isnan(got.statistic), got
+    assert welch([1, 1], [2, 2]).difference == -1  # the difference is still reported
+    one_constant = welch([1, 1], [2, 3])  # one group's spread estimates the standard error: defined
+    assert one_constant.undefined is None
+    assert (one_constant.statistic, one_constant.df) == (pytest.approx(-3.0), pytest.approx(1.0))
+    assert anova([[1, 1], [2, 2.5]]).undefined is None
+
+
+def test_fewer_than_two_values_is_no_test():
+    for got in (welch([1.0], [2.0, 3.0]), welch([1.0, None], [2.0, 3.0]), one_sample([None, 4.0]),
+                anova([[1.0], [2.0, 3.0]])):
+        assert got.undefined == TOO_FEW and math.isnan(got.p), got
+    with pytest.raises(ValueError, match="at least two groups"):
+        anova([[1.0, 2.0]])
+
+
+def test_the_tests_are_scipys():
+    from scipy import stats as sp
+
+    a, b = [51.0, 49.5, 53.25, 50.0], [47.0, 48.5, 46.0]
+    want = sp.ttest_ind(a, b, equal_var=False)
+    got = welch(a, b)
+    assert (got.statistic, got.df, got.p) == (pytest.approx(want.statistic), pytest.approx(want.df),
+                                              pytest.approx(want.pvalue))
+    want = sp.ttest_1samp(a, 50.0)
+    assert one_sample(a, 50.0).p == pytest.approx(want.pvalue)
+    assert anova([a, b, [40.0, 41.0]]).p == pytest.approx(sp.f_oneway(a, b, [40.0, 41.0]).pvalue)

@@ -31,7 +31,7 @@ def _write(args: argparse.Namespace, write_comparison, write_report) -> int:
     if len(args.runs) == 1 and not args.out:
         path = write_report(args.runs[0])
     else:
-        path = write_comparison(args.runs, args.out or "report")
+        path = write_comparison(args.runs, args.out or "report", allow=args.allow_diff)
     print(f"report written: {path} (and {Path(path).with_suffix('.html')})")
     return 0
 
@@ -54,6 +54,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="write the report of one run, or a comparison of several")
     rep.add_argument("runs", nargs="+")
     rep.add_argument("--out", help="folder for a comparison report")
+    rep.add_argument("--allow-diff", nargs="+", default=[], metavar="KEY",
+                     help="config keys (or sections) the compared runs may differ in besides their seeds, their method "
+                          "and one studied variable, e.g. eval.zero_shot (the zeroshot config's); the report lists "
+                          "their values. Without it, runs of other tasks, data or recipe are refused by name")
     rep.add_argument("--trust-plugins", action="store_true",
                      help="import the plugins the runs' config.yaml name (their code runs; never done without this)")
     rep.set_defaults(func=_cmd_report)

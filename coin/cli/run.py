@@ -89,7 +89,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     configs, words = _split_sweep_words(args.configs)
     threads(args.threads)
     path = sweep(configs, args.seeds, args.out, [*args.set, *words], progress=not args.quiet, jobs=args.jobs,
-                 threads=args.threads, reuse=args.reuse, **extra)
+                 threads=args.threads, reuse=args.reuse, data_seeds=args.data_seeds, allow_diff=args.allow_diff,
+                 **extra)
     if path is None:
         print(f"jobs submitted: {Path(args.out) / 'jobs.json'}; `coin status {args.out}` shows them, and the same "
               "command writes the comparison report once every run has finished")
@@ -126,7 +127,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     sw = sub.add_parser("sweep", help="run configs x seeds and write one comparison report")
     sw.add_argument("configs", nargs="+", help="YAML configs")
-    sw.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sw.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="the runs' seeds (training: initialisation, batch order, the data.volume subsample)")
+    sw.add_argument("--data-seeds", action="store_true",
+                    help="draw CoIN-Synth's data anew for each seed too: each run sets data.synth.seed to its seed, "
+                         "so the comparison's mean ± std covers the test set's sampling as well as training (without "
+                         "it every run reads the data of the config's data.synth.seed, 0 by default, and the report "
+                         "says its ± is over training seeds only); CoIN-Synth configs only")
+    sw.add_argument("--allow-diff", nargs="+", default=[], metavar="KEY",
+                    help="config keys the comparison report may find differing between configs besides the method "
+                         "and one studied variable, e.g. eval.zero_shot (see coin report --allow-diff)")
     sw.add_argument("--out", default="runs/sweep")
     add_set(sw, "override a key in every config (KEY=VALUE and ~KEY words among the configs do the same)",
             positional=False)

@@ -17,6 +17,10 @@ volume 1.0, the paper order...) is the method table's sequential-LoRA run. The f
 its config rewritten under the new name, and the run then writes its matrix and report from
 the copied stages (no training, no generation); ``reused-from.json`` names the source.
 
+``--data-seeds`` also varies CoIN-Synth's data: each run sets ``data.synth.seed`` to its seed, so the
+seeds' spread covers the test set's sampling error as well as training (by default every run reads the
+data of the config's ``data.synth.seed``). The comparison says which its ± covers.
+
 ``--launcher slurm`` makes each run a Slurm job through submitit (``coin.engine.slurm``): the job ids
 in ``runs/sweep/jobs.json``, the same command again resubmits the failed ones and leaves the running
 ones alone, and the report is written once every run has finished.
@@ -115,14 +119,15 @@ def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
 def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list[str] | None = None,
           progress: bool = True, log=print, jobs: int = 1, threads: int | None = None,
           reuse: list[str | Path] | None = None, finish: Callable[[Path], object] | None = None,
-          launcher: str = "local", slurm=None, cluster: str = "slurm") -> list[Path]:
+          launcher: str = "local", slurm=None, cluster: str = "slurm", data_seeds: bool = False) -> list[Path]:
     """Run every (config, seed) pair; returns the run folders, in order (``coin.api.sweep`` and ``coin sweep``
     then write the comparison report). ``finish(run_dir)`` ends each run done in this process (the run's
     report, from ``coin.api.sweep``); a run in its own process (``jobs`` > 1) is ``coin run``, which writes it.
 
     ``launcher="slurm"``: each run is a Slurm job (``coin.engine.slurm``; ``slurm`` its ``SlurmOptions``,
     ``cluster`` submitit's executor kind, ``"local"`` in tests); with ``slurm.wait`` false the runs may
-    still be in flight when this returns."""
+    still be in flight when this returns. ``data_seeds``: each run's ``data.synth.seed`` is its seed (CoIN-Synth
+    configs only)."""
     if launcher not in ("local", "slurm"):
         raise SweepError(f"--launcher must be local or slurm, got {launcher!r}")
 
@@ -131,8 +136,10 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
     plans = []  # (config file, seed, resolved config, run folder)
     for path in configs:  # validate everything before the first run starts
         for seed in seeds:
-            cfg = load_config(path, overrides + [f"seed={seed}"])
+            cfg = load_config(path, overrides + _seed_words(seed, data_seeds))
             plans.append((path, seed, cfg, out / f"{Path(path).stem}-s{seed}"))
+    if data_seeds:
+        _check_data_seeds(plans, overrides)
     if reuse:
         _reuse(plans, [Path(r) for r in reuse], _per_run_threads(jobs, threads), log)
     if launcher == "slurm":
@@ -141,7 +148,7 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
         launch(plans, out, slurm or SlurmOptions(), threads, log, cluster=cluster, finished=_finished,
                warm=_warm_caches)
     elif jobs > 1:
-        _parallel(plans, out, overrides, jobs, threads, log)
+        _parallel(plans, out, overrides, jobs, threads, log, data_seeds)
     else:
         from coin.engine.run import run
 
@@ -152,6 +159,25 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
             else:
                 run(cfg, run_dir, progress=progress, log=lambda m: log("  " + m), finish=finish)
     return [p[3] for p in plans]
+
+
+def _seed_words(seed: int, data_seeds: bool) -> list[str]:
+    """The overrides that make a plan's run seed ``seed`` (and its CoIN-Synth data, with ``data_seeds``)."""
+    return [f"seed={seed}"] + ([f"data.synth.seed={seed}"] if data_seeds else [])
+
+
+def _check_data_seeds(plans: list, overrides: list[str]) -> None:
+    """``--data-seeds`` needs generated data (a real benchmark's test set is its files) and owns data.synth.seed."""
+    from coin.errors import ConfigError
+
+    problems = [f"--data-seeds sets data.synth.seed to each run's seed: drop the override {o!r}"
+                for o in overrides if o.split("=", 1)[0].strip() == "data.synth.seed"]
+    first = {path: cfg for path, _, cfg, _ in reversed(plans)}  # each config file's first plan
+    problems += [f"--data-seeds varies CoIN-Synth's generated data; {path} reads data.benchmark "
+                 f"{cfg.data.benchmark!r}, whose test set is its files" for path, cfg in first.items()
+                 if cfg.data.benchmark != "synth"]
+    if problems:
+        raise ConfigError(problems)
 
 
 def _warm_caches(plans: list, log) -> None:
@@ -173,7 +199,8 @@ def _warm_caches(plans: list, log) -> None:
         BACKBONES.get(cfg.model.name).prepare(cfg.model, log=lambda m: log("  " + m))
 
 
-def _parallel(plans: list, out: Path, overrides: list[str], jobs: int, threads: int | None, log) -> None:
+def _parallel(plans: list, out: Path, overrides: list[str], jobs: int, threads: int | None, log,
+              data_seeds: bool = False) -> None:
     todo = [p for p in plans if not _finished(p[3])]
     log(f"{len(plans) - len(todo)} of {len(plans)} runs finished earlier; {len(todo)} to run, {jobs} at a time")
     if not todo:
@@ -197,7 +224,7 @@ def _parallel(plans: list, out: Path, overrides: list[str], jobs: int, threads: 
                 path, seed, _, run_dir = queue.pop(0)
                 cmd = [sys.executable, "-m", "coin.cli", "run", "--config", str(path), "--out", str(run_dir),
                        "--quiet", "--threads", str(per), "--set", f"seed={seed}"]
-                for o in overrides:
+                for o in overrides + _seed_words(seed, data_seeds)[1:]:
                     cmd += ["--set", o]
                 sink = open(logs / f"{run_dir.name}.log", "a")
                 running[subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env)] = (run_dir, sink)

@@ -1,9 +1,14 @@
 """A comparison of runs: one row per configuration (its seeds averaged), best MAA first, with figures.
 
-Runs whose configs differ only in what names or places a run (``name``, ``out_dir``...) and
-in any ``seed`` are repetitions of one configuration and share a row. Each stored config is
-first brought up to today's defaults (``coin.config_load.upgrade``), so a run made before a
-key existed groups with today's runs of the same setup.
+Runs whose configs differ only in their seeds (``seed``, CoIN-Synth's ``data.synth.seed``) and in what
+names or places a run (``name``, ``out_dir``...) are repetitions of one configuration and share a row;
+the page says whether a row's ± covers the training seed only or the data seed too. Each stored config
+is first brought up to today's defaults (``coin.config_load.upgrade``), so a run made before a key
+existed groups with today's runs of the same setup.
+
+Only like is compared with like (``coin.report.comparable``): the rows may differ in the method or in one
+studied variable, not in their tasks, data or recipe besides; other runs are refused with every key that
+differs (``IncomparableRuns``), before anything is written.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from coin.errors import IncomparableRuns
 from coin.tracking import loss_curves
 from coin.io import atomic_write_text
 from coin.metrics import seed_summary
+from coin.report.comparable import Setup, comparison_problems, defining, differing, varies_data
 from coin.report.cost import cost_table
 from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
 from coin.report.format import BLANK, adapter_label, fmt, fmt_ci, order_label
@@ -25,10 +33,6 @@ from coin.report.plots import comparison_bar, heatmap, loss_curves_figure
 from coin.report.study import study_blocks
 
 __all__ = ["write_comparison"]
-
-# Config keys that name or place a run rather than define it: runs differing only in these
-# (and in any ``seed``, at any depth) are repetitions of one configuration.
-_RUN_IDENTITY_KEYS = {"name", "run_name", "out_dir", "output_dir", "run_dir", "resume", "log"}  # log: telemetry
 
 _COST_NOTE = ("Per configuration, the mean (± std over seeds) of each run's cost: parameters that train, "
               "parameters the model gains per task (0 for methods that reuse one adapter), training and "
@@ -39,23 +43,16 @@ _COST_NOTE = ("Per configuration, the mean (± std over seeds) of each run's cos
 _PAPER_ORDER_NOTE = "Order \"paper\" is the paper's default task order (the paper calls it its random order)."
 
 
-def _without_identity(obj: Any, top: bool = True) -> Any:
-    """``obj`` minus every ``seed`` key and, at the top level, the keys that only name a run."""
-    if not isinstance(obj, dict):
-        return obj
-    return {k: _without_identity(v, False) for k, v in obj.items()
-            if k != "seed" and not (top and k in _RUN_IDENTITY_KEYS)}
-
-
 def _describe(run_dir: Path) -> dict:
     """One run's row fields, its metrics and the key that groups it with its other seeds."""
     mj, config = load_run(run_dir)
     config = upgraded(config)  # a run made before a key existed groups with today's runs
     m = run_metrics(mj)
     method = config.get("method") or mj.get("method")
-    key = json.dumps(_without_identity(config) if config else [method, mj["tasks"]], sort_keys=True, default=str)
+    key = json.dumps(defining(config) if config else [method, mj["tasks"]], sort_keys=True, default=str)
     return {
-        "dir": run_dir, "mj": mj, "key": key,
+        "dir": run_dir, "mj": mj, "key": key, "config": config,
+        "setup": Setup.of(run_dir.name, config, mj["tasks"]),  # what it must share with the runs beside it
         "run": mj.get("run_name") or run_dir.name, "method": str(method or BLANK),
         "order": order_label(config_value(config, "tasks.order") or mj["tasks"]),
         "instructions": str(config_value(config, "data.instructions") or BLANK),
@@ -99,6 +96,42 @@ def _rows(groups: dict[str, list[dict]]) -> list[tuple[float | None, float | Non
     return rows
 
 
+def _refuse_unlike(runs: list[dict], allow: Sequence[str]) -> None:
+    """Raise ``IncomparableRuns`` naming every key in which ``runs`` differ beyond what a comparison may vary
+    (and the keys under ``allow``)."""
+    labels = [r["dir"].name for r in runs]
+    if len(set(labels)) < len(labels):  # folders of one name under other parents: their paths
+        for r in runs:
+            r["setup"] = replace(r["setup"], label=str(r["dir"]))
+    problems = comparison_problems([r["setup"] for r in runs], allow)
+    if problems:
+        raise IncomparableRuns(
+            "coin report compares runs made the same way: they may differ in their seeds, their method (method, "
+            "method_options, the adapter's type and own keys) or one studied variable (the keys of one config "
+            "section), not in their tasks, data or recipe besides. These runs may not be compared:\n  - "
+            + "\n  - ".join(problems)
+            + "\nA difference you mean (a method's own recipe, as the zeroshot config's eval.zero_shot: false): "
+              "name its key with --allow-diff KEY, and the report lists it.")
+
+
+def _spread_note(groups: Sequence[list[dict]]) -> str:
+    """What the ± of the rows with several runs covers: the training seed only, or the data seed too."""
+    varied, fixed = [], []
+    for members in groups:
+        if len(members) > 1 and (v := varies_data([r["setup"] for r in members])) is not None:
+            (varied if v else fixed).append(", ".join(r["run"] for r in members))
+    if varied and fixed:
+        return (f" The ± is over training and data seeds for {'; '.join(varied)}; over training seeds only for "
+                "the others (the same data in each of their runs).")
+    if varied:
+        return " The ± is over training and data seeds: each run drew its own CoIN-Synth data (data.synth.seed)."
+    if fixed:
+        return (" The ± is over training seeds only: the runs of a row used the same data (CoIN-Synth's "
+                "data.synth.seed, or the benchmark's own files), so it leaves out the sampling error of the test "
+                "set (`coin sweep --data-seeds` draws CoIN-Synth's data anew for each seed).")
+    return ""
+
+
 def _label(group: list[dict]) -> str:
     """A configuration's name for a legend: its runs' common name without the seed suffix."""
     names = {re.sub(r"-s\d+$", "", r["run"]) for r in group}
@@ -126,15 +159,20 @@ def config_curves(groups: Sequence[list[dict]]) -> dict[str, list[dict]]:
     return out
 
 
-def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> Path:
+def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                     allow: Sequence[str] = ()) -> Path:
     """Compare runs in ``out_dir/report.md`` + ``report.html``; runs differing only by seed share a row.
 
-    Rows are sorted by MAA (mean over seeds), best first. Returns the path of ``report.md``.
+    Rows are sorted by MAA (mean over seeds), best first. Runs that differ in more than their seeds, their
+    method or one studied variable raise ``IncomparableRuns`` (``coin.report.comparable``), unless the keys
+    (or sections) under ``allow`` are all they differ in besides; the page lists those. Returns the path
+    of ``report.md``.
     """
     if not run_dirs:
         raise ValueError("write_comparison needs at least one run folder")
     out_dir = Path(out_dir)
     runs = [_describe(Path(d)) for d in run_dirs]
+    _refuse_unlike(runs, allow)
     if len({r["run"] for r in runs}) < len(runs):  # e.g. one config's seeds share its ``name``
         for r in runs:
             r["run"] = r["dir"].name
@@ -148,6 +186,10 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
              "seed share a row: mean ± std over the seeds that have the metric (n = how many of the "
              "group's seeds); a single run shows its 95% CI, a test-set bootstrap of that one run "
              "(not seed variation). Scores are the paper protocol's.")
+    intro += _spread_note(list(groups.values()))
+    allowed = differing([r["setup"] for r in runs], allow)
+    if allowed:
+        intro += " These keys differ as well (allowed by --allow-diff): " + "; ".join(allowed) + "."
     if any(r["order"] == "paper" for r in runs):
         intro += " " + _PAPER_ORDER_NOTE
     blocks: list[Block] = [Heading(1, "CoIN comparison"), Para(intro),
@@ -155,7 +197,7 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     bar = comparison_bar([c[0] for _, _, c in rows], [m for m, _, _ in rows], out_dir / "comparison.png",
                          errors=[s for _, s, _ in rows], label="MAA (mean ± std over seeds)")
     blocks += [Image("MAA per configuration", bar, "comparison-bar")]
-    configs = [_without_identity(upgraded(load_run(g[0]["dir"])[1])) for g in groups.values()]
+    configs = [defining(g[0]["config"]) for g in groups.values()]
     blocks += study_blocks(list(groups.values()), configs, out_dir)
     members = {", ".join(r["run"] for r in group): group for group in groups.values()}  # _rows sorted each group
     blocks += [Heading(2, "Cost"), Para(_COST_NOTE),
