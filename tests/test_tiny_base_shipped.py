@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from coin.config_load import from_dict
-from coin.models.tiny import ship
+from coin.models.tiny import base_files, ship
 from coin.models.tiny.backbone import Tiny
 from coin.models.tiny.pretrain import base_key, load_or_pretrain, recipe_trace
 
@@ -67,6 +67,7 @@ def test_a_damaged_shipped_file_is_named_instead_of_used(tmp_path, monkeypatch):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
-    monkeypatch.setattr(ship, "FOLDER", copy)
+    key = ship.record()["key"]
+    monkeypatch.setattr(base_files, "FOLDER", copy)
     with pytest.raises(ValueError, match="model.safetensors is missing or differs from its sha256"):
-        ship.shipped_base(ship.record()["key"])
+        base_files.shipped_base(key)

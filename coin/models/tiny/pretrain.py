@@ -48,7 +48,7 @@ def load_or_pretrain(cfg: ModelConfig, log=print, progress: bool = True,
     (``coin.models.tiny.ship``; not with ``shipped_ok=False``), else pretrained now into the cache."""
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-    from coin.models.tiny.ship import record, shipped_base
+    from coin.models.tiny.base_files import record, shipped_base
 
     key = base_key(cfg)
     path = cache_dir() / "base" / f"tiny-{key}"

@@ -22,47 +22,15 @@ then pretrains. ``coin model prepare`` still pretrains from scratch into the cac
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-FOLDER = Path(__file__).resolve().parent / "base"
-RECORD = "SHIPPED.json"
+from coin.models.tiny.base_files import FOLDER, RECORD, _sha256, record, shipped_base  # noqa: F401 (re-exported)
+
 TRACE_STEPS = 3
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def record() -> dict | None:
-    """The shipped base's ``SHIPPED.json`` (None when the package ships none)."""
-    path = FOLDER / RECORD
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def shipped_base(key: str) -> Path | None:
-    """The shipped base's folder when it was made by the recipe ``key``; None otherwise.
-
-    Raises ``ValueError`` naming the file when a shipped file's sha256 differs from the record
-    (a damaged install must not train silently from other weights).
-    """
-    rec = record()
-    if rec is None or rec.get("key") != key:
-        return None
-    for name, digest in rec["sha256"].items():
-        path = FOLDER / name
-        if not path.is_file() or _sha256(path) != digest:
-            raise ValueError(f"the shipped tiny base's {path} is missing or differs from its sha256 in "
-                             f"{FOLDER / RECORD}; reinstall coin, or pretrain it with coin model prepare")
-    return FOLDER
 
 
 def ship(threads: int, work: Path | None = None) -> Path:
