@@ -255,11 +255,11 @@ def test_hide_trains_only_the_current_expert(stream, tmp_path):
     def at_start():
         seen["old"] = _stored(bank, "task01")
         seen["trainable"] = [n for n, p in vlm.model.named_parameters() if p.requires_grad]
-        seen["mix"] = (list(bank.weights), bank.overrides[bank.last_layer].tolist())
+        seen["mix"] = (list(bank.weights), dict(bank.overrides))
 
     _train_two(vlm, data, method, TrainConfig(batch_size=4, lr=1e-2), at_start)
     assert all(".default." in n or "multi_modal_projector" in n for n in seen["trainable"])
-    assert seen["mix"] == ([1.0], [0.0])  # lower layers add the old expert; the last layer the current one only
+    assert seen["mix"] == ([0.0], {})  # as released: no stored expert in any layer while a task trains
     assert all(torch.equal(x, y) for x, y in zip(seen["old"], _stored(bank, "task01")))
     assert not all(torch.equal(x, y) for x, y in zip(seen["old"], _stored(bank, "task02")))
     assert method.text.shape[0] == method.vision.shape[0] == 2

@@ -11,12 +11,15 @@ CPU generator, so it does not depend on the device or on what ran before).
 
 How stored adapters reach the output: PEFT runs only the active adapter (``default``); a
 forward hook on every LoRA layer adds ``sum_k w_k * scaling_k * B_k A_k x`` for the stored
-ones. ``w`` is set by the method (``set_mix``): one weight per stored adapter for all layers
-(O-LoRA sums them all, DISCO picks one), and optionally other weights for chosen decoder
-layers, either one per adapter or one per adapter and batch row (HiDe's last layer, mixed per
-input). PEFT's own multi-adapter activation (``set_adapter([...])``) is not used for this: it
-makes every active adapter trainable and has no per-layer or per-row weights. Stored adapters
-run without dropout.
+ones. ``w`` is set by the method (``set_mix``): weights for all layers, either one per stored
+adapter (O-LoRA sums them all, DISCO's hard routing picks one) or one per adapter and batch
+row (DISCO's soft mixing, per input), and optionally other weights for chosen decoder layers,
+again per adapter or per adapter and row (HiDe's last layer, mixed per input). With
+``fuse=True`` the layers without an override instead add ``scaling * (sum_k B_k)(sum_k A_k) x``
+over the adapters of weight 1: the factors summed first and their product applied, cross terms
+``B_j A_k`` included (HiDe-LLaVA's released lower layers). PEFT's own multi-adapter activation
+(``set_adapter([...])``) is not used for this: it makes every active adapter trainable and has
+no per-layer or per-row weights. Stored adapters run without dropout.
 
 Persistence: ``save_pretrained`` writes every stored adapter as a standard PEFT adapter in its
 own sub-folder of the stage's ``adapter/`` folder (safetensors), and ``restore_saved`` (called
@@ -76,7 +79,8 @@ class AdapterBank:
         self.layers = _lora_layers(model)
         indices = [int(m.group(1)) for n, _ in self.layers if (m := _LAYER.search(n))]
         self.last_layer: int | None = max(indices) if indices else None
-        self.weights: list[float] = []  # per stored adapter, every layer without an override
+        self.default = torch.zeros(0)  # (n,) or (rows, n) weights of every layer without an override
+        self.fused = False  # layers without an override apply the summed factors (set_mix(fuse=True))
         self.overrides: dict[int, torch.Tensor] = {}  # decoder layer -> (n,) or (rows, n) weights
         for name, module in self.layers:
             m = _LAYER.search(name)
@@ -144,24 +148,36 @@ class AdapterBank:
                 b.requires_grad_(False)
 
     # ------------------------------------------------------------------ how they mix
-    def set_mix(self, weights: float | list[float], layers: dict[int, Any] | None = None) -> None:
+    @property
+    def weights(self) -> list:
+        """The weights of the layers without an override: one per stored adapter (or a list per batch row)."""
+        return self.default.tolist()
+
+    def set_mix(self, weights: float | list[float] | torch.Tensor, layers: dict[int, Any] | None = None,
+                fuse: bool = False) -> None:
         """Each stored adapter's weight in every layer, and other weights for some decoder layers.
 
-        ``weights``: one number for all stored adapters, or one per adapter (``names`` order).
-        ``layers``: decoder layer index -> weights of shape (n,) or (rows, n), the latter one row
-        per batch row (the batch must then keep its rows through decoding: ``coin.adapters.routing``).
+        ``weights``: one number for all stored adapters, one per adapter (``names`` order), or a
+        (rows, n) tensor, one row per batch row. ``layers``: decoder layer index -> weights of
+        shape (n,) or (rows, n). Per-row weights need the batch to keep its rows through decoding
+        (``coin.adapters.routing``). ``fuse``: the layers without an override apply
+        ``scaling * (sum B_k)(sum A_k) x`` over the adapters whose weight is 1 (weights must be 0 or 1).
         """
         n = len(self.names)
-        self.weights = [float(weights)] * n if isinstance(weights, (int, float)) else [float(w) for w in weights]
-        if len(self.weights) != n:
-            raise ValueError(f"adapter bank: {len(self.weights)} weights for {n} stored adapters")
+        w = torch.full((n,), float(weights)) if isinstance(weights, (int, float)) else \
+            torch.as_tensor(weights, dtype=torch.float32).detach().cpu()
+        if w.dim() not in (1, 2) or w.shape[-1] != n:
+            raise ValueError(f"adapter bank: weights of shape {tuple(w.shape)} for {n} stored adapters")
+        if fuse and (w.dim() != 1 or not bool(((w == 0) | (w == 1)).all())):
+            raise ValueError(f"adapter bank: fused adapters take weights 0 or 1, one per adapter; got {w.tolist()}")
+        self.default, self.fused = w, fuse
         self.overrides = {}
-        for layer, w in (layers or {}).items():
-            w = torch.as_tensor(w, dtype=torch.float32)
-            if w.shape[-1] != n or w.dim() > 2:
-                raise ValueError(f"adapter bank: layer {layer} weights of shape {tuple(w.shape)} "
+        for layer, lw in (layers or {}).items():
+            lw = torch.as_tensor(lw, dtype=torch.float32)
+            if lw.shape[-1] != n or lw.dim() > 2:
+                raise ValueError(f"adapter bank: layer {layer} weights of shape {tuple(lw.shape)} "
                                  f"for {n} stored adapters")
-            self.overrides[int(layer)] = w
+            self.overrides[int(layer)] = lw
 
     def _hook(self, module, args, output):
         names = self.names
@@ -170,24 +186,49 @@ class AdapterBank:
         layer = module.__dict__["_coin_bank_layer"]
         w = self.overrides.get(layer) if layer is not None else None
         x = args[0]
-        if w is None:
-            used = [(name, v) for name, v in zip(names, self.weights) if v]
+        if w is None and self.fused:
+            extra = _fused(module, [name for name, v in zip(names, self.default.tolist()) if v], x)
+        elif w is None and self.default.dim() == 1:  # adapters stored after the last set_mix add nothing
+            extra = _mixed(module, [(name, v) for name, v in zip(names, self.default.tolist()) if v], x)
         else:
+            w = self.default if w is None else w
             if w.dim() == 2 and w.shape[0] != x.shape[0]:
                 raise RuntimeError(f"adapter bank: per-row weights for {w.shape[0]} rows, but a batch of "
                                    f"{x.shape[0]} reached the layer (the decoding dropped or merged rows)")
-            used = [(name, w[..., k]) for k, name in enumerate(names) if bool(w[..., k].any())]
-        extra = None
-        for name, wk in used:  # one adapter at a time: no concatenated copy of the stored weights
-            A, B = module.lora_A[name].weight, module.lora_B[name].weight
-            h = F.linear(F.linear(x.to(A.dtype), A), B)
-            if isinstance(wk, float):
-                h = h * (wk * module.scaling[name])
-            else:
-                wk = wk.to(h.device, h.dtype) * module.scaling[name]
-                h = h * (wk.view(-1, *([1] * (h.dim() - 1))) if wk.dim() == 1 else wk)
-            extra = h if extra is None else extra + h
+            extra = _mixed(module, [(name, w[..., k]) for k, name in enumerate(names) if bool(w[..., k].any())], x)
         return output if extra is None else output + extra.to(output.dtype)
+
+
+def _mixed(module, used: list[tuple[str, Any]], x: torch.Tensor) -> torch.Tensor | None:
+    """``sum_k w_k * scaling_k * B_k A_k x`` over ``used`` (name, weight: a float, or a (rows,) tensor)."""
+    extra = None
+    for name, wk in used:  # one adapter at a time: no concatenated copy of the stored weights
+        A, B = module.lora_A[name].weight, module.lora_B[name].weight
+        h = F.linear(F.linear(x.to(A.dtype), A), B)
+        if isinstance(wk, float):
+            h = h * (wk * module.scaling[name])
+        else:
+            wk = wk.to(h.device, h.dtype) * module.scaling[name]
+            h = h * (wk.view(-1, *([1] * (h.dim() - 1))) if wk.dim() == 1 else wk)
+        extra = h if extra is None else extra + h
+    return extra
+
+
+def _fused(module, used: list[str], x: torch.Tensor) -> torch.Tensor | None:
+    """``scaling * (sum_k B_k)(sum_k A_k) x`` over the adapters ``used`` (HiDe-LLaVA's released fusion).
+
+    Every stored adapter copies the current one's config, so they share one scaling; one that
+    does not (a hand-made bank) is refused rather than fused under a wrong scale.
+    """
+    if not used:
+        return None
+    scaling = {module.scaling[name] for name in used}
+    if len(scaling) != 1:
+        raise BankError(f"adapter bank: cannot fuse adapters with different LoRA scalings {sorted(scaling)} "
+                        f"({', '.join(used)})")
+    A = torch.stack([module.lora_A[name].weight for name in used]).sum(0)
+    B = torch.stack([module.lora_B[name].weight for name in used]).sum(0)
+    return F.linear(F.linear(x.to(A.dtype), A), B) * scaling.pop()
 
 
 BANK_ADAPTERS = ("lora",)  # adapter types whose layers are plain PEFT LoRA Linear layers

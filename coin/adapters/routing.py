@@ -17,6 +17,9 @@ Evaluation goes through a wrapper the method returns from ``Method.eval_model``:
 ``GroupedVLM`` sends each group of inputs routed to one adapter through the model with that
 adapter alone (coin's fast decoding is kept); ``MixedVLM`` sets per-row weights before one
 batched generation, which needs every row to stay in place while decoding (``row_stable``).
+Both are ``RoutedVLM``s: they record each input's top route (its adapter, or its largest weight)
+under the test task the input comes from (``Sample.task``, which the routing itself never reads),
+so the evaluation can report routing accuracy per task (``RoutedVLM.take``).
 """
 
 from __future__ import annotations
@@ -155,17 +158,44 @@ class _Wrapper:
         return getattr(self.__dict__["inner"], name)
 
 
-class GroupedVLM(_Wrapper):
+class RoutedVLM(_Wrapper):
+    """A wrapper that routes test inputs to stored adapters and records where each input's top route went.
+
+    ``experts``: what each stored adapter is, in ``bank.names`` order: the task it was trained on
+    (a method passes ``ctx.tasks``), or, without one, the adapter's own name. The record is keyed
+    by ``Sample.task``, the test set the input comes from: known to the evaluation, never read by
+    the routing.
+    """
+
+    def __init__(self, vlm: VLM, experts: list[str] | None = None) -> None:
+        super().__init__(vlm)
+        names = AdapterBank.of(vlm.model).names
+        self.__dict__["experts"] = list(experts[: len(names)]) if experts is not None else names
+        self.__dict__["routes"] = {}  # test task -> inputs per stored adapter (bank order)
+
+    def record(self, samples: list[Sample], top: list[int]) -> None:
+        """Count each input under its test task at its top route ``top[i]`` (an index in ``bank.names``)."""
+        for s, k in zip(samples, top):
+            self.routes.setdefault(s.task, [0] * len(self.experts))[int(k)] += 1
+
+    def take(self, task: str) -> dict[str, int]:
+        """Inputs of test task ``task`` per top route (one key per stored adapter, in bank order), since the
+        last ``take`` of that task; the count starts again from zero."""
+        return dict(zip(self.experts, self.routes.pop(task, [0] * len(self.experts))))
+
+
+class GroupedVLM(RoutedVLM):
     """``vlm`` whose ``generate`` routes each input to one stored adapter: ``choose(samples)`` gives
     each sample's adapter index (``bank.names`` order), and each group runs with that adapter alone."""
 
-    def __init__(self, vlm: VLM, choose: Callable[[list], list[int]]) -> None:
-        super().__init__(vlm)
+    def __init__(self, vlm: VLM, choose: Callable[[list], list[int]], experts: list[str] | None = None) -> None:
+        super().__init__(vlm, experts)
         self.__dict__["choose"] = choose
 
     def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
         bank = AdapterBank.of(self.inner.model)
         choice = self.choose(samples)
+        self.record(samples, choice)
         out: list[str] = [""] * len(samples)
         for k in sorted(set(choice)):
             rows = [i for i, c in enumerate(choice) if c == k]
@@ -175,15 +205,16 @@ class GroupedVLM(_Wrapper):
         return out
 
 
-class MixedVLM(_Wrapper):
-    """``vlm`` whose ``generate`` first calls ``mix(samples)`` (which sets the bank's per-row
-    weights) and then generates the batch with its rows kept in place (``row_stable``)."""
+class MixedVLM(RoutedVLM):
+    """``vlm`` whose ``generate`` first calls ``mix(samples)``, which sets the bank's per-row weights and
+    returns the (rows, n) routing weights (their largest is each input's top route), and then
+    generates the batch with its rows kept in place (``row_stable``)."""
 
-    def __init__(self, vlm: VLM, mix: Callable[[list], None]) -> None:
-        super().__init__(vlm)
+    def __init__(self, vlm: VLM, mix: Callable[[list], torch.Tensor], experts: list[str] | None = None) -> None:
+        super().__init__(vlm, experts)
         self.__dict__["mix"] = mix
 
     def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
-        self.mix(samples)
+        self.record(samples, self.mix(samples).argmax(dim=-1).tolist())
         with row_stable(self.inner):
             return self.inner.generate(samples, max_new_tokens)

@@ -9,6 +9,7 @@ A run is a folder::
     stages/NN-<task>/predictions/    <task>.jsonl per evaluated task: output, parsed, score, tag
     stages/NN-<task>/scores.json     per-task scores and tag counts of this stage
     stages/NN-<task>/cost.json       the stage's train and eval seconds, peak memory (coin.engine.cost)
+    stages/NN-<task>/routing.json    per task, where a routing method sent its test inputs (DISCO, HiDe-LLaVA)
     stages/NN-<task>/DONE            written last: the stage is complete
     stages/NN-<task>/train_log.jsonl one line per optimiser step: loss, lr, gradient norm (coin.tracking)
     logs/                            TensorBoard event files (log.trackers)
@@ -33,6 +34,7 @@ import torch
 
 from coin import metrics
 from coin.adapters import attach_adapter, load_adapter
+from coin.adapters.routing import RoutedVLM
 from coin.config import RunConfig
 from coin.benchmarks.load import BenchmarkData, load_benchmark, verify_data
 from coin.benchmarks.layout import data_sources, source_lines
@@ -77,6 +79,8 @@ def evaluate_stage(vlm: VLM, bench: BenchmarkData, tasks: list[str], stage_dir: 
         limit = (limits or {}).get(task, get_task(task).max_new_tokens)
         result = evaluate_task(vlm, task, bench.test[task], limit, batch_size,
                                stage_dir / "predictions", progress, protocol=bench.protocol, spaces=spaces)
+        if isinstance(vlm, RoutedVLM):  # a method routing inputs to per-task adapters (DISCO, HiDe-LLaVA)
+            _record_routing(vlm, task, stage_dir)
         if result is not None:
             scores[task] = task_entry(task, result, bench.protocol)
             outputs = [s["output"] for s in result["paper"].samples]
@@ -85,6 +89,20 @@ def evaluate_stage(vlm: VLM, bench: BenchmarkData, tasks: list[str], stage_dir: 
         atomic_write_json(stage_dir / "scores.json", scores)
     dist.barrier()
     return scores
+
+
+def _record_routing(vlm: RoutedVLM, task: str, stage_dir: Path) -> None:
+    """``task``'s entry in the stage's ``routing.json``: of its test inputs routed in this launch (summed over
+    processes), how many went to each stored adapter (``routed``, by the adapter's task) and the share whose
+    top route was the task's own adapter (``accuracy``; None for a task not learned yet). A task answered
+    by an earlier launch (nothing routed now) keeps the entry that launch wrote."""
+    routed = {expert: int(dist.sum_over_processes(count)) for expert, count in vlm.take(task).items()}
+    n = sum(routed.values())
+    if n and dist.is_main():
+        path = stage_dir / "routing.json"
+        entries = read_json(path) if path.is_file() else {}
+        entries[task] = {"accuracy": routed[task] / n if task in routed else None, "n": n, "routed": routed}
+        atomic_write_json(path, entries)
 
 
 def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print, echo=None,

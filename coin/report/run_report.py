@@ -14,7 +14,7 @@ from typing import Sequence
 
 from coin.tracking import loss_curves
 from coin.scoring.judge.protocols import CARD_LINE as JUDGE_CARD_LINE
-from coin.io import atomic_write_text
+from coin.io import atomic_write_text, read_json
 from coin.report.cost import cost_rows
 from coin.report.document import Block, Heading, Image, Para, Table, to_html, to_markdown
 from coin.report.format import (BLANK, CI_LABEL, CI_NOTE, adapter_label, fmt, fmt_ci, matrix_table,
@@ -254,6 +254,23 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
     return blocks
 
 
+def _routing_blocks(run_dir: Path, mj: dict) -> list[Block]:
+    """Routing accuracy per stage and task, from the stages' ``routing.json`` (written for methods that route
+    test inputs to per-task adapters: DISCO, HiDe-LLaVA); a run without any gets no section."""
+    tasks, rows = mj["tasks"], []
+    for j, stage in enumerate(tasks):
+        path = run_dir / "stages" / f"{j + 1:02d}-{stage}" / "routing.json"
+        entries = read_json(path) if path.is_file() else {}
+        rows.append([(entries.get(t) or {}).get("accuracy") for t in tasks])
+    if all(v is None for row in rows for v in row):
+        return []
+    return [Heading(2, "Routing accuracy"),
+            Para("Share (%) of each task's test inputs whose top route (the adapter chosen, or the largest mixing "
+                 "weight) was the task's own adapter, after each stage. The router never sees the task; "
+                 f"{BLANK} = not evaluated. Counts per adapter: stages/NN-<task>/routing.json."),
+            matrix_table(tasks, rows, None, "routing", scale=100.0)]
+
+
 def _env_blocks(run_dir: Path) -> list[Block]:
     """The environment the run recorded (``env.json``): versions, device, seed, coin's commit."""
     path = run_dir / "env.json"
@@ -290,7 +307,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
     curves = loss_curves(run_dir)
     lc = loss_curves_figure({name: curves}, run_dir / "loss.png") if curves else None
-    extra = judge_blocks(run_dir, mj) + _env_blocks(run_dir)
+    extra = _routing_blocks(run_dir, mj) + judge_blocks(run_dir, mj) + _env_blocks(run_dir)
     blocks = _run_blocks(mj, upgraded(config), hm, fc, extra=extra, loss_png=lc, sources=_data_sources(run_dir))
     md = atomic_write_text(run_dir / "report.md", to_markdown(blocks, run_dir))
     atomic_write_text(run_dir / "report.html", to_html(blocks, f"{benchmark_title(upgraded(config))} report: {name}"))
