@@ -230,7 +230,7 @@ LWF = {"samples": 100, "lambda_": 0.1}
 KEEPLORA = {"init_energy": 0.6, "task_energy": 0.99, "grow": "gradient", "grad_samples": 64}
 REGLORA = {"lambda_": 2500.0, "top": 0.02}
 OLORA = {"lambda_1": 0.05, "lambda_2": 0.0}
-HIDE = {"temperature": 0.1, "samples": 1000}
+HIDE = {"temperature": 0.1, "samples": 1000, "fusion": "factors"}
 DISCO = {"samples": 1000}
 # method_options comments of the methods beyond the paper (by method, then key)
 OPTION_COMMENTS = {
@@ -294,6 +294,14 @@ SEVEN_B = [
     _v("reglora", "SEFE's RegLoRA (Chen et al., ICML 2025): the LoRA merged after each task, later tasks penalised "
        "at earlier tasks' top-2% entries of BA; CoIN's LoRA (r 128). The records take one byte per adapted "
        "weight on the GPU (6.5 GB for the 7B LM)", method="reglora", options=REGLORA),
+    _v("sefe", "SEFE (Chen et al., ICML 2025): answer-style diversification (20% of each task's training samples "
+       "rewritten into other answer styles by coin's rules) with RegLoRA as above", method="sefe",
+       options={"share": 0.2, **REGLORA}),
+    _v("asd", "SEFE's answer-style diversification alone, with sequential LoRA (r 128): 20% of each task's training "
+       "samples rewritten into other answer styles by coin's rules", method="asd", options={"share": 0.2}),
+    _v("lwf-free", "Exemplar-free LwF: the model as each task starts distils its answers on the new task's own "
+       "batches (lambda 0.1), nothing of earlier tasks kept; a copy of the trainable weights on the GPU",
+       method="lwf", options={"inputs": "current", "lambda_": 0.1}),
     # the adapter-bank methods keep one LoRA per task: with CoIN's LoRA (r 128) each stored one is 1.3 GB in fp32
     _v("olora", "O-LoRA (Wang et al., 2023): a fresh LoRA per task (CoIN's r 128), earlier ones frozen and summed "
        "in, the new A pushed orthogonal to the old ones. Every stored LoRA stays on the GPU (1.3 GB each in fp32) "
