@@ -39,8 +39,14 @@ def test_the_site_builds_strictly(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    extending = (tmp_path / "site" / "extending" / "index.html").read_text(encoding="utf-8")
-    assert "class Anchor" in extending or "Anchor(" in extending  # examples/anchor.py is in the page
+    import html
+
+    page = (tmp_path / "site" / "extending" / "index.html").read_text(encoding="utf-8")
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))  # the highlighted code as plain text
+    for example in ("anchor.py", "colours_task.py", "shapes_benchmark.py", "mini_llava.py", "rslora.py"):
+        body = (REPO / "examples" / example).read_text(encoding="utf-8")
+        first = next(line for line in body.splitlines() if line.startswith(("class ", "def ", "TASKS.register")))
+        assert first in text, f"examples/{example} is not on the extending page"
 
 
 def test_the_reference_page_is_current():
