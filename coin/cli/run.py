@@ -10,6 +10,17 @@ from pathlib import Path
 from coin.cli.flags import add_set, overrides, threads
 
 
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: not with --quiet, and only on a terminal, so a log file (a batch job's,
+    ``coin sweep > sweep.log``) holds no carriage-return lines; transformers' own bars follow."""
+    progress = not args.quiet and sys.stderr.isatty()
+    if not progress:  # transformers' own bars (loading and saving weights) too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    return progress
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from coin.api import run
     from coin.config_load import load_config
@@ -27,13 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     dist.exit_with_launcher()  # under accelerate launch / torchrun: stop with the launcher, from the data check on
     threads(args.threads)
-    # progress (bars, messages) goes to stderr, results (a line per stage, the summary) to stdout; bars only
-    # on a terminal, so a batch job's log holds no carriage-return lines; --quiet keeps one line per stage
-    progress = not args.quiet and sys.stderr.isatty()
-    if not progress:  # transformers' own bars (loading and saving weights) too
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+    progress = _progress(args)
 
     def log(message: str) -> None:
         if not args.quiet or message.startswith("warning"):
@@ -88,7 +93,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError([f"{flag} needs --launcher slurm" for flag in given])
     configs, words = _split_sweep_words(args.configs)
     threads(args.threads)
-    path = sweep(configs, args.seeds, args.out, [*args.set, *words], progress=not args.quiet, jobs=args.jobs,
+    path = sweep(configs, args.seeds, args.out, [*args.set, *words], progress=_progress(args), jobs=args.jobs,
                  threads=args.threads, reuse=args.reuse, data_seeds=args.data_seeds, allow_diff=args.allow_diff,
                  **extra)
     if path is None:
