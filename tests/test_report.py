@@ -360,3 +360,23 @@ def test_smoothing_is_a_debiased_moving_average() -> None:
     assert smooth([4.0, 4.0, 4.0], weight=0.9) == pytest.approx([4.0, 4.0, 4.0])  # no pull towards 0
     s = smooth([0.0, 10.0] * 50)
     assert max(s[50:]) - min(s[50:]) < 5  # the zigzag flattened
+
+
+def test_the_key_result_comes_first_and_lost_points_follow_one_taxonomy(t3_run: Path) -> None:
+    """The three numbers and the heatmap open the report; the lost points are split by the knowledge tags
+    alone (a ScienceQA that answers another task's "no" is task confusion there, not a format error)."""
+    mj = json.loads((t3_run / "matrix.json").read_text())
+    mj["format_share"] = [[1.0, None, None], [1.0, 0.1, None], [1.0, 0.8, None]]  # the scorers: all "format"
+    mj["knowledge_tags"] = {"ScienceQA": {"correct": 50, "format": 0, "confusion": 50, "content": 0, "other": 0},
+                            "TextVQA": {"correct": 40, "format": 30, "confusion": 0, "content": 30, "other": 0},
+                            "ImageNet": {"correct": 90, "format": 0, "confusion": 0, "content": 10, "other": 0}}
+    (t3_run / "matrix.json").write_text(json.dumps(mj))
+    md = write_report(t3_run).read_text()
+    head = md.split("| field | value |")[0]
+    assert "**MAA 68.33 · BWT -20.00 · ACC 60.00**" in head and "![accuracy matrix heatmap](heatmap.png)" in head
+    assert md.count("![accuracy matrix heatmap]") == 1
+    assert "## Format vs knowledge errors" not in md  # one taxonomy: the tags'
+    assert _md_row(md, "ScienceQA")[:2] == ["ScienceQA", "80.00"]  # the forgetting table comes first
+    kinds = md.split("## Where the lost points went")[1]
+    assert "| ScienceQA | 50.00 | 50.00 | 0.00 | 50.00 | 0.00 | 0.00 |" in kinds
+    assert "| TextVQA | 40.00 | 60.00 | 30.00 | 0.00 | 30.00 | 0.00 |" in kinds

@@ -136,8 +136,35 @@ def _prompt_blocks(tasks: Sequence[str], family: str | None, sources: dict | Non
     return [Heading(2, "Prompts"), *blocks] if blocks else []
 
 
-def _format_blocks(tasks: Sequence[str], a: list, share: list) -> list[Block]:
-    """After the last stage, each task's lost points split into format and knowledge errors."""
+ERROR_KINDS = (("format", "right content, wrong format"), ("confusion", "another task's answer"),
+               ("content", "wrong content"), ("other", "none of these"))  # coin.tasks.knowledge's tags, in order
+
+
+def _format_blocks(tasks: Sequence[str], a: list, share: list | None, tags: dict | None = None) -> list[Block]:
+    """After the last stage, each task's lost points split by kind of error.
+
+    With the knowledge tags (every run since they exist) the split is theirs, the one taxonomy of the
+    report: the error points of a task shared out over its wrong answers' tags (right content in another
+    format, an answer of another task, a well-formed wrong answer, none of these). A run made before the
+    tags has only the scorers' format share, shown as it was: format errors against the rest.
+    """
+    if isinstance(tags, dict) and tags:
+        rows = []
+        for i, task in enumerate(tasks):
+            score = a[-1][i]
+            err = None if score is None else 100.0 - score
+            counts = tags.get(task) or {}
+            wrong = sum(int(counts.get(k, 0)) for k, _ in ERROR_KINDS)
+            parts = [None if err is None or not wrong else err * int(counts.get(k, 0)) / wrong for k, _ in ERROR_KINDS]
+            rows.append([task, fmt(score), fmt(err), *[fmt(p) for p in parts]])
+        return [Heading(2, "Where the lost points went"),
+                Para("After the last stage, each task's error points (100 − score) shared out over its wrong "
+                     "answers by kind, the tags of the knowledge scorer (coin.tasks.knowledge; their counts are "
+                     "under \"Knowledge matrix\"): right content in another format (instruction following "
+                     "lost, knowledge kept), an answer of another task (task confusion), a well-formed wrong "
+                     "answer (knowledge lost), none of these."),
+                Table(["task", "final score", "error points", *[label for _, label in ERROR_KINDS]], rows,
+                      "error-kinds")]
     rows = []
     for i, task in enumerate(tasks):
         score, s = a[-1][i], share[-1][i]
@@ -148,7 +175,8 @@ def _format_blocks(tasks: Sequence[str], a: list, share: list) -> list[Block]:
         rows.append([task, fmt(score), fmt(err), fmt(fmt_err), fmt(know_err), fmt(pct, 1)])
     return [Heading(2, "Format vs knowledge errors"),
             Para("After the last stage, the points lost on each task split into answers in the wrong "
-                 "format (instruction alignment lost) and well-formed wrong answers (knowledge)."),
+                 "format (instruction alignment lost) and well-formed wrong answers (knowledge); a run made "
+                 "before the knowledge tags, so the split is the scorers' format share."),
             Table(["task", "final score", "error points", "format errors", "knowledge errors",
                    "format share %"], rows, "format"),
             Para("Share of errors that are format errors (%), per stage:"),
@@ -209,10 +237,14 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
         ["adapter", adapter_label(config.get("adapter"))],
     ]
     info.insert(1, ["benchmark", str(config_value(config, "data.benchmark") or BLANK)])
+    strict = mj.get("strict") if isinstance(mj.get("strict"), dict) else None
+    # the key result first: the three numbers and the heatmap, then what the run was, then the details
+    headline = " · ".join(f"{label} {fmt(m.get(key))}" for label, key in (("MAA", "maa"), ("BWT", "bwt"), ("ACC", "acc")))
     blocks: list[Block] = [Heading(1, f"{benchmark_title(config)} report: {name}"),
+                           Para(f"**{headline}**" + (" (paper protocol; the strict one below)" if strict else "")),
+                           Image("accuracy matrix heatmap", heatmap_png, "heatmap"),
                            Table(["field", "value"], info, "run-info")]
 
-    strict = mj.get("strict") if isinstance(mj.get("strict"), dict) else None
     which = " (paper protocol)" if strict is not None else ""
     blocks += [Heading(2, "Accuracy matrix" + which),
                Para("Score (0–100) on each task (columns) after each training stage (rows); "
@@ -237,15 +269,15 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
     blocks += [Heading(2, "Per-task forgetting"),
                Table(["task", "just learned", "final", "final − learned", "forgetting"], rows, "forgetting-table")]
 
-    if mj.get("format_share") is not None:
-        blocks += _format_blocks(tasks, a, mj["format_share"])
+    if mj.get("knowledge_tags") or mj.get("format_share") is not None:
+        blocks += _format_blocks(tasks, a, mj.get("format_share"), mj.get("knowledge_tags"))
 
     cost = mj.get("cost")
     if cost:
         blocks += [Heading(2, "Cost"), Table(["item", "value"], cost_rows(cost), "cost")]
 
     blocks += list(extra)
-    blocks += [Heading(2, "Figures"), Image("accuracy matrix heatmap", heatmap_png, "heatmap")]
+    blocks += [Heading(2, "Figures")]
     if loss_png is not None:
         blocks += [Image("training loss per stage", loss_png, "loss"),
                    Para("Training loss per optimiser step (faint) and smoothed, the stages one after another; "
