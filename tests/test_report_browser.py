@@ -92,3 +92,38 @@ def _loss_figure_decodes(chromium: str, folder, tmp_path) -> None:
     dom = _render(chromium, page, None, tmp_path, dump=True)
     w, h = Image.open(folder / "loss.png").size
     assert f'data-loss="true:{w}x{h}"' in dom
+
+
+def _page_width(chromium: str, page, tmp_path, width: int) -> int:
+    """The page's laid-out width (``scrollWidth``) in a ``width``-pixel window, read back from the DOM."""
+    probe = tmp_path / f"probe-{page.parent.name}.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", "<script>document.title = 'W' + document.documentElement.scrollWidth;</script></body>"),
+        encoding="utf-8")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             f"--user-data-dir={tmp_path / 'chrome-profile'}", f"--window-size={width},1600", "--dump-dom"]
+    proc = subprocess.run([chromium, *flags, probe.as_uri()], capture_output=True, timeout=120, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import re
+
+    return int(re.search(r"<title>W(\d+)</title>", proc.stdout).group(1))
+
+
+def test_the_comparison_page_fits_1280_pixels(chromium, tmp_path):
+    """Eight tasks, six configurations with long names: the comparison's wide tables scroll in their own box,
+    the page stays within a 1280-pixel window (a screenshot at that width shows the report, not a blank)."""
+    from test_report import RANDOM_ORDER, _t8_matrix, _write_run
+
+    runs = [_write_run(tmp_path / f"configuration-with-a-long-name-{k}-s{seed}", RANDOM_ORDER,
+                       _t8_matrix(2.0 * seed + k), seed=seed, method=f"method-{k}", config_extra={},
+                       with_metrics=True, zero_shot=[1.0] * 8)
+            for k in range(6) for seed in (0, 1)]
+    assert main(["report", *map(str, runs), "--out", str(tmp_path / "cmp")]) == 0
+    page = tmp_path / "cmp" / "report.html"
+    assert _page_width(chromium, page, tmp_path, 1280) <= 1280
+    shot = tmp_path / "cmp.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1280,1600", f"--screenshot={shot}"]
+    assert subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, timeout=120).returncode == 0
+    img = Image.open(shot).convert("L")
+    assert img.size == (1280, 1600) and img.getextrema()[1] - img.getextrema()[0] > 100

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
@@ -58,7 +59,11 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #bbb;padding:.25em .6em;text-align:right;white-space:nowrap}
 th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafa}img{max-width:100%;display:block;margin:.6em 0}
-""".strip()
+.wide{max-width:100%;overflow-x:auto}
+""".strip()  # .wide: a table wider than the page scrolls in its own box, so the page keeps its width
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")  # a paragraph's **bold**, as Markdown writes it
 
 
 def _md_cell(s: str) -> str:
@@ -92,13 +97,13 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
         if isinstance(b, Heading):
             out.append(f"<h{b.level}>{e(b.text)}</h{b.level}>")
         elif isinstance(b, Para):
-            out.append(f"<p>{e(b.text)}</p>")
+            out.append("<p>" + _BOLD.sub(r"<strong>\1</strong>", e(b.text)) + "</p>")
         elif isinstance(b, Table):
             ident = f' id="{e(b.id)}"' if b.id else ""
             heads = "".join(f"<th>{e(h)}</th>" for h in b.header)
-            out.append(f"<table{ident}><thead><tr>{heads}</tr></thead><tbody>")
+            out.append(f'<div class="wide"><table{ident}><thead><tr>{heads}</tr></thead><tbody>')
             out.extend("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
-            out.append("</tbody></table>")
+            out.append("</tbody></table></div>")
         elif isinstance(b, Image):
             data = base64.b64encode(b.path.read_bytes()).decode("ascii")
             ident = f' id="{e(b.id)}"' if b.id else ""
