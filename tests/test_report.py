@@ -380,3 +380,36 @@ def test_the_key_result_comes_first_and_lost_points_follow_one_taxonomy(t3_run: 
     kinds = md.split("## Where the lost points went")[1]
     assert "| ScienceQA | 50.00 | 50.00 | 0.00 | 50.00 | 0.00 | 0.00 |" in kinds
     assert "| TextVQA | 40.00 | 60.00 | 30.00 | 0.00 | 30.00 | 0.00 |" in kinds
+
+
+def test_a_few_wrong_answers_per_task_show_with_their_images(t3_run: Path, tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    from coin.engine.matrix import wrong_examples
+    from coin.scoring.item import TestItem
+
+    picture = tmp_path / "q1.png"
+    PILImage.new("RGB", (640, 480), (200, 30, 30)).save(picture)
+    stage = tmp_path / "stage"
+    (stage / "predictions").mkdir(parents=True)
+    rows = [{"question_id": f"q{k}", "output": out, "score": sc, "scores": {"paper": sc}, "tags": {"knowledge": tag}}
+            for k, (out, sc, tag) in enumerate([("B", 1.0, "correct"), ("no", 0.0, "confusion"), ("C", 0.0, "content"),
+                                                ("A", 0.0, "content"), ("D", 0.0, "content")])]
+    (stage / "predictions" / "ScienceQA.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = [TestItem(question_id=f"q{k}", task="ScienceQA", text=f"Question {k}?",
+                      image_path=str(picture) if k == 1 else None, answer="B") for k in range(5)]
+    bench = type("Bench", (), {"test": {"ScienceQA": items}})()
+    found = wrong_examples([(stage, {"ScienceQA": {}})], ["ScienceQA"], bench)["ScienceQA"]
+    assert [e["question_id"] for e in found] == ["q1", "q2", "q3"]  # the first three scored 0, in test order
+    assert found[0] == {"question_id": "q1", "question": "Question 1?", "output": "no", "reference": "B",
+                        "tag": "confusion", "image": str(picture)}
+
+    mj = json.loads((t3_run / "matrix.json").read_text())
+    mj["wrong_examples"] = {"ScienceQA": found}
+    (t3_run / "matrix.json").write_text(json.dumps(mj))
+    md = write_report(t3_run).read_text()
+    section = md.split("## Wrong answers after the last stage")[1]
+    assert "Question 1? → answered 'no', expected 'B' (confusion)" in section
+    assert "![ScienceQA example 1](examples/ScienceQA-1.png)" in section
+    assert max(PILImage.open(t3_run / "examples" / "ScienceQA-1.png").size) == 160  # a thumbnail, not the photo
+    assert 'id="example-ScienceQA-1"' in (t3_run / "report.html").read_text()

@@ -18,7 +18,7 @@ from coin.tasks.knowledge import answer_spaces
 from coin.io import atomic_write_json, read_json
 from coin.models import BACKBONES
 
-__all__ = ["CI_KIND", "answer_spaces_of", "assemble"]
+__all__ = ["CI_KIND", "answer_spaces_of", "write_matrix", "wrong_examples"]
 
 
 def answer_spaces_of(bench: BenchmarkData) -> dict[str, frozenset[str]] | None:
@@ -86,6 +86,55 @@ def _last_tags(stages: list[tuple[Path, dict]], order: list[str], column: str) -
     return out
 
 
+EXAMPLES_PER_TASK = 3  # wrong answers per task the report shows, with their images
+
+
+def _reference(item) -> str:
+    """What a test item is scored against, as one line (its answer, its first human answer, or its box)."""
+    for value in (item.answer, (item.answers or [None])[0], item.answer_bbox):
+        if value not in (None, "", []):
+            return str(value)
+    return ""
+
+
+def _item(record):
+    """A test item; a plain JSON record (an older caller's) read as one."""
+    from coin.scoring.item import TestItem
+
+    return TestItem.from_row(record) if isinstance(record, dict) else record
+
+
+def wrong_examples(stages: list[tuple[Path, dict]], order: list[str], bench: BenchmarkData,
+                   k: int = EXAMPLES_PER_TASK) -> dict:
+    """Per task, the first ``k`` answers (in test order) the paper protocol scores 0 at the last stage that
+    evaluated it: the question, the answer given, the reference, the knowledge tag and the image's path."""
+    from coin.io import read_jsonl
+
+    last: dict[str, Path] = {}
+    for d, scores in stages:
+        last.update({t: d for t in order if t in scores})
+    out: dict = {}
+    for task, d in last.items():
+        path = d / "predictions" / f"{task}.jsonl"
+        items = {str(r.question_id): r for r in map(_item, (bench.test or {}).get(task, []))}
+        if not path.is_file() or not items:
+            continue
+        picked = []
+        for row in read_jsonl(path):
+            score = row["scores"]["paper"] if "scores" in row else row.get("score")
+            item = items.get(str(row["question_id"]))
+            if score is None or float(score) > 0 or item is None:
+                continue
+            picked.append({"question_id": str(row["question_id"]), "question": item.text,
+                           "output": row.get("output"), "reference": _reference(item),
+                           "tag": (row.get("tags") or {}).get("knowledge") or row.get("tag"),
+                           "image": item.image_path})
+            if len(picked) == k:
+                break
+        out[task] = picked
+    return out
+
+
 def _latest_entries(zero: dict | None, stages: list[tuple[Path, dict]]) -> dict:
     """Each task's scores.json entry from the last stage that evaluated it (the zero-shot row first)."""
     out: dict = dict(zero or {})
@@ -130,5 +179,7 @@ def write_matrix(out: Path, cfg: RunConfig, order: list[str], stage_dirs: list[P
         "knowledge_tags": _last_tags(stages, order, "knowledge") if has_knowledge else None,
         "seed": cfg.seed, "method": cfg.method, "run_name": cfg.name or out.name, "cost": cost,
     }
+    if bench is not None:  # the report shows a few of them with their images
+        result["wrong_examples"] = wrong_examples(stages, order, bench)
     atomic_write_json(out / "matrix.json", result)
     return result

@@ -286,6 +286,51 @@ def _run_blocks(mj: dict, config: dict, heatmap_png: Path, forgetting_png: Path,
     return blocks
 
 
+THUMBNAIL = 160  # pixels, the longer side of an example's image in the report
+
+
+def _thumbnail(source: str | None, target: Path) -> Path | None:
+    """A small copy of a test image for the report (``examples/`` in the run folder); None when it is gone."""
+    if not source or not Path(source).is_file():
+        return None
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(source) as im:
+            im = im.convert("RGB")
+            im.thumbnail((THUMBNAIL, THUMBNAIL))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            im.save(target)
+    except OSError:
+        return None
+    return target
+
+
+def _example_blocks(run_dir: Path, mj: dict) -> list[Block]:
+    """Per task, a few answers the last stage got wrong, with their images (``matrix.json``'s ``wrong_examples``)."""
+    examples = mj.get("wrong_examples")
+    if not isinstance(examples, dict) or not any(examples.values()):
+        return []
+    blocks: list[Block] = [Heading(2, "Wrong answers after the last stage"),
+                           Para("For each task, the first answers in test order that the paper protocol scores 0 "
+                                "at the last stage that evaluated it, with the tag the knowledge scorer gave them.")]
+    for task in mj["tasks"]:
+        rows = examples.get(task) or []
+        if not rows:
+            continue
+        blocks.append(Heading(3, task))
+        for k, ex in enumerate(rows):
+            thumb = _thumbnail(ex.get("image"), run_dir / "examples" / f"{task}-{k + 1}.png")
+            if thumb is not None:
+                blocks.append(Image(f"{task} example {k + 1}", thumb, f"example-{task}-{k + 1}"))
+            question = " ".join(str(ex.get("question", "")).split())
+            blocks.append(Para(f"{question} → answered {ex.get('output')!r}, expected {ex.get('reference')!r}"
+                               + (f" ({ex['tag']})" if ex.get("tag") else "")
+                               + ("" if thumb is not None or not ex.get("image") else
+                                  f" [image not found: {ex['image']}]")))
+    return blocks
+
+
 def _routing_blocks(run_dir: Path, mj: dict) -> list[Block]:
     """Routing accuracy per stage and task, from the stages' ``routing.json`` (written for methods that route
     test inputs to per-task adapters: DISCO, HiDe-LLaVA); a run without any gets no section."""
@@ -339,7 +384,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     fc = forgetting_curves(mj["matrix"], mj["tasks"], run_dir / "forgetting.png")
     curves = loss_curves(run_dir)
     lc = loss_curves_figure({name: curves}, run_dir / "loss.png") if curves else None
-    extra = _routing_blocks(run_dir, mj) + judge_blocks(run_dir, mj) + _env_blocks(run_dir)
+    extra = (_routing_blocks(run_dir, mj) + _example_blocks(run_dir, mj) + judge_blocks(run_dir, mj)
+             + _env_blocks(run_dir))
     blocks = _run_blocks(mj, upgraded(config), hm, fc, extra=extra, loss_png=lc, sources=_data_sources(run_dir))
     md = atomic_write_text(run_dir / "report.md", to_markdown(blocks, run_dir))
     atomic_write_text(run_dir / "report.html", to_html(blocks, f"{benchmark_title(upgraded(config))} report: {name}"))
