@@ -49,6 +49,8 @@ def test_the_package_data_patterns_name_files_that_exist_and_the_wheel_ships_the
     inside = set(zipfile.ZipFile(wheel).namelist())
     for name in ("synth/lora", "coin/llava-1.5-7b/lora", "ucit/olora", "mllm-cl/dcl-lora"):
         assert f"coin/configs/{name}.yaml" in inside
+    if (REPO / "coin" / "models" / "tiny" / "base" / "SHIPPED.json").is_file():  # the pretrained tiny base ships too
+        assert {"coin/models/tiny/base/SHIPPED.json", "coin/models/tiny/base/model.safetensors"} <= inside
     assert len([n for n in inside if n.startswith("coin/configs/") and n.endswith(".yaml")]) == len(
         list((REPO / "coin" / "configs").rglob("*.yaml")))
 
