@@ -94,8 +94,21 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 
+def _cmd_data_import_hf(args: argparse.Namespace) -> int:
+    from coin.data.hf_import import import_hf
+
+    counts = import_hf(args.source, args.out, args.task_folder, question=args.question, answer=args.answer,
+                       image=args.image or None, instruction=args.instruction,
+                       splits={"train": args.train_split, "test": args.test_split})
+    folder = Path(args.out) / "Instructions_Original" / args.task_folder
+    print(f"wrote {folder}/train.json ({counts['train']} records) and test.json ({counts['test']}); images under "
+          f"{Path(args.out) / 'images' / args.task_folder}; data.root: {args.out}, data.image_root: "
+          f"{Path(args.out) / 'images'}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """``data synth``, ``data build``, ``data check`` and ``data stats``."""
+    """``data synth``, ``data build``, ``data import-hf``, ``data check`` and ``data stats``."""
     d = sub.add_parser("data", help="data tools").add_subparsers(dest="data_command", required=True)
     s = d.add_parser("synth", help="write the CoIN-Synth benchmark")
     s.add_argument("--out", required=True)
@@ -114,6 +127,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="builder option, e.g. classes=100, test_split=val2014, test_splits=val,testA")
     b.set_defaults(func=_cmd_data_build)
+
+    h = d.add_parser("import-hf", help="write a Hugging Face datasets dataset (saved folder, parquet files or hub id) "
+                                       "as one task's CoIN records (coin.data.hf_import)")
+    h.add_argument("source", help="a save_to_disk folder, parquet file(s) named by split, or a hub id (network)")
+    h.add_argument("--task-folder", required=True, help="the task's folder under Instructions_Original/ (its TaskSpec's folder)")
+    h.add_argument("--out", required=True, help="data root to write into (data.root; images under OUT/images/)")
+    h.add_argument("--question", default="question", help="the question's column (default: question)")
+    h.add_argument("--answer", default="answer", help="the answer's column (default: answer)")
+    h.add_argument("--image", default="image", help="the image's column (default: image; '' for a text-only task)")
+    h.add_argument("--instruction", default="", help="the task's instruction line, appended to every question")
+    h.add_argument("--train-split", default="train", help="the dataset's split to train on (default: train)")
+    h.add_argument("--test-split", default="test", help="the dataset's split to test on (default: test)")
+    h.set_defaults(func=_cmd_data_import_hf)
     for name, func, text in (("check", _cmd_data_check, "check every file and image a run will touch; exit 1 on any problem"),
                              ("stats", _cmd_data_stats, "per-task counts, answer lengths and distinct answers")):
         c = d.add_parser(name, help=text)
