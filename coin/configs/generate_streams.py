@@ -53,6 +53,9 @@ METHODS = {  # stem -> (comment, method, method_options, adapter overrides)
              "a mix by similarity (as released).", "hide", {"temperature": 0.1, "fusion": "factors"}, {}),
     "disco": ("DISCO-style task adapters: one LoRA per task, picked at test time by instruction similarity "
               "(mixing: soft mixes them all, as released).", "disco", {}, {}),
+    "mrlora": ("MR-LoRA (MLLM-CL): one LoRA expert per task, trained alone; a router LoRA retrained after each task on 20 "
+               "samples per seen task names each test input's expert (40 epochs at 5e-6, as released).", "mrlora",
+               {"router_samples": 20, "router_epochs": 40, "router_lr": 5e-6}, {}),
     "lwf-free": ("Exemplar-free LwF: the model as each task starts distils its answers on the new task's own batches; "
                  "nothing of earlier tasks kept.", "lwf", {"inputs": "current", "lambda_": 0.1}, {}),
     "asd": ("SEFE's answer-style diversification: 20% of each task's training samples rewritten into other answer "

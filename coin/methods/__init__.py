@@ -11,6 +11,7 @@ from coin.methods.ewc import EWC
 from coin.methods.hide import HiDe
 from coin.methods.keeplora import KeepLoRA
 from coin.methods.lwf import LwF
+from coin.methods.mrlora import MRLoRA
 from coin.methods.multitask import MultiTask
 from coin.methods.olora import OLoRA
 from coin.methods.reglora import RegLoRA

@@ -232,6 +232,7 @@ REGLORA = {"lambda_": 2500.0, "top": 0.02}
 OLORA = {"lambda_1": 0.05, "lambda_2": 0.0}
 HIDE = {"temperature": 0.1, "samples": 1000, "fusion": "factors"}
 DISCO = {"samples": 1000}
+MRLORA = {"router_samples": 20, "router_epochs": 40, "router_lr": 5e-6}
 # method_options comments of the methods beyond the paper (by method, then key)
 OPTION_COMMENTS = {
     "keeplora": {"init_energy": "protect W's leading directions holding just under 60% of its energy (the release's)",
@@ -247,6 +248,9 @@ OPTION_COMMENTS = {
     "hide": {"temperature": "softmax temperature over the similarities to each task's anchors (HiDe-LLaVA's)",
              "samples": "training inputs per task whose mean features are its anchors (ours)"},
     "disco": {"samples": "training inputs per task whose mean instruction feature represents it (ours)"},
+    "mrlora": {"router_samples": "training samples per seen task the router is trained on (release: 20)",
+               "router_epochs": "passes over the router's samples after each task (release: 40)",
+               "router_lr": "peak AdamW lr of the router LoRA, 3% warmup then cosine (release: 5e-6)"},
 }
 NO_ZS = {"zero_shot": False}  # zeroshot runs: every stage already evaluates the base model
 
@@ -313,6 +317,10 @@ SEVEN_B = [
     _v("disco", "DISCO-style task adapters: one LoRA per task (CoIN's r 128), trained alone; each test input is "
        "answered by the LoRA of the task its instruction is closest to (no task id). Every stored LoRA stays on "
        "the GPU (1.3 GB each in fp32)", method="disco", options=DISCO),
+    _v("mrlora", "MR-LoRA (Zhao et al., MLLM-CL 2025): one LoRA expert per task (CoIN's r 128), trained alone; a "
+       "router LoRA retrained after each task on 20 samples of every seen task answers each test input with its "
+       "expert's number (no task id). Every stored expert stays on the GPU (1.3 GB each in fp32); the router adds "
+       "one more", method="mrlora", options=MRLORA),
     _v("multitask", "Multi-task: one training on all eight tasks' data (the upper reference; only its last row "
        "is this method's result)", method="multitask"),
     _v("zeroshot", "Zero-shot: the pretrain-only model, never trained (every run's zero-shot row gives the same "
