@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 # small stores for the methods that sample from the data (the defaults are the paper's 100s and 1000s)
 OPTIONS = {"ewc": {"samples": 8}, "lwf": {"samples": 4, "batch_size": 2}, "replay": {"samples": 4},
-           "mrlora": {"router_epochs": 2}}
+           "mrlora": {"router_epochs": 2}, "proglora": {"samples": 8}}
 TOLERANCE = 0.10  # memory estimate vs measured peak tensor bytes (measured: within 3%)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="gloo process groups on Linux")

@@ -56,6 +56,8 @@ METHODS = {  # stem -> (comment, method, method_options, adapter overrides)
     "mrlora": ("MR-LoRA (MLLM-CL): one LoRA expert per task, trained alone; a router LoRA retrained after each task on 20 "
                "samples per seen task names each test input's expert (40 epochs at 5e-6, as released).", "mrlora",
                {"router_samples": 20, "router_epochs": 40, "router_lr": 5e-6}, {}),
+    "proglora": ("ProgLoRA (dynamic): a new LoRA block per task, earlier blocks frozen and mixed in by task-key similarity "
+                 "while it trains; each test input recalls the tasks by instruction similarity.", "proglora", {}, {}),
     "lwf-free": ("Exemplar-free LwF: the model as each task starts distils its answers on the new task's own batches; "
                  "nothing of earlier tasks kept.", "lwf", {"inputs": "current", "lambda_": 0.1}, {}),
     "asd": ("SEFE's answer-style diversification: 20% of each task's training samples rewritten into other answer "

@@ -14,6 +14,7 @@ from coin.methods.lwf import LwF
 from coin.methods.mrlora import MRLoRA
 from coin.methods.multitask import MultiTask
 from coin.methods.olora import OLoRA
+from coin.methods.proglora import ProgLoRA
 from coin.methods.reglora import RegLoRA
 from coin.methods.replay import Replay
 from coin.methods.zeroshot import ZeroShot

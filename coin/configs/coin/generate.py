@@ -233,6 +233,7 @@ OLORA = {"lambda_1": 0.05, "lambda_2": 0.0}
 HIDE = {"temperature": 0.1, "samples": 1000, "fusion": "factors"}
 DISCO = {"samples": 1000}
 MRLORA = {"router_samples": 20, "router_epochs": 40, "router_lr": 5e-6}
+PROGLORA = {"samples": 1000}
 # method_options comments of the methods beyond the paper (by method, then key)
 OPTION_COMMENTS = {
     "keeplora": {"init_energy": "protect W's leading directions holding just under 60% of its energy (the release's)",
@@ -248,6 +249,7 @@ OPTION_COMMENTS = {
     "hide": {"temperature": "softmax temperature over the similarities to each task's anchors (HiDe-LLaVA's)",
              "samples": "training inputs per task whose mean features are its anchors (ours)"},
     "disco": {"samples": "training inputs per task whose mean instruction feature represents it (ours)"},
+    "proglora": {"samples": "training inputs per task whose mean instruction feature is its key (ours)"},
     "mrlora": {"router_samples": "training samples per seen task the router is trained on (release: 20)",
                "router_epochs": "passes over the router's samples after each task (release: 40)",
                "router_lr": "peak AdamW lr of the router LoRA, 3% warmup then cosine (release: 5e-6)"},
@@ -321,6 +323,10 @@ SEVEN_B = [
        "router LoRA retrained after each task on 20 samples of every seen task answers each test input with its "
        "expert's number (no task id). Every stored expert stays on the GPU (1.3 GB each in fp32); the router adds "
        "one more", method="mrlora", options=MRLORA),
+    _v("proglora", "ProgLoRA (Yu et al., ACL Findings 2025), dynamic: one LoRA block per task (CoIN's r 128), earlier "
+       "blocks frozen and mixed in by task-key similarity while it trains; each test input recalls the tasks by "
+       "instruction similarity (no task id). Every stored block stays on the GPU (1.3 GB each in fp32); evaluation "
+       "keeps batch rows in place (model.generate)", method="proglora", options=PROGLORA),
     _v("multitask", "Multi-task: one training on all eight tasks' data (the upper reference; only its last row "
        "is this method's result)", method="multitask"),
     _v("zeroshot", "Zero-shot: the pretrain-only model, never trained (every run's zero-shot row gives the same "
