@@ -92,3 +92,5 @@ def test_a_missing_column_or_split_is_named(tmp_path, capsys):
                  "--question", "prompt", "--answer", "label"]) == 2  # the dataset has no split "test"
     assert "no split 'test' (it has: train, validation)" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing written
+    assert main(["data", "import-hf", str(tmp_path / "nope"), "--task-folder", "X", "--out", str(tmp_path / "out")]) == 2
+    assert "nope: no such file or folder" in capsys.readouterr().err

@@ -167,3 +167,17 @@ def test_the_shipped_synth_config_loads():
     cfg = load_config(Path(__file__).parent.parent / "configs" / "synth" / "mrlora.yaml")
     assert (cfg.method, cfg.method_options["router_samples"]) == ("mrlora", 20)
     assert build_method("mrlora", cfg.method_options).opts.router_samples == 20
+
+
+def test_a_router_answer_naming_no_expert_is_routed_by_the_seeded_fallback_and_counted(learned, monkeypatch):
+    """An unparsable router answer is not a silent skip: the seeded fallback routes it, the same on a rerun,
+    and the wrapper counts it by test task (the stage's routing.json records it as ``fallback``)."""
+    vlm, data, method = learned
+    model = method.eval_model(_ctx(vlm, data, 2), vlm)
+    inner_generate = vlm.generate
+    monkeypatch.setattr(vlm, "generate", lambda samples, n: ["no idea"] * len(samples)
+                        if "expert" in samples[0].prompt.lower() else inner_generate(samples, n))
+    samples = data["taskB"][:3]
+    first = method.route(vlm, samples, model.fell_back)
+    assert first == method.route(vlm, samples) and all(0 <= k < 3 for k in first)  # seeded: the same again
+    assert model.take_fallbacks("taskB") == 3 and model.take_fallbacks("taskB") == 0

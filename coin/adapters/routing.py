@@ -172,11 +172,21 @@ class RoutedVLM(_Wrapper):
         names = AdapterBank.of(vlm.model).names
         self.__dict__["experts"] = list(experts[: len(names)]) if experts is not None else names
         self.__dict__["routes"] = {}  # test task -> inputs per stored adapter (bank order)
+        self.__dict__["fallbacks"] = {}  # test task -> inputs the router could not route (a method's fallback took them)
 
     def record(self, samples: list[Sample], top: list[int]) -> None:
         """Count each input under its test task at its top route ``top[i]`` (an index in ``bank.names``)."""
         for s, k in zip(samples, top):
             self.routes.setdefault(s.task, [0] * len(self.experts))[int(k)] += 1
+
+    def fell_back(self, samples: list[Sample]) -> None:
+        """Count inputs whose route is a method's fallback (e.g. a router answer naming no adapter), by test task."""
+        for s in samples:
+            self.fallbacks[s.task] = self.fallbacks.get(s.task, 0) + 1
+
+    def take_fallbacks(self, task: str) -> int:
+        """Inputs of test task ``task`` routed by a fallback since the last call; the count starts again from zero."""
+        return self.fallbacks.pop(task, 0)
 
     def take(self, task: str) -> dict[str, int]:
         """Inputs of test task ``task`` per top route (one key per stored adapter, in bank order), since the

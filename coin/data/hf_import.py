@@ -48,8 +48,14 @@ def _load(source: str, splits: dict[str, str]) -> dict[str, Any]:
                             f"(found: {', '.join(f.name for f in files) or 'none'})")
         loaded = datasets.load_dataset("parquet", data_files=by_split)
         splits = {ours: ours for ours in splits}
-    else:
-        loaded = datasets.load_dataset(source)  # a hub id: needs the network
+    elif source.startswith((".", "/", "~")) or path.suffix:
+        raise DataError(f"{source}: no such file or folder (a save_to_disk folder, parquet files or a hub id)")
+    else:  # a hub id: needs the network
+        try:
+            loaded = datasets.load_dataset(source)
+        except Exception as e:  # offline, unknown id, gated: one line naming the source
+            raise DataError(f"{source}: not a local dataset and the hub could not give it "
+                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if isinstance(loaded, datasets.Dataset):
         raise DataError(f"{source}: one split only; save a DatasetDict with the splits {', '.join(splits.values())}")
     absent = [theirs for theirs in splits.values() if theirs not in loaded]

@@ -94,14 +94,18 @@ def evaluate_stage(vlm: VLM, bench: BenchmarkData, tasks: list[str], stage_dir: 
 def _record_routing(vlm: RoutedVLM, task: str, stage_dir: Path) -> None:
     """``task``'s entry in the stage's ``routing.json``: of its test inputs routed in this launch (summed over
     processes), how many went to each stored adapter (``routed``, by the adapter's task) and the share whose
-    top route was the task's own adapter (``accuracy``; None for a task not learned yet). A task answered
+    top route was the task's own adapter (``accuracy``; None for a task not learned yet), and how many were
+    routed by the method's fallback (``fallback``, when any: a router answer that named no adapter). A task answered
     by an earlier launch (nothing routed now) keeps the entry that launch wrote."""
     routed = {expert: int(dist.sum_over_processes(count)) for expert, count in vlm.take(task).items()}
+    fallback = int(dist.sum_over_processes(vlm.take_fallbacks(task)))
     n = sum(routed.values())
     if n and dist.is_main():
         path = stage_dir / "routing.json"
         entries = read_json(path) if path.is_file() else {}
         entries[task] = {"accuracy": routed[task] / n if task in routed else None, "n": n, "routed": routed}
+        if fallback:  # e.g. MR-LoRA's router named no expert: routed by its seeded fallback, counted here
+            entries[task]["fallback"] = fallback
         atomic_write_json(path, entries)
 
 

@@ -185,8 +185,11 @@ class MRLoRA(Method):
         return weights
 
     # ------------------------------------------------------------------ test time
-    def route(self, vlm: VLM, samples: list[Sample]) -> list[int]:
-        """Each input's expert (index in the bank's order), as the router LoRA answers for it."""
+    def route(self, vlm: VLM, samples: list[Sample], fell_back=None) -> list[int]:
+        """Each input's expert (index in the bank's order), as the router LoRA answers for it.
+
+        ``fell_back(samples)`` is told the inputs whose answer named no expert (routed by the seeded
+        fallback), so the stage's ``routing.json`` counts them (``RoutedVLM.fell_back``)."""
         bank = AdapterBank.of(vlm.model)
         n = len(bank.names)
         if n != len(self.experts) or not self.router:
@@ -205,19 +208,27 @@ class MRLoRA(Method):
                 for (_, a, b), (a0, b0) in zip(bank.pairs(CURRENT), saved):
                     a.copy_(a0)
                     b.copy_(b0)
-        return [self._expert(text, s, n) for text, s in zip(answers, samples)]
+        named = [self._named(text, n) for text in answers]
+        if fell_back is not None and any(k is None for k in named):
+            fell_back([s for s, k in zip(samples, named) if k is None])
+        return [k if k is not None else self._fallback(s, n) for k, s in zip(named, samples)]
 
-    def _expert(self, text: str, sample: Sample, n: int) -> int:
-        """The expert the router's answer names (its first number), or a seeded draw when it names none."""
+    @staticmethod
+    def _named(text: str, n: int) -> int | None:
+        """The expert the router's answer names (its first number, 1-based, within 1..n); None when it names none."""
         found = _NUMBER.search(text)
-        if found and 1 <= int(found.group()) <= n:
-            return int(found.group()) - 1
+        return int(found.group()) - 1 if found and 1 <= int(found.group()) <= n else None
+
+    def _fallback(self, sample: Sample, n: int) -> int:
+        """A seeded draw for an input whose router answer named no expert (the release draws at random)."""
         return random.Random(f"{self.seed}:mrlora-fallback:{sample.id}").randrange(n)
 
     def eval_model(self, ctx: StageContext, vlm: VLM) -> VLM:
         if ctx is not None:  # a resumed run's state holds how many experts, the run's config their names
             self.experts = list(ctx.tasks[: len(self.experts)])
-        return GroupedVLM(vlm, lambda samples: self.route(vlm, samples), ctx.tasks if ctx is not None else None)
+        wrapper = GroupedVLM(vlm, lambda samples: self.route(vlm, samples, wrapper.fell_back),
+                             ctx.tasks if ctx is not None else None)
+        return wrapper
 
     def params_added_per_task(self, vlm: VLM) -> int:
         return current_size(vlm.model)
