@@ -11,22 +11,18 @@ import pytest
 import torch
 
 from coin.adapters import attach_adapter
-from coin.adapters.bank import CURRENT, AdapterBank
+from coin.adapters.bank import AdapterBank
 from coin.adapters.routing import GroupedVLM, MixedVLM, instruction_features
-from coin.config import AdapterConfig
 from coin.config_load import from_dict
 from coin.errors import OptionsError
 from coin.io import read_json
-from coin.methods import StageContext, build_method
-from tinyvlm import sharp_vlm_and_samples, tiny_samples, tiny_vlm
+from coin.methods import build_method
+from tinyvlm import (sharp_vlm_and_samples, tiny_samples, tiny_vlm, bank_lora as _lora,
+                     randomize_current as _randomize_current, stage_ctx)
 
 TASKS = ["taskA", "taskB", "taskC"]
 PROMPTS = {"taskA": "What colour is the square?", "taskB": "Name the shape.", "taskC": "Describe the circle colour."}
 HELD_OUT = {"taskA": "What colour is the circle?", "taskB": "Name the square shape.", "taskC": "Describe the colour."}
-
-
-def _lora(r: int = 4) -> AdapterConfig:
-    return AdapterConfig(type="lora", r=r, alpha=2.0 * r, dropout=0.0, train_projector=True)
 
 
 @pytest.fixture
@@ -39,17 +35,8 @@ def three(tmp_path):
     return vlm, data
 
 
-def _ctx(vlm, data, stage: int) -> StageContext:
-    return StageContext(vlm=vlm, task=TASKS[stage], stage=stage, tasks=TASKS,
-                        train_data={t: data[t] for t in TASKS[: stage + 1]}, seed=0)
-
-
-def _randomize_current(bank: AdapterBank, seed: int, scale: float = 0.3) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, m in bank.layers:
-            for part in (m.lora_A[CURRENT].weight, m.lora_B[CURRENT].weight):
-                part.copy_(torch.randn(part.shape, generator=gen) * scale)
+def _ctx(vlm, data, stage: int):
+    return stage_ctx(vlm, data, stage, TASKS)
 
 
 def _learn(method, vlm, data, stages: int = 3) -> AdapterBank:

@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from coin.adapters import attach_adapter
-from coin.adapters.bank import CURRENT, AdapterBank
+from coin.adapters.bank import AdapterBank
 from coin.adapters.routing import MixedVLM, RoutedVLM, instruction_features, vision_features
 from coin.config import AdapterConfig
 from coin.errors import OptionsError
-from coin.methods import StageContext, build_method
-from tinyvlm import tiny_samples, tiny_vlm
+from coin.methods import build_method
+from tinyvlm import tiny_samples, tiny_vlm, randomize_current as _randomize_current, stage_ctx
 
 TASKS = ["taskA", "taskB", "taskC"]
 PROMPTS = {"taskA": "What colour is the square?", "taskB": "Name the shape.", "taskC": "Describe the circle colour."}
@@ -32,18 +32,8 @@ def three(tmp_path):
     return vlm, data
 
 
-def _ctx(vlm, data, stage: int) -> StageContext:
-    return StageContext(vlm=vlm, task=TASKS[stage], stage=stage, tasks=TASKS,
-                        train_data={t: data[t] for t in TASKS[: stage + 1]}, seed=0)
-
-
-def _randomize_current(bank: AdapterBank, seed: int, scale: float = 0.3) -> None:
-    """Stands for a task's training: current LoRA weights that visibly change the output."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, m in bank.layers:
-            for part in (m.lora_A[CURRENT].weight, m.lora_B[CURRENT].weight):
-                part.copy_(torch.randn(part.shape, generator=gen) * scale)
+def _ctx(vlm, data, stage: int):
+    return stage_ctx(vlm, data, stage, TASKS)
 
 
 def _learn(method, vlm, data, stages: int) -> AdapterBank:

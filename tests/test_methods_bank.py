@@ -13,18 +13,15 @@ import torch
 from coin.adapters import attach_adapter, load_adapter
 from coin.adapters.bank import CURRENT, AdapterBank, restore_saved
 from coin.adapters.routing import instruction_features, vision_features
-from coin.config import AdapterConfig, ConfigError, TrainConfig
+from coin.config import ConfigError, TrainConfig
 from coin.config_load import from_dict
 from coin.engine.train import train_stage
-from coin.methods import StageContext, build_method
+from coin.methods import build_method
 from coin.methods.olora import cross_gram
-from tinyvlm import sharp_vlm_and_samples, tiny_samples, tiny_vlm
+from tinyvlm import (sharp_vlm_and_samples, tiny_samples, tiny_vlm, bank_lora as _lora,
+                     randomize_current as _randomize_current, stage_ctx)
 
 TASKS = ["taskA", "taskB"]
-
-
-def _lora(r: int = 4) -> AdapterConfig:
-    return AdapterConfig(type="lora", r=r, alpha=2.0 * r, dropout=0.0, train_projector=True)
 
 
 @pytest.fixture
@@ -35,9 +32,8 @@ def stream(tmp_path):
     return vlm, {t: tiny_samples(tmp_path / "img", t, 10) for t in TASKS}
 
 
-def _ctx(vlm, data, stage: int) -> StageContext:
-    return StageContext(vlm=vlm, task=TASKS[stage], stage=stage, tasks=TASKS,
-                        train_data={t: data[t] for t in TASKS[: stage + 1]}, seed=0)
+def _ctx(vlm, data, stage: int):
+    return stage_ctx(vlm, data, stage, TASKS)
 
 
 def _inputs(vlm, samples) -> dict:
@@ -48,15 +44,6 @@ def _inputs(vlm, samples) -> dict:
 def _logits(vlm, batch) -> torch.Tensor:
     vlm.model.eval()
     return vlm.model(**batch).logits
-
-
-def _randomize_current(bank: AdapterBank, seed: int, scale: float = 0.3) -> None:
-    """Give the current LoRA weights that visibly change the output."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, m in bank.layers:
-            for part in (m.lora_A[CURRENT].weight, m.lora_B[CURRENT].weight):
-                part.copy_(torch.randn(part.shape, generator=gen) * scale)
 
 
 def _stored(bank: AdapterBank, name: str) -> list[torch.Tensor]:

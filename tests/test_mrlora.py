@@ -7,14 +7,13 @@ import dataclasses
 
 import pytest
 import torch
-from tinyvlm import tiny_samples, tiny_vlm
+from tinyvlm import tiny_samples, tiny_vlm, bank_lora as _lora, randomize_current as _randomize_current, stage_ctx
 
 from coin.adapters import attach_adapter
 from coin.adapters.bank import CURRENT, AdapterBank
-from coin.config import AdapterConfig
 from coin.config_load import from_dict
 from coin.errors import ConfigError, OptionsError
-from coin.methods import StageContext, build_method
+from coin.methods import build_method
 from coin.methods.base import sample_indices
 
 TASKS = ["taskA", "taskB", "taskC"]
@@ -25,10 +24,6 @@ HELD_OUT = {"taskA": "Which colour is the square?", "taskB": "Name that shape.",
 LEARN = {"router_samples": 20, "router_lr": 5e-3, "router_epochs": 40}
 
 
-def _lora(r: int = 4) -> AdapterConfig:
-    return AdapterConfig(type="lora", r=r, alpha=2.0 * r, dropout=0.0, train_projector=True)
-
-
 def _stream(root, n: int = 24):
     vlm = tiny_vlm(seed=0)
     attach_adapter(vlm, _lora())
@@ -36,17 +31,8 @@ def _stream(root, n: int = 24):
     return vlm, data
 
 
-def _ctx(vlm, data, stage: int) -> StageContext:
-    return StageContext(vlm=vlm, task=TASKS[stage], stage=stage, tasks=TASKS,
-                        train_data={t: data[t] for t in TASKS[: stage + 1]}, seed=0)
-
-
-def _randomize_current(bank: AdapterBank, seed: int, scale: float = 0.3) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, m in bank.layers:
-            for part in (m.lora_A[CURRENT].weight, m.lora_B[CURRENT].weight):
-                part.copy_(torch.randn(part.shape, generator=gen) * scale)
+def _ctx(vlm, data, stage: int):
+    return stage_ctx(vlm, data, stage, TASKS)
 
 
 def _learn(method, vlm, data, stages: int = 3, on_stage=None) -> list[list]:

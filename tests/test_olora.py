@@ -14,17 +14,9 @@ from coin.adapters import attach_adapter
 from coin.adapters.bank import CURRENT, AdapterBank
 from coin.config import AdapterConfig
 from coin.methods import StageContext, build_method
-from tinyvlm import tiny_samples, tiny_vlm
+from tinyvlm import tiny_samples, tiny_vlm, randomize_current as _randomize_current
 
 TASKS = ["taskA", "taskB", "taskC"]
-
-
-def _randomize_current(bank: AdapterBank, seed: int, scale: float = 0.3) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _, m in bank.layers:
-            for part in (m.lora_A[CURRENT].weight, m.lora_B[CURRENT].weight):
-                part.copy_(torch.randn(part.shape, generator=gen) * scale)
 
 
 @pytest.fixture

@@ -80,3 +80,34 @@ def sharp_vlm_and_samples(root: Path, prompts: list[str], data_seed: int, model_
 def records_of(samples: list[Sample]) -> list[TestItem]:
     """Test records (as ``coin.data.coin_json.load_test`` gives them) for ``samples``."""
     return [TestItem(question_id=s.id, task=s.task, image_path=s.image, text=s.prompt) for s in samples]
+
+
+# --------------------------------------------------------------------------- what the per-task-LoRA method tests share
+
+
+def bank_lora(r: int = 4):
+    """A plain LoRA adapter config (alpha 2r, no dropout, the projector trained), as the bank methods need."""
+    from coin.config import AdapterConfig
+
+    return AdapterConfig(type="lora", r=r, alpha=2.0 * r, dropout=0.0, train_projector=True)
+
+
+def stage_ctx(vlm, data: dict, stage: int, tasks: list[str], seed: int = 0):
+    """The StageContext of ``tasks[stage]`` with the training data of the tasks seen so far."""
+    from coin.methods import StageContext
+
+    return StageContext(vlm=vlm, task=tasks[stage], stage=stage, tasks=tasks,
+                        train_data={t: data[t] for t in tasks[: stage + 1]}, seed=seed)
+
+
+def randomize_current(bank, seed: int, scale: float = 0.3) -> None:
+    """Stands for a task's training: the bank's current LoRA given weights that visibly change the output."""
+    import torch
+
+    from coin.adapters.bank import CURRENT
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, m in bank.layers:
+            for part in (m.lora_A[CURRENT].weight, m.lora_B[CURRENT].weight):
+                part.copy_(torch.randn(part.shape, generator=gen) * scale)
