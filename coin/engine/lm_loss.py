@@ -24,7 +24,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from coin.models.sequences import keep_mask
+
 LOGIT_MODES = ("labelled", "all")
 
 
@@ -53,13 +54,6 @@ def _inner(model: torch.nn.Module) -> torch.nn.Module:
 def supports_labelled(model: torch.nn.Module) -> bool:
     """Whether ``model``'s forward can compute the logits of chosen positions only."""
     return _takes_keep(type(_inner(model)))
-
-
-def keep_mask(labels: torch.Tensor) -> torch.Tensor:
-    """``(B, T)`` booleans: the positions whose next token has a label."""
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != IGNORE
-    return keep
 
 
 def labelled_loss(model: torch.nn.Module, batch: dict):

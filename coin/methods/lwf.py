@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from coin.methods.base import METHODS, Method, StageContext, sample_indices
+from coin.models.sequences import keep_mask
 
 if TYPE_CHECKING:
     from coin.models.backbone import VLM
@@ -110,14 +111,6 @@ def answer_logits(vlm: VLM, samples: list) -> list[torch.Tensor]:
     logits = model(**batch).logits
     mask = labels[:, 1:] != -100
     return [logits[k, :-1][mask[k]] for k in range(len(samples))]
-
-
-def answer_positions(labels: torch.Tensor) -> torch.Tensor:
-    """``(B, T)`` booleans: the positions whose next token is labelled (where the answer is predicted),
-    the same positions ``coin.engine.lm_loss`` keeps the logits of."""
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != -100
-    return keep
 
 
 @METHODS.register
@@ -206,7 +199,7 @@ class LwF(Method):
         teacher's come from the same model run with the copied parameters, without gradient and
         without dropout.
         """
-        keep = answer_positions(batch["labels"])
+        keep = keep_mask(batch["labels"])
         student = outputs.logits
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         if student.dim() == 3:  # full logits: keep the answer positions

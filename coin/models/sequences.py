@@ -90,3 +90,16 @@ class SequenceBatches:
     def padded(self, rows: list[tuple[list, ...]]) -> dict[str, torch.Tensor]:
         """``right_pad`` of the rows' ids and labels with ``pad_id``."""
         return right_pad([r[0] for r in rows], [r[1] for r in rows], self.pad_id)
+
+
+IGNORE = -100  # the label of a position no loss reads (transformers' and LLaVA's ignore index)
+
+
+def keep_mask(labels: torch.Tensor) -> torch.Tensor:
+    """``(B, T)`` booleans: the positions whose next token has a label (where an answer token is predicted).
+
+    The positions the labelled training loss computes logits at (``coin.engine.lm_loss``) and the ones a
+    method that reads the answer's predictions compares (LwF's exemplar-free distillation)."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
+    return keep
