@@ -289,7 +289,7 @@ def test_cost_table_of_a_comparison_shows_mean_and_std_over_seeds():
     assert row["trainable parameters"] == "1,000" and row["parameters added per task"] == "0"
     assert row["train time (s)"] == "12.0 ± 2.8"
     assert row["eval time (s)"] == "4.0"  # no spread: no ± 0
-    assert row["method state saved, all stages (MB)"] == "1.50"  # the seed that recorded it
+    assert row["method state saved, all stages (MB)"] == "1.50 (n=1 of 2)"  # the seed that recorded it, said
     assert ["peak memory (MB)", "–"] in cost_rows({})  # an older run without the key
 
 

@@ -172,7 +172,7 @@ def test_dry_run_prints_the_plan_and_missing_files(tmp_path, capsys):
 def test_environment_is_recorded_and_reported(micro_run):
     out, _ = micro_run
     env = json.loads((out / "env.json").read_text())
-    for key in ("python", "torch", "transformers", "peft", "accelerate", "device", "seed", "coin_commit"):
+    for key in ("python", "torch", "transformers", "peft", "accelerate", "device", "seed", "coin_commit", "coin_dirty"):
         assert key in env
     from coin.machine import cpu_identity
 

@@ -1,7 +1,9 @@
 """What a run costs, recorded per stage so that a resumed run reports the whole run, not its last process.
 
 Each finished stage (the zero-shot one included) writes ``cost.json``: its training seconds (from
-``train.json``), its evaluation seconds and the process's peak memory so far. ``run_cost`` sums
+``train.json``), the seconds of the methods' own work around the training loop (``before_task``,
+``train_data`` and ``after_task``: a Fisher, gradient passes, a router's training; ``train.json``'s
+``method_seconds``), its evaluation seconds and the process's peak memory so far. ``run_cost`` sums
 and maxes them into ``matrix.json``'s ``cost``, beside what only the model and the methods know:
 trainable parameters (0 when no stage took a training step: the zero-shot method has an adapter
 that never trains), parameters added per task (``Method.params_added_per_task``: 0 for methods
@@ -37,10 +39,11 @@ def peak_memory_mb() -> float:
 
 def record_stage(stage_dir: Path, eval_seconds: float) -> None:
     """Write the stage's ``cost.json`` (call on the main process, when the stage's evaluation is done)."""
-    train = stage_dir / "train.json"
-    seconds = float(read_json(train).get("seconds", 0.0)) if train.is_file() else 0.0
-    atomic_write_json(stage_dir / COST_FILE, {"train_seconds": round(seconds, 3),
-                                              "eval_seconds": round(eval_seconds, 3),
+    train = read_json(stage_dir / "train.json") if (stage_dir / "train.json").is_file() else {}
+    row = {"train_seconds": round(float(train.get("seconds", 0.0)), 3)}
+    if "method_seconds" in train:  # a stage trained before coin recorded it has none (not a zero)
+        row["method_seconds"] = round(float(train["method_seconds"]), 3)
+    atomic_write_json(stage_dir / COST_FILE, {**row, "eval_seconds": round(eval_seconds, 3),
                                               "peak_memory_mb": round(peak_memory_mb(), 1)})
 
 
@@ -57,6 +60,10 @@ def run_cost(vlm, methods: list, stage_dirs: Iterable[Path]) -> dict:
         "trainable_params": trainable_parameters(vlm.model) if trained else 0,
         "params_added_per_task": sum(int(m.params_added_per_task(vlm)) for m in methods),
         "train_seconds": round(sum(r.get("train_seconds", 0.0) for r in rows), 1),
+        # the methods' hooks around the loop (Fisher, gradient passes, a router's training...); None when a
+        # stage that trained has no record of it (made before coin kept it)
+        "method_seconds": (round(sum(r.get("method_seconds", 0.0) for r in rows), 1)
+                           if all("method_seconds" in r for r in rows if r.get("train_seconds", 0.0) > 0) else None),
         "eval_seconds": round(sum(r.get("eval_seconds", 0.0) for r in rows), 1),
         "peak_memory_mb": round(max([r.get("peak_memory_mb", 0.0) for r in rows] + [peak_memory_mb()]), 1),
         "method_state_mb": round(state / 2**20, 3),

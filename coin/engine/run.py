@@ -297,22 +297,26 @@ def _train(run: _Session, ctx: StageContext, methods: list, stage_dir: Path, glo
         run.log(f"stage {j + 1}/{len(run.order)} {task}: trained earlier, evaluating")
         return None
     seed_everything(cfg.seed * 1000 + j)
+    hooks = time.time()  # the methods' own work around the training loop counts in the stage's cost
     for m in methods:
         m.before_task(ctx)
     data = run.bench.train[task]
     for m in methods:
         data = m.train_data(ctx, data)
+    method_seconds = time.time() - hooks
     stats = train_stage(ctx, data, cfg.train.for_task(task), methods, seed=cfg.seed * 1000 + j,
                         progress=run.progress, checkpoint_dir=stage_dir / "checkpoints", log=run.log,
                         on_step=_step_logger(run.tracker, stage_dir, global_step),
                         shard_optimizer=cfg.dist.shard_optimizer)
+    hooks = time.time()
     for m in methods:
         m.after_task(ctx)
+    method_seconds += time.time() - hooks
     fsdp.reshard(run.vlm.model)  # every process alike, before the main one alone reads the model
     if dist.is_main():
         for m in methods:
             _save_state(stage_dir / f"method-{m.name}.safetensors", m.state_dict())
-        atomic_write_json(stage_dir / "train.json", stats.__dict__)
+        atomic_write_json(stage_dir / "train.json", {**stats.__dict__, "method_seconds": round(method_seconds, 3)})
         _save_adapter(run.vlm, stage_dir / "adapter")  # after the method state: its presence marks training done
     dist.barrier()
     return stats

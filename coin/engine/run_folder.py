@@ -129,10 +129,28 @@ def _same_effective_batch(out: Path, old: dict, cfg: RunConfig, numbers: list[st
     return before is not None and old["train"]["grad_accum"] * before == cfg.train.grad_accum * dist.world()
 
 
+def git_state(folder: Path) -> tuple[str | None, bool | None]:
+    """The commit checked out where ``folder`` lies, and whether its tracked files differ from it (None, None
+    outside a git checkout or without git): a run made from edited code says so beside the commit."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = (git("rev-parse", "HEAD") or "").strip() or None
+    if commit is None:
+        return None, None
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    return commit, None if status is None else bool(status.strip())
+
+
 def environment(cfg: RunConfig) -> dict:
     """Versions, device, seed and coin's git commit: what a reader needs to trust the numbers."""
     import platform
-    import subprocess
 
     import accelerate
     import peft
@@ -143,15 +161,11 @@ def environment(cfg: RunConfig) -> dict:
     from coin.lock import lock_status
     from coin.machine import cpu_identity
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(coin.__file__).parent, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    commit, dirty = git_state(Path(coin.__file__).parent)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "accelerate": accelerate.__version__, "coin": coin.__version__,
-            "coin_commit": commit, "device": device, "threads": torch.get_num_threads(), "processes": dist.world(),
+            "coin_commit": commit, "coin_dirty": dirty, "device": device, "threads": torch.get_num_threads(), "processes": dist.world(),
             "seed": cfg.seed,
             "platform": platform.platform(), "cpu": cpu_identity(), "lock": lock_status()}
 

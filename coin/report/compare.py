@@ -35,9 +35,11 @@ from coin.report.study import study_blocks
 __all__ = ["write_comparison"]
 
 _COST_NOTE = ("Per configuration, the mean (± std over seeds) of each run's cost: parameters that train, "
-              "parameters the model gains per task (0 for methods that reuse one adapter), training and "
-              "evaluation seconds summed over the stages, the main process's peak memory, and the size of the "
-              "method's saved state (Fisher, subspaces, merged factors...) over all stages.")
+              "parameters the model gains per task (0 for methods that reuse one adapter), training seconds, "
+              "the seconds of the method's own work around the training loop (its hooks: a Fisher, gradient "
+              "passes, a router's training) and evaluation seconds, each summed over the stages, the main "
+              "process's peak memory, and the size of the method's saved state (Fisher, subspaces, merged "
+              "factors...) over all stages.")
 
 # The paper calls its default order (``tasks.order: paper``) its random one; the table says "paper".
 _PAPER_ORDER_NOTE = "Order \"paper\" is the paper's default task order (the paper calls it its random order)."

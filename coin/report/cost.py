@@ -20,6 +20,7 @@ COST_ITEMS: tuple[tuple[str, str, int | None], ...] = (
     ("trainable_params", "trainable parameters", None),
     ("params_added_per_task", "parameters added per task", None),
     ("train_seconds", "train time (s)", 1),
+    ("method_seconds", "method hooks time (s)", 1),
     ("eval_seconds", "eval time (s)", 1),
     ("peak_memory_mb", "peak memory (MB)", 0),
     ("method_state_mb", "method state saved, all stages (MB)", 2),
@@ -38,7 +39,8 @@ def cost_rows(cost: dict) -> list[list[str]]:
 
 
 def cost_table(names: Sequence[str], costs: Sequence[Sequence[dict]], table_id: str = "cost") -> Table:
-    """One row per configuration (its runs' ``cost`` dicts): mean, and ± std when several seeds have a value."""
+    """One row per configuration (its runs' ``cost`` dicts): mean, ± std when several seeds have a value, and how
+    many seeds the mean is over when some lack the key."""
     body = []
     for name, runs in zip(names, costs):
         cells = [name]
@@ -47,6 +49,8 @@ def cost_table(names: Sequence[str], costs: Sequence[Sequence[dict]], table_id: 
             text = _text(s.mean, digits)
             if s.mean is not None and s.n > 1 and s.std:
                 text += f" ± {_text(s.std, digits)}"
+            if s.mean is not None and s.n < s.total:  # a seed without the key (a run older than it): say so
+                text += f" (n={s.n} of {s.total})"
             cells.append(text)
         body.append(cells)
     return Table(["configuration", *(label for _, label, _ in COST_ITEMS)], body, table_id)
