@@ -132,3 +132,27 @@ def test_a_key_named_with_allow_diff_may_differ_and_is_listed(tmp_path):
     text = method_table(root, allow=["eval.zero_shot"])
     assert "These keys differ as well (allowed by --allow-diff): eval.zero_shot" in text
     assert _row(text, "zeroshot")[3] == "20.00 ± 0.00"
+
+
+def test_a_study_sits_beside_the_baseline_runs_and_a_shared_name_says_its_folder(tmp_path):
+    methods = _sweep(tmp_path / "methods")
+    study = tmp_path / "ewc-lambda"
+    for s in range(3):
+        for lam, gain in ((1, 0), (100, 30)):
+            _run(study / f"l{lam}-s{s}", s, 80, 10 + gain + s, _cfg(s, "ewc", method_options={"lambda_": lam}))
+    text = method_table([study, *sorted(methods.glob("lora-s*"))])
+    assert [ln.split("|")[1].strip() for ln in text.splitlines() if ln.startswith("| `")][:3] == ["`l100`", "`l1`",
+                                                                                                   "`lora`"]
+    assert "disco" not in text and _row(text, "l100")[1] == "`ewc` (lambda_ 100)"
+    assert _row(text, "l1")[-1].startswith("+") and "**" not in _row(text, "l1")[-1]  # within lora's spread
+    for s in range(3):  # a second sweep that also has a lora
+        _run(tmp_path / "other" / f"lora-s{s}", s, 80, 10, _cfg(s))
+    text = method_table([methods, tmp_path / "other"], baseline="methods/lora")
+    assert "| `methods/lora` |" in text and "| `other/lora` |" in text and "| `disco` |" in text
+
+
+def test_a_run_from_edited_code_is_named_so(tmp_path):
+    root = _sweep(tmp_path / "sweep")
+    env = root / "lora-s1" / "env.json"
+    env.write_text(env.read_text().replace('"coin_commit"', '"coin_dirty": true, "coin_commit"'))
+    assert "coin abcdef1, abcdef1 with edits (each run's `env.json`)" in method_table(root)

@@ -1,4 +1,5 @@
-"""``coin report``: one run's report, or a comparison of several runs; ``coin findings``: CoIN's findings measured."""
+"""``coin report``: one run's report, or a comparison of several runs; ``coin table``: a sweep's method table;
+``coin findings``: CoIN's findings measured."""
 
 from __future__ import annotations
 
@@ -49,8 +50,21 @@ def _cmd_findings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_table(args: argparse.Namespace) -> int:
+    from coin.io import atomic_write_text
+    from coin.report.method_table import method_table
+
+    text = method_table(args.sweep, baseline=args.baseline, alpha=args.alpha, allow=args.allow_diff)
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"table written: {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """``report`` and ``findings``."""
+    """``report``, ``table`` and ``findings``."""
     rep = sub.add_parser("report", help="write the report of one run, or a comparison of several")
     rep.add_argument("runs", nargs="+")
     rep.add_argument("--out", help="folder for a comparison report")
@@ -61,6 +75,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--trust-plugins", action="store_true",
                      help="import the plugins the runs' config.yaml name (their code runs; never done without this)")
     rep.set_defaults(func=_cmd_report)
+
+    tb = sub.add_parser("table", help="a sweep's method table as Markdown: metrics over seeds, routing accuracy, "
+                                      "Welch tests against a baseline, cost")
+    tb.add_argument("sweep", nargs="+", help="sweep folders (coin sweep --out) and run folders (a baseline's "
+                                             "runs/methods/lora-s*): their <config>-s<seed> runs")
+    tb.add_argument("--baseline", default="lora", help="the configuration the ACC tests compare with (default lora)")
+    tb.add_argument("--alpha", type=float, default=0.05, help="significance level of the bold cells (default 0.05)")
+    tb.add_argument("--allow-diff", nargs="+", default=[], metavar="KEY",
+                    help="config keys (or sections) the configurations may differ in besides their seeds, their method "
+                         "and one studied variable (as coin report --allow-diff); the table lists their values")
+    tb.add_argument("--out", help="write the Markdown here instead of printing it")
+    tb.set_defaults(func=_cmd_table)
 
     fd = sub.add_parser("findings", help="CoIN's findings measured on the method and study sweeps: paper, ours, test, verdict")
     fd.add_argument("--methods", default="runs/methods", help="the method sweep's folder (its lora-s* runs)")

@@ -1,7 +1,8 @@
 """The method table of a sweep: one row per configuration, its seeds pooled, with the tests beside it.
 
 ``coin table runs/methods`` reads every ``<config>-s<seed>`` run folder of a sweep (``coin sweep``'s
-layout) and writes, as Markdown, what docs/methods.md shows:
+layout) and writes, as Markdown, what docs/methods.md shows (``coin table runs/studies/ewc-lambda
+runs/methods/lora-s*``: a study's configurations beside the baseline's runs):
 
 - per configuration: MAA, BWT and ACC (mean ± sample std over its seeds) under the paper protocol,
   the strict protocol's and the knowledge matrix's beside them, the routing accuracy of methods that
@@ -68,27 +69,37 @@ class Group:
         return out if any(out) else None
 
 
-def groups(sweep: str | os.PathLike, allow: Sequence[str] = ()) -> list[Group]:
-    """The configurations of a sweep folder (``<config>-s<seed>`` runs with a ``matrix.json``), by name.
+def groups(sweeps: str | os.PathLike | Sequence[str | os.PathLike], allow: Sequence[str] = ()) -> list[Group]:
+    """The configurations of sweep folders (their ``<config>-s<seed>`` runs with a ``matrix.json``) and of single
+    run folders given beside them (``runs/methods/lora-s*``: a baseline for a study's table), by name. A name that
+    two folders hold is written ``<folder>/<config>``.
 
     Raises ``IncomparableRuns`` when the runs differ in more than their seeds, their method or one studied
     variable (or the keys under ``allow``, as ``coin report --allow-diff``), and ``FileNotFoundError`` when
-    the folder holds no finished run."""
-    sweep = Path(sweep)
+    a folder holds no finished run."""
+    paths = [Path(sweeps)] if isinstance(sweeps, (str, os.PathLike)) else [Path(p) for p in sweeps]
+    runs: list[tuple[str, Path]] = []  # (config name, run folder)
+    for path in paths:
+        dirs = [path] if (path / "matrix.json").is_file() else [mj.parent for mj in sorted(path.glob("*/matrix.json"))]
+        dirs = [d for d in dirs if _SEEDED.match(d.name)]
+        if not dirs:
+            raise FileNotFoundError(f"{path}: no finished run (a <config>-s<seed>/matrix.json) in it")
+        runs += [(_SEEDED.match(d.name)["config"], d) for d in dirs]
+    parents: dict[str, set[Path]] = {}
+    for name, d in runs:
+        parents.setdefault(name, set()).add(d.parent.resolve())
     found: dict[str, list[tuple[int, Path]]] = {}
-    for mj in sorted(sweep.glob("*/matrix.json")):
-        m = _SEEDED.match(mj.parent.name)
-        if m:
-            found.setdefault(m["config"], []).append((int(m["seed"]), mj.parent))
-    if not found:
-        raise FileNotFoundError(f"{sweep}: no finished run (a <config>-s<seed>/matrix.json) in it")
+    for name, d in runs:
+        key = f"{d.parent.name}/{name}" if len(parents[name]) > 1 else name
+        found.setdefault(key, []).append((int(_SEEDED.match(d.name)["seed"]), d))
     out, setups = [], []
     for name in sorted(found):
         dirs = [d for _, d in sorted(found[name])]
         loaded = [load_run(d) for d in dirs]
         configs = [upgraded(cfg) for _, cfg in loaded]
         out.append(Group(name, dirs, [mj for mj, _ in loaded], configs))
-        setups += [Setup.of(d.name, cfg, mj["tasks"]) for d, cfg, (mj, _) in zip(dirs, configs, loaded)]
+        setups += [Setup.of(d.name if len(paths) == 1 else f"{d.parent.name}/{d.name}", cfg, mj["tasks"])
+                   for d, cfg, (mj, _) in zip(dirs, configs, loaded)]
     problems = comparison_problems(setups, allow)
     if problems:
         raise IncomparableRuns("coin table compares runs made the same way; these may not be set side by side:\n  - "
@@ -154,7 +165,7 @@ def _provenance(gs: Sequence[Group]) -> str:
         for d in g.dirs:
             env_path = d / "env.json"
             env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.is_file() else {}
-            commits.add(str(env.get("coin_commit") or "unknown")[:7])
+            commits.add(str(env.get("coin_commit") or "unknown")[:7] + (" with edits" if env.get("coin_dirty") else ""))
             threads.add(env.get("threads"))
             procs.add(env.get("processes"))
             cpu = env.get("cpu") or {}
@@ -188,7 +199,7 @@ def _allowed_note(gs: Sequence[Group], allow: Sequence[str]) -> str:
     return (" These keys differ as well (allowed by --allow-diff): " + "; ".join(found) + ".") if found else ""
 
 
-def method_table(sweep: str | os.PathLike, baseline: str = "lora", alpha: float = 0.05,
+def method_table(sweep: str | os.PathLike | Sequence[str | os.PathLike], baseline: str = "lora", alpha: float = 0.05,
                  allow: Sequence[str] = ()) -> str:
     """The Markdown of a sweep's method table, routing table and cost table (see the module's doc); ``allow``:
     config keys the configurations may differ in besides their method and one studied variable."""
@@ -219,7 +230,7 @@ def method_table(sweep: str | os.PathLike, baseline: str = "lora", alpha: float 
             f"after the last stage, the share of each task's test inputs whose top route is its own adapter, "
             f"averaged over the tasks ({BLANK}: the method does not route). The last column is Welch's t test of "
             f"the ACC difference from `{baseline}` over the seeds; bold: p < {alpha}.",
-            "", to_markdown(blocks, Path(sweep)).rstrip(), ""]
+            "", to_markdown(blocks, Path('.')).rstrip(), ""]
     if routed:
         tasks = routed[0].mjs[0]["tasks"]
         rrows = []
@@ -227,10 +238,12 @@ def method_table(sweep: str | os.PathLike, baseline: str = "lora", alpha: float 
             per_seed = g.routing() or []
             rrows.append([f"`{g.name}`"] + [_mean_std([r.get(t) for r in per_seed], scale=100.0, nd=1) for t in tasks])
         text += ["Routing accuracy (%) per task after the last stage (mean ± std over seeds):", "",
-                 to_markdown([Table(["config", *tasks], rrows, "routing")], Path(sweep)).rstrip(), ""]
+                 to_markdown([Table(["config", *tasks], rrows, "routing")], Path('.')).rstrip(), ""]
     cost = cost_table([f"`{g.name}`" for g in order], [[mj.get("cost") or {} for mj in g.mjs] for g in order])
-    text += ["Cost per configuration (mean ± std over seeds; training and evaluation seconds summed over the stages, "
-             "the main process's peak memory, the method's saved state over all stages):", "",
-             to_markdown([cost], Path(sweep)).rstrip(), ""]
+    text += ["Cost per configuration (mean ± std over seeds; training seconds, the seconds of the method's own work "
+             "around the training loop (its hooks: a Fisher, gradient passes, a router's training) and evaluation "
+             "seconds, each summed over the stages; the main process's peak memory; the method's saved state over all "
+             "stages; n = the seeds a mean is over when a run lacks the key):", "",
+             to_markdown([cost], Path('.')).rstrip(), ""]
     return "\n".join(text)
 
