@@ -3,6 +3,7 @@
 - README.md stays under 250 lines and links only to pages and files that exist;
 - ``mkdocs build --strict`` builds the site (docs/, mkdocs.yml), the examples/ files included whole;
 - docs/reference.md equals ``coin ls --markdown`` of a clean install (regenerate it with that command);
+- results/methods.md, which docs/methods.md includes, equals ``coin table results/methods`` over the kept run files;
 - docs/own-data.md runs as written: its titled blocks are written to a folder and its commands run there.
 """
 
@@ -55,6 +56,18 @@ def test_the_reference_page_is_current():
     assert fresh.returncode == 0, fresh.stderr
     assert (REPO / "docs" / "reference.md").read_text(encoding="utf-8") == fresh.stdout, (
         "docs/reference.md is stale: regenerate it with coin ls --markdown > docs/reference.md")
+
+
+def test_the_method_table_is_what_coin_table_writes_from_the_kept_runs():
+    """No cell of the method table is typed by hand: the page includes results/methods.md, and that file is
+    ``coin table results/methods`` over the run files kept in results/methods/ (#32)."""
+    from coin.report.method_table import method_table
+
+    page = (REPO / "docs" / "methods.md").read_text(encoding="utf-8")
+    assert '--8<-- "results/methods.md"' in page
+    kept = REPO / "results" / "methods.md"
+    assert kept.read_text(encoding="utf-8") == method_table(REPO / "results" / "methods"), (
+        "results/methods.md is stale: regenerate it with coin table results/methods --out results/methods.md")
 
 
 def _titled_blocks(text: str) -> dict[str, str]:

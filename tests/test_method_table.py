@@ -156,3 +156,11 @@ def test_a_run_from_edited_code_is_named_so(tmp_path):
     env = root / "lora-s1" / "env.json"
     env.write_text(env.read_text().replace('"coin_commit"', '"coin_dirty": true, "coin_commit"'))
     assert "coin abcdef1, abcdef1 with edits (each run's `env.json`)" in method_table(root)
+
+
+def test_a_list_option_equal_to_its_default_is_not_named(tmp_path):
+    root = tmp_path / "sweep"
+    for s in range(2):
+        _run(root / f"asd-s{s}", s, 80, 20, _cfg(s, "asd", method_options={
+            "styles": ["yn", "mcq", "short", "brief", "detail"], "share": 0.5}))  # SEFE's five: the default
+    assert _row(method_table(root, baseline="asd"), "asd")[1] == "`asd` (share 0.5)"

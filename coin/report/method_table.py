@@ -124,13 +124,17 @@ def _method_label(config: dict) -> str:
     method = str(config.get("method") or BLANK)
     given = config.get("method_options") or {}
     words = []
+    def plain(v):  # a YAML list and a default tuple (or a factory's list) are the same value
+        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
     try:
-        defaults = {f.name: f.default for f in dataclasses.fields(METHODS.options_of(method))
-                    if f.default is not dataclasses.MISSING}
+        defaults = {f.name: plain(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                    for f in dataclasses.fields(METHODS.options_of(method))
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     except Exception:  # a method this install does not know (a plugin not loaded): every option given
         defaults = {}
     for key, value in sorted(given.items()):
-        if key not in defaults or defaults[key] != value:
+        if key not in defaults or defaults[key] != plain(value):
             words.append(f"{key} {value}")
     label = f"`{method}`" + (f" ({', '.join(words)})" if words else "")
     adapter = config.get("adapter") or {}
