@@ -3,7 +3,8 @@
 - README.md stays under 250 lines and links only to pages and files that exist;
 - ``mkdocs build --strict`` builds the site (docs/, mkdocs.yml), the examples/ files included whole;
 - docs/reference.md equals ``coin ls --markdown`` of a clean install (regenerate it with that command);
-- results/methods.md, which docs/methods.md includes, equals ``coin table results/methods`` over the kept run files;
+- results/methods.md and results/findings.md, which docs/methods.md and docs/findings.md include, equal what
+  ``coin table`` and ``coin findings`` write from the run files kept in results/;
 - docs/own-data.md runs as written: its titled blocks are written to a folder and its commands run there.
 """
 
@@ -68,6 +69,18 @@ def test_the_method_table_is_what_coin_table_writes_from_the_kept_runs():
     kept = REPO / "results" / "methods.md"
     assert kept.read_text(encoding="utf-8") == method_table(REPO / "results" / "methods"), (
         "results/methods.md is stale: regenerate it with coin table results/methods --out results/methods.md")
+
+
+def test_the_findings_table_is_what_coin_findings_writes_from_the_kept_runs(monkeypatch):
+    from coin.findings import findings, findings_markdown
+
+    monkeypatch.chdir(REPO)  # the table names its run folders as the command was given them
+
+    assert '--8<-- "results/findings.md"' in (REPO / "docs" / "findings.md").read_text(encoding="utf-8")
+    fresh = findings_markdown(findings("results/methods", "results/studies"))
+    assert (REPO / "results" / "findings.md").read_text(encoding="utf-8") == fresh, (
+        "results/findings.md is stale: regenerate it with coin findings --methods results/methods "
+        "--studies results/studies --out results/findings.md")
 
 
 def _titled_blocks(text: str) -> dict[str, str]:
