@@ -80,7 +80,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                       "Welch tests against a baseline, cost")
     tb.add_argument("sweep", nargs="+", help="sweep folders (coin sweep --out) and run folders (a baseline's "
                                              "runs/methods/lora-s*): their <config>-s<seed> runs")
-    tb.add_argument("--baseline", default="lora", help="the configuration the ACC tests compare with (default lora)")
+    tb.add_argument("--baseline", help="the configuration the ACC tests compare with (default: the one that runs the "
+                                       "sequential method with the default adapter)")
     tb.add_argument("--alpha", type=float, default=0.05, help="significance level of the bold cells (default 0.05)")
     tb.add_argument("--allow-diff", nargs="+", default=[], metavar="KEY",
                     help="config keys (or sections) the configurations may differ in besides their seeds, their method "

@@ -137,8 +137,10 @@ def _method_label(config: dict) -> str:
         if key not in defaults or defaults[key] != plain(value):
             words.append(f"{key} {value}")
     label = f"`{method}`" + (f" ({', '.join(words)})" if words else "")
-    adapter = config.get("adapter") or {}
-    if adapter.get("type", "lora") != "lora":
+    from coin.config import AdapterConfig
+
+    adapter, default = config.get("adapter") or {}, AdapterConfig().type
+    if adapter.get("type", default) != default:
         label += f", {adapter_label(adapter)}"
     return label
 
@@ -203,11 +205,13 @@ def _allowed_note(gs: Sequence[Group], allow: Sequence[str]) -> str:
     return (" These keys differ as well (allowed by --allow-diff): " + "; ".join(found) + ".") if found else ""
 
 
-def method_table(sweep: str | os.PathLike | Sequence[str | os.PathLike], baseline: str = "lora", alpha: float = 0.05,
+def method_table(sweep: str | os.PathLike | Sequence[str | os.PathLike], baseline: str | None = None, alpha: float = 0.05,
                  allow: Sequence[str] = ()) -> str:
     """The Markdown of a sweep's method table, routing table and cost table (see the module's doc); ``allow``:
     config keys the configurations may differ in besides their method and one studied variable."""
     gs = groups(sweep, allow)
+    if baseline is None:  # the plain sequential run with the default adapter, the table's usual reference
+        baseline = next((g.name for g in gs if _method_label(g.configs[0]) == "`sequential`"), "")
     base = next((g for g in gs if g.name == baseline), None)
     order = sorted(gs, key=lambda g: (seed_summary(g.values("maa")).mean is None,
                                       -(seed_summary(g.values("maa")).mean or 0.0), g.name))
