@@ -164,3 +164,11 @@ def test_a_list_option_equal_to_its_default_is_not_named(tmp_path):
         _run(root / f"asd-s{s}", s, 80, 20, _cfg(s, "asd", method_options={
             "styles": ["yn", "mcq", "short", "brief", "detail"], "share": 0.5}))  # SEFE's five: the default
     assert _row(method_table(root, baseline="asd"), "asd")[1] == "`asd` (share 0.5)"
+
+
+def test_a_malformed_routing_record_is_named(tmp_path):
+    root = _sweep(tmp_path / "sweep")
+    bad = root / "disco-s1" / "stages" / "03-C" / "routing.json"
+    bad.write_text("{not json")
+    with pytest.raises(Exception, match="routing.json"):
+        method_table(root)

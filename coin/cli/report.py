@@ -37,30 +37,29 @@ def _write(args: argparse.Namespace, write_comparison, write_report) -> int:
     return 0
 
 
-def _cmd_findings(args: argparse.Namespace) -> int:
-    from coin.io import atomic_write_text
-    from coin.findings import findings, findings_markdown
+def _emit(text: str, out: str | None, what: str) -> int:
+    """Write a generated Markdown page to ``out`` (atomically), or print it."""
+    if out:
+        from coin.io import atomic_write_text
 
-    text = findings_markdown(findings(args.methods, args.studies, alpha=args.alpha))
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"findings written: {args.out}")
+        atomic_write_text(out, text)
+        print(f"{what} written: {out}")
     else:
         print(text, end="")
     return 0
+
+
+def _cmd_findings(args: argparse.Namespace) -> int:
+    from coin.findings import findings, findings_markdown
+
+    return _emit(findings_markdown(findings(args.methods, args.studies, alpha=args.alpha)), args.out, "findings")
 
 
 def _cmd_table(args: argparse.Namespace) -> int:
-    from coin.io import atomic_write_text
     from coin.report.method_table import method_table
 
-    text = method_table(args.sweep, baseline=args.baseline, alpha=args.alpha, allow=args.allow_diff)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"table written: {args.out}")
-    else:
-        print(text, end="")
-    return 0
+    return _emit(method_table(args.sweep, baseline=args.baseline, alpha=args.alpha, allow=args.allow_diff), args.out,
+                 "table")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

@@ -22,7 +22,6 @@ Nothing here is typed by hand: the page is this function's output over run folde
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Sequence
 
 from coin import stats
 from coin.errors import IncomparableRuns
+from coin.io import read_json, read_jsonl
 from coin.metrics import seed_summary
 from coin.report.comparable import Setup, comparison_problems, differing, varies_data
 from coin.report.cost import cost_table
@@ -63,7 +63,7 @@ class Group:
         for d, mj in zip(self.dirs, self.mjs):
             tasks = mj["tasks"]
             path = d / "stages" / f"{len(tasks):02d}-{tasks[-1]}" / "routing.json"
-            entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            entries = read_json(path) if path.is_file() else {}
             out.append({t: e["accuracy"] for t, e in entries.items()
                         if isinstance(e, dict) and e.get("accuracy") is not None})
         return out if any(out) else None
@@ -170,7 +170,7 @@ def _provenance(gs: Sequence[Group]) -> str:
     for g in gs:
         for d in g.dirs:
             env_path = d / "env.json"
-            env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.is_file() else {}
+            env = read_json(env_path) if env_path.is_file() else {}
             commits.add(str(env.get("coin_commit") or "unknown")[:7] + (" with edits" if env.get("coin_dirty") else ""))
             threads.add(env.get("threads"))
             procs.add(env.get("processes"))
@@ -179,8 +179,7 @@ def _provenance(gs: Sequence[Group]) -> str:
                      + (f" family {cpu['family']} model {cpu['model']}" if cpu.get("family") else ""))
             hist = d / "env-history.jsonl"
             if hist.is_file():
-                times += [json.loads(line).get("time") for line in hist.read_text(encoding="utf-8").splitlines()
-                          if line.strip()]
+                times += [row.get("time") for row in read_jsonl(hist)]
     n = sum(len(g.dirs) for g in gs)
     seeds = sorted({mj.get("seed") for g in gs for mj in g.mjs}, key=str)
     times = sorted(t for t in times if t)
