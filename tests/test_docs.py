@@ -71,6 +71,20 @@ def test_the_method_table_is_what_coin_table_writes_from_the_kept_runs():
         "results/methods.md is stale: regenerate it with coin table results/methods --out results/methods.md")
 
 
+def test_the_ewc_lambda_table_is_what_coin_table_writes_from_the_kept_runs():
+    """The EWC λ study beside sequential LoRA (#32): docs/methods.md includes results/ewc-lambda.md, and that
+    file is ``coin table results/studies/ewc-lambda results/methods/lora-s*`` over the kept run files."""
+    from coin.report.method_table import method_table
+
+    assert '--8<-- "results/ewc-lambda.md"' in (REPO / "docs" / "methods.md").read_text(encoding="utf-8")
+    lora = sorted((REPO / "results" / "methods").glob("lora-s*"))
+    assert len(lora) == 3
+    fresh = method_table([REPO / "results" / "studies" / "ewc-lambda", *lora])
+    assert (REPO / "results" / "ewc-lambda.md").read_text(encoding="utf-8") == fresh, (
+        "results/ewc-lambda.md is stale: regenerate it with coin table results/studies/ewc-lambda "
+        "results/methods/lora-s* --out results/ewc-lambda.md")
+
+
 def test_the_findings_table_is_what_coin_findings_writes_from_the_kept_runs(monkeypatch):
     from coin.findings import findings, findings_markdown
 
