@@ -12,6 +12,9 @@ and a verdict:
 - **no test: zero variance** / **no test: fewer than two values**: the test is undefined (``coin.stats``):
   every group it compares gave the same number at each seed, or a group has one seed. Equal numbers over
   seeds are no evidence of a difference, however far apart the groups' means;
+- **partial**: some configurations it reads have runs and others have none, or fewer seeds than the most
+  complete one (a study still running, or copied half-way): the test column shows what the runs so far give,
+  the verdict waits for the rest and names what is missing;
 - **not run**: a group it needs has no runs.
 
 A finding without a direction ("the order matters") is reproduced when the groups differ at
@@ -88,6 +91,16 @@ class Runs:
         within = {k: line for g in groups for k, line in study_problems(g).items()}
         between = study_problems([s for g in groups for s in g], varies)
         return [*within.values(), *(line for k, line in between.items() if k not in within)]  # a key named once
+
+    def missing(self) -> list[str]:
+        """What the configurations read since the last reset lack against the most complete of them: "r8 has no
+        runs", "r64 has 2 of 3 seeds" (empty when none has runs, or all have as many)."""
+        counts = dict(zip(self.read, self.used))
+        most = max(counts.values(), default=0)
+        if not most:
+            return []
+        return [f"{config} has no runs" if not n else f"{config} has {n} of {most} seeds"
+                for (_, config), n in counts.items() if n < most]
 
     def spread(self) -> str:
         """What the ± of the configurations read since the last reset covers: "training and data" seeds,
@@ -367,7 +380,9 @@ def findings(methods: str | os.PathLike, studies: str | os.PathLike, alpha: floa
         for line in runs.problems(f.varies):
             unlike.setdefault(line, []).append(f.key)
         n = min((k for k in runs.used if k), default=0)
-        if m.test is not None and m.test.undefined:  # equal numbers over seeds, or one seed: no evidence either way
+        if missing := runs.missing():  # a half-run study: what it lacks, not a verdict on part of it
+            word = "partial: " + "; ".join(missing)
+        elif m.test is not None and m.test.undefined:  # equal numbers over seeds, or one seed: no evidence either way
             word = f"no test: {m.test.undefined}"
         elif m.verdict is not None:
             word = m.verdict

@@ -201,3 +201,27 @@ def test_the_table_says_what_the_spread_covers(tmp_path):
             _cfg("lora", seed, data={"volume": 1.0, "synth": {"seed": seed}})))
     text = findings_markdown(findings(methods, tmp_path / "studies"))
     assert "over training and data seeds" in text and "training seeds only" not in text
+
+
+# ----------------------------------------------------------------------------- a study half-run (#32)
+
+def test_a_half_run_study_is_partial_not_a_verdict(tmp_path):
+    """While the order study's shuffles were still running, (f3) read "one-way ANOVA over 2 orders ...
+    reproduced/inconclusive": a verdict on the half of a study that had finished. The verdict now names what
+    is missing, and the test column still shows what the runs so far give."""
+    studies = tmp_path / "studies"
+    _group(studies / "order", "paper", 60, 30)
+    _group(studies / "order", "alphabet", 70, 50)  # far apart: the ANOVA over these two alone is p < 0.05
+    rows = {r.finding.split(")")[0][1:]: r for r in findings(tmp_path / "methods", studies)}
+    assert rows["f1"].verdict == "reproduced"  # reads paper and alphabet only: complete
+    assert rows["f3"].verdict == "partial: shuffle-1 has no runs; shuffle-2 has no runs"
+    assert rows["f3"].test.startswith("one-way ANOVA over 2 orders: F(1, 4)")
+    for r, d in ((8, 40), (16, 50), (32, 60), (64, 70)):
+        _group(studies / "rank", f"r{r}", d, d - 30)
+    for name in ("r64-s2", "r16-s1"):  # a cut-off sweep: two configurations lack a seed
+        (studies / "rank" / name / "matrix.json").unlink()
+    rows = {r.finding.split(")")[0][1:]: r for r in findings(tmp_path / "methods", studies)}
+    assert rows["g1"].verdict == "partial: r16 has 2 of 3 seeds; r64 has 2 of 3 seeds"
+    assert rows["g1"].test.startswith("Welch t, MAA rank 64 vs 8")
+    assert rows["h1"].verdict == "not run"  # nothing of the size study: not partial
+    assert "**partial: r16 has 2 of 3 seeds; r64 has 2 of 3 seeds**" in findings_markdown(list(rows.values()))

@@ -1,5 +1,5 @@
 """``coin report``: one run's report, or a comparison of several runs; ``coin table``: a sweep's method table;
-``coin findings``: CoIN's findings measured."""
+``coin findings``: CoIN's findings measured; ``coin export``: keep a sweep's small files."""
 
 from __future__ import annotations
 
@@ -62,8 +62,16 @@ def _cmd_table(args: argparse.Namespace) -> int:
                  "table")
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from coin.engine.export import export
+
+    done = export(args.src, args.out, seeds=args.seeds)
+    print(done.summary(args.out))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """``report``, ``table`` and ``findings``."""
+    """``report``, ``table``, ``findings`` and ``export``."""
     rep = sub.add_parser("report", help="write the report of one run, or a comparison of several")
     rep.add_argument("runs", nargs="+")
     rep.add_argument("--out", help="folder for a comparison report")
@@ -94,3 +102,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     fd.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdicts (default 0.05)")
     fd.add_argument("--out", help="write the Markdown table here instead of printing it")
     fd.set_defaults(func=_cmd_findings)
+
+    ex = sub.add_parser("export", help="copy the small files of a sweep's finished runs (matrix.json, config.yaml, "
+                                       "env.json, routing.json) to a folder to keep, each configuration only once "
+                                       "all its seeds are finished",
+                        description="The tables and the findings can be written again from the copy (coin table, "
+                                    "coin findings); weights, predictions and logs stay behind.")
+    ex.add_argument("src", help="a sweep folder (coin sweep --out), or a folder of them (runs/studies)")
+    ex.add_argument("--out", required=True, help="the folder to copy into; each run keeps its path below SRC")
+    ex.add_argument("--seeds", nargs="+", type=int, metavar="N",
+                    help="the seeds every configuration must have finished (default: every seed found in its folder)")
+    ex.set_defaults(func=_cmd_export)
