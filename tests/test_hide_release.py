@@ -4,32 +4,22 @@ layer mixes the experts' outputs per input. Three tasks throughout, so sums and 
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from coin.adapters import attach_adapter
 from coin.adapters.bank import AdapterBank
 from coin.adapters.routing import MixedVLM, RoutedVLM, instruction_features, vision_features
-from coin.config import AdapterConfig
 from coin.errors import OptionsError
 from coin.methods import build_method
-from tinyvlm import tiny_samples, tiny_vlm, randomize_current as _randomize_current, stage_ctx
+from tinyvlm import THREE_TASKS as TASKS, learn_stages, randomize_current as _randomize_current, stage_ctx, three_task_stream
 
-TASKS = ["taskA", "taskB", "taskC"]
-PROMPTS = {"taskA": "What colour is the square?", "taskB": "Name the shape.", "taskC": "Describe the circle colour."}
 
 
 @pytest.fixture
 def three(tmp_path):
     """A micro LLaVA (two decoder layers) with LoRA r=4, and three tasks of 6 samples with their own prompt."""
-    vlm = tiny_vlm(seed=0)
-    attach_adapter(vlm, AdapterConfig(type="lora", r=4, alpha=8.0, dropout=0.0, train_projector=True))
-    data = {t: [dataclasses.replace(s, prompt=PROMPTS[t]) for s in tiny_samples(tmp_path / "img", t, 6)]
-            for t in TASKS}
-    return vlm, data
+    return three_task_stream(tmp_path / "img")
 
 
 def _ctx(vlm, data, stage: int):
@@ -38,13 +28,7 @@ def _ctx(vlm, data, stage: int):
 
 def _learn(method, vlm, data, stages: int) -> AdapterBank:
     """Stages 0..stages-1 through the method's hooks (each task's 'training' draws its expert at random)."""
-    bank = AdapterBank.of(vlm.model)
-    for stage in range(stages):
-        ctx = _ctx(vlm, data, stage)
-        method.before_task(ctx)
-        _randomize_current(bank, seed=stage)
-        method.after_task(ctx)
-    return bank
+    return learn_stages(method, vlm, data, stages)
 
 
 def _module(bank: AdapterBank, layer: int):

@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from coin.adapters import attach_adapter
 from coin.adapters.bank import CURRENT, AdapterBank
 from coin.adapters.routing import MixedVLM
 from coin.config import ConfigError, TrainConfig
@@ -23,11 +22,9 @@ from coin.config_load import from_dict
 from coin.engine.train import train_stage
 from coin.errors import OptionsError
 from coin.methods import build_method
-from tinyvlm import tiny_samples, tiny_vlm, bank_lora as _lora, randomize_current as _randomize_current, stage_ctx
+from tinyvlm import (THREE_HELD_OUT as HELD_OUT, THREE_TASKS as TASKS, learn_stages, prompt_feature as _hand_feature,
+                     randomize_current as _randomize_current, stage_ctx, three_task_stream)
 
-TASKS = ["taskA", "taskB", "taskC"]
-PROMPTS = {"taskA": "What colour is the square?", "taskB": "Name the shape.", "taskC": "Describe the circle colour."}
-HELD_OUT = {"taskA": "What colour is the circle?", "taskB": "Name the square shape.", "taskC": "Describe the colour."}
 # temperatures at which every weight is well inside (0, 1), so a wrong weight shows
 OPTS = {"temperature": 0.5, "allocation_temperature": 0.5}
 
@@ -35,11 +32,7 @@ OPTS = {"temperature": 0.5, "allocation_temperature": 0.5}
 @pytest.fixture
 def three(tmp_path):
     """A micro LLaVA (two decoder layers) with LoRA r=4, and three tasks of 6 samples with their own prompt."""
-    vlm = tiny_vlm(seed=0)
-    attach_adapter(vlm, _lora())
-    data = {t: [dataclasses.replace(s, prompt=PROMPTS[t]) for s in tiny_samples(tmp_path / "img", t, 6)]
-            for t in TASKS}
-    return vlm, data
+    return three_task_stream(tmp_path / "img")
 
 
 def _ctx(vlm, data, stage: int):
@@ -48,19 +41,7 @@ def _ctx(vlm, data, stage: int):
 
 def _learn(method, vlm, data, stages: int) -> AdapterBank:
     """Stages 0..stages-1 through the method's hooks (each task's 'training' draws its block at random)."""
-    bank = AdapterBank.of(vlm.model)
-    for stage in range(stages):
-        ctx = _ctx(vlm, data, stage)
-        method.before_task(ctx)
-        _randomize_current(bank, seed=stage)
-        method.after_task(ctx)
-    return bank
-
-
-@torch.no_grad()
-def _hand_feature(vlm, prompt: str) -> torch.Tensor:
-    ids = vlm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    return vlm.model.get_base_model().get_input_embeddings().weight[ids].float().mean(0)
+    return learn_stages(method, vlm, data, stages)
 
 
 def _hand_keys(vlm, data) -> torch.Tensor:

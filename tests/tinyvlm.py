@@ -111,3 +111,47 @@ def randomize_current(bank, seed: int, scale: float = 0.3) -> None:
         for _, m in bank.layers:
             for part in (m.lora_A[CURRENT].weight, m.lora_B[CURRENT].weight):
                 part.copy_(torch.randn(part.shape, generator=gen) * scale)
+
+
+# three tasks, each with its own instruction line: what the routing methods' tests (DISCO, HiDe, ProgLoRA) share
+THREE_TASKS = ["taskA", "taskB", "taskC"]
+THREE_PROMPTS = {"taskA": "What colour is the square?", "taskB": "Name the shape.", "taskC": "Describe the circle colour."}
+THREE_HELD_OUT = {"taskA": "What colour is the circle?", "taskB": "Name the square shape.", "taskC": "Describe the colour."}
+
+
+def three_task_stream(root: Path, adapter=None, n: int = 6, prompts: dict | None = None):
+    """A micro LLaVA (two decoder layers) with ``adapter`` attached (default: LoRA r=4, ``bank_lora``), and the
+    three tasks of ``n`` samples each with their own prompt: ``(vlm, {task: samples})``."""
+    import dataclasses
+
+    from coin.adapters import attach_adapter
+
+    vlm = tiny_vlm(seed=0)
+    attach_adapter(vlm, adapter or bank_lora())
+    prompts = prompts or THREE_PROMPTS
+    data = {t: [dataclasses.replace(s, prompt=prompts[t]) for s in tiny_samples(root, t, n)] for t in prompts}
+    return vlm, data
+
+
+def learn_stages(method, vlm, data: dict, stages: int, tasks: list[str] = THREE_TASKS):
+    """Stages 0..stages-1 through ``method``'s hooks, each task's 'training' drawing the bank's current LoRA at
+    random (``randomize_current``); returns the ``AdapterBank``."""
+    from coin.adapters.bank import AdapterBank
+
+    bank = AdapterBank.of(vlm.model)
+    for stage in range(stages):
+        ctx = stage_ctx(vlm, data, stage, tasks)
+        method.before_task(ctx)
+        randomize_current(bank, seed=stage)
+        method.after_task(ctx)
+    return bank
+
+
+def prompt_feature(vlm, prompt: str):
+    """The prompt's mean input embedding, computed from the embedding table (what the instruction-routed
+    methods key on), to check theirs by hand."""
+    import torch
+
+    ids = vlm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        return vlm.model.get_base_model().get_input_embeddings().weight[ids].float().mean(0)
