@@ -52,8 +52,7 @@ def _runs(src: Path) -> Iterable[Path]:
         if RUN.match(here.name) and "config.yaml" in files:
             dirs.clear()  # a run's own folders (stages, report) hold no runs
             yield here
-        else:
-            dirs[:] = sorted(d for d in dirs if d != "report")  # a sweep's comparison report
+        dirs.sort()
 
 
 def _finished(run: Path) -> bool:
