@@ -97,8 +97,6 @@ class Runs:
         runs", "r64 has 2 of 3 seeds" (empty when none has runs, or all have as many)."""
         counts = dict(zip(self.read, self.used))
         most = max(counts.values(), default=0)
-        if not most:
-            return []
         return [f"{config} has no runs" if not n else f"{config} has {n} of {most} seeds"
                 for (_, config), n in counts.items() if n < most]
 

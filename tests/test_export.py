@@ -39,13 +39,19 @@ def test_export_keeps_only_configurations_whose_seeds_all_finished(tmp_path, cap
     _run(runs / "rank" / "r64-s0")
     _run(runs / "rank" / "r64-s1", done=1, matrix=False)  # cut off in its second stage
     _run(runs / "order" / "alphabet-s0")  # its seeds 1 and 2 never started
+    _run(runs / "order" / "shuffle-s0")
+    _run(runs / "order" / "shuffle-s1")
+    (runs / "order" / "shuffle-s1" / "stages" / "01-A" / "scores.json").write_text("{not json")  # damaged
+    _run(runs / "order" / "shuffle-s2")
     (runs / "rank" / "report").mkdir()  # the sweep's comparison report
     (runs / "rank" / "report" / "matrix.json").write_text("{}")
     out = tmp_path / "results" / "studies"
     done = export(runs, out)
     assert done.copied == {"order/paper": [0, 1, 2], "rank/r8": [0, 1, 2]}
     assert done.left_out == {"order/alphabet": "no run folder for seeds 1, 2",
-                             "rank/r64": "no run folder for seed 2; seed 1 not finished"}
+                             "rank/r64": "no run folder for seed 2; seed 1 not finished",
+                             "order/shuffle": "seed 1 unreadable (JSONDecodeError: Expecting property name enclosed "
+                                              "in double quotes: line 1 column 2 (char 1))"}
     kept = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert kept == sorted([f"order/paper-s{s}/{n}" for s in (0, 1, 2) for n in ("config.yaml", "env.json", "matrix.json")]
                           + [f"rank/r8-s{s}/{n}" for s in (0, 1, 2) for n in

@@ -24,10 +24,10 @@ from typing import Iterable
 from coin.errors import OptionsError
 from coin.io import atomic_write_bytes
 
-__all__ = ["KEPT", "Export", "export"]
+__all__ = ["KEPT", "RUN", "Export", "export"]
 
 KEPT = ("matrix.json", "config.yaml", "env.json", "env-history.jsonl", "reused-from.json")  # beside stages/*/routing.json
-RUN = re.compile(r"^(?P<config>.+)-s(?P<seed>\d+)$")
+RUN = re.compile(r"^(?P<config>.+)-s(?P<seed>\d+)$")  # the name coin sweep gives a run: <config>-s<seed>
 
 
 @dataclass
@@ -55,13 +55,14 @@ def _runs(src: Path) -> Iterable[Path]:
         dirs.sort()
 
 
-def _finished(run: Path) -> bool:
+def _unfinished(run: Path) -> str | None:
+    """Why ``run`` is not a finished run ("not finished", or the error that reading it raised); None if it is."""
     from coin.engine.status import run_status
 
     try:
-        return run_status(run)["finished"]
-    except Exception:  # a damaged config or folder: not a run to keep
-        return False
+        return None if run_status(run)["finished"] else "not finished"
+    except Exception as e:  # a damaged config or stage file: named, not kept
+        return f"unreadable ({type(e).__name__}: {e})"
 
 
 def _seeds(seeds: list[int]) -> str:
@@ -89,11 +90,13 @@ def export(src: str | os.PathLike, out: str | os.PathLike, seeds: Iterable[int] 
         name = (folder / config).as_posix()
         expected = sorted(seeds) if seeds is not None else sorted(want[folder])
         missing = [s for s in expected if s not in runs]
-        unfinished = [s for s in expected if s in runs and not _finished(runs[s])]
-        if missing or unfinished:
+        states: dict[str, list[int]] = {}  # why a seed's run is not kept -> those seeds
+        for s in expected:
+            if s in runs and (why := _unfinished(runs[s])):
+                states.setdefault(why, []).append(s)
+        if missing or states:
             why = [f"no run folder for {_seeds(missing)}"] if missing else []
-            why += [f"{_seeds(unfinished)} not finished"] if unfinished else []
-            result.left_out[name] = "; ".join(why)
+            result.left_out[name] = "; ".join(why + [f"{_seeds(ss)} {w}" for w, ss in states.items()])
             continue
         for seed in expected:
             run = runs[seed]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Sequence
 
@@ -33,13 +32,13 @@ from coin.io import read_json, read_jsonl
 from coin.metrics import seed_summary
 from coin.report.comparable import Setup, comparison_problems, differing, varies_data
 from coin.report.cost import cost_table
+from coin.engine.export import RUN
 from coin.report.document import Table, to_markdown
 from coin.report.format import BLANK, adapter_label, fmt
 from coin.report.load import load_run, run_metrics, upgraded
 
 __all__ = ["Group", "groups", "method_table"]
 
-_SEEDED = re.compile(r"^(?P<config>.+)-s(?P<seed>\d+)$")
 
 
 @dataclasses.dataclass
@@ -81,17 +80,17 @@ def groups(sweeps: str | os.PathLike | Sequence[str | os.PathLike], allow: Seque
     runs: list[tuple[str, Path]] = []  # (config name, run folder)
     for path in paths:
         dirs = [path] if (path / "matrix.json").is_file() else [mj.parent for mj in sorted(path.glob("*/matrix.json"))]
-        dirs = [d for d in dirs if _SEEDED.match(d.name)]
+        dirs = [d for d in dirs if RUN.match(d.name)]
         if not dirs:
             raise FileNotFoundError(f"{path}: no finished run (a <config>-s<seed>/matrix.json) in it")
-        runs += [(_SEEDED.match(d.name)["config"], d) for d in dirs]
+        runs += [(RUN.match(d.name)["config"], d) for d in dirs]
     parents: dict[str, set[Path]] = {}
     for name, d in runs:
         parents.setdefault(name, set()).add(d.parent.resolve())
     found: dict[str, list[tuple[int, Path]]] = {}
     for name, d in runs:
         key = f"{d.parent.name}/{name}" if len(parents[name]) > 1 else name
-        found.setdefault(key, []).append((int(_SEEDED.match(d.name)["seed"]), d))
+        found.setdefault(key, []).append((int(RUN.match(d.name)["seed"]), d))
     out, setups = [], []
     for name in sorted(found):
         dirs = [d for _, d in sorted(found[name])]
