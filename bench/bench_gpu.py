@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -98,8 +99,11 @@ def _linear_weights(model, part: str) -> int:
                if isinstance(m, torch.nn.Linear) and part in n and "lora_" not in n)
 
 
-def model_flops(model, config, batch: int, seq: int, image_tokens: int) -> float:
+def model_flops(model, config, batch: int, seq: int, image_tokens: int, head_tokens: int | None = None) -> float:
     """Model FLOPs of one training step (no recomputation counted, the usual MFU convention).
+
+    ``head_tokens``: the positions per sequence the LM head runs on (coin's labelled logits: the answer's);
+    None: all ``seq``.
 
     Matmuls cost 2 FLOPs per weight and token forward. The LM's weights are frozen, so its
     backward computes input gradients only (as much as its forward); the vision tower is frozen
@@ -108,11 +112,12 @@ def model_flops(model, config, batch: int, seq: int, image_tokens: int) -> float
     forward (scores and values, causal masking not discounted), twice for the LM's backward.
     """
     v, t = config.vision_config, config.text_config
-    lm = _linear_weights(model, "language_model") + _linear_weights(model, "lm_head")
+    lm, head = _linear_weights(model, "language_model"), _linear_weights(model, "lm_head")
     vision = _linear_weights(model, "vision_tower")
     proj = _linear_weights(model, "multi_modal_projector")
     patches = (v.image_size // v.patch_size) ** 2 + 1
-    lm_f = 2 * lm * seq + 4 * t.num_hidden_layers * t.hidden_size * seq**2
+    lm_f = 2 * lm * seq + 2 * head * (seq if head_tokens is None else head_tokens) \
+        + 4 * t.num_hidden_layers * t.hidden_size * seq**2
     vis_f = 2 * vision * patches + 4 * v.num_hidden_layers * v.hidden_size * patches**2
     return batch * (2 * lm_f + vis_f + 3 * 2 * proj * image_tokens)
 
@@ -128,7 +133,10 @@ def peak_tflops(device: torch.device, given: float | None) -> float | None:
 
 
 def bench_train(vlm, args, device, dtype) -> dict:
-    """Optimizer steps of the recipe; the first ``--warmup`` are not timed."""
+    """Optimizer steps of the recipe through coin's training forward (``forward_with_loss``: the LM head on
+    the labelled positions unless ``--logits all``); the first ``--warmup`` are not timed."""
+    from coin.engine.lm_loss import forward_with_loss, supports_labelled
+
     model = vlm.model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-4, weight_decay=0.0)
@@ -143,7 +151,7 @@ def bench_train(vlm, args, device, dtype) -> dict:
             sync(device)
             t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            loss = model(**batch).loss
+            loss = forward_with_loss(model, batch, args.logits).loss
         loss.backward()
         loss = loss.detach()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -154,12 +162,15 @@ def bench_train(vlm, args, device, dtype) -> dict:
     tokens = batch["input_ids"].numel() * args.steps
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     reserved = torch.cuda.max_memory_reserved(device) / 2**30 if device.type == "cuda" else float("nan")
-    flops = model_flops(model, model.config, *batch["input_ids"].shape, vlm.num_image_tokens) * args.steps / seconds
+    head = args.answer_tokens if args.logits == "labelled" and supports_labelled(model) else None
+    flops = model_flops(model, model.config, *batch["input_ids"].shape, vlm.num_image_tokens,
+                        head_tokens=head) * args.steps / seconds
     ckpt_s, ckpt_mb = bench_checkpoint(model, opt)
     del opt
     return {"steps_per_s": args.steps / seconds, "tokens_per_s": tokens / seconds, "peak_gib": peak,
             "peak_reserved_gib": reserved, "seq_len": batch["input_ids"].shape[1], "loss": loss.item(), "trainable": sum(p.numel() for p in params),
-            "tflops": flops / 1e12, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb}
+            "tflops": flops / 1e12, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb,
+            "logits": "labelled" if head is not None else "all"}
 
 
 def bench_checkpoint(model, opt) -> tuple[float, float]:
@@ -402,6 +413,62 @@ def bench_frozen_tower(config, args, device, dtype) -> str:
             f"{before['peak_gib'] - ours['peak_gib']:.1f} GiB saved")
 
 
+class Report:
+    """The measurements as they are made, written to ``--json`` after each one (atomically), with
+    ``"complete": false`` until the end. A check cut off by its time limit keeps what it measured, and
+    one measurement that fails (an out-of-memory error at batch 64, a kernel missing) is recorded under
+    ``errors`` beside the others instead of ending the run."""
+
+    def __init__(self, report: dict, path: str | None, device: torch.device):
+        self.report, self.path, self.device, self.failures = report, path, device, []
+        report["complete"] = False
+        self.save()
+
+    def measure(self, into: dict, key: str, what: str, fn, keep: bool = True):
+        """``into[key] = fn()`` (``keep=False``: only returned), saved; on an exception ``into[key]`` is
+        None and the error is kept in the report's ``errors`` under ``what``."""
+        try:
+            value = fn()
+        except Exception as e:  # noqa: BLE001 -- recorded and reported; the remaining figures still run
+            value = None
+            text = f"{type(e).__name__}: {e}"[:2000]
+            self.report.setdefault("errors", {})[what] = text
+            self.failures.append(f"{what}: {text.splitlines()[0]}")
+            print(f"  {what}: FAILED {text}", file=sys.stderr, flush=True)
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        if keep or value is None:
+            into[key] = value
+        self.save()
+        return value
+
+    def save(self) -> None:
+        if not self.path:
+            return
+        path = Path(self.path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(_clean(self.report), indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+def _clean(x):
+    """JSON-ready: string keys, NaN (no CUDA peak on a CPU) as null."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return None if isinstance(x, float) and x != x else x
+
+
+def _ratio(a, b) -> str:
+    return f"x{a / b:.2f}" if a and b else "n/a"
+
+
+def _num(x, width: int, spec: str) -> str:
+    return f"{'failed':>{width}}" if x is None else f"{x:>{width}{spec}}"
+
+
 def main() -> int:
     if "--fsdp" in sys.argv[1:]:  # the sharded 13B case, under torchrun (bench_fsdp.py)
         import bench_fsdp
@@ -438,7 +505,10 @@ def main() -> int:
                     "for the answer agreement (0: skip)")
     ap.add_argument("--share-batch", type=int, default=None, help="questions (4 per image) generated with and "
                     "without share_prefix (default 16; 8 --small; 0: skip)")
-    ap.add_argument("--json", default=None, metavar="PATH", help="also write every measurement to this JSON file")
+    ap.add_argument("--logits", default="labelled", choices=["labelled", "all"], help="the training forward's "
+                    "LM head: on the labelled positions (train.logits: labelled, the shipped default) or everywhere")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write every measurement to this JSON file, "
+                    "after each one (\"complete\": true once all ran)")
     ap.add_argument("--frozen-tower", action="store_true", help="also train LoRA with and without autograd "
                     "through the frozen vision tower (issue #22.9), side by side")
     args = ap.parse_args()
@@ -451,6 +521,14 @@ def main() -> int:
     args.data_samples = args.data_samples or (32 if args.small else 256)
     args.share_batch = args.share_batch if args.share_batch is not None else (8 if args.small else 16)
 
+    from coin.errors import RequirementsError
+    from coin.requirements import check
+
+    try:  # the GPU image's own transformers may be older than coin's floor: said now, not after the 7B loads
+        check(log=print)
+    except RequirementsError as e:
+        print(f"bench_gpu: {e}", file=sys.stderr)
+        return 2
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench_gpu: no CUDA device here (torch.cuda.is_available() is False). This benchmark measures a "
@@ -481,21 +559,34 @@ def main() -> int:
     print(f"training: batch {args.batch_size} x {1 + 576 + args.text_tokens} tokens (576 image), "
           f"gradient checkpointing {'off' if args.no_gradient_checkpointing else 'on'}, attention {args.attn}; "
           f"{args.steps} timed steps after {args.warmup}")
-    rows = []
+    saved = Report(report, args.json, device)
     for variant in args.variants:
         adapter = AdapterConfig(type=variant, r=args.rank, alpha=args.alpha or 2.0 * args.rank, dropout=args.dropout,
                                 options={"experts": args.experts} if variant == "moelora" else {}, train_projector=True)
         label = f"{variant} r{args.rank}" + (f" x{args.experts} experts" if variant == "moelora" else "")
-        vlm = build_vlm(config, device, dtype, args.attn, not args.no_gradient_checkpointing, adapter)
-        total = sum(p.numel() for p in vlm.model.parameters())
-        tr = bench_train(vlm, args, device, dtype)
-        gen = {b: bench_generate(vlm, b, args, device, dtype) for b in args.gen_batch_sizes}
-        split = {b: bench_prefill_decode(vlm, b, args, device, dtype) for b in args.gen_batch_sizes}
-        gen_hf = {b: bench_generate(vlm, b, args, device, dtype, "hf") for b in args.gen_batch_sizes}
-        kernel = attn_kernel(vlm)
-        agree = bench_agreement(vlm, args, device, dtype) if args.agree_prompts else None
-        share = bench_share_prefix(vlm, args, device, dtype) if args.share_batch else None
-        print(f"  {variant} attention kernel (model.config._attn_implementation): {kernel}", flush=True)
+        entry = report["variants"][variant] = {"label": label}
+        vlm = saved.measure(entry, "model", f"{variant} model", lambda: build_vlm(
+            config, device, dtype, args.attn, not args.no_gradient_checkpointing, adapter), keep=False)
+        if vlm is None:
+            continue
+        entry["parameters"] = sum(p.numel() for p in vlm.model.parameters())
+        entry["attn_implementation"] = attn_kernel(vlm)
+        print(f"  {variant} attention kernel (model.config._attn_implementation): {entry['attn_implementation']}",
+              flush=True)
+        tr = saved.measure(entry, "train", f"{variant} train", lambda: bench_train(vlm, args, device, dtype))
+        for key, fn in (("eval_samples_per_s", lambda b: bench_generate(vlm, b, args, device, dtype)),
+                        ("prefill_decode", lambda b: bench_prefill_decode(vlm, b, args, device, dtype)),
+                        ("eval_samples_per_s_hf", lambda b: bench_generate(vlm, b, args, device, dtype, "hf"))):
+            entry[key] = {}
+            for b in args.gen_batch_sizes:
+                saved.measure(entry[key], str(b), f"{variant} {key} batch {b}", lambda b=b, fn=fn: fn(b))
+        agree = saved.measure(entry, "agreement", f"{variant} agreement", lambda: bench_agreement(vlm, args, device, dtype)) \
+            if args.agree_prompts else None
+        share = saved.measure(entry, "share_prefix", f"{variant} share_prefix",
+                              lambda: bench_share_prefix(vlm, args, device, dtype)) \
+            if args.share_batch else None
+        entry["memory_estimate"] = memory_estimates(config, args, args.experts if variant == "moelora" else 1,
+                                                    not args.no_gradient_checkpointing)
         if agree:
             print(f"  {variant} {report['dtype']} answers, batch {agree['batch']} vs batch 1 (LlavaVLM.generate): "
                   f"agree: {agree['identical']}/{agree['prompts']} identical answers", flush=True)
@@ -504,76 +595,80 @@ def main() -> int:
                   f"off {share['unshared_ms']:.1f} ms, on {share['shared_ms']:.1f} ms "
                   f"(x{share['unshared_ms'] / share['shared_ms']:.2f}); {share['identical']}/{share['batch']} "
                   "answers identical", flush=True)
-        report["variants"][variant] = {
-            "label": label, "parameters": total, "attn_implementation": kernel, "train": tr,
-            "mfu": None, "eval_samples_per_s": {str(b): gen[b] for b in args.gen_batch_sizes},
-            "eval_samples_per_s_hf": {str(b): gen_hf[b] for b in args.gen_batch_sizes},
-            "prefill_decode": {str(b): split[b] for b in args.gen_batch_sizes},
-            "agreement": agree, "share_prefix": share,
-            "memory_estimate": memory_estimates(config, args, args.experts if variant == "moelora" else 1,
-                                                not args.no_gradient_checkpointing)}
+        gen, gen_hf = entry["eval_samples_per_s"], entry["eval_samples_per_s_hf"]
         print(f"  {variant} generation, coin's decoding over model.generate: "
-              + ", ".join(f"batch {b} x{gen[b] / gen_hf[b]:.2f}" for b in args.gen_batch_sizes), flush=True)
-        rows.append((label, total, tr, gen, split))
-        print(f"  {label}: {total / 1e9:.2f}B parameters, {tr['trainable'] / 1e6:.1f}M trainable, "
-              f"loss {tr['loss']:.2f} (random weights)", flush=True)
-        del vlm
+              + ", ".join(f"batch {b} " + _ratio(gen.get(str(b)), gen_hf.get(str(b))) for b in args.gen_batch_sizes),
+              flush=True)
+        if tr:
+            print(f"  {label}: {entry['parameters'] / 1e9:.2f}B parameters, {tr['trainable'] / 1e6:.1f}M trainable, "
+                  f"loss {tr['loss']:.2f} (random weights)", flush=True)
+        vlm = None  # the next variant builds its own
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        saved.save()
 
     peak = peak_tflops(device, args.peak_tflops)
+    report["peak_tflops"] = peak
     head = f"{'variant':<24}{'steps/s':>9}{'tokens/s':>10}{'TFLOP/s':>9}{'MFU':>7}{'peak GiB':>10}{'rsvd GiB':>10}{'ckpt s':>8}{'ckpt MB':>9}"
     print("\n" + head)
-    report["peak_tflops"] = peak
-    for (label, _, tr, _, _), v in zip(rows, report["variants"].values()):
+    for v in report["variants"].values():
+        tr = v.get("train")
+        if not tr:
+            print(f"{v['label']:<24}  failed (the report's errors)")
+            continue
         v["mfu"] = tr["tflops"] / peak if peak else None
         mfu = f"{100 * tr['tflops'] / peak:.1f}%" if peak else "n/a"
-        print(f"{label:<24}{tr['steps_per_s']:>9.3f}{tr['tokens_per_s']:>10.0f}{tr['tflops']:>9.3f}{mfu:>7}"
+        print(f"{v['label']:<24}{tr['steps_per_s']:>9.3f}{tr['tokens_per_s']:>10.0f}{tr['tflops']:>9.3f}{mfu:>7}"
               f"{tr['peak_gib']:>10.1f}{tr['peak_reserved_gib']:>10.1f}{tr['ckpt_s']:>8.2f}{tr['ckpt_mb']:>9.0f}")
-    print("(TFLOP/s: model FLOPs of training per second (bench_gpu.model_flops); MFU: over the device's dense "
-          f"bf16 peak, {f'{peak:.0f} TFLOP/s' if peak else 'unknown here: give --peak-tflops'}; peak GiB: "
-          "torch.cuda.max_memory_allocated during training (rsvd: max_memory_reserved); ckpt: one in-stage checkpoint written)")
+    print("(training through coin's forward (coin.engine.lm_loss.forward_with_loss, train.logits: "
+          f"{args.logits}); TFLOP/s: model FLOPs of training per second (bench_gpu.model_flops); MFU: over the "
+          f"device's dense bf16 peak, {f'{peak:.0f} TFLOP/s' if peak else 'unknown here: give --peak-tflops'}; "
+          "peak GiB: torch.cuda.max_memory_allocated during training (rsvd: max_memory_reserved); ckpt: one "
+          "in-stage checkpoint written)")
     head = f"{'variant':<24}{'batch':>6}{'samples/s':>11}{'prefill ms':>12}{'decode ms/tok':>15}{'gen peak GiB':>14}"
     print("\n" + head)
-    for label, _, _, gen, split in rows:
+    for v in report["variants"].values():
         for b in args.gen_batch_sizes:
-            print(f"{label:<24}{b:>6}{gen[b]:>11.2f}{split[b]['prefill_ms']:>12.1f}"
-                  f"{split[b]['decode_ms_per_token']:>15.2f}{split[b]['peak_gib']:>14.1f}")
+            rate, split = v.get("eval_samples_per_s", {}).get(str(b)), v.get("prefill_decode", {}).get(str(b))
+            print(f"{v['label']:<24}{b:>6}{_num(rate, 11, '.2f')}{_num(split and split['prefill_ms'], 12, '.1f')}"
+                  f"{_num(split and split['decode_ms_per_token'], 15, '.2f')}{_num(split and split['peak_gib'], 14, '.1f')}")
     print(f"(evaluation: mixed-length left-padded prompts, {args.new_tokens} new tokens each, adapter unmerged, "
           "coin's decoding; prefill: the whole prompt, image included; gen peak GiB: during one generation)")
-    for variant, v in report["variants"].items():
-        m = v["memory_estimate"]
-        measured = v["train"]["peak_gib"]
+    for v in report["variants"].values():
+        m = v.get("memory_estimate")
+        if not m:
+            continue
+        measured = (v.get("train") or {}).get("peak_gib", float("nan"))
         print(f"{v['label']} training memory, LLaVA-1.5-7B{' (--small)' if args.small else ''} at batch "
               f"{args.batch_size}: measured {measured:.1f} GiB"
               + (f", estimate {m['llava_gib']:.1f} GiB" if "llava_gib" in m else "")
               + f"; Qwen2-VL-7B at batch {m['qwen2_vl_7b_batch']} x {m['qwen2_vl_7b_tokens']} tokens: "
               f"estimate {m['qwen2_vl_7b_gib']:.1f} GiB (coin.engine.memory, not measured; estimates include ~1 GiB of "
               "CUDA context that max_memory_allocated does not)")
-    print("\n" + bench_loader(args))
-    report["loader_samples_per_s"] = args.loader_rates
+    line = saved.measure(report, "loader", "loader", lambda: bench_loader(args))
+    if line:
+        report["loader_samples_per_s"] = args.loader_rates
+        print("\n" + line)
     if args.frozen_tower:
-        line = bench_frozen_tower(config, args, device, dtype)
-        report["frozen_tower"] = line
-        print(line)
-    if len(rows) == 2:
-        (la, _, a, ga, _), (lb, _, b, gb, _) = rows
-        print(f"{lb} / {la}: training time x{a['steps_per_s'] / b['steps_per_s']:.2f}, "
-              + ", ".join(f"generation b{k} time x{ga[k] / gb[k]:.2f}" for k in args.gen_batch_sizes))
+        line = saved.measure(report, "frozen_tower", "frozen tower", lambda: bench_frozen_tower(config, args, device, dtype))
+        if line:
+            print(line)
+    trained = [v for v in report["variants"].values() if v.get("train")]
+    if len(trained) == 2:
+        a, b = trained
+        print(f"{b['label']} / {a['label']}: training time x{a['train']['steps_per_s'] / b['train']['steps_per_s']:.2f}, "
+              + ", ".join(f"generation b{k} time " + _ratio(a["eval_samples_per_s"].get(str(k)),
+                                                            b["eval_samples_per_s"].get(str(k)))
+                          for k in args.gen_batch_sizes))
+    report["complete"] = True
+    saved.save()
     if args.json:
-        def plain(x):  # NaN (no CUDA peak on a CPU) is not JSON
-            return None if isinstance(x, float) and x != x else x
-
-        def clean(x):
-            if isinstance(x, dict):
-                return {str(k): clean(v) for k, v in x.items()}
-            if isinstance(x, (list, tuple)):
-                return [clean(v) for v in x]
-            return plain(x)
-
-        Path(args.json).write_text(json.dumps(clean(report), indent=1) + "\n")
         print(f"wrote {args.json}")
+    if saved.failures:
+        print(f"bench_gpu: {len(saved.failures)} measurement(s) failed (the others are kept"
+              + (f" in {args.json}" if args.json else "") + "):\n  " + "\n  ".join(saved.failures), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,8 +21,8 @@ __all__ = [
     "ERRORS", "AnswerSourceError", "BankError", "CaptionMetricsError", "CheckpointError", "ConfigError", "DataError",
     "FileFormatError", "ImageError", "ImageTooLarge", "IncomparableRuns", "Interrupted", "JudgeError",
     "MissingPartError", "NonFiniteLossError", "OptionsError", "PartsError", "RecordError", "ReferenceFileError",
-    "RoutingError", "RunFolderError", "SweepError", "TokenizerError", "UnknownNameError", "UnsupportedLaunch",
-    "UntrustedPlugins", "VisionCacheRefused", "WriteError",
+    "RequirementsError", "RoutingError", "RunFolderError", "SweepError", "TokenizerError", "UnknownNameError",
+    "UnsupportedLaunch", "UntrustedPlugins", "VisionCacheRefused", "WriteError",
 ]
 
 
@@ -188,6 +188,13 @@ class RunFolderError(RuntimeError):
     exit_code = 2
 
 
+class RequirementsError(RuntimeError):
+    """An installed package outside coin's requirements (coin.requirements); the message names each one and
+    the pip command that installs it."""
+
+    exit_code = 2
+
+
 class UnsupportedLaunch(RuntimeError):
     """A launcher setting coin's training loop does not support (the message says what to use)."""
 
@@ -236,6 +243,6 @@ class IncomparableRuns(ValueError):
 ERRORS: tuple[type[Exception], ...] = (
     OptionsError, ConfigError, UnknownNameError, FileFormatError, WriteError, DataError, RecordError, ImageTooLarge,
     AnswerSourceError, ReferenceFileError, CaptionMetricsError, PartsError, MissingPartError, TokenizerError,
-    ImageError, VisionCacheRefused, BankError, RoutingError, UntrustedPlugins, RunFolderError, UnsupportedLaunch,
-    JudgeError, NonFiniteLossError, CheckpointError, SweepError, Interrupted, IncomparableRuns,
+    ImageError, VisionCacheRefused, BankError, RoutingError, UntrustedPlugins, RunFolderError, RequirementsError,
+    UnsupportedLaunch, JudgeError, NonFiniteLossError, CheckpointError, SweepError, Interrupted, IncomparableRuns,
 )

@@ -63,7 +63,8 @@ def test_every_error_the_cli_catches_is_mapped_by_its_class():
     expected = {"ConfigError": 2, "OptionsError": 2, "DataError": 2, "FileFormatError": 2, "WriteError": 2,
                 "RunFolderError": 2, "UntrustedPlugins": 2, "ImageError": 2, "UnknownNameError": 2, "PartsError": 2,
                 "MissingPartError": 2, "TokenizerError": 2, "UnsupportedLaunch": 2, "JudgeError": 2,
-                "ReferenceFileError": 2, "NonFiniteLossError": 3, "CheckpointError": 3, "SweepError": 3, "IncomparableRuns": 2,
+                "ReferenceFileError": 2, "RequirementsError": 2, "NonFiniteLossError": 3, "CheckpointError": 3, "SweepError": 3,
+                "IncomparableRuns": 2,
                 "Interrupted": INTERRUPTED}
     assert {c.__name__: code for c, code in EXIT_CODES.items() if c.__module__ == "coin.errors"} == expected
     assert EXIT_CODES[FileNotFoundError] == 2 and EXIT_CODES[KeyboardInterrupt] == INTERRUPTED

@@ -120,7 +120,7 @@ def test_config_is_a_leaf():
 # registry imports them by name on its first lookup (``Registry(builtins=...)``), listed in LAZY.
 LAYERS: list[tuple[str, ...]] = [
     ("coin", "coin.errors", "coin.io", "coin.machine", "coin.lock", "coin.stats", "coin.metrics", "coin.options",
-     "coin.registry", "coin.schedule"),  # foundations: no knowledge of tasks, models or runs
+     "coin.registry", "coin.requirements", "coin.schedule"),  # foundations: no knowledge of tasks, models or runs
     ("coin.config", "coin.shipped"),  # the run config's dataclasses; the configs shipped in the package
     ("coin.tracking",),  # step logs and experiment trackers
     ("coin.scoring",),  # scorers, normalisers, answer parsing, one protocol; the judge's parts

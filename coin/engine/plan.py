@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from coin import requirements
 from coin.adapters import describe as adapter_line
 from coin.config import ModelConfig, RunConfig
 from coin.engine.limits import limit_line
@@ -335,6 +336,10 @@ def describe(cfg: RunConfig, out: Path) -> tuple[str, list[str]]:
         fetch, image_missing = fetch_lines(cfg, root, image_root, sources, heads, answers_missing)
         missing += image_missing
     lines += ["", *strategy_lines(cfg, world)]
+    unmet = requirements.unmet()
+    lines.append("packages: " + ("coin's requirements are met" if not unmet else "; ".join(unmet)
+                                 + f" (install: {requirements.install_line()})"))
+    missing += [f"package: {line}" for line in unmet]
     weight_fetch: list[str] = []
     model_lines, model_missing = model_files(cfg.model, weight_fetch)
     if model_lines:

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from coin import metrics
+from coin import metrics, requirements
 from coin.adapters import attach_adapter, load_adapter
 from coin.adapters.routing import RoutedVLM
 from coin.config import RunConfig
@@ -121,6 +121,7 @@ def run(cfg: RunConfig, out: str | os.PathLike, progress: bool = True, log=print
     ``finish(out)``: called by the main process once ``matrix.json`` is written, before the processes
     part (``coin.api.run`` and ``coin run`` pass the report writer; the engine draws nothing itself).
     """
+    requirements.check(log=log)  # an old transformers is named here, not as an IndexError after the model loads
     lock = FolderLock()
     tracker = RunTracker(cfg.log.trackers, Path(out), cfg.name or Path(out).name, cfg.log.project,
                          config=flat_dict(cfg))
