@@ -101,7 +101,9 @@ def test_reuse_takes_a_finished_twin_and_only_a_twin(configs, tmp_path):
     got = json.loads((tmp_path / "study" / "r32-s0" / "matrix.json").read_text())
     assert got["matrix"] == src["matrix"] and got["knowledge"] == src["knowledge"] and got["run_name"] == "rank-32"
     assert load_config(tmp_path / "study" / "r32-s0" / "config.yaml").name == "rank-32"
-    assert json.loads((tmp_path / "study" / "r32-s0" / "reused-from.json").read_text())["source"].endswith("lora-s0")
+    record = json.loads((tmp_path / "study" / "r32-s0" / "reused-from.json").read_text())
+    assert record["source"] == "../../methods/lora-s0" and record["source_run"] == "lora-s0"  # no machine's path
+    assert (tmp_path / "study" / "r32-s0" / record["source"]).resolve() == (tmp_path / "methods" / "lora-s0").resolve()
     # the twin assembled from the copied stages: no stage trained again
     assert "steps in" not in (tmp_path / "study" / "logs" / "r32-s0.log").read_text()
     assert "steps in" in (tmp_path / "study" / "logs" / "r64-s0.log").read_text()

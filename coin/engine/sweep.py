@@ -92,6 +92,14 @@ def find_reusable(cfg, threads: int, sources: list[Path], log=print) -> Path | N
     return None
 
 
+def reused_from(src: Path, run_dir: Path, commit: str | None) -> dict:
+    """``reused-from.json``: the source run's folder relative to the run that reuses it (``../../methods/lora-s0``),
+    so the record holds no machine's paths and still points at the source once both trees are copied side by
+    side (``coin export runs/`` into ``results/``)."""
+    return {"source": os.path.relpath(src.resolve(), run_dir.resolve()), "source_run": src.name,
+            "source_commit": commit}
+
+
 def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
     """Copy each not-yet-started plan's twin from ``reuse`` into its folder, ready for its matrix to be written."""
     from coin.config import dump_config
@@ -110,8 +118,7 @@ def _reuse(plans: list, reuse: list[Path], threads: int, log) -> None:
             (tmp / name).unlink(missing_ok=True)
         atomic_write_text(tmp / "config.yaml", dump_config(cfg))
         env = _launches(src)
-        atomic_write_json(tmp / "reused-from.json", {"source": str(src.resolve()),
-                                                     "source_commit": env[0].get("coin_commit") if env else None})
+        atomic_write_json(tmp / "reused-from.json", reused_from(src, run_dir, env[0].get("coin_commit") if env else None))
         tmp.rename(run_dir)
         log(f"reused   {run_dir.name} from {src}")
 
