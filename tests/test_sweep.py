@@ -94,9 +94,11 @@ def test_reuse_takes_a_finished_twin_and_only_a_twin(configs, tmp_path):
     (tmp_path / "r32.yaml").write_text(yaml.safe_dump(twin))
     (tmp_path / "r64.yaml").write_text(yaml.safe_dump(other))
     logs: list[str] = []
-    sweep([str(tmp_path / "r32.yaml"), str(tmp_path / "r64.yaml")], [0], tmp_path / "study", progress=False,
+    sweep([str(tmp_path / "r64.yaml"), str(tmp_path / "r32.yaml")], [0], tmp_path / "study", progress=False,
           log=logs.append, jobs=2, threads=1, reuse=[tmp_path / "methods"])
     assert [m for m in logs if m.startswith("reused")] == [f"reused   r32-s0 from {tmp_path / 'methods' / 'lora-s0'}"]
+    # the reused run goes first (it only writes its matrix from the copied stages)
+    assert [m for m in logs if m.startswith("started")] == ["started  r32-s0 (1 thread)", "started  r64-s0 (1 thread)"]
     src = json.loads((tmp_path / "methods" / "lora-s0" / "matrix.json").read_text())
     got = json.loads((tmp_path / "study" / "r32-s0" / "matrix.json").read_text())
     assert got["matrix"] == src["matrix"] and got["knowledge"] == src["knowledge"] and got["run_name"] == "rank-32"

@@ -15,7 +15,8 @@ it again, when the two differ only in what names a run (``name``, telemetry, the
 and were made with the same thread count and one process: a study's baseline point (rank 32,
 volume 1.0, the paper order...) is the method table's sequential-LoRA run. The folder is copied,
 its config rewritten under the new name, and the run then writes its matrix and report from
-the copied stages (no training, no generation); ``reused-from.json`` names the source.
+the copied stages (no training, no generation), first in the queue; ``reused-from.json`` names the
+source, relative to the run's folder.
 
 ``--data-seeds`` also varies CoIN-Synth's data: each run sets ``data.synth.seed`` to its seed, so the
 seeds' spread covers the test set's sampling error as well as training (by default every run reads the
@@ -149,23 +150,31 @@ def sweep(configs: list[str], seeds: list[int], out: str | Path, overrides: list
         _check_data_seeds(plans, overrides)
     if reuse:
         _reuse(plans, [Path(r) for r in reuse], _per_run_threads(jobs, threads), log)
+    # the reused runs first: they only write their matrix from the copied stages (seconds), so they read as
+    # finished to `coin status` and `coin export` from the start instead of when the queue reaches them
+    queue = sorted(plans, key=lambda p: not _reused_pending(p[3]))
     if launcher == "slurm":
         from coin.engine.slurm import SlurmOptions, launch
 
-        launch(plans, out, slurm or SlurmOptions(), threads, log, cluster=cluster, finished=_finished,
+        launch(queue, out, slurm or SlurmOptions(), threads, log, cluster=cluster, finished=_finished,
                warm=_warm_caches)
     elif jobs > 1:
-        _parallel(plans, out, overrides, jobs, threads, log, data_seeds)
+        _parallel(queue, out, overrides, jobs, threads, log, data_seeds)
     else:
         from coin.engine.run import run
 
-        for k, (_, _, cfg, run_dir) in enumerate(plans, 1):
-            log(f"[{k}/{len(plans)}] {run_dir.name}")
+        for k, (_, _, cfg, run_dir) in enumerate(queue, 1):
+            log(f"[{k}/{len(queue)}] {run_dir.name}")
             if _finished(run_dir):
                 log("  finished earlier, skipped")
             else:
                 run(cfg, run_dir, progress=progress, log=lambda m: log("  " + m), finish=finish)
     return [p[3] for p in plans]
+
+
+def _reused_pending(run_dir: Path) -> bool:
+    """A run copied by ``--reuse`` whose matrix is not written yet."""
+    return (run_dir / "reused-from.json").is_file() and not (run_dir / "matrix.json").is_file()
 
 
 def _seed_words(seed: int, data_seeds: bool) -> list[str]:
