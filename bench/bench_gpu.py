@@ -469,12 +469,8 @@ def _num(x, width: int, spec: str) -> str:
     return f"{'failed':>{width}}" if x is None else f"{x:>{width}{spec}}"
 
 
-def main() -> int:
-    if "--fsdp" in sys.argv[1:]:  # the sharded 13B case, under torchrun (bench_fsdp.py)
-        import bench_fsdp
-
-        with torch.enable_grad():  # main() runs under no_grad; training needs autograd
-            return bench_fsdp.main(sys.argv[1:])
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, with the defaults that depend on ``--small`` filled in."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (cpu only with --small)")
     ap.add_argument("--small", action="store_true", help="shrink the architecture (exercise the script on a CPU)")
@@ -511,7 +507,7 @@ def main() -> int:
                     "after each one (\"complete\": true once all ran)")
     ap.add_argument("--frozen-tower", action="store_true", help="also train LoRA with and without autograd "
                     "through the frozen vision tower (issue #22.9), side by side")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.batch_size = args.batch_size or (2 if args.small else 16)
     args.steps = args.steps or (2 if args.small else 10)
     args.warmup = min(args.warmup, 1) if args.small else args.warmup
@@ -520,6 +516,16 @@ def main() -> int:
     args.data_workers = args.data_workers if args.data_workers is not None else (2 if args.small else 4)
     args.data_samples = args.data_samples or (32 if args.small else 256)
     args.share_batch = args.share_batch if args.share_batch is not None else (8 if args.small else 16)
+    return args
+
+
+def main() -> int:
+    if "--fsdp" in sys.argv[1:]:  # the sharded 13B case, under torchrun (bench_fsdp.py)
+        import bench_fsdp
+
+        with torch.enable_grad():  # main() runs under no_grad; training needs autograd
+            return bench_fsdp.main(sys.argv[1:])
+    args = parse_args(sys.argv[1:])
 
     from coin.errors import RequirementsError
     from coin.requirements import check

@@ -300,3 +300,32 @@ def test_qwen_training_sequences_are_cut_to_max_length(qwen, images):
             qwen.train_batch([s])
     finally:
         qwen.max_length, qwen.truncated = None, set()
+
+
+def test_qwen_evaluation_builds_each_batch_ahead_in_a_thread(qwen, images, monkeypatch):
+    """#30 point 6 for the chat backbones (Qwen2-VL, ``hf``): the next batch's inputs (images decoded, resized,
+    cut into patches; prompts tokenised) are built in a thread while the model answers the batch before, and
+    the answers are the inline ones."""
+    import threading
+
+    from coin.engine.evaluate import generate_answers
+
+    records = [{"question_id": f"q{k}", "task": "GQA", "image_path": images[k % 4], "text": f"What is shown, {k}?"}
+               for k in range(7)]
+    built: list[str] = []
+    real = ChatVLM.generation_batch
+
+    def recorded(self, samples):
+        built.append(threading.current_thread().name)
+        return real(self, samples)
+
+    monkeypatch.setattr(ChatVLM, "generation_batch", recorded)
+    monkeypatch.setattr(qwen, "prefetch", None)  # an evaluation without the thread
+    inline = generate_answers(qwen, records, 6, 2, progress=False)
+    assert len(built) == 4 and not any(name.startswith("coin-prefetch") for name in built)
+    monkeypatch.delattr(qwen, "prefetch")
+    built.clear()
+    ahead = generate_answers(qwen, records, 6, 2, progress=False)
+    assert ahead == inline and len(set(inline.values())) > 1
+    assert len(built) == 4 and all(name.startswith("coin-prefetch") for name in built), built  # none rebuilt
+    assert not qwen._prefetched  # every batch built ahead was taken

@@ -240,12 +240,11 @@ def test_bench_gpu_measures_the_frozen_tower_side_by_side():
     """``bench_gpu.py --frozen-tower`` on the shrunken architecture: both runs train and are reported."""
     import sys
     from pathlib import Path
-    from types import SimpleNamespace
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     import bench_gpu
 
-    args = SimpleNamespace(rank=4, alpha=None, dropout=0.0, attn="sdpa", no_gradient_checkpointing=False,
-                           batch_size=1, text_tokens=8, answer_tokens=2, steps=1, warmup=0)
+    args = bench_gpu.parse_args(["--small", "--device", "cpu", "--rank", "4", "--dropout", "0", "--batch-size", "1",
+                                 "--text-tokens", "8", "--answer-tokens", "2", "--steps", "1", "--warmup", "0"])
     line = bench_gpu.bench_frozen_tower(bench_gpu.llava_config(small=True), args, torch.device("cpu"), torch.float32)
     assert line.startswith("frozen tower (lora r4): without autograd ") and "with autograd through it" in line

@@ -189,3 +189,39 @@ def test_loader_workers_draw_the_same_when_the_stream_starts_part_way():
     other = list(load_batches(parts, _draws_in_worker, num_workers=2, prefetch=1, seed="1/1"))  # another stage
     assert not torch.equal(whole[0]["torch"], other[0]["torch"])
     assert len({float(b["python"]) for b in whole}) == 6  # no two micro-batches draw alike
+
+
+@pytest.mark.slow
+def test_every_process_resumes_with_its_own_generators(tmp_path):
+    """Several processes: each draws its own numbers (dropout on its own rows, a method's hooks), so a
+    checkpoint keeps every process's generators and each restores its own. Restoring the main process's
+    on every one gave the others another stream after a resume, and other weights."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           str(Path(__file__).with_name("rng_worker.py")), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-5000:]
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert any("resuming training at step 2/4" in line for line in got["log"]) or rank > 0, got["log"]
+        assert got["equal"], f"process {rank} resumed to other weights (max difference {got['max_diff']:g})"
+
+
+def test_a_process_takes_its_own_generators_only_from_a_checkpoint_of_as_many_processes():
+    main, other = {"torch": [1]}, {"torch": [2]}
+    rng = ckpt.with_processes([main, other])
+    assert rng["torch"] == [1] and rng["processes"] == [main, other]  # one process's reader finds the main's
+    assert ckpt.of_process(rng, 1, 2) == other and ckpt.of_process(rng, 0, 2) == main
+    assert ckpt.of_process(rng, 1, 3)["torch"] == [1]  # relaunched on 3 processes: the main's, as before
+    assert ckpt.with_processes([main]) == main and ckpt.of_process(main, 0, 1) == main  # one process: unchanged

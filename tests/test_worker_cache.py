@@ -50,3 +50,22 @@ def test_a_real_wrapper_builds_the_same_batch_without_caching(tmp_path):
     b = other.train_batch(samples)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert len(vlm._pixel_cache) == 0 and len(other._pixel_cache) == 3
+
+
+def test_the_processes_of_one_machine_share_model_image_cache_mb(monkeypatch):
+    """#30 point 6: one budget for host memory. ``model.image_cache_mb`` is what the processes of one
+    machine keep together: under 8 processes each keeps an eighth (8 x 2 GiB held 16 GiB before)."""
+    from coin.config_load import load_config
+    from coin.engine.run import _share_pixel_cache
+
+    cfg = load_config(None, ["model.image_cache_mb=1024"])  # the backbone's option, under model:
+    said: list[str] = []
+    vlm = tiny_vlm(seed=0)
+    full = vlm._pixel_cache.max_bytes
+    _share_pixel_cache(vlm, cfg, said.append)  # one process: the cache keeps its bound
+    assert vlm._pixel_cache.max_bytes == full and not said
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # two machines of 8: the budget is each machine's
+    _share_pixel_cache(vlm, cfg, said.append)
+    assert vlm._pixel_cache.max_bytes == 1024 * 2**20 // 8
+    assert said == ["preprocessed-image cache: 1024 MiB on this machine, 128 MiB for each of its 8 processes"]

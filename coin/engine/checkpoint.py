@@ -8,9 +8,10 @@ reported and the previous good one is used.
 
 The RNG state is every generator a step may draw from: torch's CPU generator, every CUDA
 device's (LoRA dropout on a GPU draws there), Python's ``random`` and NumPy's global one (a
-method's hooks may use either). All are stored in ``meta.json`` as plain ints and floats, so
-reading a checkpoint unpickles nothing. A checkpoint written before a generator was saved
-leaves that generator as it is on restore.
+method's hooks may use either), of every process: each draws its own numbers, so each restores
+its own (``with_processes``, ``of_process``). All are stored in ``meta.json`` as plain ints and
+floats, so reading a checkpoint unpickles nothing. A checkpoint written before a generator was
+saved leaves that generator as it is on restore.
 """
 
 from __future__ import annotations
@@ -53,13 +54,16 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def snapshot(step: int, named_params: dict[str, torch.Tensor], opt, sched, plan: dict | None = None) -> dict:
+def snapshot(step: int, named_params: dict[str, torch.Tensor], opt, sched, plan: dict | None = None,
+             rng: dict | None = None) -> dict:
     """Everything a checkpoint holds, copied to host memory now: what ``write_snapshot`` writes later,
-    however the training has moved on meanwhile (the copies share no storage with the live tensors)."""
+    however the training has moved on meanwhile (the copies share no storage with the live tensors).
+    ``rng``: the generators to keep (default this process's; ``with_processes`` for several)."""
     tensors = {f"param.{k}": v.detach().to("cpu", copy=True).contiguous() for k, v in named_params.items()}
     opt_tensors, opt_meta = _flatten_optimizer(opt)
     tensors.update({k: v.clone() for k, v in opt_tensors.items()})
-    meta = {"step": step, "scheduler": sched.state_dict(), "optimizer": opt_meta, "rng": rng_state(), "plan": plan}
+    meta = {"step": step, "scheduler": sched.state_dict(), "optimizer": opt_meta,
+            "rng": rng if rng is not None else rng_state(), "plan": plan}
     return {"tensors": tensors, "meta": json.loads(json.dumps(meta))}  # a deep copy of plain values
 
 
@@ -95,12 +99,13 @@ def write_snapshot(folder: Path, snap: dict, free_space_check: bool = True) -> P
 
 
 def save_checkpoint(folder: Path, step: int, named_params: dict[str, torch.Tensor], opt, sched,
-                    free_space_check: bool = True, plan: dict | None = None) -> Path:
+                    free_space_check: bool = True, plan: dict | None = None, rng: dict | None = None) -> Path:
     """Write ``folder/step-NNNNNN`` atomically, now, and return its path.
 
     ``plan``: what the step counter means (the stage's steps and samples per step), checked on restore.
+    ``rng``: as for ``snapshot``.
     """
-    return write_snapshot(folder, snapshot(step, named_params, opt, sched, plan), free_space_check)
+    return write_snapshot(folder, snapshot(step, named_params, opt, sched, plan, rng), free_space_check)
 
 
 class AsyncCheckpointer:
@@ -211,6 +216,23 @@ def rng_state() -> dict:
     rng["numpy"] = {"kind": kind, "key": [int(k) for k in key], "pos": int(pos), "has_gauss": int(has_gauss),
                     "cached_gaussian": float(cached)}
     return rng
+
+
+def with_processes(states: list[dict]) -> dict:
+    """The generators of a checkpoint written by several processes (``states``: each one's ``rng_state``,
+    in rank order): the main process's, as one process's checkpoint holds them, and every process's under
+    ``processes``. Each process draws its own numbers (LoRA dropout over its own rows, a method's hooks),
+    so each restores its own (``of_process``)."""
+    return states[0] if len(states) == 1 else {**states[0], "processes": states}
+
+
+def of_process(rng: dict, rank: int, world: int) -> dict:
+    """Process ``rank``'s generators in a checkpoint's ``rng``: its own where the checkpoint kept every
+    process's and was written by as many processes; else the main process's (a checkpoint of one process,
+    one written before every process's were kept, or a relaunch on another process count, which draws
+    differently anyway)."""
+    every = rng.get("processes")
+    return every[rank] if every and len(every) == world else rng
 
 
 def set_rng_state(rng: dict) -> None:

@@ -45,6 +45,11 @@ def rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
+def local_world() -> int:
+    """Processes on this machine (the launcher's ``LOCAL_WORLD_SIZE``; every process where it says none)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", world()))
+
+
 def is_main() -> bool:
     return rank() == 0
 
@@ -238,6 +243,18 @@ def _all_reduce(value: float, op: str) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=device() if tdist.get_backend() == "nccl" else "cpu")
     tdist.all_reduce(t, op={"sum": tdist.ReduceOp.SUM, "max": tdist.ReduceOp.MAX}[op])
     return float(t.item())
+
+
+def gather_objects(obj) -> list:
+    """``obj`` of every process in rank order, on every process (``[obj]`` for one process). For small
+    values that every process computes at the same point (each one's generator states at a checkpoint)."""
+    import torch.distributed as tdist
+
+    if world() == 1 or not tdist.is_initialized():
+        return [obj]
+    out = [None] * world()
+    tdist.all_gather_object(out, obj)
+    return out
 
 
 def any_true(flag: bool) -> bool:

@@ -54,7 +54,7 @@ from coin.methods import StageContext, build_method
 from coin.options import flat_dict
 from coin.tasks.protocol_sets import with_backbone
 from coin.models import BACKBONES, VLM, load_model
-from coin.models.backbone import CachesVision, SharesPrefix
+from coin.models.backbone import CachesPixels, CachesVision, SharesPrefix
 from coin.models.empty import empty_weights
 from coin.tasks.orders import resolve_order
 from coin.tasks import get_task
@@ -259,6 +259,7 @@ def _load(run: _Session, headers: HeaderPass | None) -> None:
             weights_from_main.receive_whole(vlm.model, dist.device())
         else:
             vlm.model.to(dist.device())
+    _share_pixel_cache(vlm, cfg, log)
     if isinstance(vlm, SharesPrefix):  # LLaVA models (Qwen2-VL's M-RoPE keeps per-question prefill)
         vlm.share_prefix = cfg.eval.share_prefix
     if hasattr(vlm, "eval_image_mode"):  # LLaVA models: test images padded or cropped (coin.tasks.image_modes)
@@ -270,6 +271,16 @@ def _load(run: _Session, headers: HeaderPass | None) -> None:
     run.vlm = vlm
     if run.sharded:  # the adapter goes on before the base is sharded; a fresh one adds exactly 0 (B = 0)
         _attach(vlm, cfg, log, run.sharded)
+
+
+def _share_pixel_cache(vlm: VLM, cfg: RunConfig, log) -> None:
+    """``model.image_cache_mb`` is the preprocessed-image budget of one machine: its processes share it
+    (8 processes of the default 2 GiB each held 16 GiB of host memory; loader workers keep none)."""
+    mb, local = getattr(cfg.model.options, "image_cache_mb", None), dist.local_world()
+    if mb is None or local <= 1 or not isinstance(vlm, CachesPixels):
+        return
+    vlm.limit_pixel_cache(mb * 2**20 // local)
+    log(f"preprocessed-image cache: {mb} MiB on this machine, {mb / local:.0f} MiB for each of its {local} processes")
 
 
 def _zero_shot(run: _Session) -> Path:

@@ -156,7 +156,7 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
     if found is not None:
         # every generator a step draws from (torch CPU and CUDA, random, NumPy) as it was after step
         # ``start`` of the interrupted run; nothing between here and the first step draws
-        ckpt.set_rng_state(found[0]["rng"])
+        ckpt.set_rng_state(ckpt.of_process(found[0]["rng"], rank, world))
     t0, losses, skipped = time.time(), [], 0
     # periodic checkpoints written in the background on the main process (train.checkpoint_async)
     writer = (ckpt.AsyncCheckpointer(checkpoint_dir) if checkpoint_dir is not None and cfg.checkpoint_async
@@ -197,15 +197,16 @@ def train_stage(ctx: StageContext, samples: list, cfg: TrainConfig, methods: lis
                     # every process takes part: clocks differ, and one process's "time" is enough
                     periodic = dist.any_true(_now() - last_checkpoint >= 60 * cfg.checkpoint_minutes)
                 if checkpoint_dir is not None and (periodic or stop.signal is not None):
+                    rng = ckpt.with_processes(dist.gather_objects(ckpt.rng_state()))  # each process's own
                     with fsdp.optimizer_state_on_main(opt):  # the moments of every process, when sharded
                         if dist.is_main():
                             meta = _plan_meta(plan, per_rank * world)
                             if writer is not None and stop.signal is None:
-                                writer.submit(ckpt.snapshot(done, named, opt, sched, plan=meta))
+                                writer.submit(ckpt.snapshot(done, named, opt, sched, plan=meta, rng=rng))
                             else:  # interrupted: written now, before the stage reports it
                                 if writer is not None:
                                     writer.wait()
-                                ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched, plan=meta)
+                                ckpt.save_checkpoint(checkpoint_dir, done, named, opt, sched, plan=meta, rng=rng)
                                 ckpt.prune(checkpoint_dir)
                     last_checkpoint = _now()
                     if stop.signal is None:

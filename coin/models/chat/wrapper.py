@@ -24,6 +24,7 @@ that have an image, in order.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,12 @@ class ChatVLM:
         if self.tokenizer.eos_token_id not in (None, eot):
             self.eos_ids.append(self.tokenizer.eos_token_id)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eot
+        # generation batches built ahead (prefetch), by their samples' ids; the two newest at most
+        self._prefetched: dict[tuple[str, ...], dict[str, torch.Tensor]] = {}
+        self._prefetch_lock = threading.Lock()
+        # the tokenizer is shared with the prefetch thread: one of them uses it at a time (a fast
+        # tokenizer borrowed mutably while another thread decodes fails with "Already borrowed")
+        self._text_lock = threading.RLock()
 
     # ------------------------------------------------------------------ text from the template
     def render(self, messages: list[dict], generation_prompt: bool = False) -> str:
@@ -188,7 +195,10 @@ class ChatVLM:
 
     # ------------------------------------------------------------------ inputs
     def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        if not text:
+            return []
+        with self._text_lock:
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def encode_prompt(self, s: Sample, prompt: str) -> tuple[dict[str, list[int]], dict[str, torch.Tensor]]:
         """Per-token inputs (input_ids, attention_mask, ...) and vision tensors of the prompt with its image
@@ -202,7 +212,8 @@ class ChatVLM:
             if pads_to_square(s.task):
                 image = expand_to_square(image, getattr(self.processor, "image_processor", None))
             kwargs["images"] = [image]
-        enc = self.processor(text=[prompt], return_tensors="pt", **kwargs)
+        with self._text_lock:
+            enc = self.processor(text=[prompt], return_tensors="pt", **kwargs)
         width = enc["input_ids"].shape[-1]
         text, vision = {}, {}
         for key, value in enc.items():
@@ -274,6 +285,22 @@ class ChatVLM:
             vision.append(v)
         return {**self._pad(rows, left=True), **self._stack_vision(vision)}
 
+    def prefetch(self, samples: list[Sample]) -> None:
+        """Build the generation batch of ``samples`` ahead of its turn (images decoded, resized and cut into
+        patches, prompts tokenised): the evaluation runs this in a thread while the model answers the batch
+        before, and ``generate`` takes it. The inputs are ``generation_batch``'s own, so the answers are the
+        same; the two newest batches are kept at most."""
+        batch = self.generation_batch(samples)
+        with self._prefetch_lock:
+            self._prefetched[tuple(s.id for s in samples)] = batch
+            while len(self._prefetched) > 2:
+                self._prefetched.pop(next(iter(self._prefetched)))
+
+    def _inputs(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        with self._prefetch_lock:
+            batch = self._prefetched.pop(tuple(s.id for s in samples), None)
+        return batch if batch is not None else self.generation_batch(samples)
+
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, samples: list[Sample], max_new_tokens: int) -> list[str]:
@@ -284,7 +311,7 @@ class ChatVLM:
         """
         from coin.models.kv_cache import cache_for  # imports transformers: not at module load
 
-        with generating(self.model, self.generation_batch(samples)) as batch:
+        with generating(self.model, self._inputs(samples)) as batch:
             out = self.model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
@@ -303,7 +330,9 @@ class ChatVLM:
                 **cache_for(self.model, self.kv_cache, batch["input_ids"].shape[1], max_new_tokens),
             )
         new = out[:, batch["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        with self._text_lock:
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [t.strip() for t in texts]
 
     # ------------------------------------------------------------------ persistence
     def save_base(self, path: str | Path) -> None:

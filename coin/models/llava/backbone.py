@@ -14,7 +14,7 @@ LLAVA_MAX_LENGTH = 2048  # LLaVA-1.5's --model_max_length in its (and CoIN's) tr
 
 @dataclass
 class LlavaOptions(PathOptions):
-    image_cache_mb: int = 2048  # preprocessed images kept per process, in MiB; 0: none
+    image_cache_mb: int = 2048  # preprocessed images kept, in MiB, by one machine's processes together; 0: none
 
     def check(self) -> list[str]:
         return super().check() + image_cache_problems(self.image_cache_mb)
@@ -68,7 +68,7 @@ class LlavaPretrainOptions:
     lm_path: str | None = None  # a Vicuna-style LM folder (LlamaForCausalLM + tokenizer)
     vision_path: str | None = None  # a CLIP vision folder (e.g. clip-vit-large-patch14-336)
     projector_path: str | None = None  # LLaVA's stage-1 mm_projector.bin (a plain state dict)
-    image_cache_mb: int = 2048  # preprocessed images kept per process, in MiB; 0: none
+    image_cache_mb: int = 2048  # preprocessed images kept, in MiB, by one machine's processes together; 0: none
 
     def check(self) -> list[str]:
         problems = [f"{k} is required for model.name 'llava-pretrain' ({text})" for k, (text, _) in _PARTS.items()

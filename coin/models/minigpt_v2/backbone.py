@@ -43,7 +43,7 @@ class MiniGPTv2Options:
     image_size: int = 448  # images resized to this square (no padding), the ViT's pos_embed resized to match
     vit_depth: int = 39  # ViT blocks used (eva_vit_g.pth has 40; MiniGPT-v2 drops the last)
     vit_heads: int = 16  # attention heads of the ViT (ViT-g: 16 of 88)
-    image_cache_mb: int = 2048  # preprocessed images kept per process, in MiB; 0: none
+    image_cache_mb: int = 2048  # preprocessed images kept, in MiB, by one machine's processes together; 0: none
 
     def check(self) -> list[str]:
         problems = [f"{k} is required for model.name 'minigpt-v2' ({text})" for k, (text, _) in _PARTS.items()

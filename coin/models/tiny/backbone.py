@@ -30,7 +30,7 @@ class PretrainConfig:
 class TinyOptions:
     tiny: dict = field(default_factory=dict)  # overrides of coin.models.tiny.model.TinyConfig (sizes, vocabulary)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # the base's caption pretraining
-    image_cache_mb: int = 2048  # preprocessed images kept per process, in MiB; 0: none
+    image_cache_mb: int = 2048  # preprocessed images kept, in MiB, by one machine's processes together; 0: none
 
     def check(self) -> list[str]:
         return image_cache_problems(self.image_cache_mb)
