@@ -2,7 +2,8 @@
 processes with LoRA dropout and a method whose draws differ by process (as dropout's do on GPUs, where
 each process's rows have their own lengths), once uninterrupted, once interrupted at its third step and
 resumed from the checkpoint. Each process writes OUT/rank<r>.json: whether it ended with the
-uninterrupted run's weights, bit for bit."""
+uninterrupted run's weights, bit for bit. Its helpers (``Draws``, ``seed``, ``fresh``, ``weights``) serve the
+single-process tests there too."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from coin.engine.train import train_stage  # noqa: E402
 from coin.methods import Method, StageContext  # noqa: E402
 
 
-class RankDraws(Method):
-    """Scales the loss by draws whose number depends on the process, from torch's, Python's and NumPy's
-    generators; raises (as a kill would) at micro-batch ``stop_at``, before drawing."""
+class Draws(Method):
+    """Scales the loss by draws from torch's, Python's and NumPy's generators, as a method's hook may, their
+    number depending on the process (1 in a single one); raises (as a kill would) at micro-batch ``stop_at``,
+    before drawing. tests/test_rng_resume.py uses it in one process too."""
 
-    name = "rank-draws"
+    name = "draws"
 
     def __init__(self, stop_at: int = 0) -> None:
         super().__init__()
@@ -74,12 +76,12 @@ def main(out: Path) -> None:
 
     seed(5)
     ref = fresh()
-    train_stage(ctx(ref), samples, cfg, [RankDraws()], seed=1, progress=False)
+    train_stage(ctx(ref), samples, cfg, [Draws()], seed=1, progress=False)
 
     seed(5)
     vlm = fresh()
     try:
-        train_stage(ctx(vlm), samples, cfg, [RankDraws(stop_at=3)], seed=1, progress=False,
+        train_stage(ctx(vlm), samples, cfg, [Draws(stop_at=3)], seed=1, progress=False,
                     checkpoint_dir=out / "checkpoints")
         raise AssertionError("the stage was not interrupted")
     except KeyboardInterrupt:
@@ -89,7 +91,7 @@ def main(out: Path) -> None:
     seed(5)  # a relaunched process seeds everything from the run's seed again
     resumed = fresh()
     logs: list[str] = []
-    train_stage(ctx(resumed), samples, cfg, [RankDraws()], seed=1, progress=False, checkpoint_dir=out / "checkpoints",
+    train_stage(ctx(resumed), samples, cfg, [Draws()], seed=1, progress=False, checkpoint_dir=out / "checkpoints",
                 log=logs.append)
     a, b = weights(ref), weights(resumed)
     diff = max((a[k] - b[k]).abs().max().item() for k in a)

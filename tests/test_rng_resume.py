@@ -11,19 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from coin.adapters import attach_adapter
-from coin.config import AdapterConfig, TrainConfig
+from coin.config import TrainConfig
 from coin.engine import checkpoint as ckpt
 from coin.engine.loader import load_batches
 from coin.engine.train import train_stage
-from coin.methods import Method, StageContext
-from tinyvlm import tiny_samples, tiny_vlm
-
-
-def _seed(seed: int) -> None:  # what coin.engine.run.seed_everything does at the start of every process
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from coin.methods import StageContext
+from rng_worker import Draws, fresh, seed, weights
+from tinyvlm import tiny_samples
 
 
 def _draw() -> tuple:
@@ -46,7 +40,7 @@ def _restore(path, named, opt, sched) -> int:
 
 
 def test_checkpoint_round_trip_restores_random_numpy_and_torch(tmp_path):
-    _seed(11)
+    seed(11)
     _draw()  # its gaussians leave a cached second one in both (gauss_next, has_gauss)
     path, named, opt, sched = _tiny_checkpoint(tmp_path)
     after_save = _draw()
@@ -54,65 +48,37 @@ def test_checkpoint_round_trip_restores_random_numpy_and_torch(tmp_path):
     assert {"torch", "python", "numpy"} <= set(meta["rng"])
     assert meta["rng"]["python"]["gauss_next"] is not None and meta["rng"]["numpy"]["has_gauss"] == 1
 
-    _seed(99)  # a fresh process: every generator somewhere else
+    seed(99)  # a fresh process: every generator somewhere else
     _draw()
     assert _restore(path, named, opt, sched) == 3
     assert _draw() == after_save
 
 
-class _Draws(Method):
-    """Scales the loss by draws from Python's ``random`` and NumPy, as a method's hook may; raises
-    (as a kill would) at micro-batch ``stop_at``, before drawing."""
-
-    name = "draws"
-
-    def __init__(self, stop_at: int = 0) -> None:
-        super().__init__()
-        self.stop_at, self.calls = stop_at, 0
-
-    def loss(self, ctx, batch, outputs, loss):
-        self.calls += 1
-        if self.calls == self.stop_at:
-            raise KeyboardInterrupt
-        return loss * (1.0 + random.random()) * (1.0 + float(np.random.rand()))
-
-
-def _fresh():
-    vlm = tiny_vlm(seed=0)
-    torch.manual_seed(0)
-    attach_adapter(vlm, AdapterConfig(r=4, alpha=8, dropout=0.1))  # dropout draws from torch's generator
-    return vlm
-
-
-def _weights(vlm):
-    return {n: p.detach().clone() for n, p in vlm.model.named_parameters() if p.requires_grad}
-
-
 @pytest.mark.slow
-def test_interrupted_stage_whose_method_draws_resumes_to_the_same_weights(tmp_path):
+def test_interrupted_stage_whose_method_draws_resumes_to_the_sameweights(tmp_path):
     samples = tiny_samples(tmp_path, "ColourA", 12)
     cfg = TrainConfig(batch_size=2, lr=1e-3, checkpoint_every=1, num_workers=0)
 
     def ctx(vlm):
         return StageContext(vlm=vlm, task="ColourA", stage=0, tasks=["ColourA"])
 
-    ref = _fresh()
-    _seed(5)
-    train_stage(ctx(ref), samples, cfg, [_Draws()], seed=1, progress=False)
+    ref = fresh()
+    seed(5)
+    train_stage(ctx(ref), samples, cfg, [Draws()], seed=1, progress=False)
 
-    vlm = _fresh()
-    _seed(5)
+    vlm = fresh()
+    seed(5)
     with pytest.raises(KeyboardInterrupt):
-        train_stage(ctx(vlm), samples, cfg, [_Draws(stop_at=5)], seed=1, progress=False, checkpoint_dir=tmp_path / "c")
+        train_stage(ctx(vlm), samples, cfg, [Draws(stop_at=5)], seed=1, progress=False, checkpoint_dir=tmp_path / "c")
     assert (tmp_path / "c" / "step-000004").is_dir()
 
     logs: list[str] = []
-    resumed = _fresh()
-    _seed(5)  # a restarted process seeds everything from the run's seed again
-    train_stage(ctx(resumed), samples, cfg, [_Draws()], seed=1, progress=False, checkpoint_dir=tmp_path / "c",
+    resumed = fresh()
+    seed(5)  # a restarted process seeds everything from the run's seed again
+    train_stage(ctx(resumed), samples, cfg, [Draws()], seed=1, progress=False, checkpoint_dir=tmp_path / "c",
                 log=logs.append)
     assert "resuming training at step 4/6" in "\n".join(logs)
-    a, b = _weights(ref), _weights(resumed)
+    a, b = weights(ref), weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "the resumed stage drew other numbers than an uninterrupted one"
 
@@ -157,14 +123,14 @@ def test_every_cuda_device_state_is_saved_and_restored(tmp_path, monkeypatch):
 
 
 def test_checkpoint_without_the_new_generators_still_loads(tmp_path):
-    _seed(7)
+    seed(7)
     path, named, opt, sched = _tiny_checkpoint(tmp_path)
     torch_after_save = torch.rand(3)
     meta = json.loads((path / "meta.json").read_text())
     meta["rng"] = {"torch": meta["rng"]["torch"]}  # what checkpoints held before: torch's CPU state only
     (path / "meta.json").write_text(json.dumps(meta))
 
-    _seed(8)
+    seed(8)
     py, npy = random.getstate(), np.random.get_state()
     assert _restore(path, named, opt, sched) == 3
     assert torch.equal(torch.rand(3), torch_after_save)
