@@ -329,3 +329,23 @@ def test_qwen_evaluation_builds_each_batch_ahead_in_a_thread(qwen, images, monke
     assert ahead == inline and len(set(inline.values())) > 1
     assert len(built) == 4 and all(name.startswith("coin-prefetch") for name in built), built  # none rebuilt
     assert not qwen._prefetched  # every batch built ahead was taken
+
+
+def test_a_bad_image_stops_a_qwen_evaluation_naming_it_and_keeps_the_answers_before(qwen, images, tmp_path):
+    """A prefetched batch that cannot read its image: the evaluation stops at that batch with the image named,
+    and the answers of the batches before are on disk (a relaunch asks only the rest)."""
+    import json
+
+    from coin.engine.evaluate import generate_answers
+    from coin.errors import ImageError
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    records = [{"question_id": f"q{k}", "task": "GQA", "image_path": str(broken) if k == 4 else images[k % 4],
+                "text": f"What is shown, {k}?"} for k in range(6)]
+    partial = tmp_path / "GQA.rank0.partial.jsonl"
+    with pytest.raises(ImageError, match="broken.png"):
+        generate_answers(qwen, records, 4, 2, progress=False, partial=partial)
+    kept = [json.loads(line)["question_id"] for line in partial.read_text().splitlines()]
+    assert kept == ["q0", "q1", "q2", "q3"]
+    assert not qwen._prefetched  # nothing left behind for the next evaluation
